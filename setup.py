@@ -1,0 +1,123 @@
+"""Build the zigllama extensions.
+
+Every ``zigllama/_core/<name>.pyx`` becomes the extension ``zigllama._core.<name>``;
+C sources in ``zigllama/_core/src/<name>/`` are compiled into it. Compiler
+directives and flags are set here once, for every module.
+
+No ``-march=native``: kernels that want AVX2/FMA/F16C carry ``target`` attributes
+and are picked at run time (see ``include/zigllama/zl_cpu.h``), so a wheel built
+here runs on any x86-64 machine.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from glob import glob
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORE = os.path.join("zigllama", "_core")
+INCLUDE = os.path.join(CORE, "include")
+
+COMPILER_DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": False,
+    "wraparound": False,
+    "cdivision": True,
+    "initializedcheck": False,
+    "embedsignature": True,
+    "binding": True,
+    "cpow": True,
+}
+
+# -ffp-contract=off: dequantization must match the reference bit for bit, so the
+# compiler may not fuse a*b+c into an FMA where the reference does not (GCC fuses by
+# default in GNU C mode wherever FMA is enabled, e.g. inside target("fma") kernels).
+BASE_CFLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-Wno-unused-function"]
+
+
+def _compiler_accepts(flags, source="int main(void){return 0;}\n", link_flags=()):
+    """Compile-and-link probe: does the C compiler accept these flags?"""
+    cc = os.environ.get("CC") or "cc"
+    tmp = tempfile.mkdtemp(prefix="zigllama-probe-")
+    try:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(source)
+        cmd = cc.split() + list(flags) + [src, "-o", os.path.join(tmp, "probe")] + list(link_flags)
+        return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+OPENMP_PROBE = """
+#include <omp.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    return n > 0 ? 0 : 1;
+}
+"""
+
+
+def openmp_flags():
+    """OpenMP compile/link flags, or empty lists if the compiler lacks OpenMP.
+
+    ZIGLLAMA_DISABLE_OPENMP=1 forces a serial build (prange then runs serially).
+    """
+    if os.environ.get("ZIGLLAMA_DISABLE_OPENMP", "") not in ("", "0"):
+        return [], []
+    for flag in ("-fopenmp", "-qopenmp"):
+        if _compiler_accepts([flag], OPENMP_PROBE, [flag]):
+            return [flag], [flag]
+    return [], []
+
+
+def extensions():
+    omp_compile, omp_link = openmp_flags()
+    have_openmp = bool(omp_compile)
+    print(f"zigllama: OpenMP {'enabled' if have_openmp else 'NOT available: prange runs serially'}")
+    exts = []
+    for pyx in sorted(glob(os.path.join(CORE, "*.pyx"))):
+        name = os.path.splitext(os.path.basename(pyx))[0]
+        sources = [pyx] + sorted(glob(os.path.join(CORE, "src", name, "*.c")))
+        exts.append(
+            Extension(
+                f"zigllama._core.{name}",
+                sources=sources,
+                include_dirs=[INCLUDE, os.path.join(CORE, "src", name), numpy.get_include()],
+                define_macros=[
+                    ("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),
+                    ("ZL_HAVE_OPENMP", "1" if have_openmp else "0"),
+                ],
+                extra_compile_args=BASE_CFLAGS + omp_compile,
+                extra_link_args=omp_link,
+            )
+        )
+    return cythonize(
+        exts,
+        compiler_directives=COMPILER_DIRECTIVES,
+        include_path=[CORE],
+        nthreads=int(os.environ.get("ZIGLLAMA_BUILD_JOBS", "0")) or (os.cpu_count() or 1),
+        annotate=os.environ.get("ZIGLLAMA_ANNOTATE", "") not in ("", "0"),
+    )
+
+
+class BuildExt(build_ext):
+    """Compile extensions in parallel unless told otherwise."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

@@ -1,0 +1,31 @@
+"""zigllama: the Foundations layer of an LLM inference engine, in Cython.
+
+Tensors generic over their element type, explicit allocators, memory-mapped GGUF
+model files, dequantization of every GGML block format, a BLAS vtable and a
+work-stealing thread pool: from a model file on disk to a matrix product on
+every core. Each module mirrors a Zig module of ZigLlama (see ``docs/``).
+"""
+import os as _os
+
+from . import errors
+from ._config import num_threads, set_num_threads
+from .errors import *  # noqa: F401,F403  (the error family is public API)
+
+__version__ = "0.1.0"
+
+
+def get_include():
+    """Directory to add to a downstream extension's include path.
+
+    It holds the ``zigllama/*.h`` C headers; the ``.pxd`` files are found by
+    Cython through the installed package itself.
+    """
+    return _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "_core", "include")
+
+
+def show_config(file=None):
+    """Print what this build of zigllama has: compiler, OpenMP, CPU features,
+    BLAS backend and thread settings."""
+    from ._show_config import config_lines
+
+    print("\n".join(config_lines()), file=file)

@@ -1,0 +1,14 @@
+/* OpenMP where the build found it; serial stand-ins where it did not. */
+#ifndef ZIGLLAMA_ZL_OMP_H
+#define ZIGLLAMA_ZL_OMP_H
+
+#if defined(_OPENMP)
+#include <omp.h>
+static inline int zl_omp_max_threads(void) { return omp_get_max_threads(); }
+static inline int zl_omp_version(void) { return _OPENMP; }
+#else
+static inline int zl_omp_max_threads(void) { return 1; }
+static inline int zl_omp_version(void) { return 0; }
+#endif
+
+#endif

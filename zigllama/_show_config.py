@@ -1,0 +1,47 @@
+"""The report behind ``zigllama.show_config()`` and ``zigllama topology``."""
+import platform as _py_platform
+
+from ._core import platform
+from ._config import available_cpus, num_threads
+
+
+def config_dict():
+    """Build and run-time facts as a dict (JSON-serialisable)."""
+    from . import __version__
+
+    built_omp, omp_version, omp_threads = platform.openmp()
+    info = {
+        "version": __version__,
+        "python": _py_platform.python_version(),
+        "machine": _py_platform.machine(),
+        "compiler": platform.compiler(),
+        "openmp": {"built": built_omp, "version": omp_version, "max_threads": omp_threads},
+        "cpu_features": platform.cpu_features(),
+        "simd_kernels": "avx2+fma+f16c" if platform.simd_kernels() else "portable",
+        "threads": {"setting": num_threads(), "available_cpus": available_cpus()},
+    }
+    for extra in _EXTRA_SECTIONS:
+        info.update(extra())
+    return info
+
+
+# Modules that arrive later (BLAS, threading) add sections here.
+_EXTRA_SECTIONS = []
+
+
+def config_lines():
+    info = config_dict()
+    lines = [f"zigllama {info['version']}"]
+
+    def walk(d, indent):
+        for k, v in d.items():
+            if k == "version":
+                continue
+            if isinstance(v, dict):
+                lines.append(f"{'  ' * indent}{k}:")
+                walk(v, indent + 1)
+            else:
+                lines.append(f"{'  ' * indent}{k}: {v}")
+
+    walk(info, 1)
+    return lines

@@ -1,0 +1,1 @@
+"""Subcommands of the ``zigllama`` command line (see ``zigllama.cli``)."""

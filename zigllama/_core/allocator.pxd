@@ -1,0 +1,38 @@
+# The allocator interface for Cython callers (Zig's std.mem.Allocator).
+#
+# nogil code receives `Allocator.c` (a {ctx, vtable} struct) and calls zl_alloc /
+# zl_free on it; Python-level code calls `allocate` / `deallocate`, which turn a
+# NULL into OutOfMemory and misuse into an AllocatorError.
+
+from libc.stdint cimport uint64_t
+
+cdef extern from "zigllama/zl_allocator.h" nogil:
+    ctypedef struct zl_allocator_vtable:
+        void *(*alloc)(void *ctx, size_t size, size_t alignment) noexcept nogil
+        int (*resize)(void *ctx, void *ptr, size_t old_size, size_t new_size, size_t alignment) noexcept nogil
+        void (*free)(void *ctx, void *ptr, size_t size, size_t alignment) noexcept nogil
+
+    ctypedef struct zl_allocator:
+        void *ctx
+        const zl_allocator_vtable *vtable
+
+    void *zl_alloc(zl_allocator a, size_t size, size_t alignment) noexcept
+    int zl_resize(zl_allocator a, void *ptr, size_t old_size, size_t new_size, size_t alignment) noexcept
+    void zl_free(zl_allocator a, void *ptr, size_t size, size_t alignment) noexcept
+    size_t ZL_DEFAULT_ALIGNMENT
+
+
+cdef class Allocator:
+    # {ctx, vtable}: what nogil code is handed.
+    cdef zl_allocator c
+    # Bumped whenever memory handed out earlier becomes invalid all at once
+    # (an arena reset): memory allocated in an older generation is dead.
+    cdef readonly uint64_t generation
+
+    # With the GIL: NULL from the vtable becomes OutOfMemory naming the size.
+    cdef void *allocate(self, size_t size, size_t alignment) except NULL
+    # With the GIL: a double free or a free of foreign memory raises (where the
+    # allocator can tell); otherwise the memory goes back.
+    cdef int deallocate(self, void *ptr, size_t size, size_t alignment) except -1
+    # 0 if memory from `generation` is still valid, else raises UseAfterReset.
+    cdef int check_generation(self, uint64_t generation) except -1

@@ -22,6 +22,12 @@
 #define ZL_GEMM_SERIAL_WORK (64.0 * 64.0 * 64.0)
 #define ZL_GEMV_SERIAL_WORK (256.0 * 256.0)
 
+#if defined(_OPENMP)
+#define ZL_THREAD_NUM() omp_get_thread_num()
+#else
+#define ZL_THREAD_NUM() 0
+#endif
+
 static inline int zl_blas_threads_for(int threads, double work, double serial_work) {
     return (threads > 1 && work >= serial_work) ? threads : 1;
 }

@@ -2,9 +2,9 @@
  * generic.c with ZL_T, ZL_X(name), ZL_MR, ZL_NR and ZL_BLOCKING(ctx) defined).
  *
  * GEMM follows the BLIS/GotoBLAS structure: for each kc x nc panel of B (packed
- * once, shared by the threads), for each mc x kc block of A (packed once, shared),
- * the threads split the block's MR x NR tiles of C between them and run the
- * register-tiled micro-kernel on each. Matrices arrive as general strides, so
+ * once, shared by the threads), each thread takes mc x kc blocks of A in turn,
+ * packs one into its own buffer and runs the register-tiled micro-kernel over
+ * the block's MR x NR tiles of C. Matrices arrive as general strides, so
  * both layouts and all transpose pairs reduce to one loop nest.
  */
 
@@ -137,10 +137,18 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
         return ZL_BLAS_OK;
     }
     const zl_gemm_blocking blk = ZL_BLOCKING(ctx);
+    const int nt = zl_blas_threads_for(ctx->num_threads, (double)m * (double)n * (double)k, ZL_GEMM_SERIAL_WORK);
+    /* Blocks of rows of C are the unit of parallel work (each thread packs its
+     * own block of A; the panel of B is shared). Their count is a multiple of
+     * the thread count and their height even, so no thread waits for another. */
+    zl_blas_int n_ic = (m + blk.mc - 1) / blk.mc;
+    n_ic = zl_round_up(n_ic, nt);
+    const zl_blas_int mc_blk = zl_round_up((m + n_ic - 1) / n_ic, ZL_MR);
+    n_ic = (m + mc_blk - 1) / mc_blk;
     const zl_blas_int kc_max = k < blk.kc ? k : blk.kc;
-    const zl_blas_int mc_max = zl_round_up(m < blk.mc ? m : blk.mc, ZL_MR);
     const zl_blas_int nc_max = zl_round_up(n < blk.nc ? n : blk.nc, ZL_NR);
-    ZL_T *apack = zl_blas_alloc((size_t)mc_max * kc_max * sizeof(ZL_T));
+    const size_t apack_elems = (size_t)mc_blk * kc_max;
+    ZL_T *apack = zl_blas_alloc((size_t)nt * apack_elems * sizeof(ZL_T));
     ZL_T *bpack = zl_blas_alloc((size_t)nc_max * kc_max * sizeof(ZL_T));
     if (apack == NULL || bpack == NULL) {
         free(apack);
@@ -152,43 +160,44 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
 #if ZL_X86
     if (zl_cpu_has_avx2()) kernel = ZL_X(kernel_avx2);
 #endif
-    const int nt = zl_blas_threads_for(ctx->num_threads, (double)m * (double)n * (double)k, ZL_GEMM_SERIAL_WORK);
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
-    for (zl_blas_int jc = 0; jc < n; jc += blk.nc) {
-        const zl_blas_int nc = n - jc < blk.nc ? n - jc : blk.nc;
-        const zl_blas_int n_jr = (nc + ZL_NR - 1) / ZL_NR;
-        for (zl_blas_int pc = 0; pc < k; pc += blk.kc) {
-            const zl_blas_int kc = k - pc < blk.kc ? k - pc : blk.kc;
-            /* Only the first block of k applies the caller's beta. */
-            const ZL_T beta_eff = pc == 0 ? beta : (ZL_T)1;
-            zl_blas_int jr;
+    {
+        ZL_T *my_apack = apack + (size_t)ZL_THREAD_NUM() * apack_elems;
+        for (zl_blas_int jc = 0; jc < n; jc += blk.nc) {
+            const zl_blas_int nc = n - jc < blk.nc ? n - jc : blk.nc;
+            const zl_blas_int n_jr = (nc + ZL_NR - 1) / ZL_NR;
+            for (zl_blas_int pc = 0; pc < k; pc += blk.kc) {
+                const zl_blas_int kc = k - pc < blk.kc ? k - pc : blk.kc;
+                /* Only the first block of k applies the caller's beta. */
+                const ZL_T beta_eff = pc == 0 ? beta : (ZL_T)1;
+                zl_blas_int jr, icb;
 #pragma omp for schedule(static)
-            for (jr = 0; jr < n_jr; jr++) {
-                const zl_blas_int j = jc + jr * ZL_NR;
-                ZL_X(pack_b_panel)(kc, n - j < ZL_NR ? n - j : ZL_NR, b + pc * rsb + j * csb, rsb, csb,
-                                   bpack + jr * ZL_NR * kc);
-            }
-            for (zl_blas_int ic = 0; ic < m; ic += blk.mc) {
-                const zl_blas_int mc = m - ic < blk.mc ? m - ic : blk.mc;
-                const zl_blas_int n_ir = (mc + ZL_MR - 1) / ZL_MR;
-                zl_blas_int ir;
-#pragma omp for schedule(static)
-                for (ir = 0; ir < n_ir; ir++) {
-                    const zl_blas_int i = ic + ir * ZL_MR;
-                    ZL_X(pack_a_panel)(kc, m - i < ZL_MR ? m - i : ZL_MR, a + i * rsa + pc * csa, rsa, csa,
-                                       apack + ir * ZL_MR * kc);
+                for (jr = 0; jr < n_jr; jr++) {
+                    const zl_blas_int j = jc + jr * ZL_NR;
+                    ZL_X(pack_b_panel)(kc, n - j < ZL_NR ? n - j : ZL_NR, b + pc * rsb + j * csb, rsb, csb,
+                                       bpack + jr * ZL_NR * kc);
                 }
-                /* Tiles in column-panel-major order: a thread's contiguous share
-                 * reuses each B micro-panel from L1 across the rows of tiles. */
-                zl_blas_int t;
 #pragma omp for schedule(static)
-                for (t = 0; t < n_jr * n_ir; t++) {
-                    const zl_blas_int jr_t = t / n_ir, ir_t = t % n_ir;
-                    const zl_blas_int i = ic + ir_t * ZL_MR, j = jc + jr_t * ZL_NR;
-                    kernel(kc, apack + ir_t * ZL_MR * kc, bpack + jr_t * ZL_NR * kc, c + i * ldc + j, ldc,
-                           alpha, beta_eff, (int)(m - i < ZL_MR ? m - i : ZL_MR),
-                           (int)(n - j < ZL_NR ? n - j : ZL_NR));
+                for (icb = 0; icb < n_ic; icb++) {
+                    const zl_blas_int ic = icb * mc_blk;
+                    const zl_blas_int mc = m - ic < mc_blk ? m - ic : mc_blk;
+                    const zl_blas_int n_ir = (mc + ZL_MR - 1) / ZL_MR;
+                    for (zl_blas_int ir = 0; ir < n_ir; ir++) {
+                        const zl_blas_int i = ic + ir * ZL_MR;
+                        ZL_X(pack_a_panel)(kc, m - i < ZL_MR ? m - i : ZL_MR, a + i * rsa + pc * csa, rsa, csa,
+                                           my_apack + ir * ZL_MR * kc);
+                    }
+                    /* Each B micro-panel stays in L1 while it meets every row of tiles. */
+                    for (zl_blas_int jr2 = 0; jr2 < n_jr; jr2++) {
+                        const zl_blas_int j = jc + jr2 * ZL_NR;
+                        for (zl_blas_int ir = 0; ir < n_ir; ir++) {
+                            const zl_blas_int i = ic + ir * ZL_MR;
+                            kernel(kc, my_apack + ir * ZL_MR * kc, bpack + jr2 * ZL_NR * kc, c + i * ldc + j, ldc,
+                                   alpha, beta_eff, (int)(m - i < ZL_MR ? m - i : ZL_MR),
+                                   (int)(n - j < ZL_NR ? n - j : ZL_NR));
+                        }
+                    }
                 }
             }
         }

@@ -41,39 +41,43 @@ static void ZL_X(kernel_portable)(zl_blas_int kc, const ZL_T *restrict a, const 
 }
 
 #if ZL_X86
-/* ZL_MR rows x 2 vectors of accumulators: 12 of the 16 ymm registers, leaving
- * two for the B row and one for the broadcast A element. */
+/* ZL_MR (= 6) rows x 2 vectors of accumulators: 12 of the 16 ymm registers,
+ * leaving two for the B row and one for the broadcast A element. Named
+ * variables, not an array: GCC would keep an array in memory. */
 ZL_TARGET_AVX2 static void ZL_X(kernel_avx2)(zl_blas_int kc, const ZL_T *restrict a, const ZL_T *restrict b,
                                              ZL_T *restrict c, zl_blas_int ldc, ZL_T alpha, ZL_T beta,
                                              int mr, int nr) {
-    ZL_V acc[ZL_MR][2];
-#pragma GCC unroll 6
-    for (int i = 0; i < ZL_MR; i++) {
-        acc[i][0] = ZL_VZERO();
-        acc[i][1] = ZL_VZERO();
-    }
+    ZL_V c00 = ZL_VZERO(), c01 = ZL_VZERO(), c10 = ZL_VZERO(), c11 = ZL_VZERO();
+    ZL_V c20 = ZL_VZERO(), c21 = ZL_VZERO(), c30 = ZL_VZERO(), c31 = ZL_VZERO();
+    ZL_V c40 = ZL_VZERO(), c41 = ZL_VZERO(), c50 = ZL_VZERO(), c51 = ZL_VZERO();
+#define ZL_ROW_FMA(i)                           \
+    do {                                        \
+        const ZL_V ai = ZL_VBCAST(a + i);       \
+        c##i##0 = ZL_VFMADD(ai, b0, c##i##0);   \
+        c##i##1 = ZL_VFMADD(ai, b1, c##i##1);   \
+    } while (0)
     for (zl_blas_int p = 0; p < kc; p++) {
         const ZL_V b0 = ZL_VLOAD(b), b1 = ZL_VLOAD(b + ZL_W);
-#pragma GCC unroll 6
-        for (int i = 0; i < ZL_MR; i++) {
-            const ZL_V ai = ZL_VBCAST(a + i);
-            acc[i][0] = ZL_VFMADD(ai, b0, acc[i][0]);
-            acc[i][1] = ZL_VFMADD(ai, b1, acc[i][1]);
-        }
+        ZL_ROW_FMA(0);
+        ZL_ROW_FMA(1);
+        ZL_ROW_FMA(2);
+        ZL_ROW_FMA(3);
+        ZL_ROW_FMA(4);
+        ZL_ROW_FMA(5);
         a += ZL_MR;
         b += ZL_NR;
     }
+#undef ZL_ROW_FMA
+    const ZL_V acc[ZL_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     const ZL_V va = ZL_VSET1(alpha);
     if (mr == ZL_MR && nr == ZL_NR) {
         if (beta == 0) {
-#pragma GCC unroll 6
             for (int i = 0; i < ZL_MR; i++) {
                 ZL_VSTOREU(c + i * ldc, ZL_VMUL(va, acc[i][0]));
                 ZL_VSTOREU(c + i * ldc + ZL_W, ZL_VMUL(va, acc[i][1]));
             }
         } else {
             const ZL_V vb = ZL_VSET1(beta);
-#pragma GCC unroll 6
             for (int i = 0; i < ZL_MR; i++) {
                 ZL_T *ci = c + i * ldc;
                 ZL_VSTOREU(ci, ZL_VFMADD(va, acc[i][0], ZL_VMUL(vb, ZL_VLOADU(ci))));

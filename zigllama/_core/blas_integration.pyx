@@ -334,10 +334,14 @@ cdef cnp.ndarray _as_array(obj, str op, str what):
     if cnp.PyArray_Check(obj):
         return <cnp.ndarray>obj
     try:
-        return np.asarray(obj)
+        arr = np.asarray(obj)
     except Exception as exc:
+        arr = None
+    # Anything numpy would wrap as an object or a string is not numeric data.
+    if arr is None or arr.dtype.kind in "OUSV":
         raise BlasError(f"{op}: {what} must be an array or support the buffer protocol, "
-                        f"got {type(obj).__name__}") from exc
+                        f"got {type(obj).__name__}")
+    return arr
 
 
 cdef int _check_dtype(cnp.ndarray arr, str op, str what, int type_num) except -1:

@@ -256,8 +256,9 @@ _backends[2].vtable = &zl_blas_naive_vtable
 # thread setting is only looked up (a Python call) for calls above it.
 cdef double _THREAD_SYNC_WORK = 64.0 * 64.0 * 64.0
 
-_scipy_blas_threads = None     # what was last applied to scipy's BLAS
 _scipy_blas_controllers = None
+_scipy_blas_threads = None     # what was last applied to scipy's BLAS
+_blas_threads_pinned = 0       # > 0 inside limit_blas_threads(): leave the BLAS alone
 
 
 def _scipy_blas_libraries():
@@ -280,12 +281,14 @@ def _scipy_blas_libraries():
 
 
 def _sync_threads(int index):
-    """Apply the thread setting to the backend `index` (cheap when unchanged)."""
+    """Apply the thread setting to backend `index`: the generic backend's OpenMP
+    team, or the threads of the BLAS behind scipy (set when the setting changes:
+    asking the library each call would cost microseconds)."""
     global _scipy_blas_threads
     cdef int n = resolve_threads(None)
     if index == 1:
         _generic_ctx.num_threads = n
-    elif index == 0 and n != _scipy_blas_threads:
+    elif index == 0 and not _blas_threads_pinned and n != _scipy_blas_threads:
         for lib in _scipy_blas_libraries():
             lib.set_num_threads(n)
         _scipy_blas_threads = n
@@ -296,17 +299,19 @@ def limit_blas_threads(int limit=1):
     """Context in which every loaded BLAS runs at most `limit` threads.
 
     For code that calls a BLAS from inside its own parallel region (worker
-    threads, prange): the BLAS must not start a team per worker.
+    threads, prange): the BLAS must not start a team per worker. Inside it the
+    scipy backend leaves the limit in place instead of applying the setting.
     """
-    global _scipy_blas_threads
+    global _blas_threads_pinned, _scipy_blas_threads
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=limit, user_api="blas"):
-        _scipy_blas_threads = None
+        _blas_threads_pinned += 1
         try:
             yield
         finally:
-            _scipy_blas_threads = None
+            _blas_threads_pinned -= 1
+            _scipy_blas_threads = None   # restored on exit: apply the setting again
 
 
 # ---------------------------------------------------------------------------

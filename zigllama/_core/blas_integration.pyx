@@ -435,6 +435,21 @@ cdef int _vector_pair(x, y, str op, bint y_writeable, _Vec *vx, _Vec *vy) except
     return 0
 
 
+cdef cnp.ndarray _output(out, int ndim, cnp.npy_intp *dims, int type_num, str op, str product,
+                         cnp.ndarray in1, cnp.ndarray in2):
+    """A new array for the result, or `out` checked: its shape, and no memory
+    shared with the inputs (named a and, for gemm, b; for gemv, x)."""
+    if out is None:
+        return cnp.PyArray_EMPTY(ndim, dims, type_num, 0)
+    cdef cnp.ndarray arr = _as_array(out, op, "out")
+    cdef tuple want = tuple([dims[i] for i in range(ndim)])
+    if (<object>arr).shape != want:
+        raise BlasError(f"{op}: out has shape {_shape(arr)}, {product} has shape {want}")
+    _check_no_overlap(arr, in1, op, "a")
+    _check_no_overlap(arr, in2, op, "b" if ndim == 2 else "x")
+    return arr
+
+
 cdef int _check_no_overlap(cnp.ndarray out, cnp.ndarray other, str op, str what) except -1:
     # Bounds first (cheap); the exact test only when the bounds overlap.
     cdef char *lo1
@@ -524,21 +539,12 @@ cdef class BlasInterface:
             raise BlasError(f"gemm: op(a) is ({m}, {k}) (a {_shape(A)}{', transposed' if trans_a else ''}) "
                             f"but op(b) is ({kb}, {n}) (b {_shape(B)}{', transposed' if trans_b else ''}): "
                             f"inner dimensions {k} and {kb} differ")
+        dims[0] = m
+        dims[1] = n
+        C = _output(out, 2, dims, ma.type_num, "gemm", "op(a) @ op(b)", A, B)
+        _matrix(C, "gemm", "out", ma.type_num, True, &mc)
         if out is None:
-            dims[0] = m
-            dims[1] = n
-            C = cnp.PyArray_EMPTY(2, dims, ma.type_num, 0)
-            _matrix(C, "gemm", "out", ma.type_num, True, &mc)
-            beta = 0.0
-            result = C
-        else:
-            C = _as_array(out, "gemm", "out")
-            _matrix(C, "gemm", "out", ma.type_num, True, &mc)
-            if mc.rows != m or mc.cols != n:
-                raise BlasError(f"gemm: out has shape {_shape(C)}, op(a) @ op(b) is ({m}, {n})")
-            _check_no_overlap(C, A, "gemm", "a")
-            _check_no_overlap(C, B, "gemm", "b")
-            result = out
+            beta = 0.0   # a fresh C has nothing to scale
         # The call's layout is out's; an operand stored the other way is its own
         # transpose in this layout, with the same leading dimension.
         _relayout(&ma, mc.layout)
@@ -563,7 +569,7 @@ cdef class BlasInterface:
                                         <const double *>ma.data, ma.ld, <const double *>mb.data, mb.ld,
                                         beta, <double *>mc.data, mc.ld)
         _raise_status(status, "gemm")
-        return result
+        return C if out is None else out
 
     def gemv(self, a, x, out=None, double alpha=1.0, double beta=0.0, bint trans=False):
         """``out = alpha * op(a) @ x + beta * out``; returns ``out``."""
@@ -580,20 +586,11 @@ cdef class BlasInterface:
         if vx.n != len_x:
             raise BlasError(f"gemv: op(a) is ({len_y}, {len_x}) (a {_shape(A)}{', transposed' if trans else ''}) "
                             f"but x has shape {_shape(X)}")
+        dims[0] = len_y
+        Y = _output(out, 1, dims, ma.type_num, "gemv", "op(a) @ x", A, X)
+        _vector(Y, "gemv", "out", ma.type_num, True, &vy)
         if out is None:
-            dims[0] = len_y
-            Y = cnp.PyArray_EMPTY(1, dims, ma.type_num, 0)
-            _vector(Y, "gemv", "out", ma.type_num, True, &vy)
             beta = 0.0
-            result = Y
-        else:
-            Y = _as_array(out, "gemv", "out")
-            _vector(Y, "gemv", "out", ma.type_num, True, &vy)
-            if vy.n != len_y:
-                raise BlasError(f"gemv: out has shape {_shape(Y)}, op(a) @ x has shape ({len_y},)")
-            _check_no_overlap(Y, A, "gemv", "a")
-            _check_no_overlap(Y, X, "gemv", "x")
-            result = out
         if <double>ma.rows * <double>ma.cols >= _THREAD_SYNC_WORK:
             _sync_threads(self.index)
         cdef zl_blas_trans t = ZL_TRANS if trans else ZL_NO_TRANS
@@ -609,7 +606,7 @@ cdef class BlasInterface:
                                         <const double *>ma.data, ma.ld, <const double *>vx.data, vx.inc,
                                         beta, <double *>vy.data, vy.inc)
         _raise_status(status, "gemv")
-        return result
+        return Y if out is None else out
 
     def dot(self, x, y):
         """``sum(x * y)`` as a Python float."""

@@ -21,6 +21,8 @@
  * the OpenMP team costs more than it saves. */
 #define ZL_GEMM_SERIAL_WORK (64.0 * 64.0 * 64.0)
 #define ZL_GEMV_SERIAL_WORK (256.0 * 256.0)
+/* Blocks of rows of C per thread a parallel GEMM aims for (load balance). */
+#define ZL_BLOCKS_PER_THREAD 4
 
 #if defined(_OPENMP)
 #define ZL_THREAD_NUM() omp_get_thread_num()

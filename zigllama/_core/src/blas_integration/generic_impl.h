@@ -139,10 +139,17 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
     const zl_gemm_blocking blk = ZL_BLOCKING(ctx);
     const int nt = zl_blas_threads_for(ctx->num_threads, (double)m * (double)n * (double)k, ZL_GEMM_SERIAL_WORK);
     /* Blocks of rows of C are the unit of parallel work (each thread packs its
-     * own block of A; the panel of B is shared). Their count is a multiple of
-     * the thread count and their height even, so no thread waits for another. */
+     * own block of A; the panel of B is shared), handed out dynamically: at
+     * least ZL_BLOCKS_PER_THREAD per thread (while blocks stay >= 8 tiles high),
+     * of even height, so a thread the OS preempts delays the others by one
+     * small block, not by half the product. */
     zl_blas_int n_ic = (m + blk.mc - 1) / blk.mc;
-    n_ic = zl_round_up(n_ic, nt);
+    if (nt > 1) {
+        const zl_blas_int most = (m + 8 * ZL_MR - 1) / (8 * ZL_MR);
+        zl_blas_int want = (zl_blas_int)nt * ZL_BLOCKS_PER_THREAD;
+        if (want > most) want = most;
+        n_ic = zl_round_up(n_ic > want ? n_ic : want, nt);
+    }
     const zl_blas_int mc_blk = zl_round_up((m + n_ic - 1) / n_ic, ZL_MR);
     n_ic = (m + mc_blk - 1) / mc_blk;
     const zl_blas_int kc_max = k < blk.kc ? k : blk.kc;
@@ -178,7 +185,7 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
                     ZL_X(pack_b_panel)(kc, n - j < ZL_NR ? n - j : ZL_NR, b + pc * rsb + j * csb, rsb, csb,
                                        bpack + jr * ZL_NR * kc);
                 }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
                 for (icb = 0; icb < n_ic; icb++) {
                     const zl_blas_int ic = icb * mc_blk;
                     const zl_blas_int mc = m - ic < mc_blk ? m - ic : mc_blk;

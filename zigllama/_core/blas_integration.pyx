@@ -359,16 +359,16 @@ cdef int _check_dtype(cnp.ndarray arr, str op, str what, int type_num) except -1
     return 0
 
 
-cdef int _matrix(cnp.ndarray arr, str op, str what, int type_num, bint writeable, _Mat *out) except -1:
-    """A 2-D array whose rows (or columns) are contiguous, as (data, ld, layout)."""
-    if cnp.PyArray_NDIM(arr) != 2:
-        raise BlasError(f"{op}: {what} must be 2-D, got shape {_shape(arr)}")
-    _check_dtype(arr, op, what, type_num)
-    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise BlasError(f"{op}: {what} is read-only")
-    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr)
-    cdef zl_blas_int rows = cnp.PyArray_DIM(arr, 0), cols = cnp.PyArray_DIM(arr, 1)
-    cdef Py_ssize_t sb0 = cnp.PyArray_STRIDE(arr, 0), sb1 = cnp.PyArray_STRIDE(arr, 1)
+# _describe_matrix results
+cdef enum:
+    _MATRIX_OK = 0
+    _MATRIX_BAD_STRIDES = 1      # negative, zero or not whole elements
+    _MATRIX_NOT_CONTIGUOUS = 2   # neither rows nor columns contiguous
+
+
+cdef int _describe_matrix(char *data, zl_blas_int rows, zl_blas_int cols, Py_ssize_t sb0, Py_ssize_t sb1,
+                          Py_ssize_t item, _Mat *out) noexcept nogil:
+    """A matrix given by byte strides as (data, layout, ld), if BLAS can take it."""
     # Strides of dimensions of length <= 1 are never stepped, nor any of an empty
     # matrix: any value is fine there.
     if rows == 0 or cols == 0:
@@ -376,18 +376,14 @@ cdef int _matrix(cnp.ndarray arr, str op, str what, int type_num, bint writeable
     cdef zl_blas_int s0 = sb0 // item if rows > 1 else 0
     cdef zl_blas_int s1 = sb1 // item if cols > 1 else 0
     if (rows > 1 and (sb0 % item or s0 < 1)) or (cols > 1 and (sb1 % item or s1 < 1)):
-        raise BlasError(f"{op}: {what} of shape {_shape(arr)} has strides {(<object>arr).strides}: BLAS needs "
-                        f"positive strides in whole elements (use np.ascontiguousarray)")
+        return _MATRIX_BAD_STRIDES
     cdef bint row_ok = (cols <= 1 or s1 == 1) and (rows <= 1 or s0 >= cols)
     cdef bint col_ok = (rows <= 1 or s0 == 1) and (cols <= 1 or s1 >= rows)
     if not (row_ok or col_ok):
-        raise BlasError(f"{op}: {what} of shape {_shape(arr)} has strides {(<object>arr).strides}: BLAS needs "
-                        f"contiguous rows or columns, each at least a row (column) apart "
-                        f"(use np.ascontiguousarray)")
-    out.data = cnp.PyArray_BYTES(arr)
+        return _MATRIX_NOT_CONTIGUOUS
+    out.data = data
     out.rows = rows
     out.cols = cols
-    out.type_num = cnp.PyArray_TYPE(arr)
     out.both_layouts = row_ok and col_ok
     if row_ok:
         out.layout = ZL_ROW_MAJOR
@@ -395,6 +391,27 @@ cdef int _matrix(cnp.ndarray arr, str op, str what, int type_num, bint writeable
     else:
         out.layout = ZL_COL_MAJOR
         out.ld = s1 if cols > 1 else max(rows, 1)
+    return _MATRIX_OK
+
+
+cdef int _matrix(cnp.ndarray arr, str op, str what, int type_num, bint writeable, _Mat *out) except -1:
+    """A 2-D array whose rows (or columns) are contiguous, as (data, ld, layout)."""
+    if cnp.PyArray_NDIM(arr) != 2:
+        raise BlasError(f"{op}: {what} must be 2-D, got shape {_shape(arr)}")
+    _check_dtype(arr, op, what, type_num)
+    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise BlasError(f"{op}: {what} is read-only")
+    cdef int code = _describe_matrix(cnp.PyArray_BYTES(arr), cnp.PyArray_DIM(arr, 0), cnp.PyArray_DIM(arr, 1),
+                                     cnp.PyArray_STRIDE(arr, 0), cnp.PyArray_STRIDE(arr, 1),
+                                     cnp.PyArray_ITEMSIZE(arr), out)
+    if code == _MATRIX_BAD_STRIDES:
+        raise BlasError(f"{op}: {what} of shape {_shape(arr)} has strides {(<object>arr).strides}: BLAS needs "
+                        f"positive strides in whole elements (use np.ascontiguousarray)")
+    if code == _MATRIX_NOT_CONTIGUOUS:
+        raise BlasError(f"{op}: {what} of shape {_shape(arr)} has strides {(<object>arr).strides}: BLAS needs "
+                        f"contiguous rows or columns, each at least a row (column) apart "
+                        f"(use np.ascontiguousarray)")
+    out.type_num = cnp.PyArray_TYPE(arr)
     return 0
 
 

@@ -17,6 +17,7 @@ from libc.stdint cimport uint64_t, uintptr_t
 from libc.string cimport memset
 
 import errno as errno_module
+from operator import index as as_index
 import resource
 
 from zigllama.errors import (
@@ -146,7 +147,7 @@ cdef inline bint is_power_of_two(size_t x) noexcept nogil:
 
 cdef size_t checked_size(object size) except? 0:
     """A Python int as a request size: negative is a mistake, too big is OutOfMemory."""
-    size = int(size)
+    size = as_index(size)
     if size < 0:
         raise InvalidAllocation(f"allocation size must be >= 0, got {size}")
     if size > <object>SIZE_MAX_:
@@ -155,7 +156,7 @@ cdef size_t checked_size(object size) except? 0:
 
 
 cdef size_t checked_alignment(object alignment) except 0:
-    alignment = int(alignment)
+    alignment = as_index(alignment)
     if alignment <= 0 or alignment > MAX_ALIGNMENT or not is_power_of_two(<size_t>alignment):
         raise InvalidAllocation(
             f"alignment must be a power of two between 1 and {MAX_ALIGNMENT}, got {alignment}"
@@ -551,7 +552,7 @@ cdef class ArenaAllocator(Allocator):
         child.check_open()
         if self.child is not None:
             raise AllocatorError("ArenaAllocator is already initialised")
-        chunk_size = int(chunk_size)
+        chunk_size = as_index(chunk_size)
         if chunk_size <= 0:
             raise InvalidAllocation(f"chunk_size must be positive, got {chunk_size}")
         self.child = child
@@ -667,7 +668,7 @@ cdef class FixedBufferAllocator(Allocator):
             raise AllocatorError("FixedBufferAllocator is already initialised")
         try:
             PyObject_GetBuffer(buffer, &self.view, PyBUF_WRITABLE | PyBUF_ANY_CONTIGUOUS)
-        except (BufferError, TypeError) as e:
+        except (BufferError, TypeError, ValueError) as e:
             raise InvalidAllocation(
                 f"FixedBufferAllocator needs writable, contiguous memory; "
                 f"{type(buffer).__name__} does not provide it ({e})"
@@ -921,10 +922,10 @@ cdef class FailingAllocator(Allocator):
         child.check_open()
         if self.child is not None:
             raise AllocatorError("FailingAllocator is already initialised")
-        fail_index = int(fail_index)
+        fail_index = as_index(fail_index)
         if fail_index < 0:
             raise InvalidAllocation(f"fail_index must be >= 0, got {fail_index}")
-        resize_fail_index = (1 << 64) - 1 if resize_fail_index is None else int(resize_fail_index)
+        resize_fail_index = (1 << 64) - 1 if resize_fail_index is None else as_index(resize_fail_index)
         if resize_fail_index < 0:
             raise InvalidAllocation(f"resize_fail_index must be >= 0, got {resize_fail_index}")
         self.child = child
@@ -1006,3 +1007,20 @@ def _exercise_nogil(Allocator allocator not None, size_t size, size_t alignment,
                 ok += 1
                 zl_free(a, ptr, size, alignment)
     return ok
+
+
+def _deallocate_address(Allocator allocator not None, uintptr_t address, size_t size, size_t alignment):
+    """``allocator.deallocate`` on a raw address, as Cython code would call it.
+
+    For tests of the checks of the GeneralPurposeAllocator: handing a raw
+    address to any other allocator frees it unchecked."""
+    allocator.deallocate(<void *>address, size, alignment)
+
+
+def _free_nogil(Allocator allocator not None, uintptr_t address, size_t size, size_t alignment):
+    """The vtable's free on a raw address with the GIL released (a nogil kernel's free)."""
+    cdef zl_allocator a = allocator.c
+    if a.vtable == NULL:
+        raise AllocatorError(f"{type(allocator).__name__} was not initialised")
+    with nogil:
+        zl_free(a, <void *>address, size, alignment)

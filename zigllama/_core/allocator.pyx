@@ -992,9 +992,11 @@ cdef class FailingAllocator(Allocator):
         return d
 
 
-def _exercise_nogil(Allocator allocator not None, size_t size, size_t alignment, int count):
-    """Allocate, fill and free ``count`` blocks through the vtable with the GIL
-    released (what a nogil kernel does); returns how many allocations succeeded."""
+def _exercise_nogil(Allocator allocator not None, size_t size, size_t alignment, int count,
+                    bint fill=True):
+    """Allocate, fill (unless ``fill=False``) and free ``count`` blocks through the
+    vtable with the GIL released (what a nogil kernel does); returns how many
+    allocations succeeded."""
     cdef zl_allocator a = allocator.c
     cdef int i, ok = 0
     cdef void *ptr
@@ -1003,7 +1005,8 @@ def _exercise_nogil(Allocator allocator not None, size_t size, size_t alignment,
         for i in range(count):
             ptr = zl_alloc(a, size, alignment)
             if ptr != NULL:
-                memset(ptr, i & 0xff, size)
+                if fill:
+                    memset(ptr, i & 0xff, size)
                 ok += 1
                 zl_free(a, ptr, size, alignment)
     return ok

@@ -276,6 +276,26 @@ def test_uninitialised_allocator_raises(make):
     assert raw.live_bytes == 0
 
 
+@pytest.mark.parametrize("parent", [
+    lambda child: zl.ArenaAllocator(child, chunk_size=4096),
+    zl.GeneralPurposeAllocator,
+    lambda child: zl.FailingAllocator(child, 100),
+])
+def test_closing_a_child_stops_its_parents(parent):
+    child = zl.GeneralPurposeAllocator()
+    p = parent(child)
+    kept = p.alloc(100)
+    assert child.deinit() == "leak"  # closes the child
+    with pytest.raises(OutOfMemory, match="GeneralPurposeAllocator is closed"):
+        p.alloc(8000)
+    # nogil callers of the parent's vtable get NULL too
+    assert A._exercise_nogil(p, 8000, 64, 3) == 0
+    kept.free()
+    if isinstance(p, zl.ArenaAllocator):
+        p.close()
+    assert child.check() == "ok"
+
+
 def test_base_class_is_abstract():
     with pytest.raises(TypeError, match="interface"):
         zl.Allocator()

@@ -40,6 +40,7 @@ cdef extern from "zl_allocators.h" nogil:
         uint64_t total_allocations
         uint64_t total_frees
         uint64_t failed_allocations
+        int closed
     void zl_stats_snapshot(const zl_alloc_stats *s, zl_alloc_stats *out) noexcept
 
     ctypedef struct zl_heap:
@@ -173,6 +174,20 @@ cdef zl_alloc_stats snapshot(Allocator allocator) noexcept:
     return s
 
 
+cdef void mark_closed(Allocator allocator) noexcept:
+    # The C flag stops nogil callers and parent allocators too.
+    allocator.closed = True
+    if allocator.c.ctx != NULL:
+        (<zl_alloc_stats *>allocator.c.ctx).closed = 1
+
+
+cdef object refusal(Allocator allocator, size_t size, size_t alignment):
+    """Why `allocator` returned NULL for this request, as an exception."""
+    if allocator.closed:
+        return AllocatorError(f"{type(allocator).__name__} is closed")
+    return allocator.out_of_memory(size, alignment)
+
+
 cdef class Allocator:
     """Base class of every allocator: ``{ctx, vtable}`` plus the Python methods.
 
@@ -206,7 +221,7 @@ cdef class Allocator:
             )
         ptr = self.c.vtable.alloc(self.c.ctx, size, alignment)
         if ptr == NULL:
-            raise self.out_of_memory(size, alignment)
+            raise refusal(self, size, alignment)
         return ptr
 
     cdef int deallocate(self, void *ptr, size_t size, size_t alignment) except -1:
@@ -292,7 +307,7 @@ cdef class Allocator:
 
     def close(self):
         """Stop allocating. Memory handed out earlier can still be freed."""
-        self.closed = True
+        mark_closed(self)
 
     def __enter__(self):
         self.check_open()
@@ -596,10 +611,10 @@ cdef class ArenaAllocator(Allocator):
         if self.closed:
             return
         self.check_no_exports("close")
+        mark_closed(self)
         if self.child is not None:
             zl_arena_free_all(self.arena)
         self.generation += 1
-        self.closed = True
 
     def deinit(self):
         """Zig's name for :meth:`close`."""
@@ -639,7 +654,7 @@ cdef class ArenaAllocator(Allocator):
         return OutOfMemory(
             f"ArenaAllocator could not allocate {size} bytes aligned to {alignment}: "
             f"no room in its chunks and the child refused a new one "
-            f"({self.child.out_of_memory(size, alignment)})"
+            f"({refusal(self.child, size, alignment)})"
         )
 
 
@@ -707,7 +722,7 @@ cdef class FixedBufferAllocator(Allocator):
             PyBuffer_Release(&self.view)
             self.has_view = False
         memset(&self.fixed.bump, 0, sizeof(zl_bump))
-        self.closed = True
+        mark_closed(self)
 
     def __exit__(self, exc_type, exc, tb):
         if exc is not None and self.exports:
@@ -863,7 +878,7 @@ cdef class GeneralPurposeAllocator(Allocator):
 
     def deinit(self):
         """Stop allocating and return ``"leak"`` or ``"ok"`` (Zig's ``gpa.deinit()``)."""
-        self.closed = True
+        mark_closed(self)
         return self.check()
 
     def close(self):
@@ -871,7 +886,7 @@ cdef class GeneralPurposeAllocator(Allocator):
 
         The error's ``leaks`` attribute is the list from :meth:`leaks`.
         """
-        self.closed = True
+        mark_closed(self)
         if self.check() == "leak":
             err = LeakError(self.report())
             err.leaks = self.leaks()
@@ -893,7 +908,7 @@ cdef class GeneralPurposeAllocator(Allocator):
     cdef object out_of_memory(self, size_t size, size_t alignment):
         return OutOfMemory(
             f"GeneralPurposeAllocator could not allocate {size} bytes aligned to {alignment} "
-            f"({self.child.out_of_memory(size, alignment)})"
+            f"({refusal(self.child, size, alignment)})"
         )
 
 
@@ -955,7 +970,10 @@ cdef class FailingAllocator(Allocator):
                 f"FailingAllocator refused allocation #{self.failing.allocations} "
                 f"({size} bytes): fail_index={self.failing.fail_index}"
             )
-        return self.child.out_of_memory(size, alignment)
+        return OutOfMemory(
+            f"FailingAllocator passed {size} bytes on and its child refused "
+            f"({refusal(self.child, size, alignment)})"
+        )
 
     @property
     def fail_index(self):

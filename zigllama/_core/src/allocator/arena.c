@@ -38,7 +38,9 @@ static int arena_new_chunk(zl_arena *a, size_t size, size_t alignment) {
 static void *arena_alloc(void *ctx, size_t size, size_t alignment) {
     zl_arena *a = (zl_arena *)ctx;
     unsigned char *before = a->bump.cursor;
-    void *ptr = zl_bump_alloc(&a->bump, size, alignment);
+    void *ptr;
+    if (zl_refuse_if_closed(&a->stats)) return NULL;
+    ptr = zl_bump_alloc(&a->bump, size, alignment);
     if (ptr == NULL) {
         if (!arena_new_chunk(a, size, alignment)) {
             zl_stats_on_fail(&a->stats);

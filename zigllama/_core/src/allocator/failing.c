@@ -7,6 +7,7 @@
 static void *failing_alloc(void *ctx, size_t size, size_t alignment) {
     zl_failing *f = (zl_failing *)ctx;
     void *ptr;
+    if (zl_refuse_if_closed(&f->stats)) return NULL;
     if (f->allocations >= f->fail_index) {
         f->has_induced_failure = 1;
         zl_stats_on_fail(&f->stats);

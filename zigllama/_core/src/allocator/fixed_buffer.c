@@ -5,7 +5,9 @@
 
 static void *fixed_alloc(void *ctx, size_t size, size_t alignment) {
     zl_fixed *f = (zl_fixed *)ctx;
-    void *ptr = zl_bump_alloc(&f->bump, size, alignment);
+    void *ptr;
+    if (zl_refuse_if_closed(&f->stats)) return NULL;
+    ptr = zl_bump_alloc(&f->bump, size, alignment);
     if (ptr == NULL) {
         zl_stats_on_fail(&f->stats);
         return NULL;

@@ -75,7 +75,9 @@ static void *gpa_alloc(void *ctx, size_t size, size_t alignment) {
     zl_gpa *g = (zl_gpa *)ctx;
     zl_gpa_entry entry;
     int ok;
-    void *ptr = zl_alloc(g->child, size, alignment);
+    void *ptr;
+    if (zl_refuse_if_closed(&g->stats)) return NULL;
+    ptr = zl_alloc(g->child, size, alignment);
     if (ptr == NULL) {
         zl_stats_on_fail(&g->stats);
         return NULL;

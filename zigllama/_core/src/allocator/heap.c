@@ -12,6 +12,7 @@ static void *heap_alloc(void *ctx, size_t size, size_t alignment) {
     zl_heap *h = (zl_heap *)ctx;
     void *ptr = NULL;
     size_t n = ZL_NONZERO(size);
+    if (zl_refuse_if_closed(&h->stats)) return NULL;
     /* posix_memalign wants a multiple of sizeof(void *). */
     if (alignment < sizeof(void *)) alignment = sizeof(void *);
     if (posix_memalign(&ptr, alignment, n) != 0) {

@@ -29,6 +29,7 @@ static void *page_alloc(void *ctx, size_t size, size_t alignment) {
     size_t len = zl_page_mapped_size(p, size);
     size_t extra = alignment > p->page_size ? alignment - p->page_size : 0;
     unsigned char *map, *ptr;
+    if (zl_refuse_if_closed(&p->stats)) return NULL;
     if (len == 0 || len > SIZE_MAX - extra) {
         page_fail(p, 1, ENOMEM);
         return NULL;

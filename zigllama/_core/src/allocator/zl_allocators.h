@@ -30,7 +30,17 @@ typedef struct zl_alloc_stats {
     uint64_t total_allocations;
     uint64_t total_frees;
     uint64_t failed_allocations;
+    /* Not a statistic: set by close(); from then on alloc returns NULL, also for
+     * nogil callers and parent allocators that hold the vtable. Frees still work. */
+    int closed;
 } zl_alloc_stats;
+
+/* 1 (and counts the refusal) if the allocator was closed. */
+static inline int zl_refuse_if_closed(zl_alloc_stats *s) {
+    if (!__atomic_load_n(&s->closed, __ATOMIC_RELAXED)) return 0;
+    __atomic_add_fetch(&s->failed_allocations, 1, __ATOMIC_RELAXED);
+    return 1;
+}
 
 void zl_stats_on_alloc(zl_alloc_stats *s, size_t size);
 void zl_stats_on_free(zl_alloc_stats *s, size_t size);

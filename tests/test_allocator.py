@@ -973,3 +973,88 @@ def test_memory_management_doc_examples(repo_root):
     assert len(examples) >= 8
     for i, code in enumerate(examples):
         exec(compile(code, f"memory-management.md example {i + 1}", "exec"), {"__name__": "__doc_example__"})
+
+
+# ---- the cimport API, from an outside extension -----------------------------------------
+
+OUTSIDE_PYX = '''
+from libc.stdint cimport uint64_t
+from zigllama._core.allocator cimport Allocator, zl_allocator, zl_alloc, zl_free, ZL_DEFAULT_ALIGNMENT
+
+def scratch_sum(Allocator allocator, size_t n):
+    cdef zl_allocator a = allocator.c
+    cdef double *buf
+    cdef double total = 0
+    cdef size_t i
+    with nogil:
+        buf = <double *>zl_alloc(a, n * sizeof(double), ZL_DEFAULT_ALIGNMENT)
+        if buf != NULL:
+            for i in range(n):
+                buf[i] = i
+                total += buf[i]
+            zl_free(a, buf, n * sizeof(double), ZL_DEFAULT_ALIGNMENT)
+    if buf == NULL:
+        raise MemoryError(n)
+    return total
+
+def allocate_and_free(Allocator allocator, size_t n):
+    cdef void *p = allocator.allocate(n, ZL_DEFAULT_ALIGNMENT)
+    cdef uint64_t generation = allocator.generation
+    allocator.deallocate(p, n, ZL_DEFAULT_ALIGNMENT)
+    return generation
+
+def check(Allocator allocator, uint64_t generation):
+    return allocator.check_generation(generation)
+'''
+
+OUTSIDE_SETUP = '''
+import sys
+from setuptools import Extension, setup
+from Cython.Build import cythonize
+include, package_root = sys.argv.pop(1), sys.argv.pop(1)
+setup(ext_modules=cythonize(
+    [Extension("outside_alloc", ["outside_alloc.pyx"], include_dirs=[include])],
+    include_path=[package_root], compiler_directives={"language_level": 3}, quiet=True))
+'''
+
+OUTSIDE_RUN = '''
+import zigllama as zl
+import outside_alloc as ext
+gpa = zl.GeneralPurposeAllocator()
+arena = zl.ArenaAllocator(gpa)
+assert ext.scratch_sum(arena, 1000) == sum(range(1000))
+assert ext.allocate_and_free(arena, 64) == 0
+try:
+    ext.allocate_and_free(arena, 2**62)
+except zl.OutOfMemory:
+    pass
+else:
+    raise AssertionError("no OutOfMemory")
+arena.reset()
+try:
+    ext.check(arena, 0)
+except zl.UseAfterReset:
+    pass
+else:
+    raise AssertionError("no UseAfterReset")
+assert ext.check(arena, 1) == 0
+arena.close()
+gpa.close()
+print("outside extension ok")
+'''
+
+
+def test_outside_extension_cimports_the_allocator(tmp_path):
+    package_root = os.path.dirname(os.path.dirname(zl.__file__))
+    (tmp_path / "outside_alloc.pyx").write_text(OUTSIDE_PYX)
+    (tmp_path / "setup.py").write_text(OUTSIDE_SETUP)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), package_root]))
+    build = subprocess.run(
+        [sys.executable, "setup.py", zl.get_include(), package_root, "build_ext", "--inplace"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    run = subprocess.run([sys.executable, "-c", OUTSIDE_RUN], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "outside extension ok" in run.stdout

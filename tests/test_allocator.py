@@ -622,6 +622,24 @@ def test_gpa_leak_report():
     gpa.close()  # nothing leaks any more
 
 
+def leaky_helper(gpa):
+    return gpa.alloc(100)
+
+
+def test_gpa_stack_traces_show_where_leaks_came_from():
+    gpa = zl.GeneralPurposeAllocator(stack_traces=True)
+    assert gpa.stack_traces and not zl.GeneralPurposeAllocator().stack_traces
+    kept = leaky_helper(gpa)
+    for _ in range(3000):  # freed allocations' traces are pruned, live ones kept
+        gpa.alloc(8).free()
+    with pytest.raises(LeakError) as info:
+        gpa.close()
+    report = str(info.value)
+    assert "allocated at" in report and "in leaky_helper" in report
+    assert report.count("allocated at") == 1
+    kept.free()
+
+
 def test_gpa_deinit_returns_leak_or_ok():
     gpa = zl.GeneralPurposeAllocator()
     b = gpa.alloc(10)

@@ -19,6 +19,7 @@ from libc.string cimport memset
 import errno as errno_module
 from operator import index as as_index
 import resource
+import traceback
 
 from zigllama.errors import (
     AllocatorError,
@@ -774,10 +775,17 @@ cdef class GeneralPurposeAllocator(Allocator):
     it); it only stops further allocation. Thread-safe when the child is (the
     table is guarded by a mutex). Frees from nogil code cannot raise: their
     misuse is counted in :attr:`bad_frees` and reported by :meth:`close`.
+
+    ``stack_traces=True`` records where each allocation made with the GIL (a
+    block, a tensor) came from, and the leak report shows it, as Zig's GPA
+    prints the stack trace of each leak. It costs a traceback per allocation.
     """
     cdef zl_gpa *gpa
     cdef readonly Allocator child
     cdef bint initialised
+    # address -> traceback.StackSummary of its allocation (stack_traces=True);
+    # entries of freed memory are pruned lazily, live ones are always current.
+    cdef dict traces
 
     def __cinit__(self, *args, **kwargs):
         self.gpa = <zl_gpa *>calloc(1, sizeof(zl_gpa))
@@ -785,7 +793,7 @@ cdef class GeneralPurposeAllocator(Allocator):
             raise MemoryError()
         self.c.ctx = self.gpa
 
-    def __init__(self, Allocator child=None):
+    def __init__(self, Allocator child=None, *, bint stack_traces=False):
         if child is None:
             child = HeapAllocator()
         child.check_open()
@@ -795,7 +803,22 @@ cdef class GeneralPurposeAllocator(Allocator):
             raise OutOfMemory("GeneralPurposeAllocator could not allocate its table")
         self.initialised = True
         self.child = child
+        self.traces = {} if stack_traces else None
         self.c.vtable = &zl_gpa_vtable
+
+    cdef void *allocate(self, size_t size, size_t alignment) except NULL:
+        cdef void *ptr = Allocator.allocate(self, size, alignment)
+        if self.traces is not None:
+            if len(self.traces) > 2 * self.gpa.stats.live_allocations + 1024:
+                live = {address for address, _, _ in self.leaks()}
+                self.traces = {k: v for k, v in self.traces.items() if k in live}
+            self.traces[<uintptr_t>ptr] = traceback.extract_stack(limit=8)
+        return ptr
+
+    @property
+    def stack_traces(self):
+        """True if allocations record where they came from."""
+        return self.traces is not None
 
     def __dealloc__(self):
         if self.gpa != NULL:
@@ -870,6 +893,10 @@ cdef class GeneralPurposeAllocator(Allocator):
             lines.append(f"GeneralPurposeAllocator: {len(leaks)} allocation(s) leaked, {total} bytes:")
             for address, size, alignment in leaks[:20]:
                 lines.append(f"  {size} bytes at 0x{address:x} (alignment {alignment})")
+                if self.traces is not None and address in self.traces:
+                    lines.append("    allocated at (most recent call last):")
+                    lines.extend("    " + line for frame in traceback.format_list(self.traces[address])
+                                 for line in frame.rstrip("\n").split("\n"))
             if len(leaks) > 20:
                 lines.append(f"  ... and {len(leaks) - 20} more")
         if self.gpa.bad_frees:

@@ -369,6 +369,27 @@ def test_tracemalloc_sees_nogil_allocations():
     assert peak - peak_before >= 8 << 20
 
 
+def test_tracemalloc_with_nogil_threads_and_the_gil_holder_at_once():
+    # nogil threads take the GPA's mutex and (to trace) the GIL; the main thread
+    # holds the GIL and takes the mutex. The GPA never holds its mutex while
+    # calling the child, so this cannot deadlock.
+    gpa = zl.GeneralPurposeAllocator()
+    tracemalloc.start()
+    try:
+        threads = [threading.Thread(target=A._exercise_nogil, args=(gpa, 512, 64, 3000, False))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        for _ in range(3000):
+            gpa.alloc(512).free()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads)
+    finally:
+        tracemalloc.stop()
+    assert gpa.total_allocations == 12000 and gpa.deinit() == "ok"
+
+
 # ---- PageAllocator -----------------------------------------------------------------------
 
 

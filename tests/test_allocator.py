@@ -313,15 +313,28 @@ def test_repr():
 # ---- HeapAllocator ---------------------------------------------------------------------
 
 
-def test_heap_threads_with_the_gil_released():
-    heap = zl.HeapAllocator()
-    threads = [threading.Thread(target=A._exercise_nogil, args=(heap, 1000, 64, 2000)) for _ in range(4)]
-    for t in threads:
+def nogil_threads(allocator, size, count, threads=4, fill=True):
+    """Start `threads` threads allocating and freeing through the vtable without the GIL."""
+    started = [threading.Thread(target=A._exercise_nogil, args=(allocator, size, 64, count, fill))
+               for _ in range(threads)]
+    for t in started:
         t.start()
+    return started
+
+
+def join_all(threads):
     for t in threads:
-        t.join()
-    assert heap.total_allocations == 8000 and heap.total_frees == 8000
-    assert heap.live_bytes == 0 and heap.live_allocations == 0
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+
+
+@pytest.mark.parametrize("make", [zl.HeapAllocator, zl.PageAllocator, zl.GeneralPurposeAllocator])
+def test_thread_safe_allocators_with_the_gil_released(make):
+    a = make()
+    join_all(nogil_threads(a, 1000, 1000))
+    assert a.total_allocations == 4000 and a.total_frees == 4000
+    assert a.live_bytes == 0 and a.live_allocations == 0
+    assert a.failed_allocations == 0
 
 
 # ---- tracemalloc -------------------------------------------------------------------------
@@ -376,18 +389,13 @@ def test_tracemalloc_with_nogil_threads_and_the_gil_holder_at_once():
     gpa = zl.GeneralPurposeAllocator()
     tracemalloc.start()
     try:
-        threads = [threading.Thread(target=A._exercise_nogil, args=(gpa, 512, 64, 3000, False))
-                   for _ in range(3)]
-        for t in threads:
-            t.start()
+        threads = nogil_threads(gpa, 512, 3000, threads=3, fill=False)
         for _ in range(3000):
             gpa.alloc(512).free()
-        for t in threads:
-            t.join(timeout=120)
-        assert not any(t.is_alive() for t in threads)
+        join_all(threads)
     finally:
         tracemalloc.stop()
-    assert gpa.total_allocations == 12000 and gpa.deinit() == "ok"
+    assert gpa.total_allocations == 12000 and gpa.bad_frees == 0 and gpa.deinit() == "ok"
 
 
 # ---- PageAllocator -----------------------------------------------------------------------
@@ -717,17 +725,6 @@ def test_gpa_nogil_misuse_is_counted_and_reported():
     assert gpa.check() == "leak"
     with pytest.raises(LeakError, match="1 invalid or double free"):
         gpa.close()
-
-
-def test_gpa_threads():
-    gpa = zl.GeneralPurposeAllocator()
-    threads = [threading.Thread(target=A._exercise_nogil, args=(gpa, 256, 64, 3000)) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert gpa.total_allocations == 12000 and gpa.live_allocations == 0
-    assert gpa.bad_frees == 0 and gpa.deinit() == "ok"
 
 
 def test_gpa_table_grows_and_shrinks():

@@ -809,7 +809,7 @@ cdef class GeneralPurposeAllocator(Allocator):
     cdef void *allocate(self, size_t size, size_t alignment) except NULL:
         cdef void *ptr = Allocator.allocate(self, size, alignment)
         if self.traces is not None:
-            if len(self.traces) > 2 * self.gpa.stats.live_allocations + 1024:
+            if <size_t>len(self.traces) > 2 * self.gpa.stats.live_allocations + 1024:
                 live = {address for address, _, _ in self.leaks()}
                 self.traces = {k: v for k, v in self.traces.items() if k in live}
             self.traces[<uintptr_t>ptr] = traceback.extract_stack(limit=8)

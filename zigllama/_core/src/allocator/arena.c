@@ -60,8 +60,7 @@ static int arena_resize(void *ctx, void *ptr, size_t old_size, size_t new_size, 
     (void)alignment;
     if (!zl_bump_resize(&a->bump, ptr, old_size, new_size)) return 0;
     a->used += (size_t)(a->bump.cursor - before); /* wraps correctly when it shrank */
-    a->stats.live_bytes += ZL_NONZERO(new_size) - ZL_NONZERO(old_size);
-    if (a->stats.live_bytes > a->stats.high_water_bytes) a->stats.high_water_bytes = a->stats.live_bytes;
+    zl_stats_on_resize(&a->stats, ZL_NONZERO(old_size), ZL_NONZERO(new_size));
     return 1;
 }
 

@@ -148,8 +148,7 @@ static int gpa_resize(void *ctx, void *ptr, size_t old_size, size_t new_size, si
     pthread_mutex_lock(&g->lock);
     e = find(g, (uintptr_t)ptr);
     if (e != NULL) e->size = new_size;
-    __atomic_add_fetch(&g->stats.live_bytes, new_size - old_size, __ATOMIC_RELAXED);
-    if (g->stats.live_bytes > g->stats.high_water_bytes) g->stats.high_water_bytes = g->stats.live_bytes;
+    zl_stats_on_resize(&g->stats, old_size, new_size);
     pthread_mutex_unlock(&g->lock);
     return 1;
 }

@@ -45,6 +45,12 @@ static inline int zl_refuse_if_closed(zl_alloc_stats *s) {
 void zl_stats_on_alloc(zl_alloc_stats *s, size_t size);
 void zl_stats_on_free(zl_alloc_stats *s, size_t size);
 void zl_stats_on_fail(zl_alloc_stats *s);
+/* An allocation changed size in place. */
+void zl_stats_on_resize(zl_alloc_stats *s, size_t old_size, size_t new_size);
+/* The same for memory taken from the system (heap, pages): also tell tracemalloc. */
+void zl_system_on_alloc(zl_alloc_stats *s, void *ptr, size_t size);
+void zl_system_on_resize(zl_alloc_stats *s, void *ptr, size_t old_size, size_t new_size);
+void zl_system_on_free(zl_alloc_stats *s, void *ptr, size_t size);
 void zl_stats_reset_live(zl_alloc_stats *s);
 void zl_stats_snapshot(const zl_alloc_stats *s, zl_alloc_stats *out);
 

@@ -14,6 +14,7 @@ cimport cython
 from cpython.buffer cimport PyBUF_ANY_CONTIGUOUS, PyBUF_FORMAT, PyBUF_ND, PyBUF_WRITABLE
 from cpython.buffer cimport PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport uint64_t, uintptr_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
 import errno as errno_module
@@ -99,14 +100,11 @@ cdef extern from "zl_allocators.h" nogil:
     ctypedef struct zl_gpa:
         zl_alloc_stats stats
         uint64_t bad_frees
-        int last_status
-        uintptr_t last_bad_ptr
-        size_t last_bad_size
-        size_t last_known_size
     const zl_allocator_vtable zl_gpa_vtable
     int zl_gpa_init(zl_gpa *g, zl_allocator child) noexcept
     void zl_gpa_destroy(zl_gpa *g) noexcept
-    zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alignment) noexcept
+    zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alignment,
+                                      zl_gpa_entry *recorded) noexcept
     size_t zl_gpa_live(zl_gpa *g, zl_gpa_entry *out, size_t max) noexcept
 
     ctypedef struct zl_failing:
@@ -123,9 +121,6 @@ cdef extern from "zl_allocators.h" nogil:
     const zl_allocator_vtable zl_failing_vtable
     void zl_failing_count_free(zl_failing *f, size_t size) noexcept
 
-cdef extern from "<stdlib.h>" nogil:
-    void *calloc(size_t n, size_t size)
-    void free(void *ptr)
 
 # tracemalloc domain of the memory zigllama takes from the system.
 TRACEMALLOC_DOMAIN = ZL_TRACEMALLOC_DOMAIN
@@ -830,30 +825,30 @@ cdef class GeneralPurposeAllocator(Allocator):
 
     cdef int deallocate(self, void *ptr, size_t size, size_t alignment) except -1:
         cdef zl_gpa_status status
+        cdef zl_gpa_entry recorded
         if ptr == NULL:
             return 0
         if not self.initialised:
             raise AllocatorError("GeneralPurposeAllocator was not initialised")
-        status = zl_gpa_free_checked(self.gpa, ptr, size, alignment)
+        status = zl_gpa_free_checked(self.gpa, ptr, size, alignment, &recorded)
         if status == ZL_GPA_OK:
             return 0
-        raise self.misuse_error(status, <uintptr_t>ptr, size, self.gpa.last_known_size, alignment)
-
-    cdef object misuse_error(self, zl_gpa_status status, uintptr_t ptr, size_t size,
-                             size_t known_size, size_t alignment):
-        where = f"0x{ptr:x}"
+        where = f"0x{<uintptr_t>ptr:x}"
         if status == ZL_GPA_DOUBLE_FREE:
-            return DoubleFree(f"double free of {where} ({size} bytes): it was already freed")
+            raise DoubleFree(f"double free of {where} ({size} bytes): it was already freed")
         if status == ZL_GPA_INVALID_FREE:
-            return InvalidFree(
+            raise InvalidFree(
                 f"free of {where} ({size} bytes), which this GeneralPurposeAllocator did not "
                 f"allocate (freed with the wrong allocator?)"
             )
         if status == ZL_GPA_SIZE_MISMATCH:
-            return InvalidFree(
-                f"free of {where} with size {size}, but it was allocated with size {known_size}"
+            raise InvalidFree(
+                f"free of {where} with size {size}, but it was allocated with size {recorded.size}"
             )
-        return InvalidFree(f"free of {where} with an alignment ({alignment}) other than its allocation's")
+        raise InvalidFree(
+            f"free of {where} with alignment {alignment}, but it was allocated with "
+            f"alignment {recorded.alignment}"
+        )
 
     def leaks(self):
         """Live allocations as a list of ``(address, size, alignment)``, by address."""

@@ -103,7 +103,8 @@ static void *gpa_alloc(void *ctx, size_t size, size_t alignment) {
     return ptr;
 }
 
-zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alignment) {
+zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alignment,
+                                  zl_gpa_entry *recorded) {
     zl_gpa_status status = ZL_GPA_OK;
     zl_gpa_entry *e;
     size_t i;
@@ -119,10 +120,7 @@ zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alig
         status = ZL_GPA_ALIGNMENT_MISMATCH;
     }
     if (status != ZL_GPA_OK) {
-        g->last_status = (int)status;
-        g->last_bad_ptr = (uintptr_t)ptr;
-        g->last_bad_size = size;
-        g->last_known_size = e != NULL ? e->size : 0;
+        if (e != NULL && recorded != NULL) *recorded = *e;
         pthread_mutex_unlock(&g->lock);
         return status;
     }
@@ -157,7 +155,7 @@ static void gpa_free(void *ctx, void *ptr, size_t size, size_t alignment) {
     zl_gpa *g = (zl_gpa *)ctx;
     if (ptr == NULL) return;
     /* nogil callers cannot raise: count the misuse for close() to report. */
-    if (zl_gpa_free_checked(g, ptr, size, alignment) != ZL_GPA_OK)
+    if (zl_gpa_free_checked(g, ptr, size, alignment, NULL) != ZL_GPA_OK)
         __atomic_add_fetch(&g->bad_frees, 1, __ATOMIC_RELAXED);
 }
 

@@ -152,16 +152,14 @@ typedef struct zl_gpa {
     size_t recent_next;
     /* Misuse seen by the vtable's free (nogil callers cannot raise): reported by close(). */
     uint64_t bad_frees;
-    int last_status;
-    uintptr_t last_bad_ptr;
-    size_t last_bad_size;      /* size the caller passed */
-    size_t last_known_size;    /* size recorded at allocation (mismatch) */
 } zl_gpa;
 extern const zl_allocator_vtable zl_gpa_vtable;
 int zl_gpa_init(zl_gpa *g, zl_allocator child);
 void zl_gpa_destroy(zl_gpa *g);
-/* Check and free; on misuse, nothing is freed and the status says why. */
-zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alignment);
+/* Check and free; on misuse, nothing is freed and the status says why (with a
+ * size or alignment mismatch, *recorded is the allocation as it was made). */
+zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alignment,
+                                  zl_gpa_entry *recorded);
 /* Copy up to max live entries into out; returns the number of live entries. */
 size_t zl_gpa_live(zl_gpa *g, zl_gpa_entry *out, size_t max);
 

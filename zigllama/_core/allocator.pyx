@@ -256,13 +256,13 @@ cdef class Allocator:
         """
         cdef size_t n = checked_size(size)
         cdef size_t a = checked_alignment(alignment)
-        cdef void *ptr = self.allocate(n, a)
+        # The block first: if allocating raises, it dies owning nothing.
         cdef Block block = Block.__new__(Block)
         block.allocator = self
-        block.ptr = ptr
         block.size = n
         block.alignment = a
         block.generation = self.generation
+        block.ptr = self.allocate(n, a)
         return block
 
     def free(self, Block block not None):
@@ -404,6 +404,8 @@ cdef class Block:
 
     def free(self):
         """``self.allocator.free(self)``."""
+        if self.allocator is None:
+            raise AllocatorError("this block never came from an allocator")
         self.allocator.free(self)
 
     def __len__(self):
@@ -467,7 +469,6 @@ cdef class HeapAllocator(Allocator):
     def __dealloc__(self):
         free(self.c.ctx)
         self.c.ctx = NULL
-
 
 
 cdef str errno_name(int err):

@@ -42,6 +42,10 @@ class AllocatorError(ZigLlamaError):
     """Misuse of an allocator: double free, freeing with the wrong allocator, ..."""
 
 
+class InvalidAllocation(AllocatorError, ValueError):
+    """A request no allocator can serve: a negative size, an alignment that is not a power of two."""
+
+
 class DoubleFree(AllocatorError):
     """Memory freed twice."""
 

@@ -163,5 +163,7 @@ typedef struct zl_failing {
     int has_induced_failure;
 } zl_failing;
 extern const zl_allocator_vtable zl_failing_vtable;
+/* Count a free that the Python layer passed to the child itself (to check it). */
+void zl_failing_count_free(zl_failing *f, size_t size);
 
 #endif

@@ -12,6 +12,7 @@
 #     with nogil:
 #         tensor_add(&a.view, &b.view, &out.view)
 
+cimport cython
 from libc.stdint cimport uint16_t, uint64_t
 
 from zigllama._core.allocator cimport Allocator
@@ -43,6 +44,7 @@ cdef extern from "zigllama/zl_tensor.h" nogil:
     uint16_t zl_f32_to_f16_bits(float value) noexcept
     uint16_t zl_f64_to_f16_bits(double value) noexcept
     float zl_f16_bits_to_f32(uint16_t h) noexcept
+    double zl_f16_bits_to_f64(uint16_t h) noexcept
     uint16_t zl_f32_to_bf16_bits(float value) noexcept
     float zl_bf16_bits_to_f32(uint16_t b) noexcept
 
@@ -52,6 +54,7 @@ ctypedef int (*matmul_impl_t)(const zl_tensor_view *a, const zl_tensor_view *b,
                               zl_tensor_view *out) except -1 nogil
 
 
+@cython.final
 cdef class Tensor:
     # data, dtype, ndim, shape, byte strides: everything a kernel reads
     cdef zl_tensor_view view

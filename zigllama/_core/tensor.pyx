@@ -42,6 +42,14 @@ from zigllama.errors import (
     UseAfterReset,
 )
 
+from zigllama._core.platform cimport zl_cpu_has_avx2
+
+cdef extern from "zl_tensor_simd.h" nogil:
+    void zl_add_f32_avx2(ptrdiff_t n, const float *a, const float *b, float *out) noexcept
+    void zl_mul_f32_avx2(ptrdiff_t n, const float *a, const float *b, float *out) noexcept
+    void zl_add_f64_avx2(ptrdiff_t n, const double *a, const double *b, double *out) noexcept
+    void zl_mul_f64_avx2(ptrdiff_t n, const double *a, const double *b, double *out) noexcept
+
 cnp.import_array()
 
 cdef extern from *:
@@ -91,7 +99,6 @@ cdef int dtype_code(object dtype) except -1:
         code = _CODE_OF.get(dtype)
         if code is not None:
             return code
-        raise unsupported(dtype)
     try:
         npdt = np.dtype(dtype)
     except (TypeError, ValueError):
@@ -234,7 +241,9 @@ cdef inline target from_int(int32_t x, const target *type_tag) noexcept nogil:
 
 cdef inline target convert(scalar x, const target *type_tag) noexcept nogil:
     """One element of ``astype``: numpy's conversion rules (see docs/tensors.md)."""
-    if scalar is zl_f16 or scalar is zl_bf16 or scalar is float:
+    if scalar is zl_f16 and target is double:
+        return zl_f16_bits_to_f64(x.bits)
+    elif scalar is zl_f16 or scalar is zl_bf16 or scalar is float:
         return from_float(half_to_float(x), type_tag)
     elif scalar is double:
         return from_double(x, type_tag)
@@ -317,6 +326,26 @@ cdef inline bint iter_next(nd_iter *it) noexcept nogil:
 
 # ---- kernels (each written once; Cython specialises them per element type) -------------
 
+cdef inline bint simd_binary(const binop *op, ptrdiff_t n, const scalar *a, const scalar *b,
+                             scalar *o) noexcept nogil:
+    """The AVX2 build of the contiguous loop, where there is one and the CPU has AVX2."""
+    if scalar is float:
+        if binop is AddTag:
+            zl_add_f32_avx2(n, a, b, o)
+        else:
+            zl_mul_f32_avx2(n, a, b, o)
+        return True
+    elif scalar is double:
+        if binop is AddTag:
+            zl_add_f64_avx2(n, a, b, o)
+        else:
+            zl_mul_f64_avx2(n, a, b, o)
+        return True
+    else:
+        return False
+
+
+
 cdef void binary_kernel(nd_iter *it, const binop *op, const scalar *type_tag) noexcept nogil:
     cdef ptrdiff_t n = it.inner_n, i
     cdef ptrdiff_t sa = it.inner_step[0] // <ptrdiff_t>sizeof(scalar)
@@ -325,14 +354,16 @@ cdef void binary_kernel(nd_iter *it, const binop *op, const scalar *type_tag) no
     cdef const scalar *a
     cdef const scalar *b
     cdef scalar *o
+    cdef bint avx2 = (scalar is float or scalar is double) and zl_cpu_has_avx2()
     while True:
         a = <const scalar *>it.ptr[0]
         b = <const scalar *>it.ptr[1]
         o = <scalar *>it.ptr[2]
         if sa == 1 and sb == 1 and so == 1:
             # the common case, and the one the compiler vectorises
-            for i in range(n):
-                o[i] = apply(op, a[i], b[i])
+            if not (avx2 and simd_binary(op, n, a, b, o)):
+                for i in range(n):
+                    o[i] = apply(op, a[i], b[i])
         elif sa == 1 and sb == 0 and so == 1:
             for i in range(n):
                 o[i] = apply(op, a[i], b[0])
@@ -897,7 +928,9 @@ cdef char *element(Tensor t, tuple index) except NULL:
     return p
 
 
-cdef Tensor sliced(Tensor t, tuple index):
+cdef object sliced(Tensor t, tuple index):
+    """A view for a basic index (integers, slices, '...', None), or an element when
+    every axis was indexed by an integer."""
     cdef Tensor v = view_of(t)
     cdef int d = 0, nd = 0, used = 0, n_ellipsis = 0, expand
     cdef Py_ssize_t start, stop, step, count, i, length
@@ -921,6 +954,8 @@ cdef Tensor sliced(Tensor t, tuple index):
             nd = push_axis(v, nd, 1, 0)
         elif isinstance(k, slice):
             length = t.view.shape[d]
+            if k.step == 0:
+                raise InvalidIndex(f"slice step cannot be zero (axis {d} in {index})")
             start, stop, step = k.indices(length)
             count = len(range(start, stop, step))
             if count == 0:
@@ -952,8 +987,8 @@ cdef Tensor sliced(Tensor t, tuple index):
         nd = push_axis(v, nd, t.view.shape[d], t.view.strides[d])
         d += 1
     if nd == 0:
-        # every axis indexed (an all-integer index handled above never gets here)
-        nd = push_axis(v, nd, 1, t.view.itemsize)
+        # every axis indexed by an integer (around a '...'): an element, as numpy's
+        return python_scalar(v.view.data, t.view.dtype)
     v.view.ndim = nd
     v.size = 1
     for d in range(nd):

@@ -142,6 +142,19 @@ static inline float zl_f16_bits_to_f32(uint16_t h) {
     }
 }
 
+/* float16 -> float64, exact, NaN payloads kept as they are (numpy's
+ * npy_halfbits_to_doublebits; a float32 -> float64 conversion would quiet them). */
+static inline double zl_f16_bits_to_f64(uint16_t h) {
+    if ((h & 0x7c00u) == 0x7c00u && (h & 0x03ffu) != 0) {
+        uint64_t d = (((uint64_t)h & 0x8000u) << 48) + 0x7ff0000000000000ULL
+                     + (((uint64_t)(h & 0x03ffu)) << 42);
+        double r;
+        memcpy(&r, &d, 8);
+        return r;
+    }
+    return (double)zl_f16_bits_to_f32(h);
+}
+
 /* float32 -> bfloat16, round to nearest even, NaN forced quiet (ggml's). */
 static inline uint16_t zl_f32_to_bf16_bits(float value) {
     uint32_t u = zl_f32_bits(value);

@@ -401,7 +401,12 @@ def test_slicing_matches_numpy(data, shape):
     if data.draw(st.booleans()):
         key.insert(data.draw(st.integers(0, len(key))), None)
     key = tuple(key)
-    expected = a[key]
+    try:
+        expected = a[key]
+    except IndexError:
+        with pytest.raises(InvalidIndex):
+            t[key]
+        return
     if expected.size == 0:
         with pytest.raises(InvalidShape):
             t[key]
@@ -618,9 +623,9 @@ def test_matmul_dtype_mismatch():
 # ---- astype ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("src", NUMPY_DTYPES)
-@pytest.mark.parametrize("dst", NUMPY_DTYPES)
 @given(data=st.data())
-def test_astype_matches_numpy(src, dst, data):
+def test_astype_matches_numpy(src, data):
+    dst = data.draw(st.sampled_from(NUMPY_DTYPES))
     shape = data.draw(shapes)
     if dst in ("int8", "int32") and src in FLOATS:
         # float -> int is defined by numpy only in range (C leaves the rest undefined)
@@ -802,9 +807,9 @@ def test_arena_with_block_resets():
         y.get(0, 0)
 
 
-def exercise_every_operation(allocator):
+def exercise_every_operation(allocator, dtypes=DTYPES):
     """Every Tensor operation that allocates, from `allocator`."""
-    for dtype in DTYPES:
+    for dtype in dtypes:
         a = Tensor.zeros((3, 4), dtype, allocator)
         a.fill(2)
         b = Tensor.empty((4,), dtype, allocator)
@@ -834,15 +839,16 @@ def test_general_purpose_allocator_reports_no_leaks_after_tensor_operations():
 
 def test_failing_allocator_sweep_leaves_nothing_live():
     """Every allocation inside the operations can fail: OutOfMemory, nothing leaked."""
+    dtypes = ("float32", "bfloat16")  # every dtype allocates along the same paths
     counter = FailingAllocator(GeneralPurposeAllocator(), fail_index=10**9)
-    exercise_every_operation(counter)
+    exercise_every_operation(counter, dtypes)
     total = counter.allocations
-    assert total > 50
+    assert total > 20
     for index in range(total):
         gpa = GeneralPurposeAllocator()
         failing = FailingAllocator(gpa, fail_index=index)
         with pytest.raises(OutOfMemory):
-            exercise_every_operation(failing)
+            exercise_every_operation(failing, dtypes)
         gc.collect()
         assert gpa.live_bytes == 0, f"leak after a failure at allocation {index}"
 

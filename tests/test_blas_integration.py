@@ -420,3 +420,72 @@ def test_inputs_through_the_buffer_protocol():
     out = np.zeros((2, 2), np.float32)
     get_blas("generic").gemm(memoryview(a), memoryview(b), out=memoryview(out))
     np.testing.assert_array_equal(out, a @ b)
+
+
+# Tensor.matmul and @ ---------------------------------------------------------
+
+TENSOR_SCRIPT = """
+import numpy as np
+import zigllama as zl
+from zigllama._core import blas_integration as bi
+
+assert bi.tensor_backend() is zl.get_blas(), (bi.tensor_backend(), zl.get_blas())
+rng = np.random.default_rng(0)
+for dtype in (np.float32, np.float64):
+    a = rng.standard_normal((37, 29)).astype(dtype)
+    b = rng.standard_normal((29, 41)).astype(dtype)
+    # Bit for bit what the default backend's gemm gives: the product went through it.
+    np.testing.assert_array_equal(np.asarray(zl.Tensor.from_numpy(a) @ zl.Tensor.from_numpy(b)),
+                                  zl.get_blas().gemm(a, b))
+print("tensor ok", zl.get_blas().name)
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tensor_matmul_goes_through_the_default_backend(backend):
+    env = dict(os.environ, ZIGLLAMA_BLAS=backend)
+    run = subprocess.run([sys.executable, "-c", TENSOR_SCRIPT], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert f"tensor ok {backend}" in run.stdout
+
+
+@pytest.fixture(params=BACKENDS)
+def tensor_backend(request):
+    previous = blas_integration.tensor_backend().name
+    yield blas_integration.set_tensor_backend(request.param)
+    blas_integration.set_tensor_backend(previous)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tensor_matmul_layouts_and_batches(tensor_backend, dtype):
+    from zigllama import Tensor
+
+    rng = np.random.default_rng(11)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+
+    def check(ta, tb):
+        a, b = np.asarray(ta), np.asarray(tb)
+        got = np.asarray(ta @ tb)
+        np.testing.assert_allclose(got, a.astype(np.float64) @ b.astype(np.float64), **tol)
+
+    T = Tensor.from_numpy
+    a = rng.standard_normal((4, 13, 9)).astype(dtype)
+    w = rng.standard_normal((9, 17)).astype(dtype)
+    check(T(a), T(w))                                          # one GEMM over 4*13 rows
+    check(T(a), T(rng.standard_normal((4, 9, 17)).astype(dtype)))   # batch by batch
+    check(T(a[0]), T(rng.standard_normal((3, 9, 17)).astype(dtype)))  # a broadcast over the batch
+    check(T(a[1].T.copy()).transpose(), T(w))                  # column-major operand
+    check(T(a[2]), T(w.T.copy()).transpose())                  # transposed view
+    check(T(rng.standard_normal((9, 30)).astype(dtype))[:, 3:12], T(w))   # leading dimension > row
+    check(T(a[3]).transpose(), T(a[3]))
+
+
+def test_tensor_matmul_other_dtypes_keep_the_loops(tensor_backend):
+    from zigllama import Tensor
+
+    a = np.arange(12, dtype=np.int32).reshape(3, 4)
+    b = np.arange(8, dtype=np.int32).reshape(4, 2)
+    np.testing.assert_array_equal(np.asarray(Tensor.from_numpy(a) @ Tensor.from_numpy(b)), a @ b)
+    h = np.linspace(-1, 1, 12, dtype=np.float16).reshape(3, 4)
+    np.testing.assert_allclose(np.asarray(Tensor.from_numpy(h) @ Tensor.from_numpy(h.T.copy())),
+                               (h @ h.T), rtol=1e-3, atol=1e-3)

@@ -32,6 +32,8 @@ from scipy.linalg.cython_blas cimport (
     ddot, daxpy, dgemm, dgemv, dnrm2, dscal, sdot, saxpy, sgemm, sgemv, snrm2, sscal,
 )
 
+from zigllama._core.tensor cimport ZL_F32, ZL_F64, naive_matmul, set_matmul_impl, zl_tensor_view
+
 from .._config import resolve_threads
 from ..errors import BlasError, OutOfMemory
 
@@ -415,7 +417,7 @@ cdef int _matrix(cnp.ndarray arr, str op, str what, int type_num, bint writeable
     return 0
 
 
-cdef inline void _relayout(_Mat *m, zl_blas_layout layout) noexcept:
+cdef inline void _relayout(_Mat *m, zl_blas_layout layout) noexcept nogil:
     # A matrix that fits both layouts (one row or one column) takes the call's.
     if m.both_layouts and m.layout != layout:
         m.layout = layout
@@ -502,7 +504,7 @@ cdef int _raise_status(int status, str op) except -1:
     raise BlasError(f"{op}: the backend rejected the arguments (status {status})")
 
 
-cdef inline zl_blas_trans _flip(zl_blas_trans t) noexcept:
+cdef inline zl_blas_trans _flip(zl_blas_trans t) noexcept nogil:
     return ZL_TRANS if t == ZL_NO_TRANS else ZL_NO_TRANS
 
 
@@ -730,6 +732,83 @@ def generic_info():
         "blocking_float64": {"mc": _generic_ctx.d.mc, "kc": _generic_ctx.d.kc, "nc": _generic_ctx.d.nc},
         "openmp_max_threads": zl_omp_max_threads(),
     }
+
+
+# ---------------------------------------------------------------------------
+# Tensor.matmul and `@`: the tensor module's one matmul entry point runs the
+# default backend's GEMM for float32/float64 operands BLAS can take (rows or
+# columns contiguous); other dtypes and strides keep the plain loops.
+
+cdef int _tensor_backend = 0
+
+
+cdef int _tensor_operand(const zl_tensor_view *t, _Mat *out, ptrdiff_t *batch_stride) noexcept nogil:
+    cdef int d = t.ndim
+    batch_stride[0] = t.strides[0] if d == 3 and t.shape[0] != 1 else 0
+    return _describe_matrix(t.data, t.shape[d - 2], t.shape[d - 1], t.strides[d - 2], t.strides[d - 1],
+                            t.itemsize, out)
+
+
+cdef int _tensor_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) except -1 nogil:
+    """out[p] = a[p] @ b[p] (shapes already checked by the tensor module)."""
+    cdef _Mat ma, mb, mc
+    cdef ptrdiff_t sa, sb, sc, p, batch = out.shape[0] if out.ndim == 3 else 1
+    if (a.dtype != ZL_F32 and a.dtype != ZL_F64) or _tensor_operand(a, &ma, &sa) \
+            or _tensor_operand(b, &mb, &sb) or _tensor_operand(out, &mc, &sc):
+        return naive_matmul(a, b, out)
+    _relayout(&ma, mc.layout)
+    _relayout(&mb, mc.layout)
+    cdef zl_blas_trans ta = ZL_NO_TRANS if ma.layout == mc.layout else ZL_TRANS
+    cdef zl_blas_trans tb = ZL_NO_TRANS if mb.layout == mc.layout else ZL_TRANS
+    cdef zl_blas_int m = mc.rows, n = mc.cols, k = ma.cols
+    # A batch (B, m, k) @ (k, n) stored row after row is one (B*m, k) @ (k, n).
+    if batch > 1 and sb == 0 and ma.layout == ZL_ROW_MAJOR and mc.layout == ZL_ROW_MAJOR \
+            and sa == m * ma.ld * a.itemsize and sc == m * mc.ld * out.itemsize:
+        m *= batch
+        batch = 1
+    cdef zl_blas blas = _backends[_tensor_backend]
+    cdef int status = ZL_BLAS_OK
+    if <double>batch * m * n * k >= _THREAD_SYNC_WORK:
+        with gil:
+            _sync_threads(_tensor_backend)
+    for p in range(batch):
+        if a.dtype == ZL_F32:
+            status = blas.vtable.sgemm(blas.ctx, mc.layout, ta, tb, m, n, k, 1.0,
+                                       <const float *>(ma.data + p * sa), ma.ld,
+                                       <const float *>(mb.data + p * sb), mb.ld,
+                                       0.0, <float *>(mc.data + p * sc), mc.ld)
+        else:
+            status = blas.vtable.dgemm(blas.ctx, mc.layout, ta, tb, m, n, k, 1.0,
+                                       <const double *>(ma.data + p * sa), ma.ld,
+                                       <const double *>(mb.data + p * sb), mb.ld,
+                                       0.0, <double *>(mc.data + p * sc), mc.ld)
+        if status != ZL_BLAS_OK:
+            with gil:
+                return _raise_status(status, "matmul")
+    return 0
+
+
+def set_tensor_backend(name=None):
+    """Choose the backend behind Tensor.matmul and `@` (None: the default,
+    ``ZIGLLAMA_BLAS`` or "scipy"); returns its BlasInterface."""
+    global _tensor_backend
+    cdef BlasInterface blas = get_blas(name)
+    _tensor_backend = blas.index
+    set_matmul_impl(_tensor_matmul)
+    return blas
+
+
+def tensor_backend():
+    """The BlasInterface behind Tensor.matmul and `@`."""
+    return _interfaces[_tensor_backend]
+
+
+try:
+    set_tensor_backend()
+except BlasError:
+    # A misspelt ZIGLLAMA_BLAS must not break `import zigllama`: get_blas()
+    # reports it; tensors use scipy meanwhile.
+    set_tensor_backend("scipy")
 
 
 # ---------------------------------------------------------------------------

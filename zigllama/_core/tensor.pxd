@@ -91,3 +91,5 @@ cdef int tensor_copy(const zl_tensor_view *src, zl_tensor_view *dst) except -1 n
 cdef void tensor_fill(zl_tensor_view *t, double value) noexcept nogil
 # The BLAS module swaps in its GEMM here; NULL restores the plain loops.
 cdef void set_matmul_impl(matmul_impl_t impl) noexcept
+# The plain loops themselves (the GEMM's fallback for dtypes and strides BLAS cannot take).
+cdef int naive_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) except -1 nogil

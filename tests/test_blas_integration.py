@@ -375,7 +375,12 @@ def test_one_setting_sizes_the_blas_threads():
         get_blas("generic").gemm(a, a)
         assert BlasConfig.detect().num_threads == n
     with blas_integration.limit_blas_threads(1):
+        get_blas("scipy").gemm(a, a)
+        get_blas("generic").gemm(a, a)
         assert BlasConfig.detect().blas_threads == 1
+        assert blas_integration.generic_threads() == 1
+    get_blas("generic").gemm(a, a)
+    assert blas_integration.generic_threads() == 2
 
 
 def test_blas_manager_ops_and_stats():

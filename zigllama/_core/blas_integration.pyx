@@ -10,7 +10,7 @@ leading dimensions. Backends:
   (OpenBLAS, MKL, Accelerate, FlexiBLAS), called without the GIL. Row-major calls
   become column-major ones by swapping operands (C = AB is C^T = B^T A^T).
 - ``generic``: zigllama's own cache-blocked, packed, register-tiled GEMM (AVX2/FMA
-  micro-kernel chosen at run time, portable C otherwise), OpenMP over the tiles.
+  micro-kernel chosen at run time, portable C otherwise), OpenMP over blocks of rows.
 - ``naive``: the seed's triple loop, the teaching and correctness baseline.
 
 Python callers use ``get_blas(name)``; Cython callers ``cimport`` this module's
@@ -201,17 +201,45 @@ cdef int _scipy_gemm(void *ctx, zl_blas_layout layout, zl_blas_trans trans_a, zl
     cdef blas_int mi = <blas_int>m, ni = <blas_int>n, ki = <blas_int>k
     cdef blas_int la = <blas_int>lda, lb = <blas_int>ldb, lc = <blas_int>ldc
     if layout == ZL_COL_MAJOR:
-        if floating is float:
-            sgemm(&ta, &tb, &mi, &ni, &ki, &alpha, <float *>a, &la, <float *>b, &lb, &beta, c, &lc)
-        else:
-            dgemm(&ta, &tb, &mi, &ni, &ki, &alpha, <double *>a, &la, <double *>b, &lb, &beta, c, &lc)
+        _fortran_gemm(ta, tb, mi, ni, ki, alpha, <floating *>a, la, <floating *>b, lb, beta, c, lc)
     else:
         # Row-major C is column-major C^T = op(B)^T op(A)^T: swap the operands.
-        if floating is float:
-            sgemm(&tb, &ta, &ni, &mi, &ki, &alpha, <float *>b, &lb, <float *>a, &la, &beta, c, &lc)
-        else:
-            dgemm(&tb, &ta, &ni, &mi, &ki, &alpha, <double *>b, &lb, <double *>a, &la, &beta, c, &lc)
+        _fortran_gemm(tb, ta, ni, mi, ki, alpha, <floating *>b, lb, <floating *>a, la, beta, c, lc)
     return ZL_BLAS_OK
+
+
+cdef void _fortran_gemm(char ta, char tb, blas_int m, blas_int n, blas_int k, floating alpha,
+                        floating *a, blas_int lda, floating *b, blas_int ldb, floating beta,
+                        floating *c, blas_int ldc) noexcept nogil:
+    """Column-major gemm; one column or one row of C goes to gemv, as numpy's
+    matmul does (a BLAS's gemm may not forward these, and then packs a whole
+    operand to use it once)."""
+    cdef char op
+    cdef blas_int rows, cols, incx, one = 1
+    cdef floating *x
+    if k > 0 and (n == 1 or m == 1):
+        if n == 1:
+            # c = op(A) x, x the one column of op(B); c is contiguous.
+            x, incx = b, (1 if tb == b'N' else ldb)
+            op, rows, cols = ta, (m if ta == b'N' else k), (k if ta == b'N' else m)
+            if floating is float:
+                sgemv(&op, &rows, &cols, &alpha, a, &lda, x, &incx, &beta, c, &one)
+            else:
+                dgemv(&op, &rows, &cols, &alpha, a, &lda, x, &incx, &beta, c, &one)
+        else:
+            # c^T = op(B)^T x, x the one row of op(A); c's elements are ldc apart.
+            x, incx = a, (lda if ta == b'N' else 1)
+            op = b'T' if tb == b'N' else b'N'
+            rows, cols = (k if tb == b'N' else n), (n if tb == b'N' else k)
+            if floating is float:
+                sgemv(&op, &rows, &cols, &alpha, b, &ldb, x, &incx, &beta, c, &ldc)
+            else:
+                dgemv(&op, &rows, &cols, &alpha, b, &ldb, x, &incx, &beta, c, &ldc)
+        return
+    if floating is float:
+        sgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc)
 
 
 cdef zl_blas_vtable _scipy_vtable
@@ -287,10 +315,12 @@ def _sync_threads(int index):
     team, or the threads of the BLAS behind scipy (set when the setting changes:
     asking the library each call would cost microseconds)."""
     global _scipy_blas_threads
+    if _blas_threads_pinned:
+        return
     cdef int n = resolve_threads(None)
     if index == 1:
         _generic_ctx.num_threads = n
-    elif index == 0 and not _blas_threads_pinned and n != _scipy_blas_threads:
+    elif index == 0 and n != _scipy_blas_threads:
         for lib in _scipy_blas_libraries():
             lib.set_num_threads(n)
         _scipy_blas_threads = n
@@ -298,21 +328,27 @@ def _sync_threads(int index):
 
 @contextmanager
 def limit_blas_threads(int limit=1):
-    """Context in which every loaded BLAS runs at most `limit` threads.
+    """Context in which every backend (and every loaded BLAS) runs at most
+    `limit` threads.
 
     For code that calls a BLAS from inside its own parallel region (worker
     threads, prange): the BLAS must not start a team per worker. Inside it the
-    scipy backend leaves the limit in place instead of applying the setting.
+    thread setting is not applied; on exit it is again.
     """
     global _blas_threads_pinned, _scipy_blas_threads
     from threadpoolctl import threadpool_limits
 
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
     with threadpool_limits(limits=limit, user_api="blas"):
         _blas_threads_pinned += 1
+        previous = _generic_ctx.num_threads
+        _generic_ctx.num_threads = min(previous, limit)
         try:
             yield
         finally:
             _blas_threads_pinned -= 1
+            _generic_ctx.num_threads = previous
             _scipy_blas_threads = None   # restored on exit: apply the setting again
 
 
@@ -718,6 +754,11 @@ def get_blas(name=None):
     except ValueError:
         raise BlasError(f"unknown BLAS backend {name!r}; choose one of {', '.join(BACKENDS)} "
                         f"(ZIGLLAMA_BLAS selects the default)") from None
+
+
+def generic_threads():
+    """OpenMP threads the generic backend's next large call may use."""
+    return _generic_ctx.num_threads
 
 
 def generic_info():

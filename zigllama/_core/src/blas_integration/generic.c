@@ -19,7 +19,7 @@
 
 /* Below these amounts of work (multiply-adds) a call runs on one thread: waking
  * the OpenMP team costs more than it saves. */
-#define ZL_GEMM_SERIAL_WORK (64.0 * 64.0 * 64.0)
+#define ZL_GEMM_SERIAL_WORK (96.0 * 96.0 * 96.0)
 #define ZL_GEMV_SERIAL_WORK (256.0 * 256.0)
 /* Blocks of rows of C per thread a parallel GEMM aims for (load balance). */
 #define ZL_BLOCKS_PER_THREAD 4

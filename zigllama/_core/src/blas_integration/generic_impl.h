@@ -66,7 +66,7 @@ static void ZL_X(scale_c)(zl_blas_int m, zl_blas_int n, ZL_T beta, ZL_T *c, zl_b
     }
 }
 
-/* y[0:m] = alpha * X x + beta * y, X(i, j) = x_[i*rs + j*cs]: the matrix-vector
+/* y[0:m] = alpha * X x + beta * y, X(i, j) = a[i*rs + j*cs]: the matrix-vector
  * product behind gemv and behind gemm calls with one row or one column. */
 static void ZL_X(gemv_strided)(zl_blas_int m, zl_blas_int n, ZL_T alpha, const ZL_T *a, zl_blas_int rs,
                                zl_blas_int cs, const ZL_T *x, zl_blas_int incx, ZL_T beta, ZL_T *y,
@@ -214,8 +214,7 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
     return ZL_BLAS_OK;
 }
 
-/* Strides of op(X) for a matrix stored with `layout` and leading dimension ld,
- * as seen by a row-major C (see the column-major case in gemm below). */
+/* The vtable's gemm: every layout and transpose pair as strides for gemm_strided. */
 static int ZL_X(gemm)(void *ctx_, zl_blas_layout layout, zl_blas_trans ta, zl_blas_trans tb, zl_blas_int m,
                       zl_blas_int n, zl_blas_int k, ZL_T alpha, const ZL_T *a, zl_blas_int lda,
                       const ZL_T *b, zl_blas_int ldb, ZL_T beta, ZL_T *c, zl_blas_int ldc) {

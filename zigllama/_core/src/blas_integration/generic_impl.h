@@ -154,16 +154,21 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
     n_ic = (m + mc_blk - 1) / mc_blk;
     const zl_blas_int kc_max = k < blk.kc ? k : blk.kc;
     const zl_blas_int nc_max = zl_round_up(n < blk.nc ? n : blk.nc, ZL_NR);
+    /* A short A (one block of rows) meets each row of B's panel once: rows of B
+     * that are contiguous are then read in place, not packed (only a last,
+     * narrower micro-panel is packed, so nothing past column n is read). */
+    const int direct_b = csb == 1 && m <= blk.mc;
     const size_t apack_elems = (size_t)mc_blk * kc_max;
+    const size_t bpack_elems = direct_b ? (size_t)ZL_NR * kc_max : (size_t)nc_max * kc_max;
     ZL_T *apack = zl_blas_alloc((size_t)nt * apack_elems * sizeof(ZL_T));
-    ZL_T *bpack = zl_blas_alloc((size_t)nc_max * kc_max * sizeof(ZL_T));
+    ZL_T *bpack = zl_blas_alloc((size_t)(direct_b ? nt : 1) * bpack_elems * sizeof(ZL_T));
     if (apack == NULL || bpack == NULL) {
         free(apack);
         free(bpack);
         return ZL_BLAS_ENOMEM;
     }
-    void (*kernel)(zl_blas_int, const ZL_T *, const ZL_T *, ZL_T *, zl_blas_int, ZL_T, ZL_T, int, int) =
-        ZL_X(kernel_portable);
+    void (*kernel)(zl_blas_int, const ZL_T *, const ZL_T *, zl_blas_int, ZL_T *, zl_blas_int, ZL_T, ZL_T, int,
+                   int) = ZL_X(kernel_portable);
 #if ZL_X86
     if (zl_cpu_has_avx2()) kernel = ZL_X(kernel_avx2);
 #endif
@@ -171,6 +176,7 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         ZL_T *my_apack = apack + (size_t)ZL_THREAD_NUM() * apack_elems;
+        ZL_T *my_bedge = bpack + (direct_b ? (size_t)ZL_THREAD_NUM() * bpack_elems : 0);
         for (zl_blas_int jc = 0; jc < n; jc += blk.nc) {
             const zl_blas_int nc = n - jc < blk.nc ? n - jc : blk.nc;
             const zl_blas_int n_jr = (nc + ZL_NR - 1) / ZL_NR;
@@ -179,11 +185,13 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
                 /* Only the first block of k applies the caller's beta. */
                 const ZL_T beta_eff = pc == 0 ? beta : (ZL_T)1;
                 zl_blas_int jr, icb;
+                if (!direct_b) {
 #pragma omp for schedule(static)
-                for (jr = 0; jr < n_jr; jr++) {
-                    const zl_blas_int j = jc + jr * ZL_NR;
-                    ZL_X(pack_b_panel)(kc, n - j < ZL_NR ? n - j : ZL_NR, b + pc * rsb + j * csb, rsb, csb,
-                                       bpack + jr * ZL_NR * kc);
+                    for (jr = 0; jr < n_jr; jr++) {
+                        const zl_blas_int j = jc + jr * ZL_NR;
+                        ZL_X(pack_b_panel)(kc, n - j < ZL_NR ? n - j : ZL_NR, b + pc * rsb + j * csb, rsb, csb,
+                                           bpack + jr * ZL_NR * kc);
+                    }
                 }
 #pragma omp for schedule(dynamic, 1)
                 for (icb = 0; icb < n_ic; icb++) {
@@ -198,11 +206,20 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
                     /* Each B micro-panel stays in L1 while it meets every row of tiles. */
                     for (zl_blas_int jr2 = 0; jr2 < n_jr; jr2++) {
                         const zl_blas_int j = jc + jr2 * ZL_NR;
+                        const int nr = (int)(n - j < ZL_NR ? n - j : ZL_NR);
+                        const ZL_T *bp = bpack + jr2 * ZL_NR * kc;
+                        zl_blas_int ldbp = ZL_NR;
+                        if (direct_b && nr == ZL_NR) {
+                            bp = b + pc * rsb + j;
+                            ldbp = rsb;
+                        } else if (direct_b) {
+                            ZL_X(pack_b_panel)(kc, nr, b + pc * rsb + j, rsb, 1, my_bedge);
+                            bp = my_bedge;
+                        }
                         for (zl_blas_int ir = 0; ir < n_ir; ir++) {
                             const zl_blas_int i = ic + ir * ZL_MR;
-                            kernel(kc, my_apack + ir * ZL_MR * kc, bpack + jr2 * ZL_NR * kc, c + i * ldc + j, ldc,
-                                   alpha, beta_eff, (int)(m - i < ZL_MR ? m - i : ZL_MR),
-                                   (int)(n - j < ZL_NR ? n - j : ZL_NR));
+                            kernel(kc, my_apack + ir * ZL_MR * kc, bp, ldbp, c + i * ldc + j, ldc, alpha, beta_eff,
+                                   (int)(m - i < ZL_MR ? m - i : ZL_MR), nr);
                         }
                     }
                 }

@@ -5,7 +5,8 @@
  * (lanes) and the ZL_V* intrinsic names defined.
  *
  * A kernel multiplies an ZL_MR x kc micro-panel of packed A (column by column)
- * by a kc x ZL_NR micro-panel of packed B (row by row) and writes
+ * by a kc x ZL_NR micro-panel of B (row by row, rows ldb apart: ZL_NR when
+ * packed, the caller's row stride when B is read in place) and writes
  * C[0:mr, 0:nr] = alpha * AB + beta * C. Tiles at the right or bottom edge of C
  * (mr < ZL_MR or nr < ZL_NR) are computed whole (the packed panels are zero-filled
  * there) and only their valid part is written: the caller's arrays are never
@@ -27,7 +28,8 @@ static inline void ZL_X(store_tile)(const ZL_T *acc, ZL_T *c, zl_blas_int ldc, Z
 }
 
 static void ZL_X(kernel_portable)(zl_blas_int kc, const ZL_T *restrict a, const ZL_T *restrict b,
-                                  ZL_T *restrict c, zl_blas_int ldc, ZL_T alpha, ZL_T beta, int mr, int nr) {
+                                  zl_blas_int ldb, ZL_T *restrict c, zl_blas_int ldc, ZL_T alpha, ZL_T beta,
+                                  int mr, int nr) {
     ZL_T acc[ZL_MR * ZL_NR] = {0};
     for (zl_blas_int p = 0; p < kc; p++) {
         for (int i = 0; i < ZL_MR; i++) {
@@ -35,7 +37,7 @@ static void ZL_X(kernel_portable)(zl_blas_int kc, const ZL_T *restrict a, const 
             for (int j = 0; j < ZL_NR; j++) acc[i * ZL_NR + j] += ai * b[j];
         }
         a += ZL_MR;
-        b += ZL_NR;
+        b += ldb;
     }
     ZL_X(store_tile)(acc, c, ldc, alpha, beta, mr, nr);
 }
@@ -45,8 +47,8 @@ static void ZL_X(kernel_portable)(zl_blas_int kc, const ZL_T *restrict a, const 
  * leaving two for the B row and one for the broadcast A element. Named
  * variables, not an array: GCC would keep an array in memory. */
 ZL_TARGET_AVX2 static void ZL_X(kernel_avx2)(zl_blas_int kc, const ZL_T *restrict a, const ZL_T *restrict b,
-                                             ZL_T *restrict c, zl_blas_int ldc, ZL_T alpha, ZL_T beta,
-                                             int mr, int nr) {
+                                             zl_blas_int ldb, ZL_T *restrict c, zl_blas_int ldc, ZL_T alpha,
+                                             ZL_T beta, int mr, int nr) {
     ZL_V c00 = ZL_VZERO(), c01 = ZL_VZERO(), c10 = ZL_VZERO(), c11 = ZL_VZERO();
     ZL_V c20 = ZL_VZERO(), c21 = ZL_VZERO(), c30 = ZL_VZERO(), c31 = ZL_VZERO();
     ZL_V c40 = ZL_VZERO(), c41 = ZL_VZERO(), c50 = ZL_VZERO(), c51 = ZL_VZERO();
@@ -57,7 +59,7 @@ ZL_TARGET_AVX2 static void ZL_X(kernel_avx2)(zl_blas_int kc, const ZL_T *restric
         c##i##1 = ZL_VFMADD(ai, b1, c##i##1);   \
     } while (0)
     for (zl_blas_int p = 0; p < kc; p++) {
-        const ZL_V b0 = ZL_VLOAD(b), b1 = ZL_VLOAD(b + ZL_W);
+        const ZL_V b0 = ZL_VLOADU(b), b1 = ZL_VLOADU(b + ZL_W);
         ZL_ROW_FMA(0);
         ZL_ROW_FMA(1);
         ZL_ROW_FMA(2);
@@ -65,7 +67,7 @@ ZL_TARGET_AVX2 static void ZL_X(kernel_avx2)(zl_blas_int kc, const ZL_T *restric
         ZL_ROW_FMA(4);
         ZL_ROW_FMA(5);
         a += ZL_MR;
-        b += ZL_NR;
+        b += ldb;
     }
 #undef ZL_ROW_FMA
     const ZL_V acc[ZL_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};

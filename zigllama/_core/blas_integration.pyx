@@ -387,6 +387,15 @@ cdef cnp.ndarray _as_array(obj, str op, str what):
     return arr
 
 
+cdef int _check_array(cnp.ndarray arr, str op, str what, int ndim, int type_num, bint writeable) except -1:
+    if cnp.PyArray_NDIM(arr) != ndim:
+        raise BlasError(f"{op}: {what} must be {ndim}-D, got shape {_shape(arr)}")
+    _check_dtype(arr, op, what, type_num)
+    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise BlasError(f"{op}: {what} is read-only")
+    return 0
+
+
 cdef int _check_dtype(cnp.ndarray arr, str op, str what, int type_num) except -1:
     cdef int t = cnp.PyArray_TYPE(arr)
     if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
@@ -434,11 +443,7 @@ cdef int _describe_matrix(char *data, zl_blas_int rows, zl_blas_int cols, Py_ssi
 
 cdef int _matrix(cnp.ndarray arr, str op, str what, int type_num, bint writeable, _Mat *out) except -1:
     """A 2-D array whose rows (or columns) are contiguous, as (data, ld, layout)."""
-    if cnp.PyArray_NDIM(arr) != 2:
-        raise BlasError(f"{op}: {what} must be 2-D, got shape {_shape(arr)}")
-    _check_dtype(arr, op, what, type_num)
-    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise BlasError(f"{op}: {what} is read-only")
+    _check_array(arr, op, what, 2, type_num, writeable)
     cdef int code = _describe_matrix(cnp.PyArray_BYTES(arr), cnp.PyArray_DIM(arr, 0), cnp.PyArray_DIM(arr, 1),
                                      cnp.PyArray_STRIDE(arr, 0), cnp.PyArray_STRIDE(arr, 1),
                                      cnp.PyArray_ITEMSIZE(arr), out)
@@ -461,11 +466,7 @@ cdef inline void _relayout(_Mat *m, zl_blas_layout layout) noexcept nogil:
 
 
 cdef int _vector(cnp.ndarray arr, str op, str what, int type_num, bint writeable, _Vec *out) except -1:
-    if cnp.PyArray_NDIM(arr) != 1:
-        raise BlasError(f"{op}: {what} must be 1-D, got shape {_shape(arr)}")
-    _check_dtype(arr, op, what, type_num)
-    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise BlasError(f"{op}: {what} is read-only")
+    _check_array(arr, op, what, 1, type_num, writeable)
     cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr), sb = cnp.PyArray_STRIDE(arr, 0)
     cdef zl_blas_int n = cnp.PyArray_DIM(arr, 0)
     if n > 1 and (sb % item or sb <= 0):

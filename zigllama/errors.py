@@ -33,6 +33,14 @@ class UnsupportedDtype(TensorError, TypeError):
     """An element type zigllama has no kernels for."""
 
 
+class InvalidLayout(TensorError, ValueError):
+    """Memory a tensor cannot wrap as it is: non-contiguous, or misaligned for its dtype."""
+
+
+class ReadOnlyTensor(TensorError, ValueError):
+    """A write to a tensor over read-only memory (a read-only array, bytes, a read-only map)."""
+
+
 # Memory (std.mem.Allocator: error.OutOfMemory, and the GeneralPurposeAllocator's checks)
 class OutOfMemory(ZigLlamaError, MemoryError):
     """An allocator could not (or, for FailingAllocator, would not) provide memory."""

@@ -994,23 +994,6 @@ def test_random_programs_under_a_gpa(program, child):
     assert gpa.deinit() == "ok"
 
 
-# ---- docs/memory-management.md ---------------------------------------------------------
-
-
-def doc_examples(repo_root):
-    import re
-
-    with open(os.path.join(repo_root, "docs", "memory-management.md")) as f:
-        return re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
-
-
-def test_memory_management_doc_examples(repo_root):
-    examples = doc_examples(repo_root)
-    assert len(examples) >= 8
-    for i, code in enumerate(examples):
-        exec(compile(code, f"memory-management.md example {i + 1}", "exec"), {"__name__": "__doc_example__"})
-
-
 # ---- the cimport API, from an outside extension -----------------------------------------
 
 OUTSIDE_PYX = '''

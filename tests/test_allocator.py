@@ -257,6 +257,36 @@ def test_resize_in_place(make):
     assert a.live_bytes == 0
 
 
+def test_resize_misuse():
+    heap, other = zl.HeapAllocator(), zl.HeapAllocator()
+    b = heap.alloc(100)
+    with pytest.raises(InvalidFree):
+        other.resize(b, 50)
+    m = memoryview(b)
+    with pytest.raises(BufferError):
+        heap.resize(b, 50)
+    m.release()
+    with pytest.raises(InvalidAllocation):
+        heap.resize(b, -1)
+    b.free()
+    with pytest.raises(AllocatorError, match="freed"):
+        heap.resize(b, 50)
+    arena = zl.ArenaAllocator()
+    c = arena.alloc(100)
+    arena.reset()
+    with pytest.raises(UseAfterReset):
+        arena.resize(c, 50)
+
+
+def test_with_statement_closes_heap_and_page():
+    for make in (zl.HeapAllocator, zl.PageAllocator):
+        with make() as a:
+            a.alloc(10).free()
+        assert a.closed
+        with pytest.raises(AllocatorError, match="closed"):
+            a.alloc(1)
+
+
 @KINDS
 def test_nogil_vtable(make):
     a = make()
@@ -571,6 +601,11 @@ def test_arena_reset_refused_while_views_are_alive():
     assert arena.exports == 0
     arena.reset()
     assert arena.generation == 1
+    with pytest.raises(BufferError):
+        with arena:
+            m = memoryview(arena.alloc(8))
+    assert arena.generation == 1
+    m.release()
 
 
 def test_arena_with_statement_resets_on_exit():

@@ -547,6 +547,25 @@ def test_arena_grows_across_chunks_and_reset_retains_one():
     assert gpa.deinit() == "ok"
 
 
+def test_arena_reset_with_a_limit():
+    gpa = zl.GeneralPurposeAllocator()
+    arena = zl.ArenaAllocator(gpa, chunk_size=4096)
+    blocks = [arena.alloc(3000) for _ in range(20)]
+    capacity = arena.capacity
+    assert arena.reset(limit=10000) == 10000  # Zig's .retain_with_limit
+    assert arena.chunks == 1 and gpa.live_bytes == 10000
+    blocks = [arena.alloc(3000) for _ in range(3)]  # fits in what was kept
+    assert arena.chunks == 1
+    assert arena.reset(limit=1 << 40) == 10000  # a limit above the capacity keeps it all
+    assert arena.reset(limit=0) == 0 and arena.chunks == 0
+    with pytest.raises(InvalidAllocation, match="limit"):
+        arena.reset(limit=-1)
+    assert arena.reset(retain_capacity=False, limit=10000) == 0  # free_all wins
+    del blocks
+    arena.close()
+    assert capacity > 10000 and gpa.deinit() == "ok"
+
+
 def test_arena_free_gives_back_only_the_last_allocation():
     arena = zl.ArenaAllocator()
     b1 = arena.alloc(64)

@@ -15,6 +15,7 @@ cdef class MemoryMap:
     # check that it makes sense (sync needs a shared file map, munmap the real length).
     cdef size_t map_length         # bytes passed to mmap (size rounded for hugetlb)
     cdef size_t page_size          # the running kernel's page size
+    cdef int prot                  # PROT_* bits the map was created with
     cdef bint shared               # MAP_SHARED (else MAP_PRIVATE)
     cdef bint file_backed          # from_file (else anonymous)
     cdef bint locked               # mlock succeeded and no munlock since
@@ -30,4 +31,7 @@ cdef class MemoryMap:
     cdef void unpin(self) noexcept
 
     cdef int _map(self, object length, int prot, int flags, int fd, object path) except -1
+    cdef int _finish(self, object mapflags) except -1
+    cdef int _range(self, object offset, object length, size_t *start, size_t *count) except -1
+    cdef int _madvise(self, int advice, size_t start, size_t count) noexcept nogil
     cdef void _unmap(self) noexcept

@@ -143,13 +143,13 @@ def _meminfo():
     """/proc/meminfo as {field: bytes}; empty where there is no /proc."""
     fields = {}
     try:
-        with open("/proc/meminfo", encoding="ascii") as f:
+        with open("/proc/meminfo", "rb") as f:  # bytes: no codec lookup needed
             for line in f:
-                name, _, rest = line.partition(":")
+                name, _, rest = line.partition(b":")
                 parts = rest.split()
                 if parts and parts[0].isdigit():
-                    scale = 1024 if len(parts) > 1 and parts[1] == "kB" else 1
-                    fields[name] = int(parts[0]) * scale
+                    scale = 1024 if len(parts) > 1 and parts[1] == b"kB" else 1
+                    fields[name.decode("latin-1")] = int(parts[0]) * scale
     except OSError:
         pass
     return fields
@@ -408,6 +408,9 @@ cdef class MemoryMap:
         off = _operator.index(offset)
         if off < 0 or off > self.size:
             raise _invalid(f"offset {off} is outside the {self.size}-byte map", self.path)
+        if off % dt.alignment:
+            raise _invalid(f"offset {off} is not a multiple of the {dt.alignment}-byte alignment "
+                           f"of {dt}", self.path)
         available = self.size - off
         if count is None:
             if available % dt.itemsize:
@@ -426,9 +429,6 @@ cdef class MemoryMap:
         if n * dt.itemsize > available:
             raise _invalid(f"{n} x {dt} ({n * dt.itemsize} bytes) at offset {off} runs past the "
                            f"end of the {self.size}-byte map", self.path)
-        if off % dt.alignment:
-            raise _invalid(f"offset {off} is not a multiple of the {dt.alignment}-byte alignment "
-                           f"of {dt}", self.path)
         # The memoryview holds one export for as long as numpy holds the memoryview.
         array = _np.frombuffer(memoryview(self), dtype=dt, count=n, offset=off)
         return array if len(shape) == 1 else array.reshape(shape)
@@ -591,6 +591,10 @@ cdef class MemoryMap:
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.exports > 0:
+            # Let the original error through rather than mask it with MappingInUse;
+            # the map is unmapped when its last view (and reference) is gone.
+            return False
         self.close()
         return False
 
@@ -620,9 +624,9 @@ def _limit_text(limit):
 def _has_cap_ipc_lock():
     """True if this process may lock memory past RLIMIT_MEMLOCK (CAP_IPC_LOCK)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as f:
+        with open("/proc/self/status", "rb") as f:
             for line in f:
-                if line.startswith("CapEff:"):
+                if line.startswith(b"CapEff:"):
                     return bool(int(line.split()[1], 16) >> 14 & 1)  # CAP_IPC_LOCK is bit 14
     except (OSError, ValueError, IndexError):
         pass

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -392,28 +393,37 @@ def test_every_method_of_a_closed_map_raises(small_file, call):
 
 
 def test_nogil_work_pins_the_map(tmp_path):
-    """While prefault() runs without the GIL, close() from another thread refuses."""
-    path = write_uncached(tmp_path / "pin.bin", b"\1" * (16 << 20))
+    """close() from another thread while prefault() runs without the GIL refuses
+    (MappingInUse) instead of unmapping the pages being read: without the pin this
+    test dies with SIGSEGV."""
+    path = write_uncached(tmp_path / "pin.bin", b"\1" * (8 << 20))
     m = zl.MemoryMap.from_file(path)
     m.advise("random")  # one page per fault: the prefault takes a while
     outcomes = []
+    started = threading.Event()
 
     def closer():
-        while True:
+        started.wait()  # set just before prefault(), which pins before it lets the GIL go
+        while not m.closed:
             try:
                 m.close()
                 outcomes.append("closed")
-                return
             except zl.MappingInUse:
                 outcomes.append("busy")
-            except zl.MappingError:
-                return
+                time.sleep(0.001)  # hand the GIL back
 
     worker = threading.Thread(target=closer)
-    m.prefault()  # holds the pin for the whole call
     worker.start()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(10.0)  # this thread keeps the GIL until prefault() lets it go
+    try:
+        started.set()
+        m.prefault()
+    finally:
+        sys.setswitchinterval(interval)
     worker.join()
-    assert outcomes[-1] == "closed" and m.closed
+    assert outcomes[-1] == "closed" and outcomes.count("closed") == 1 and m.closed
+    assert outcomes[0] == "busy"  # prefault pinned the map before the GIL went
 
 
 # -- paging: lock, prefault, advise, stats ------------------------------------------------------

@@ -695,3 +695,35 @@ def test_optimizer_reads_the_running_system():
 def test_optimizer_bad_sizes(size, error):
     with pytest.raises(error):
         zl.MappingOptimizer.detect_optimal_strategy(size)
+
+
+# -- the Cython contract ---------------------------------------------------------------------
+
+
+def test_cython_authors_can_cimport_the_map(tmp_path, small_file):
+    """The docs' cimport example compiles against the installed .pxd and runs."""
+    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+    page = open(os.path.join(docs, "memory-mapping.md"), encoding="utf-8").read()
+    source = page.split("```cython\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "mm_checksum.pyx").write_text(source + "\n\ndef py_checksum(m):\n    return checksum(m)\n")
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(zl.__file__)))
+    (tmp_path / "setup.py").write_text(textwrap.dedent(f"""
+        from Cython.Build import cythonize
+        from setuptools import setup
+        setup(ext_modules=cythonize("mm_checksum.pyx", include_path=[{package_parent!r}],
+                                    compiler_directives={{"language_level": 3}}))
+    """))
+    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-3000:]
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import mm_checksum
+    finally:
+        sys.path.remove(str(tmp_path))
+    m = zl.MemoryMap.from_file(small_file)
+    assert mm_checksum.py_checksum(m) == sum(small_file.read_bytes())
+    assert m.exports == 0  # unpinned
+    m.close()
+    with pytest.raises(zl.MappingError, match="closed"):
+        mm_checksum.py_checksum(m)

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import zigllama as zl
+import zigllama._show_config
 from zigllama._core.memory_mapping import MappingStats, MappingStrategy
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -727,3 +728,13 @@ def test_cython_authors_can_cimport_the_map(tmp_path, small_file):
     m.close()
     with pytest.raises(zl.MappingError, match="closed"):
         mm_checksum.py_checksum(m)
+
+
+def test_show_config_reports_the_mapping_facts():
+    info = zl._show_config.config_dict()["memory_mapping"]
+    assert info["page_size"] == PAGE
+    assert info["memlock_limit"] == ("unlimited" if zl.MappingOptimizer.memlock_limit() is None
+                                     else zl.MappingOptimizer.memlock_limit())
+    meminfo = dict(line.split(":", 1) for line in open("/proc/meminfo"))
+    assert info["huge_page_size"] == int(meminfo["Hugepagesize"].split()[0]) * 1024
+    assert 0 < info["mem_available"] <= int(meminfo["MemTotal"].split()[0]) * 1024

@@ -834,3 +834,21 @@ class ModelFileMapper:
 
     def __repr__(self):
         return f"<ModelFileMapper {len(self._maps)} maps, {self.total_mapped_bytes} bytes>"
+
+
+def mapping_config():
+    """What this machine offers maps, for ``zigllama.show_config()``."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled", "rb") as f:
+            words = f.read().split()
+        thp = next((w[1:-1].decode("latin-1") for w in words if w.startswith(b"[")), "unknown")
+    except OSError:
+        thp = "unavailable"
+    limit = MappingOptimizer.memlock_limit()
+    return {
+        "page_size": _kernel_page_size(),
+        "huge_page_size": _huge_page_size(),
+        "transparent_hugepages": thp,
+        "mem_available": MappingOptimizer.mem_available(),
+        "memlock_limit": "unlimited" if limit is None else limit,
+    }

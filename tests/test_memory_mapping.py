@@ -5,8 +5,10 @@ import io
 import os
 import pickle
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -469,7 +471,8 @@ LOW_MEMLOCK_SCRIPT = textwrap.dedent(
     path = sys.argv[1]
     try:
         fm.open("weights", path, strategy="lock")
-    except zl.MappingError:
+    except zl.MappingError as exc:
+        assert "RLIMIT_MEMLOCK" in str(exc), exc
         assert len(fm) == 0 and "weights" not in fm
     else:
         sys.exit("ModelFileMapper locked 1 MiB under a 64 KiB RLIMIT_MEMLOCK")
@@ -477,16 +480,22 @@ LOW_MEMLOCK_SCRIPT = textwrap.dedent(
 )
 
 
-def test_lock_failure_names_rlimit_memlock(tmp_path, repo_root):
-    path = tmp_path / "lock.bin"
-    path.write_bytes(b"\0" * (1 << 20))
-    os.chmod(tmp_path, 0o755)
-    os.chmod(path, 0o644)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    result = subprocess.run(
-        [sys.executable, "-c", LOW_MEMLOCK_SCRIPT, str(path)],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
+def test_lock_failure_names_rlimit_memlock():
+    # A directory of its own under /tmp, readable after the script drops root.
+    directory = tempfile.mkdtemp(prefix="zigllama-memlock-", dir="/tmp")
+    try:
+        os.chmod(directory, 0o755)
+        path = os.path.join(directory, "lock.bin")
+        with open(path, "wb") as f:
+            f.write(b"\0" * (1 << 20))
+        os.chmod(path, 0o644)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        result = subprocess.run(
+            [sys.executable, "-c", LOW_MEMLOCK_SCRIPT, path],
+            capture_output=True, text=True, env=env, timeout=120,
+        )
+    finally:
+        shutil.rmtree(directory)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.split()[0] in (str(errno.ENOMEM), str(errno.EPERM), str(errno.EAGAIN))

@@ -14,7 +14,11 @@ import stat as _stat
 
 import numpy as _np
 
+cimport numpy as cnp
 from cpython.buffer cimport PyBuffer_FillInfo, PyBUF_WRITABLE
+from cpython.object cimport PyTypeObject
+from cpython.ref cimport Py_INCREF
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.errno cimport errno
 from libc.string cimport strerror
 from posix.mman cimport (
@@ -30,6 +34,18 @@ cdef extern from "zl_mmap.h" nogil:
     int ZL_MAP_POPULATE, ZL_MAP_HUGETLB, ZL_MADV_HUGEPAGE
     unsigned char zl_touch_pages(const unsigned char *p, size_t n, size_t page)
     int zl_resident_bytes(unsigned char *p, size_t n, size_t page, size_t *resident_bytes)
+
+cdef extern from "numpy/arrayobject.h":
+    # Steals a reference to descr; numpy's own .pxd leaves it undeclared.
+    object PyArray_NewFromDescr(PyTypeObject *subtype, cnp.dtype descr, int nd,
+                                cnp.npy_intp *dims, cnp.npy_intp *strides, void *data,
+                                int flags, object obj)
+
+cnp.import_array()
+
+# The most dimensions a view may have (numpy 1's limit; GGUF tensors have 4).
+cdef enum:
+    _MAX_DIMS = 32
 
 # The buffer handed out for a zero-length map: never NULL, never dereferenced.
 cdef unsigned char _empty_buffer[1]
@@ -163,6 +179,15 @@ size: bytes mapped; page_size: the kernel's page size; pages: pages spanned;
 resident_bytes: bytes in RAM now, measured with mincore() (the Zig original
 guesses half the file); locked: whether mlock() holds the pages.
 """
+
+
+cdef class _Export:
+    """One export of a map, held as the base of the arrays view() builds."""
+    cdef MemoryMap owner
+
+    def __dealloc__(self):
+        if self.owner is not None:
+            self.owner.exports -= 1
 
 
 cdef class MemoryMap:
@@ -399,39 +424,64 @@ cdef class MemoryMap:
         offset or count, an offset that breaks the dtype's alignment, or a dtype
         holding Python objects.
         """
+        cdef Py_ssize_t itemsize, alignment
+        cdef size_t off, available
+        cdef int ndim = 1, i
+        cdef cnp.npy_intp dims[_MAX_DIMS]
+        cdef unsigned char *data
+        cdef _Export export
         self.check_open()
         dt = _np.dtype(dtype)
         if dt.hasobject:
             raise _invalid(f"dtype {dt} holds Python objects; a map holds only bytes", self.path)
-        if dt.itemsize == 0:
+        itemsize = dt.itemsize
+        alignment = dt.alignment
+        if itemsize == 0:
             raise _invalid(f"dtype {dt} has no size", self.path)
-        off = _operator.index(offset)
-        if off < 0 or off > self.size:
-            raise _invalid(f"offset {off} is outside the {self.size}-byte map", self.path)
-        if off % dt.alignment:
-            raise _invalid(f"offset {off} is not a multiple of the {dt.alignment}-byte alignment "
+        py_off = _operator.index(offset)
+        if py_off < 0 or py_off > self.size:
+            raise _invalid(f"offset {py_off} is outside the {self.size}-byte map", self.path)
+        off = py_off
+        if off % alignment:
+            raise _invalid(f"offset {off} is not a multiple of the {alignment}-byte alignment "
                            f"of {dt}", self.path)
         available = self.size - off
         if count is None:
-            if available % dt.itemsize:
+            if available % itemsize:
                 raise _invalid(f"the {available} bytes after offset {off} are not a whole number "
                                f"of {dt} elements", self.path)
-            shape = (available // dt.itemsize,)
-        elif isinstance(count, (tuple, list)):
-            shape = tuple(_operator.index(d) for d in count)
+            dims[0] = available // itemsize
         else:
-            shape = (_operator.index(count),)
-        n = 1
-        for d in shape:
-            if d < 0:
-                raise _invalid(f"negative count or dimension in {count!r}", self.path)
-            n *= d  # Python ints: exact, cannot overflow
-        if n * dt.itemsize > available:
-            raise _invalid(f"{n} x {dt} ({n * dt.itemsize} bytes) at offset {off} runs past the "
-                           f"end of the {self.size}-byte map", self.path)
-        # The memoryview holds one export for as long as numpy holds the memoryview.
-        array = _np.frombuffer(memoryview(self), dtype=dt, count=n, offset=off)
-        return array if len(shape) == 1 else array.reshape(shape)
+            shape = count if isinstance(count, (tuple, list)) else (count,)
+            ndim = len(shape)
+            if ndim > _MAX_DIMS:
+                raise _invalid(f"shape {count!r} has more than {_MAX_DIMS} dimensions", self.path)
+            total = nonzero = 1  # Python ints: exact, cannot overflow
+            for i in range(ndim):
+                d = _operator.index(shape[i])
+                if d < 0:
+                    raise _invalid(f"negative count or dimension in {count!r}", self.path)
+                total *= d
+                nonzero *= d or 1
+            if total * itemsize > available or nonzero * itemsize > PY_SSIZE_T_MAX:
+                raise _invalid(f"{total} x {dt} ({total * itemsize} bytes) in shape {count!r} at "
+                               f"offset {off} runs past the end of the {self.size}-byte map",
+                               self.path)
+            for i in range(ndim):
+                dims[i] = shape[i]
+        data = self.ptr + off if self.ptr != NULL else _empty_buffer
+        # The export is counted now and released when the token dies with the last
+        # array that shares this memory.
+        export = _Export.__new__(_Export)
+        export.owner = self
+        self.exports += 1
+        Py_INCREF(dt)  # stolen by PyArray_NewFromDescr
+        array = PyArray_NewFromDescr(
+            <PyTypeObject *>cnp.ndarray, dt, ndim, dims, NULL, data,
+            cnp.NPY_ARRAY_CARRAY if self.writable else cnp.NPY_ARRAY_CARRAY_RO, None)
+        Py_INCREF(export)  # stolen by PyArray_SetBaseObject
+        cnp.PyArray_SetBaseObject(array, export)
+        return array
 
     # -- paging ---------------------------------------------------------------
 
@@ -841,7 +891,7 @@ def mapping_config():
     try:
         with open("/sys/kernel/mm/transparent_hugepage/enabled", "rb") as f:
             words = f.read().split()
-        thp = next((w[1:-1].decode("latin-1") for w in words if w.startswith(b"[")), "unknown")
+        thp = next((w.strip(b"[]").decode("latin-1") for w in words if w.startswith(b"[")), "unknown")
     except OSError:
         thp = "unavailable"
     limit = MappingOptimizer.memlock_limit()

@@ -276,6 +276,30 @@ def test_view_matches_frombuffer(floats_file, data):
         del view
 
 
+@given(shape=st.lists(st.integers(0, 9), min_size=0, max_size=4), data=st.data())
+def test_view_shapes_match_numpy(floats_file, shape, data):
+    raw = floats_file.read_bytes()
+    total = int(np.prod(shape, dtype=np.int64))
+    offset = 8 * data.draw(st.integers(0, (len(raw) - 8 * total) // 8))
+    with zl.MemoryMap.from_file(floats_file) as m:
+        view = m.view(offset, tuple(shape), "<f8")
+        expected = np.frombuffer(raw, "<f8", total, offset).reshape(shape)
+        assert view.shape == tuple(shape) and view.flags.c_contiguous and view.flags.aligned
+        np.testing.assert_array_equal(view, expected)
+        assert m.exports == 1
+        del view
+        assert m.exports == 0
+
+
+def test_view_of_huge_zero_size_shapes(floats_file):
+    with zl.MemoryMap.from_file(floats_file) as m:
+        assert m.view(0, (0, 2**40), "f4").shape == (0, 2**40)
+        with pytest.raises(zl.InvalidMappingArgument):
+            m.view(0, (0, 2**62, 2**62), "f4")
+        with pytest.raises(zl.InvalidMappingArgument, match="dimensions"):
+            m.view(0, (1,) * 33)
+
+
 @pytest.mark.parametrize(
     "offset, count, dtype, message",
     [

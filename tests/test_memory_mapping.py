@@ -280,8 +280,12 @@ def test_view_matches_frombuffer(floats_file, data):
 def test_view_shapes_match_numpy(floats_file, shape, data):
     raw = floats_file.read_bytes()
     total = int(np.prod(shape, dtype=np.int64))
-    offset = 8 * data.draw(st.integers(0, (len(raw) - 8 * total) // 8))
     with zl.MemoryMap.from_file(floats_file) as m:
+        if 8 * total > len(raw):
+            with pytest.raises(zl.InvalidMappingArgument, match="runs past the end"):
+                m.view(0, tuple(shape), "<f8")
+            return
+        offset = 8 * data.draw(st.integers(0, (len(raw) - 8 * total) // 8))
         view = m.view(offset, tuple(shape), "<f8")
         expected = np.frombuffer(raw, "<f8", total, offset).reshape(shape)
         assert view.shape == tuple(shape) and view.flags.c_contiguous and view.flags.aligned
@@ -353,6 +357,76 @@ def test_views_keep_the_map_alive(floats_file):
     assert not is_mapped(floats_file)  # the last view's release unmapped it
 
 
+# -- Tensors at an offset -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dtype, numpy_dtype",
+    [("float32", "<f4"), ("float64", "<f8"), ("float16", "<f2"), ("int8", "i1"), ("int32", "<i4"),
+     (np.float32, "<f4")],
+)
+def test_tensor_views_the_map(floats_file, dtype, numpy_dtype):
+    raw = floats_file.read_bytes()
+    with zl.MemoryMap.from_file(floats_file) as m:
+        t = m.tensor(64, (3, 4), dtype)
+        assert isinstance(t, zl.Tensor) and t.shape == (3, 4) and not t.writable
+        expected = np.frombuffer(raw, numpy_dtype, 12, 64).reshape(3, 4)
+        np.testing.assert_array_equal(np.asarray(t), expected)
+        assert m.exports == 1
+        with pytest.raises(zl.MappingInUse):
+            m.close()
+        del t
+        assert m.exports == 0
+
+
+def test_tensor_bfloat16_holds_the_raw_bits(floats_file):
+    raw = floats_file.read_bytes()
+    with zl.MemoryMap.from_file(floats_file) as m:
+        t = m.tensor(8, (4,), "bfloat16")
+        assert t.dtype == "bfloat16" and t.itemsize == 2
+        assert np.asarray(t).tobytes() == raw[8:16]
+        # the high half of a float32 is the bfloat16 of it: floats 2.0 and 3.0 at byte 8
+        assert [t.get(i) for i in range(4)] == [0.0, 2.0, 0.0, 3.0]
+        del t
+
+
+def test_tensor_keeps_the_map_alive_and_writes_through(tmp_path):
+    path = tmp_path / "t.bin"
+    path.write_bytes(np.zeros(16, "<f4").tobytes())
+    m = zl.MemoryMap.from_file(path, "rw", "shared")
+    t = m.tensor(0, (4, 4), "float32")
+    assert t.writable
+    t.fill(1.5)
+    del m
+    gc.collect()
+    assert is_mapped(path)
+    del t
+    gc.collect()
+    assert not is_mapped(path)
+    assert (np.fromfile(path, "<f4") == 1.5).all()
+
+
+@pytest.mark.parametrize(
+    "offset, shape, dtype, error",
+    [
+        (-4, (1,), "float32", zl.InvalidMappingArgument),
+        (16384, (1,), "float32", zl.InvalidMappingArgument),
+        (16380, (2,), "float32", zl.InvalidMappingArgument),
+        (2, (1,), "float32", zl.InvalidMappingArgument),
+        (4, (1,), "float64", zl.InvalidMappingArgument),
+        (0, (2**31, 2**31), "int8", zl.InvalidMappingArgument),
+        (0, (1,), "uint8", zl.UnsupportedDtype),
+        (0, (1,), ">f4", zl.UnsupportedDtype),
+        (0, (0, 4), "float32", zl.InvalidShape),
+    ],
+)
+def test_tensor_bad_arguments(floats_file, offset, shape, dtype, error):
+    with zl.MemoryMap.from_file(floats_file) as m:
+        with pytest.raises(error):
+            m.tensor(offset, shape, dtype)
+        assert m.exports == 0
+
+
 # -- lifetime -----------------------------------------------------------------------------
 
 
@@ -402,6 +476,7 @@ def test_context_manager_lets_the_original_error_through(small_file):
         lambda m: len(m),
         lambda m: memoryview(m),
         lambda m: m.view(0, 1),
+        lambda m: m.tensor(0, (1,), "float32"),
         lambda m: m.lock(),
         lambda m: m.unlock(),
         lambda m: m.prefault(),

@@ -181,6 +181,73 @@ guesses half the file); locked: whether mlock() holds the pages.
 """
 
 
+cdef int _place(MemoryMap m, object offset, object count, Py_ssize_t itemsize,
+                Py_ssize_t alignment, object dtype, Py_ssize_t *dims, int *ndim,
+                size_t *start) except -1:
+    """Check ``count`` (an element count, a shape, or None for the rest of the map)
+    elements of ``itemsize`` bytes at ``offset`` against the map and the alignment;
+    fill ``dims``/``ndim`` and the byte offset ``start``. Python ints throughout:
+    no product or sum can overflow before it is compared with the map's size."""
+    cdef int i
+    if itemsize <= 0:
+        raise _invalid(f"dtype {dtype} has no size", m.path)
+    off = _operator.index(offset)
+    if off < 0 or off > m.size:
+        raise _invalid(f"offset {off} is outside the {m.size}-byte map", m.path)
+    if off % alignment:
+        raise _invalid(f"offset {off} is not a multiple of the {alignment}-byte alignment "
+                       f"of {dtype}", m.path)
+    available = m.size - off
+    if count is None:
+        if available % itemsize:
+            raise _invalid(f"the {available} bytes after offset {off} are not a whole number "
+                           f"of {dtype} elements", m.path)
+        ndim[0] = 1
+        dims[0] = available // itemsize
+    else:
+        shape = count if isinstance(count, (tuple, list)) else (count,)
+        if len(shape) > _MAX_DIMS:
+            raise _invalid(f"shape {count!r} has more than {_MAX_DIMS} dimensions", m.path)
+        total = nonzero = 1
+        for d in shape:
+            d = _operator.index(d)
+            if d < 0:
+                raise _invalid(f"negative count or dimension in {count!r}", m.path)
+            total *= d
+            nonzero *= d or 1
+        if total * itemsize > available or nonzero * itemsize > PY_SSIZE_T_MAX:
+            raise _invalid(f"{total} x {dtype} ({total * itemsize} bytes) in shape {count!r} at "
+                           f"offset {off} runs past the end of the {m.size}-byte map", m.path)
+        ndim[0] = len(shape)
+        for i in range(ndim[0]):
+            dims[i] = shape[i]
+    start[0] = off
+    return 0
+
+
+cdef dict _TENSOR_ITEMSIZE = {}
+
+
+def _Tensor():
+    # Imported on first use: a map works without the tensor module loaded.
+    from .tensor import Tensor
+    return Tensor
+
+
+def _tensor_itemsize(dtype):
+    """Bytes per element of a Tensor dtype (raises the Tensor's UnsupportedDtype)."""
+    try:
+        return _TENSOR_ITEMSIZE[dtype]
+    except (KeyError, TypeError):
+        pass
+    size = _Tensor().from_buffer(bytes(16), dtype, (1,)).itemsize
+    try:
+        _TENSOR_ITEMSIZE[dtype] = size
+    except TypeError:
+        pass  # an unhashable spelling: asked again next time
+    return size
+
+
 cdef class _Export:
     """One export of a map, held as the base of the arrays view() builds."""
     cdef MemoryMap owner
@@ -424,52 +491,15 @@ cdef class MemoryMap:
         offset or count, an offset that breaks the dtype's alignment, or a dtype
         holding Python objects.
         """
-        cdef Py_ssize_t itemsize, alignment
-        cdef size_t off, available
-        cdef int ndim = 1, i
-        cdef cnp.npy_intp dims[_MAX_DIMS]
-        cdef unsigned char *data
+        cdef size_t start
+        cdef int ndim
+        cdef Py_ssize_t dims[_MAX_DIMS]
         cdef _Export export
         self.check_open()
         dt = _np.dtype(dtype)
         if dt.hasobject:
             raise _invalid(f"dtype {dt} holds Python objects; a map holds only bytes", self.path)
-        itemsize = dt.itemsize
-        alignment = dt.alignment
-        if itemsize == 0:
-            raise _invalid(f"dtype {dt} has no size", self.path)
-        py_off = _operator.index(offset)
-        if py_off < 0 or py_off > self.size:
-            raise _invalid(f"offset {py_off} is outside the {self.size}-byte map", self.path)
-        off = py_off
-        if off % alignment:
-            raise _invalid(f"offset {off} is not a multiple of the {alignment}-byte alignment "
-                           f"of {dt}", self.path)
-        available = self.size - off
-        if count is None:
-            if available % itemsize:
-                raise _invalid(f"the {available} bytes after offset {off} are not a whole number "
-                               f"of {dt} elements", self.path)
-            dims[0] = available // itemsize
-        else:
-            shape = count if isinstance(count, (tuple, list)) else (count,)
-            ndim = len(shape)
-            if ndim > _MAX_DIMS:
-                raise _invalid(f"shape {count!r} has more than {_MAX_DIMS} dimensions", self.path)
-            total = nonzero = 1  # Python ints: exact, cannot overflow
-            for i in range(ndim):
-                d = _operator.index(shape[i])
-                if d < 0:
-                    raise _invalid(f"negative count or dimension in {count!r}", self.path)
-                total *= d
-                nonzero *= d or 1
-            if total * itemsize > available or nonzero * itemsize > PY_SSIZE_T_MAX:
-                raise _invalid(f"{total} x {dt} ({total * itemsize} bytes) in shape {count!r} at "
-                               f"offset {off} runs past the end of the {self.size}-byte map",
-                               self.path)
-            for i in range(ndim):
-                dims[i] = shape[i]
-        data = self.ptr + off if self.ptr != NULL else _empty_buffer
+        _place(self, offset, count, dt.itemsize, dt.alignment, dt, dims, &ndim, &start)
         # The export is counted now and released when the token dies with the last
         # array that shares this memory.
         export = _Export.__new__(_Export)
@@ -477,11 +507,29 @@ cdef class MemoryMap:
         self.exports += 1
         Py_INCREF(dt)  # stolen by PyArray_NewFromDescr
         array = PyArray_NewFromDescr(
-            <PyTypeObject *>cnp.ndarray, dt, ndim, dims, NULL, data,
+            <PyTypeObject *>cnp.ndarray, dt, ndim, <cnp.npy_intp *>dims, NULL,
+            self.ptr + start if self.ptr != NULL else _empty_buffer,
             cnp.NPY_ARRAY_CARRAY if self.writable else cnp.NPY_ARRAY_CARRAY_RO, None)
         Py_INCREF(export)  # stolen by PyArray_SetBaseObject
         cnp.PyArray_SetBaseObject(array, export)
         return array
+
+    def tensor(self, offset, shape, dtype="float32"):
+        """A zero-copy :class:`zigllama.Tensor` of ``shape`` and ``dtype`` at ``offset``.
+
+        dtype: a Tensor element type (float32, float64, float16, bfloat16, int8,
+        int32). The tensor holds a buffer export of the map for as long as it
+        (or any view of it) lives. Offsets and sizes are checked as in
+        :meth:`view`; dtypes and shapes a Tensor cannot hold raise the Tensor's
+        own errors (UnsupportedDtype, InvalidShape).
+        """
+        cdef size_t start
+        cdef int ndim
+        cdef Py_ssize_t dims[_MAX_DIMS]
+        self.check_open()
+        itemsize = _tensor_itemsize(dtype)
+        _place(self, offset, shape, itemsize, itemsize, dtype, dims, &ndim, &start)
+        return _Tensor().from_buffer(self, dtype, shape, start)
 
     # -- paging ---------------------------------------------------------------
 

@@ -228,7 +228,7 @@ cdef int _place(MemoryMap m, object offset, object count, Py_ssize_t itemsize,
 cdef dict _TENSOR_ITEMSIZE = {}
 
 
-def _Tensor():
+def _tensor_class():
     # Imported on first use: a map works without the tensor module loaded.
     from .tensor import Tensor
     return Tensor
@@ -240,7 +240,7 @@ def _tensor_itemsize(dtype):
         return _TENSOR_ITEMSIZE[dtype]
     except (KeyError, TypeError):
         pass
-    size = _Tensor().from_buffer(bytes(16), dtype, (1,)).itemsize
+    size = _tensor_class().from_buffer(bytes(16), dtype, (1,)).itemsize
     try:
         _TENSOR_ITEMSIZE[dtype] = size
     except TypeError:
@@ -262,8 +262,9 @@ cdef class MemoryMap:
 
     Create one with :meth:`from_file` or :meth:`anonymous`; use it as a context
     manager or call :meth:`close`. Its bytes are exported zero-copy through the
-    buffer protocol (``memoryview(m)``, ``numpy.asarray(m)``) and as typed views
-    (:meth:`view`). Each view keeps the map alive and counts in ``exports``;
+    buffer protocol (``memoryview(m)``, ``numpy.asarray(m)``), as typed numpy
+    views (:meth:`view`) and as Tensors (:meth:`tensor`). Each view keeps the map
+    alive and counts in ``exports``;
     ``close()`` raises :class:`MappingInUse` while any is alive. After close,
     every method raises :class:`MappingError`.
     """
@@ -529,7 +530,7 @@ cdef class MemoryMap:
         self.check_open()
         itemsize = _tensor_itemsize(dtype)
         _place(self, offset, shape, itemsize, itemsize, dtype, dims, &ndim, &start)
-        return _Tensor().from_buffer(self, dtype, shape, start)
+        return _tensor_class().from_buffer(self, dtype, shape, start)
 
     # -- paging ---------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from ._core.allocator import Allocator, ArenaAllocator, FailingAllocator, FixedB
 from ._core.tensor import Tensor
 from ._core.blas_integration import BlasConfig, BlasInterface, BlasManager, BlasStats, get_blas
 from .errors import *  # noqa: F401,F403  (the error family is public API)
+from ._core.memory_mapping import MapFlags, MappingOptimizer, MemoryMap, ModelFileMapper, Protection
 
 __version__ = "0.1.0"
 

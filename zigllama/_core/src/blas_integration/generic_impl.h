@@ -1,10 +1,10 @@
 /* zigllama's own BLAS, written once for both element types (included by
  * generic.c with ZL_T, ZL_X(name), ZL_MR, ZL_NR and ZL_BLOCKING(ctx) defined).
  *
- * GEMM follows the BLIS/GotoBLAS structure: for each kc x nc panel of B (packed
- * once, shared by the threads), each thread takes mc x kc blocks of A in turn,
- * packs one into its own buffer and runs the register-tiled micro-kernel over
- * the block's MR x NR tiles of C. Matrices arrive as general strides, so
+ * GEMM follows the BLIS/GotoBLAS structure: B is packed once into kc x nc
+ * panels shared by the threads; each thread takes blocks of rows of C in turn
+ * and, for each kc step, packs the mc x kc block of A into its own buffer and
+ * runs the register-tiled micro-kernel over the block's MR x NR tiles of C. Matrices arrive as general strides, so
  * both layouts and all transpose pairs reduce to one loop nest.
  */
 
@@ -153,13 +153,20 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
     const zl_blas_int mc_blk = zl_round_up((m + n_ic - 1) / n_ic, ZL_MR);
     n_ic = (m + mc_blk - 1) / mc_blk;
     const zl_blas_int kc_max = k < blk.kc ? k : blk.kc;
-    const zl_blas_int nc_max = zl_round_up(n < blk.nc ? n : blk.nc, ZL_NR);
+    /* B is packed for all of k at once (every kc x nc panel of it), so a thread
+     * keeps its block of rows of C through the whole sum: one barrier per
+     * panel of columns, not two per kc step. The columns per panel shrink so
+     * that the packed k x nc stays within a quarter of L3. */
+    zl_blas_int nc_blk = (zl_blas_int)((size_t)ctx->l3 / 4 / sizeof(ZL_T) / (size_t)k) / ZL_NR * ZL_NR;
+    nc_blk = nc_blk < ZL_NR ? ZL_NR : nc_blk > blk.nc ? blk.nc : nc_blk;
+    const zl_blas_int nc_max = zl_round_up(n < nc_blk ? n : nc_blk, ZL_NR);
     /* A short A (one block of rows) meets each row of B's panel once: rows of B
      * that are contiguous are then read in place, not packed (only a last,
      * narrower micro-panel is packed, so nothing past column n is read). */
     const int direct_b = csb == 1 && m <= blk.mc;
+    const zl_blas_int n_pc = (k + blk.kc - 1) / blk.kc;
     const size_t apack_elems = (size_t)mc_blk * kc_max;
-    const size_t bpack_elems = direct_b ? (size_t)ZL_NR * kc_max : (size_t)nc_max * kc_max;
+    const size_t bpack_elems = direct_b ? (size_t)ZL_NR * kc_max : (size_t)nc_max * k;
     ZL_T *apack = zl_blas_alloc((size_t)nt * apack_elems * sizeof(ZL_T));
     ZL_T *bpack = zl_blas_alloc((size_t)(direct_b ? nt : 1) * bpack_elems * sizeof(ZL_T));
     if (apack == NULL || bpack == NULL) {
@@ -177,37 +184,39 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
     {
         ZL_T *my_apack = apack + (size_t)ZL_THREAD_NUM() * apack_elems;
         ZL_T *my_bedge = bpack + (direct_b ? (size_t)ZL_THREAD_NUM() * bpack_elems : 0);
-        for (zl_blas_int jc = 0; jc < n; jc += blk.nc) {
-            const zl_blas_int nc = n - jc < blk.nc ? n - jc : blk.nc;
+        for (zl_blas_int jc = 0; jc < n; jc += nc_blk) {
+            const zl_blas_int nc = n - jc < nc_blk ? n - jc : nc_blk;
             const zl_blas_int n_jr = (nc + ZL_NR - 1) / ZL_NR;
-            for (zl_blas_int pc = 0; pc < k; pc += blk.kc) {
-                const zl_blas_int kc = k - pc < blk.kc ? k - pc : blk.kc;
-                /* Only the first block of k applies the caller's beta. */
-                const ZL_T beta_eff = pc == 0 ? beta : (ZL_T)1;
-                zl_blas_int jr, icb;
-                if (!direct_b) {
+            zl_blas_int t, icb;
+            if (!direct_b) {
+                /* The panel for rows pc.. of B starts at pc * nc_max: kc x nc_max each. */
 #pragma omp for schedule(static)
-                    for (jr = 0; jr < n_jr; jr++) {
-                        const zl_blas_int j = jc + jr * ZL_NR;
-                        ZL_X(pack_b_panel)(kc, n - j < ZL_NR ? n - j : ZL_NR, b + pc * rsb + j * csb, rsb, csb,
-                                           bpack + jr * ZL_NR * kc);
-                    }
+                for (t = 0; t < n_pc * n_jr; t++) {
+                    const zl_blas_int pc = (t / n_jr) * blk.kc, j = jc + (t % n_jr) * ZL_NR;
+                    const zl_blas_int kc = k - pc < blk.kc ? k - pc : blk.kc;
+                    ZL_X(pack_b_panel)(kc, n - j < ZL_NR ? n - j : ZL_NR, b + pc * rsb + j * csb, rsb, csb,
+                                       bpack + pc * nc_max + (t % n_jr) * ZL_NR * kc);
                 }
+            }
 #pragma omp for schedule(dynamic, 1)
-                for (icb = 0; icb < n_ic; icb++) {
-                    const zl_blas_int ic = icb * mc_blk;
-                    const zl_blas_int mc = m - ic < mc_blk ? m - ic : mc_blk;
-                    const zl_blas_int n_ir = (mc + ZL_MR - 1) / ZL_MR;
+            for (icb = 0; icb < n_ic; icb++) {
+                const zl_blas_int ic = icb * mc_blk;
+                const zl_blas_int mc = m - ic < mc_blk ? m - ic : mc_blk;
+                const zl_blas_int n_ir = (mc + ZL_MR - 1) / ZL_MR;
+                for (zl_blas_int pc = 0; pc < k; pc += blk.kc) {
+                    const zl_blas_int kc = k - pc < blk.kc ? k - pc : blk.kc;
+                    /* Only the first block of k applies the caller's beta. */
+                    const ZL_T beta_eff = pc == 0 ? beta : (ZL_T)1;
                     for (zl_blas_int ir = 0; ir < n_ir; ir++) {
                         const zl_blas_int i = ic + ir * ZL_MR;
                         ZL_X(pack_a_panel)(kc, m - i < ZL_MR ? m - i : ZL_MR, a + i * rsa + pc * csa, rsa, csa,
                                            my_apack + ir * ZL_MR * kc);
                     }
                     /* Each B micro-panel stays in L1 while it meets every row of tiles. */
-                    for (zl_blas_int jr2 = 0; jr2 < n_jr; jr2++) {
-                        const zl_blas_int j = jc + jr2 * ZL_NR;
+                    for (zl_blas_int jr = 0; jr < n_jr; jr++) {
+                        const zl_blas_int j = jc + jr * ZL_NR;
                         const int nr = (int)(n - j < ZL_NR ? n - j : ZL_NR);
-                        const ZL_T *bp = bpack + jr2 * ZL_NR * kc;
+                        const ZL_T *bp = bpack + pc * nc_max + jr * ZL_NR * kc;
                         zl_blas_int ldbp = ZL_NR;
                         if (direct_b && nr == ZL_NR) {
                             bp = b + pc * rsb + j;

@@ -146,6 +146,11 @@ def test_dtype_codes_are_ggml_type_ids():
 def test_cannot_construct_directly():
     with pytest.raises(TypeError, match="Tensor.zeros"):
         Tensor((2, 3))
+    bare = Tensor.__new__(Tensor)  # no memory, no shape: refuses every touch
+    for touch in (lambda: bare.fill(1.0), lambda: bare[0], lambda: np.asarray(bare),
+                  lambda: bare + bare, lambda: bare.copy(), lambda: bare.T):
+        with pytest.raises(TensorError, match="factory"):
+            touch()
 
 
 @given(st.lists(st.integers(-3, 3), min_size=1, max_size=4).filter(lambda s: min(s) <= 0))

@@ -38,6 +38,7 @@ from zigllama.errors import (
     InvalidLayout,
     InvalidShape,
     ReadOnlyTensor,
+    TensorError,
     UnsupportedDtype,
     UseAfterReset,
 )
@@ -1163,6 +1164,9 @@ cdef class Tensor:
         self.view.data = NULL
 
     cdef int check_alive(self) except -1:
+        if self.view.ndim == 0:
+            # only Tensor.__new__(Tensor) from Python makes one: nothing to touch
+            raise TensorError("this Tensor was not made by a factory (zeros, empty, from_numpy, ...)")
         if self.allocator is not None and self.generation != self.allocator.generation:
             raise UseAfterReset(
                 f"tensor {_NAME_OF[self.view.dtype]} {shape_of(&self.view)} was allocated from "
@@ -1578,6 +1582,8 @@ cdef class Tensor:
 
     # ---- printing -------------------------------------------------------------------------------
     def __repr__(self):
+        if self.view.ndim == 0:
+            return "Tensor(<not made by a factory>)"
         if not self.valid:
             return f"Tensor({self.dtype}, shape={self.shape}, <memory reset with its arena>)"
         arr = np.asarray(self)

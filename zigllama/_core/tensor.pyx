@@ -25,12 +25,14 @@ from cpython.buffer cimport (
     PyBuffer_Release,
     PyObject_GetBuffer,
 )
-from libc.stdint cimport INT32_MIN, int8_t, int32_t, int64_t, uint8_t, uint32_t, uintptr_t
+from libc.stdint cimport INT32_MIN, PTRDIFF_MAX, int8_t, int32_t, int64_t, uint8_t, uint32_t, uintptr_t
 from libc.string cimport memcpy, memset
 
 import numpy as np
 
 from zigllama._core.allocator cimport Allocator, ZL_DEFAULT_ALIGNMENT
+from zigllama._core.platform cimport zl_cpu_has_avx2
+
 from zigllama._core.allocator import HeapAllocator
 from zigllama.errors import (
     IncompatibleShapes,
@@ -42,8 +44,6 @@ from zigllama.errors import (
     UnsupportedDtype,
     UseAfterReset,
 )
-
-from zigllama._core.platform cimport zl_cpu_has_avx2
 
 cdef extern from "zl_tensor_simd.h" nogil:
     void zl_add_f32_avx2(ptrdiff_t n, const float *a, const float *b, float *out) noexcept
@@ -59,8 +59,7 @@ cdef extern from *:
     _Static_assert(sizeof(Py_ssize_t) == sizeof(ptrdiff_t), "Py_ssize_t must match ptrdiff_t");
     """
 
-cdef ptrdiff_t PTRDIFF_MAX_ = (<ptrdiff_t>1 << 62) + ((<ptrdiff_t>1 << 62) - 1)
-cdef ptrdiff_t ONE = 1
+cdef ptrdiff_t ONE = 1   # the shape of a one-element tensor
 
 # ---- dtypes -------------------------------------------------------------------------
 
@@ -738,7 +737,7 @@ cdef Py_ssize_t checked_size(int ndim, const ptrdiff_t *shape, ptrdiff_t itemsiz
     cdef Py_ssize_t size = 1
     cdef int d
     for d in range(ndim):
-        if size > PTRDIFF_MAX_ // itemsize // shape[d]:
+        if size > PTRDIFF_MAX // itemsize // shape[d]:
             raise InvalidShape(
                 f"shape {tuple([shape[i] for i in range(ndim)])} is too large to address"
             )

@@ -80,7 +80,9 @@ cdef Tensor tensor_empty(int ndim, const ptrdiff_t *shape, int dtype, Allocator 
 cdef Tensor tensor_zeros(int ndim, const ptrdiff_t *shape, int dtype, Allocator allocator)
 
 # Kernels over views. Operands of one dtype; broadcasting numpy's way for the
-# element-wise ones (strides may be 0); `out` must have the result's shape.
+# element-wise ones (strides may be 0); `out` must have the result's shape. `out`
+# may be an operand itself (same data and strides: in place) but must not otherwise
+# overlap one (the Python methods copy such operands first, as numpy does).
 cdef int tensor_add(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) except -1 nogil
 cdef int tensor_mul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) except -1 nogil
 # (m,k)@(k,n), (B,m,k)@(k,n), (B,m,k)@(B,k,n), (m,k)@(B,k,n) -> out

@@ -257,6 +257,36 @@ def test_resize_in_place(make):
     assert a.live_bytes == 0
 
 
+def test_resize_misuse():
+    heap, other = zl.HeapAllocator(), zl.HeapAllocator()
+    b = heap.alloc(100)
+    with pytest.raises(InvalidFree):
+        other.resize(b, 50)
+    m = memoryview(b)
+    with pytest.raises(BufferError):
+        heap.resize(b, 50)
+    m.release()
+    with pytest.raises(InvalidAllocation):
+        heap.resize(b, -1)
+    b.free()
+    with pytest.raises(AllocatorError, match="freed"):
+        heap.resize(b, 50)
+    arena = zl.ArenaAllocator()
+    c = arena.alloc(100)
+    arena.reset()
+    with pytest.raises(UseAfterReset):
+        arena.resize(c, 50)
+
+
+def test_with_statement_closes_heap_and_page():
+    for make in (zl.HeapAllocator, zl.PageAllocator):
+        with make() as a:
+            a.alloc(10).free()
+        assert a.closed
+        with pytest.raises(AllocatorError, match="closed"):
+            a.alloc(1)
+
+
 @KINDS
 def test_nogil_vtable(make):
     a = make()
@@ -276,6 +306,26 @@ def test_uninitialised_allocator_raises(make):
     assert raw.live_bytes == 0
 
 
+@pytest.mark.parametrize("parent", [
+    lambda child: zl.ArenaAllocator(child, chunk_size=4096),
+    zl.GeneralPurposeAllocator,
+    lambda child: zl.FailingAllocator(child, 100),
+])
+def test_closing_a_child_stops_its_parents(parent):
+    child = zl.GeneralPurposeAllocator()
+    p = parent(child)
+    kept = p.alloc(100)
+    assert child.deinit() == "leak"  # closes the child
+    with pytest.raises(OutOfMemory, match="GeneralPurposeAllocator is closed"):
+        p.alloc(8000)
+    # nogil callers of the parent's vtable get NULL too
+    assert A._exercise_nogil(p, 8000, 64, 3) == 0
+    kept.free()
+    if isinstance(p, zl.ArenaAllocator):
+        p.close()
+    assert child.check() == "ok"
+
+
 def test_base_class_is_abstract():
     with pytest.raises(TypeError, match="interface"):
         zl.Allocator()
@@ -293,15 +343,28 @@ def test_repr():
 # ---- HeapAllocator ---------------------------------------------------------------------
 
 
-def test_heap_threads_with_the_gil_released():
-    heap = zl.HeapAllocator()
-    threads = [threading.Thread(target=A._exercise_nogil, args=(heap, 1000, 64, 2000)) for _ in range(4)]
-    for t in threads:
+def nogil_threads(allocator, size, count, threads=4, fill=True):
+    """Start `threads` threads allocating and freeing through the vtable without the GIL."""
+    started = [threading.Thread(target=A._exercise_nogil, args=(allocator, size, 64, count, fill))
+               for _ in range(threads)]
+    for t in started:
         t.start()
+    return started
+
+
+def join_all(threads):
     for t in threads:
-        t.join()
-    assert heap.total_allocations == 8000 and heap.total_frees == 8000
-    assert heap.live_bytes == 0 and heap.live_allocations == 0
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+
+
+@pytest.mark.parametrize("make", [zl.HeapAllocator, zl.PageAllocator, zl.GeneralPurposeAllocator])
+def test_thread_safe_allocators_with_the_gil_released(make):
+    a = make()
+    join_all(nogil_threads(a, 1000, 1000))
+    assert a.total_allocations == 4000 and a.total_frees == 4000
+    assert a.live_bytes == 0 and a.live_allocations == 0
+    assert a.failed_allocations == 0
 
 
 # ---- tracemalloc -------------------------------------------------------------------------
@@ -347,6 +410,22 @@ def test_tracemalloc_sees_nogil_allocations():
     finally:
         tracemalloc.stop()
     assert peak - peak_before >= 8 << 20
+
+
+def test_tracemalloc_with_nogil_threads_and_the_gil_holder_at_once():
+    # nogil threads take the GPA's mutex and (to trace) the GIL; the main thread
+    # holds the GIL and takes the mutex. The GPA never holds its mutex while
+    # calling the child, so this cannot deadlock.
+    gpa = zl.GeneralPurposeAllocator()
+    tracemalloc.start()
+    try:
+        threads = nogil_threads(gpa, 512, 3000, threads=3, fill=False)
+        for _ in range(3000):
+            gpa.alloc(512).free()
+        join_all(threads)
+    finally:
+        tracemalloc.stop()
+    assert gpa.total_allocations == 12000 and gpa.bad_frees == 0 and gpa.deinit() == "ok"
 
 
 # ---- PageAllocator -----------------------------------------------------------------------
@@ -468,6 +547,25 @@ def test_arena_grows_across_chunks_and_reset_retains_one():
     assert gpa.deinit() == "ok"
 
 
+def test_arena_reset_with_a_limit():
+    gpa = zl.GeneralPurposeAllocator()
+    arena = zl.ArenaAllocator(gpa, chunk_size=4096)
+    blocks = [arena.alloc(3000) for _ in range(20)]
+    capacity = arena.capacity
+    assert arena.reset(limit=10000) == 10000  # Zig's .retain_with_limit
+    assert arena.chunks == 1 and gpa.live_bytes == 10000
+    blocks = [arena.alloc(3000) for _ in range(3)]  # fits in what was kept
+    assert arena.chunks == 1
+    assert arena.reset(limit=1 << 40) == 10000  # a limit above the capacity keeps it all
+    assert arena.reset(limit=0) == 0 and arena.chunks == 0
+    with pytest.raises(InvalidAllocation, match="limit"):
+        arena.reset(limit=-1)
+    assert arena.reset(retain_capacity=False, limit=10000) == 0  # free_all wins
+    del blocks
+    arena.close()
+    assert capacity > 10000 and gpa.deinit() == "ok"
+
+
 def test_arena_free_gives_back_only_the_last_allocation():
     arena = zl.ArenaAllocator()
     b1 = arena.alloc(64)
@@ -522,6 +620,11 @@ def test_arena_reset_refused_while_views_are_alive():
     assert arena.exports == 0
     arena.reset()
     assert arena.generation == 1
+    with pytest.raises(BufferError):
+        with arena:
+            m = memoryview(arena.alloc(8))
+    assert arena.generation == 1
+    m.release()
 
 
 def test_arena_with_statement_resets_on_exit():
@@ -602,6 +705,24 @@ def test_gpa_leak_report():
     gpa.close()  # nothing leaks any more
 
 
+def leaky_helper(gpa):
+    return gpa.alloc(100)
+
+
+def test_gpa_stack_traces_show_where_leaks_came_from():
+    gpa = zl.GeneralPurposeAllocator(stack_traces=True)
+    assert gpa.stack_traces and not zl.GeneralPurposeAllocator().stack_traces
+    kept = leaky_helper(gpa)
+    for _ in range(3000):  # freed allocations' traces are pruned, live ones kept
+        gpa.alloc(8).free()
+    with pytest.raises(LeakError) as info:
+        gpa.close()
+    report = str(info.value)
+    assert "allocated at" in report and "in leaky_helper" in report
+    assert report.count("allocated at") == 1
+    kept.free()
+
+
 def test_gpa_deinit_returns_leak_or_ok():
     gpa = zl.GeneralPurposeAllocator()
     b = gpa.alloc(10)
@@ -658,17 +779,6 @@ def test_gpa_nogil_misuse_is_counted_and_reported():
     assert gpa.check() == "leak"
     with pytest.raises(LeakError, match="1 invalid or double free"):
         gpa.close()
-
-
-def test_gpa_threads():
-    gpa = zl.GeneralPurposeAllocator()
-    threads = [threading.Thread(target=A._exercise_nogil, args=(gpa, 256, 64, 3000)) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert gpa.total_allocations == 12000 and gpa.live_allocations == 0
-    assert gpa.bad_frees == 0 and gpa.deinit() == "ok"
 
 
 def test_gpa_table_grows_and_shrinks():
@@ -936,3 +1046,88 @@ def test_random_programs_under_a_gpa(program, child):
     for b, _ in live:
         b.free()
     assert gpa.deinit() == "ok"
+
+
+# ---- the cimport API, from an outside extension -----------------------------------------
+
+OUTSIDE_PYX = '''
+from libc.stdint cimport uint64_t
+from zigllama._core.allocator cimport Allocator, zl_allocator, zl_alloc, zl_free, ZL_DEFAULT_ALIGNMENT
+
+def scratch_sum(Allocator allocator, size_t n):
+    cdef zl_allocator a = allocator.c
+    cdef double *buf
+    cdef double total = 0
+    cdef size_t i
+    with nogil:
+        buf = <double *>zl_alloc(a, n * sizeof(double), ZL_DEFAULT_ALIGNMENT)
+        if buf != NULL:
+            for i in range(n):
+                buf[i] = i
+                total += buf[i]
+            zl_free(a, buf, n * sizeof(double), ZL_DEFAULT_ALIGNMENT)
+    if buf == NULL:
+        raise MemoryError(n)
+    return total
+
+def allocate_and_free(Allocator allocator, size_t n):
+    cdef void *p = allocator.allocate(n, ZL_DEFAULT_ALIGNMENT)
+    cdef uint64_t generation = allocator.generation
+    allocator.deallocate(p, n, ZL_DEFAULT_ALIGNMENT)
+    return generation
+
+def check(Allocator allocator, uint64_t generation):
+    return allocator.check_generation(generation)
+'''
+
+OUTSIDE_SETUP = '''
+import sys
+from setuptools import Extension, setup
+from Cython.Build import cythonize
+include, package_root = sys.argv.pop(1), sys.argv.pop(1)
+setup(ext_modules=cythonize(
+    [Extension("outside_alloc", ["outside_alloc.pyx"], include_dirs=[include])],
+    include_path=[package_root], compiler_directives={"language_level": 3}, quiet=True))
+'''
+
+OUTSIDE_RUN = '''
+import zigllama as zl
+import outside_alloc as ext
+gpa = zl.GeneralPurposeAllocator()
+arena = zl.ArenaAllocator(gpa)
+assert ext.scratch_sum(arena, 1000) == sum(range(1000))
+assert ext.allocate_and_free(arena, 64) == 0
+try:
+    ext.allocate_and_free(arena, 2**62)
+except zl.OutOfMemory:
+    pass
+else:
+    raise AssertionError("no OutOfMemory")
+arena.reset()
+try:
+    ext.check(arena, 0)
+except zl.UseAfterReset:
+    pass
+else:
+    raise AssertionError("no UseAfterReset")
+assert ext.check(arena, 1) == 0
+arena.close()
+gpa.close()
+print("outside extension ok")
+'''
+
+
+def test_outside_extension_cimports_the_allocator(tmp_path):
+    package_root = os.path.dirname(os.path.dirname(zl.__file__))
+    (tmp_path / "outside_alloc.pyx").write_text(OUTSIDE_PYX)
+    (tmp_path / "setup.py").write_text(OUTSIDE_SETUP)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), package_root]))
+    build = subprocess.run(
+        [sys.executable, "setup.py", zl.get_include(), package_root, "build_ext", "--inplace"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    run = subprocess.run([sys.executable, "-c", OUTSIDE_RUN], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "outside extension ok" in run.stdout

@@ -14,11 +14,13 @@ cimport cython
 from cpython.buffer cimport PyBUF_ANY_CONTIGUOUS, PyBUF_FORMAT, PyBUF_ND, PyBUF_WRITABLE
 from cpython.buffer cimport PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport uint64_t, uintptr_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
 import errno as errno_module
 from operator import index as as_index
 import resource
+import traceback
 
 from zigllama.errors import (
     AllocatorError,
@@ -40,6 +42,7 @@ cdef extern from "zl_allocators.h" nogil:
         uint64_t total_allocations
         uint64_t total_frees
         uint64_t failed_allocations
+        int closed
     void zl_stats_snapshot(const zl_alloc_stats *s, zl_alloc_stats *out) noexcept
 
     ctypedef struct zl_heap:
@@ -73,7 +76,7 @@ cdef extern from "zl_allocators.h" nogil:
         size_t min_chunk
     const zl_allocator_vtable zl_arena_vtable
     void zl_arena_free_all(zl_arena *a) noexcept
-    int zl_arena_reset(zl_arena *a, int retain) noexcept
+    int zl_arena_reset(zl_arena *a, size_t keep) noexcept
     size_t zl_arena_chunk_count(const zl_arena *a) noexcept
 
     ctypedef struct zl_fixed:
@@ -97,14 +100,11 @@ cdef extern from "zl_allocators.h" nogil:
     ctypedef struct zl_gpa:
         zl_alloc_stats stats
         uint64_t bad_frees
-        int last_status
-        uintptr_t last_bad_ptr
-        size_t last_bad_size
-        size_t last_known_size
     const zl_allocator_vtable zl_gpa_vtable
     int zl_gpa_init(zl_gpa *g, zl_allocator child) noexcept
     void zl_gpa_destroy(zl_gpa *g) noexcept
-    zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alignment) noexcept
+    zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alignment,
+                                      zl_gpa_entry *recorded) noexcept
     size_t zl_gpa_live(zl_gpa *g, zl_gpa_entry *out, size_t max) noexcept
 
     ctypedef struct zl_failing:
@@ -121,9 +121,6 @@ cdef extern from "zl_allocators.h" nogil:
     const zl_allocator_vtable zl_failing_vtable
     void zl_failing_count_free(zl_failing *f, size_t size) noexcept
 
-cdef extern from "<stdlib.h>" nogil:
-    void *calloc(size_t n, size_t size)
-    void free(void *ptr)
 
 # tracemalloc domain of the memory zigllama takes from the system.
 TRACEMALLOC_DOMAIN = ZL_TRACEMALLOC_DOMAIN
@@ -173,6 +170,20 @@ cdef zl_alloc_stats snapshot(Allocator allocator) noexcept:
     return s
 
 
+cdef void mark_closed(Allocator allocator) noexcept:
+    # The C flag stops nogil callers and parent allocators too.
+    allocator.closed = True
+    if allocator.c.ctx != NULL:
+        (<zl_alloc_stats *>allocator.c.ctx).closed = 1
+
+
+cdef object refusal(Allocator allocator, size_t size, size_t alignment):
+    """Why `allocator` returned NULL for this request, as an exception."""
+    if allocator.closed:
+        return AllocatorError(f"{type(allocator).__name__} is closed")
+    return allocator.out_of_memory(size, alignment)
+
+
 cdef class Allocator:
     """Base class of every allocator: ``{ctx, vtable}`` plus the Python methods.
 
@@ -206,7 +217,7 @@ cdef class Allocator:
             )
         ptr = self.c.vtable.alloc(self.c.ctx, size, alignment)
         if ptr == NULL:
-            raise self.out_of_memory(size, alignment)
+            raise refusal(self, size, alignment)
         return ptr
 
     cdef int deallocate(self, void *ptr, size_t size, size_t alignment) except -1:
@@ -245,13 +256,13 @@ cdef class Allocator:
         """
         cdef size_t n = checked_size(size)
         cdef size_t a = checked_alignment(alignment)
-        cdef void *ptr = self.allocate(n, a)
+        # The block first: if allocating raises, it dies owning nothing.
         cdef Block block = Block.__new__(Block)
         block.allocator = self
-        block.ptr = ptr
         block.size = n
         block.alignment = a
         block.generation = self.generation
+        block.ptr = self.allocate(n, a)
         return block
 
     def free(self, Block block not None):
@@ -292,7 +303,7 @@ cdef class Allocator:
 
     def close(self):
         """Stop allocating. Memory handed out earlier can still be freed."""
-        self.closed = True
+        mark_closed(self)
 
     def __enter__(self):
         self.check_open()
@@ -393,6 +404,8 @@ cdef class Block:
 
     def free(self):
         """``self.allocator.free(self)``."""
+        if self.allocator is None:
+            raise AllocatorError("this block never came from an allocator")
         self.allocator.free(self)
 
     def __len__(self):
@@ -456,7 +469,6 @@ cdef class HeapAllocator(Allocator):
     def __dealloc__(self):
         free(self.c.ctx)
         self.c.ctx = NULL
-
 
 
 cdef str errno_name(int err):
@@ -577,16 +589,25 @@ cdef class ArenaAllocator(Allocator):
             )
         return 0
 
-    def reset(self, bint retain_capacity=True):
+    def reset(self, bint retain_capacity=True, limit=None):
         """Free every allocation at once and start a new generation.
 
         ``retain_capacity=True`` keeps the memory (as one chunk of the total
-        size, so the next round of the same work does not grow); ``False`` gives
-        it all back to the child. Returns the capacity kept, in bytes.
+        size, so the next round of the same work does not grow), or at most
+        ``limit`` bytes of it (Zig's ``.retain_with_limit``); ``False`` gives it
+        all back to the child (``.free_all``). Returns the capacity kept, in bytes.
         """
+        cdef size_t keep = <size_t>-1
+        if not retain_capacity:
+            keep = 0
+        elif limit is not None:
+            limit = as_index(limit)
+            if limit < 0:
+                raise InvalidAllocation(f"limit must be >= 0, got {limit}")
+            keep = min(limit, <object>SIZE_MAX_)
         self.check_no_exports("reset")
         if self.child is not None:
-            zl_arena_reset(self.arena, retain_capacity)
+            zl_arena_reset(self.arena, keep)
         self.generation += 1
         return self.arena.capacity
 
@@ -596,10 +617,10 @@ cdef class ArenaAllocator(Allocator):
         if self.closed:
             return
         self.check_no_exports("close")
+        mark_closed(self)
         if self.child is not None:
             zl_arena_free_all(self.arena)
         self.generation += 1
-        self.closed = True
 
     def deinit(self):
         """Zig's name for :meth:`close`."""
@@ -639,7 +660,7 @@ cdef class ArenaAllocator(Allocator):
         return OutOfMemory(
             f"ArenaAllocator could not allocate {size} bytes aligned to {alignment}: "
             f"no room in its chunks and the child refused a new one "
-            f"({self.child.out_of_memory(size, alignment)})"
+            f"({refusal(self.child, size, alignment)})"
         )
 
 
@@ -707,7 +728,7 @@ cdef class FixedBufferAllocator(Allocator):
             PyBuffer_Release(&self.view)
             self.has_view = False
         memset(&self.fixed.bump, 0, sizeof(zl_bump))
-        self.closed = True
+        mark_closed(self)
 
     def __exit__(self, exc_type, exc, tb):
         if exc is not None and self.exports:
@@ -759,10 +780,17 @@ cdef class GeneralPurposeAllocator(Allocator):
     it); it only stops further allocation. Thread-safe when the child is (the
     table is guarded by a mutex). Frees from nogil code cannot raise: their
     misuse is counted in :attr:`bad_frees` and reported by :meth:`close`.
+
+    ``stack_traces=True`` records where each allocation made with the GIL (a
+    block, a tensor) came from, and the leak report shows it, as Zig's GPA
+    prints the stack trace of each leak. It costs a traceback per allocation.
     """
     cdef zl_gpa *gpa
     cdef readonly Allocator child
     cdef bint initialised
+    # address -> traceback.StackSummary of its allocation (stack_traces=True);
+    # entries of freed memory are pruned lazily, live ones are always current.
+    cdef dict traces
 
     def __cinit__(self, *args, **kwargs):
         self.gpa = <zl_gpa *>calloc(1, sizeof(zl_gpa))
@@ -770,7 +798,7 @@ cdef class GeneralPurposeAllocator(Allocator):
             raise MemoryError()
         self.c.ctx = self.gpa
 
-    def __init__(self, Allocator child=None):
+    def __init__(self, Allocator child=None, *, bint stack_traces=False):
         if child is None:
             child = HeapAllocator()
         child.check_open()
@@ -780,7 +808,22 @@ cdef class GeneralPurposeAllocator(Allocator):
             raise OutOfMemory("GeneralPurposeAllocator could not allocate its table")
         self.initialised = True
         self.child = child
+        self.traces = {} if stack_traces else None
         self.c.vtable = &zl_gpa_vtable
+
+    cdef void *allocate(self, size_t size, size_t alignment) except NULL:
+        cdef void *ptr = Allocator.allocate(self, size, alignment)
+        if self.traces is not None:
+            if <size_t>len(self.traces) > 2 * self.gpa.stats.live_allocations + 1024:
+                live = {address for address, _, _ in self.leaks()}
+                self.traces = {k: v for k, v in self.traces.items() if k in live}
+            self.traces[<uintptr_t>ptr] = traceback.extract_stack(limit=8)
+        return ptr
+
+    @property
+    def stack_traces(self):
+        """True if allocations record where they came from."""
+        return self.traces is not None
 
     def __dealloc__(self):
         if self.gpa != NULL:
@@ -792,30 +835,30 @@ cdef class GeneralPurposeAllocator(Allocator):
 
     cdef int deallocate(self, void *ptr, size_t size, size_t alignment) except -1:
         cdef zl_gpa_status status
+        cdef zl_gpa_entry recorded
         if ptr == NULL:
             return 0
         if not self.initialised:
             raise AllocatorError("GeneralPurposeAllocator was not initialised")
-        status = zl_gpa_free_checked(self.gpa, ptr, size, alignment)
+        status = zl_gpa_free_checked(self.gpa, ptr, size, alignment, &recorded)
         if status == ZL_GPA_OK:
             return 0
-        raise self.misuse_error(status, <uintptr_t>ptr, size, self.gpa.last_known_size, alignment)
-
-    cdef object misuse_error(self, zl_gpa_status status, uintptr_t ptr, size_t size,
-                             size_t known_size, size_t alignment):
-        where = f"0x{ptr:x}"
+        where = f"0x{<uintptr_t>ptr:x}"
         if status == ZL_GPA_DOUBLE_FREE:
-            return DoubleFree(f"double free of {where} ({size} bytes): it was already freed")
+            raise DoubleFree(f"double free of {where} ({size} bytes): it was already freed")
         if status == ZL_GPA_INVALID_FREE:
-            return InvalidFree(
+            raise InvalidFree(
                 f"free of {where} ({size} bytes), which this GeneralPurposeAllocator did not "
                 f"allocate (freed with the wrong allocator?)"
             )
         if status == ZL_GPA_SIZE_MISMATCH:
-            return InvalidFree(
-                f"free of {where} with size {size}, but it was allocated with size {known_size}"
+            raise InvalidFree(
+                f"free of {where} with size {size}, but it was allocated with size {recorded.size}"
             )
-        return InvalidFree(f"free of {where} with an alignment ({alignment}) other than its allocation's")
+        raise InvalidFree(
+            f"free of {where} with alignment {alignment}, but it was allocated with "
+            f"alignment {recorded.alignment}"
+        )
 
     def leaks(self):
         """Live allocations as a list of ``(address, size, alignment)``, by address."""
@@ -855,6 +898,10 @@ cdef class GeneralPurposeAllocator(Allocator):
             lines.append(f"GeneralPurposeAllocator: {len(leaks)} allocation(s) leaked, {total} bytes:")
             for address, size, alignment in leaks[:20]:
                 lines.append(f"  {size} bytes at 0x{address:x} (alignment {alignment})")
+                if self.traces is not None and address in self.traces:
+                    lines.append("    allocated at (most recent call last):")
+                    lines.extend("    " + line for frame in traceback.format_list(self.traces[address])
+                                 for line in frame.rstrip("\n").split("\n"))
             if len(leaks) > 20:
                 lines.append(f"  ... and {len(leaks) - 20} more")
         if self.gpa.bad_frees:
@@ -863,7 +910,7 @@ cdef class GeneralPurposeAllocator(Allocator):
 
     def deinit(self):
         """Stop allocating and return ``"leak"`` or ``"ok"`` (Zig's ``gpa.deinit()``)."""
-        self.closed = True
+        mark_closed(self)
         return self.check()
 
     def close(self):
@@ -871,7 +918,7 @@ cdef class GeneralPurposeAllocator(Allocator):
 
         The error's ``leaks`` attribute is the list from :meth:`leaks`.
         """
-        self.closed = True
+        mark_closed(self)
         if self.check() == "leak":
             err = LeakError(self.report())
             err.leaks = self.leaks()
@@ -893,7 +940,7 @@ cdef class GeneralPurposeAllocator(Allocator):
     cdef object out_of_memory(self, size_t size, size_t alignment):
         return OutOfMemory(
             f"GeneralPurposeAllocator could not allocate {size} bytes aligned to {alignment} "
-            f"({self.child.out_of_memory(size, alignment)})"
+            f"({refusal(self.child, size, alignment)})"
         )
 
 
@@ -955,7 +1002,10 @@ cdef class FailingAllocator(Allocator):
                 f"FailingAllocator refused allocation #{self.failing.allocations} "
                 f"({size} bytes): fail_index={self.failing.fail_index}"
             )
-        return self.child.out_of_memory(size, alignment)
+        return OutOfMemory(
+            f"FailingAllocator passed {size} bytes on and its child refused "
+            f"({refusal(self.child, size, alignment)})"
+        )
 
     @property
     def fail_index(self):
@@ -992,9 +1042,11 @@ cdef class FailingAllocator(Allocator):
         return d
 
 
-def _exercise_nogil(Allocator allocator not None, size_t size, size_t alignment, int count):
-    """Allocate, fill and free ``count`` blocks through the vtable with the GIL
-    released (what a nogil kernel does); returns how many allocations succeeded."""
+def _exercise_nogil(Allocator allocator not None, size_t size, size_t alignment, int count,
+                    bint fill=True):
+    """Allocate, fill (unless ``fill=False``) and free ``count`` blocks through the
+    vtable with the GIL released (what a nogil kernel does); returns how many
+    allocations succeeded."""
     cdef zl_allocator a = allocator.c
     cdef int i, ok = 0
     cdef void *ptr
@@ -1003,7 +1055,8 @@ def _exercise_nogil(Allocator allocator not None, size_t size, size_t alignment,
         for i in range(count):
             ptr = zl_alloc(a, size, alignment)
             if ptr != NULL:
-                memset(ptr, i & 0xff, size)
+                if fill:
+                    memset(ptr, i & 0xff, size)
                 ok += 1
                 zl_free(a, ptr, size, alignment)
     return ok

@@ -38,7 +38,9 @@ static int arena_new_chunk(zl_arena *a, size_t size, size_t alignment) {
 static void *arena_alloc(void *ctx, size_t size, size_t alignment) {
     zl_arena *a = (zl_arena *)ctx;
     unsigned char *before = a->bump.cursor;
-    void *ptr = zl_bump_alloc(&a->bump, size, alignment);
+    void *ptr;
+    if (zl_refuse_if_closed(&a->stats)) return NULL;
+    ptr = zl_bump_alloc(&a->bump, size, alignment);
     if (ptr == NULL) {
         if (!arena_new_chunk(a, size, alignment)) {
             zl_stats_on_fail(&a->stats);
@@ -58,8 +60,7 @@ static int arena_resize(void *ctx, void *ptr, size_t old_size, size_t new_size, 
     (void)alignment;
     if (!zl_bump_resize(&a->bump, ptr, old_size, new_size)) return 0;
     a->used += (size_t)(a->bump.cursor - before); /* wraps correctly when it shrank */
-    a->stats.live_bytes += ZL_NONZERO(new_size) - ZL_NONZERO(old_size);
-    if (a->stats.live_bytes > a->stats.high_water_bytes) a->stats.high_water_bytes = a->stats.live_bytes;
+    zl_stats_on_resize(&a->stats, ZL_NONZERO(old_size), ZL_NONZERO(new_size));
     return 1;
 }
 
@@ -93,22 +94,22 @@ size_t zl_arena_chunk_count(const zl_arena *a) {
     return n;
 }
 
-int zl_arena_reset(zl_arena *a, int retain) {
-    size_t total = a->capacity;
-    if (!retain || a->chunks == NULL) {
+int zl_arena_reset(zl_arena *a, size_t keep) {
+    size_t total = a->capacity < keep ? a->capacity : keep;
+    if (total <= CHUNK_HEADER) {
         zl_arena_free_all(a);
         return 1;
     }
-    if (a->chunks->next == NULL) {
-        /* One chunk already: just rewind it. */
+    if (a->chunks->next == NULL && a->chunks->size == total) {
+        /* One chunk, all of it kept: just rewind it. */
         a->bump.cursor = a->bump.start + CHUNK_HEADER;
         a->used = 0;
         zl_stats_reset_live(&a->stats);
         return 1;
     }
-    /* Several chunks: replace them by one of the total size, so the next round
-     * of the same work fits without growing (what Zig's retain_capacity does).
-     * Free first, so the peak is not twice the capacity. */
+    /* Replace the chunks by one of the kept size, so the next round of the same
+     * work fits without growing (what Zig's retain_capacity does). Free first,
+     * so the peak is not twice the capacity. */
     zl_arena_free_all(a);
     return arena_add_chunk(a, total);
 }

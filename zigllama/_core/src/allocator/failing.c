@@ -7,6 +7,7 @@
 static void *failing_alloc(void *ctx, size_t size, size_t alignment) {
     zl_failing *f = (zl_failing *)ctx;
     void *ptr;
+    if (zl_refuse_if_closed(&f->stats)) return NULL;
     if (f->allocations >= f->fail_index) {
         f->has_induced_failure = 1;
         zl_stats_on_fail(&f->stats);
@@ -33,8 +34,7 @@ static int failing_resize(void *ctx, void *ptr, size_t old_size, size_t new_size
     f->resizes++;
     if (new_size > old_size) f->allocated_bytes += new_size - old_size;
     else f->freed_bytes += old_size - new_size;
-    f->stats.live_bytes += new_size - old_size;
-    if (f->stats.live_bytes > f->stats.high_water_bytes) f->stats.high_water_bytes = f->stats.live_bytes;
+    zl_stats_on_resize(&f->stats, old_size, new_size);
     return 1;
 }
 

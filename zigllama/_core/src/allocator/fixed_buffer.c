@@ -5,7 +5,9 @@
 
 static void *fixed_alloc(void *ctx, size_t size, size_t alignment) {
     zl_fixed *f = (zl_fixed *)ctx;
-    void *ptr = zl_bump_alloc(&f->bump, size, alignment);
+    void *ptr;
+    if (zl_refuse_if_closed(&f->stats)) return NULL;
+    ptr = zl_bump_alloc(&f->bump, size, alignment);
     if (ptr == NULL) {
         zl_stats_on_fail(&f->stats);
         return NULL;
@@ -18,8 +20,7 @@ static int fixed_resize(void *ctx, void *ptr, size_t old_size, size_t new_size, 
     zl_fixed *f = (zl_fixed *)ctx;
     (void)alignment;
     if (!zl_bump_resize(&f->bump, ptr, old_size, new_size)) return 0;
-    f->stats.live_bytes += ZL_NONZERO(new_size) - ZL_NONZERO(old_size);
-    if (f->stats.live_bytes > f->stats.high_water_bytes) f->stats.high_water_bytes = f->stats.live_bytes;
+    zl_stats_on_resize(&f->stats, ZL_NONZERO(old_size), ZL_NONZERO(new_size));
     return 1;
 }
 

@@ -75,7 +75,9 @@ static void *gpa_alloc(void *ctx, size_t size, size_t alignment) {
     zl_gpa *g = (zl_gpa *)ctx;
     zl_gpa_entry entry;
     int ok;
-    void *ptr = zl_alloc(g->child, size, alignment);
+    void *ptr;
+    if (zl_refuse_if_closed(&g->stats)) return NULL;
+    ptr = zl_alloc(g->child, size, alignment);
     if (ptr == NULL) {
         zl_stats_on_fail(&g->stats);
         return NULL;
@@ -101,7 +103,8 @@ static void *gpa_alloc(void *ctx, size_t size, size_t alignment) {
     return ptr;
 }
 
-zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alignment) {
+zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alignment,
+                                  zl_gpa_entry *recorded) {
     zl_gpa_status status = ZL_GPA_OK;
     zl_gpa_entry *e;
     size_t i;
@@ -117,10 +120,7 @@ zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alig
         status = ZL_GPA_ALIGNMENT_MISMATCH;
     }
     if (status != ZL_GPA_OK) {
-        g->last_status = (int)status;
-        g->last_bad_ptr = (uintptr_t)ptr;
-        g->last_bad_size = size;
-        g->last_known_size = e != NULL ? e->size : 0;
+        if (e != NULL && recorded != NULL) *recorded = *e;
         pthread_mutex_unlock(&g->lock);
         return status;
     }
@@ -146,8 +146,7 @@ static int gpa_resize(void *ctx, void *ptr, size_t old_size, size_t new_size, si
     pthread_mutex_lock(&g->lock);
     e = find(g, (uintptr_t)ptr);
     if (e != NULL) e->size = new_size;
-    __atomic_add_fetch(&g->stats.live_bytes, new_size - old_size, __ATOMIC_RELAXED);
-    if (g->stats.live_bytes > g->stats.high_water_bytes) g->stats.high_water_bytes = g->stats.live_bytes;
+    zl_stats_on_resize(&g->stats, old_size, new_size);
     pthread_mutex_unlock(&g->lock);
     return 1;
 }
@@ -156,7 +155,7 @@ static void gpa_free(void *ctx, void *ptr, size_t size, size_t alignment) {
     zl_gpa *g = (zl_gpa *)ctx;
     if (ptr == NULL) return;
     /* nogil callers cannot raise: count the misuse for close() to report. */
-    if (zl_gpa_free_checked(g, ptr, size, alignment) != ZL_GPA_OK)
+    if (zl_gpa_free_checked(g, ptr, size, alignment, NULL) != ZL_GPA_OK)
         __atomic_add_fetch(&g->bad_frees, 1, __ATOMIC_RELAXED);
 }
 

@@ -4,22 +4,20 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
-#include <Python.h>
-
 #include "zl_allocators.h"
 
 static void *heap_alloc(void *ctx, size_t size, size_t alignment) {
     zl_heap *h = (zl_heap *)ctx;
     void *ptr = NULL;
     size_t n = ZL_NONZERO(size);
+    if (zl_refuse_if_closed(&h->stats)) return NULL;
     /* posix_memalign wants a multiple of sizeof(void *). */
     if (alignment < sizeof(void *)) alignment = sizeof(void *);
     if (posix_memalign(&ptr, alignment, n) != 0) {
         zl_stats_on_fail(&h->stats);
         return NULL;
     }
-    zl_stats_on_alloc(&h->stats, n);
-    PyTraceMalloc_Track(ZL_TRACEMALLOC_DOMAIN, (uintptr_t)ptr, n);
+    zl_system_on_alloc(&h->stats, ptr, n);
     return ptr;
 }
 
@@ -35,8 +33,7 @@ static int heap_resize(void *ctx, void *ptr, size_t old_size, size_t new_size, s
 #endif
     }
     /* The block stays where it is; only the accounting changes. */
-    __atomic_add_fetch(&h->stats.live_bytes, new_n - old_n, __ATOMIC_RELAXED);
-    PyTraceMalloc_Track(ZL_TRACEMALLOC_DOMAIN, (uintptr_t)ptr, new_n);
+    zl_system_on_resize(&h->stats, ptr, old_n, new_n);
     return 1;
 }
 
@@ -44,9 +41,8 @@ static void heap_free(void *ctx, void *ptr, size_t size, size_t alignment) {
     zl_heap *h = (zl_heap *)ctx;
     (void)alignment;
     if (ptr == NULL) return;
-    PyTraceMalloc_Untrack(ZL_TRACEMALLOC_DOMAIN, (uintptr_t)ptr);
+    zl_system_on_free(&h->stats, ptr, ZL_NONZERO(size));
     free(ptr);
-    zl_stats_on_free(&h->stats, ZL_NONZERO(size));
 }
 
 const zl_allocator_vtable zl_heap_vtable = {heap_alloc, heap_resize, heap_free};

@@ -5,8 +5,6 @@
 #include <errno.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <Python.h>
-
 #include "zl_allocators.h"
 
 size_t zl_page_size(void) {
@@ -29,6 +27,7 @@ static void *page_alloc(void *ctx, size_t size, size_t alignment) {
     size_t len = zl_page_mapped_size(p, size);
     size_t extra = alignment > p->page_size ? alignment - p->page_size : 0;
     unsigned char *map, *ptr;
+    if (zl_refuse_if_closed(&p->stats)) return NULL;
     if (len == 0 || len > SIZE_MAX - extra) {
         page_fail(p, 1, ENOMEM);
         return NULL;
@@ -52,8 +51,7 @@ static void *page_alloc(void *ctx, size_t size, size_t alignment) {
         page_fail(p, 2, err);
         return NULL;
     }
-    zl_stats_on_alloc(&p->stats, len);
-    PyTraceMalloc_Track(ZL_TRACEMALLOC_DOMAIN, (uintptr_t)ptr, len);
+    zl_system_on_alloc(&p->stats, ptr, len);
     return ptr;
 }
 
@@ -77,8 +75,7 @@ static int page_resize(void *ctx, void *ptr, size_t old_size, size_t new_size, s
     } else if (new_len < old_len) {
         munmap((unsigned char *)ptr + new_len, old_len - new_len);
     }
-    __atomic_add_fetch(&p->stats.live_bytes, new_len - old_len, __ATOMIC_RELAXED);
-    PyTraceMalloc_Track(ZL_TRACEMALLOC_DOMAIN, (uintptr_t)ptr, new_len);
+    zl_system_on_resize(&p->stats, ptr, old_len, new_len);
     return 1;
 }
 
@@ -87,9 +84,8 @@ static void page_free(void *ctx, void *ptr, size_t size, size_t alignment) {
     size_t len = zl_page_mapped_size(p, size);
     (void)alignment;
     if (ptr == NULL) return;
-    PyTraceMalloc_Untrack(ZL_TRACEMALLOC_DOMAIN, (uintptr_t)ptr);
+    zl_system_on_free(&p->stats, ptr, len);
     munmap(ptr, len); /* also unlocks */
-    zl_stats_on_free(&p->stats, len);
 }
 
 const zl_allocator_vtable zl_page_vtable = {page_alloc, page_resize, page_free};

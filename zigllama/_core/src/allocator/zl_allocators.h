@@ -30,11 +30,27 @@ typedef struct zl_alloc_stats {
     uint64_t total_allocations;
     uint64_t total_frees;
     uint64_t failed_allocations;
+    /* Not a statistic: set by close(); from then on alloc returns NULL, also for
+     * nogil callers and parent allocators that hold the vtable. Frees still work. */
+    int closed;
 } zl_alloc_stats;
+
+/* 1 (and counts the refusal) if the allocator was closed. */
+static inline int zl_refuse_if_closed(zl_alloc_stats *s) {
+    if (!__atomic_load_n(&s->closed, __ATOMIC_RELAXED)) return 0;
+    __atomic_add_fetch(&s->failed_allocations, 1, __ATOMIC_RELAXED);
+    return 1;
+}
 
 void zl_stats_on_alloc(zl_alloc_stats *s, size_t size);
 void zl_stats_on_free(zl_alloc_stats *s, size_t size);
 void zl_stats_on_fail(zl_alloc_stats *s);
+/* An allocation changed size in place. */
+void zl_stats_on_resize(zl_alloc_stats *s, size_t old_size, size_t new_size);
+/* The same for memory taken from the system (heap, pages): also tell tracemalloc. */
+void zl_system_on_alloc(zl_alloc_stats *s, void *ptr, size_t size);
+void zl_system_on_resize(zl_alloc_stats *s, void *ptr, size_t old_size, size_t new_size);
+void zl_system_on_free(zl_alloc_stats *s, void *ptr, size_t size);
 void zl_stats_reset_live(zl_alloc_stats *s);
 void zl_stats_snapshot(const zl_alloc_stats *s, zl_alloc_stats *out);
 
@@ -93,9 +109,10 @@ typedef struct zl_arena {
 extern const zl_allocator_vtable zl_arena_vtable;
 /* Give every chunk back to the child. */
 void zl_arena_free_all(zl_arena *a);
-/* Forget every allocation. retain: keep the capacity, as one chunk of the total
- * size (0 if getting it failed: the arena is then simply empty). */
-int zl_arena_reset(zl_arena *a, int retain);
+/* Forget every allocation, keeping at most `keep` bytes of capacity (SIZE_MAX:
+ * all of it, 0: none) as one chunk. 0 if getting that chunk failed: the arena
+ * is then simply empty. */
+int zl_arena_reset(zl_arena *a, size_t keep);
 size_t zl_arena_chunk_count(const zl_arena *a);
 
 /* ---- fixed buffer: bump pointer over caller memory ---------------------- */
@@ -136,16 +153,14 @@ typedef struct zl_gpa {
     size_t recent_next;
     /* Misuse seen by the vtable's free (nogil callers cannot raise): reported by close(). */
     uint64_t bad_frees;
-    int last_status;
-    uintptr_t last_bad_ptr;
-    size_t last_bad_size;      /* size the caller passed */
-    size_t last_known_size;    /* size recorded at allocation (mismatch) */
 } zl_gpa;
 extern const zl_allocator_vtable zl_gpa_vtable;
 int zl_gpa_init(zl_gpa *g, zl_allocator child);
 void zl_gpa_destroy(zl_gpa *g);
-/* Check and free; on misuse, nothing is freed and the status says why. */
-zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alignment);
+/* Check and free; on misuse, nothing is freed and the status says why (with a
+ * size or alignment mismatch, *recorded is the allocation as it was made). */
+zl_gpa_status zl_gpa_free_checked(zl_gpa *g, void *ptr, size_t size, size_t alignment,
+                                  zl_gpa_entry *recorded);
 /* Copy up to max live entries into out; returns the number of live entries. */
 size_t zl_gpa_live(zl_gpa *g, zl_gpa_entry *out, size_t max);
 

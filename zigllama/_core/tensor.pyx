@@ -1449,33 +1449,24 @@ cdef class Tensor:
         """The same elements in a new shape (one dimension may be -1). A view when
         the tensor is contiguous; otherwise a contiguous copy, as numpy does."""
         cdef ptrdiff_t dims[ZL_MAX_DIMS]
-        cdef int ndim, d, infer = -1
-        cdef Py_ssize_t known = 1
+        cdef int ndim, infer = -1
+        cdef Py_ssize_t known
         cdef Tensor v
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         self.check_alive()
         shape = tuple(shape)
-        if len(shape) == 0 or len(shape) > ZL_MAX_DIMS:
-            raise InvalidShape(f"shape {shape} must have 1 to {ZL_MAX_DIMS} dimensions")
-        for d, dim in enumerate(shape):
-            if dim == -1 and infer < 0:
-                infer = d
-                dims[d] = 1
-            else:
-                dims[d] = 0   # checked below by parse_shape
+        if -1 in shape:
+            infer = shape.index(-1)   # its size is what the others leave
         ndim = parse_shape(tuple(1 if d == infer else dim for d, dim in enumerate(shape)), dims)
-        for d in range(ndim):
-            known *= dims[d]
-        if infer >= 0:
-            if self.size % known != 0:
-                raise InvalidShape(f"cannot reshape a tensor of shape {self.shape} into {shape}")
+        known = checked_size(ndim, dims, self.view.itemsize)
+        if infer >= 0 and self.size % known == 0:
             dims[infer] = self.size // known
-            known *= dims[infer]
+            known = self.size
         if known != self.size:
             raise InvalidShape(
                 f"cannot reshape a tensor of shape {self.shape} ({self.size} elements) "
-                f"into {shape} ({known} elements)"
+                f"into {shape}" + ("" if infer >= 0 else f" ({known} elements)")
             )
         if not is_c_contiguous(&self.view):
             return self.copy().reshape(*shape)

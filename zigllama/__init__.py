@@ -10,6 +10,7 @@ import os as _os
 from . import errors
 from ._config import num_threads, set_num_threads
 from .errors import *  # noqa: F401,F403  (the error family is public API)
+from ._core.memory_mapping import MapFlags, MappingOptimizer, MemoryMap, ModelFileMapper, Protection
 
 __version__ = "0.1.0"
 

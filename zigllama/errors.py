@@ -63,6 +63,14 @@ class MappingError(ZigLlamaError, OSError):
     """A memory map could not be created, or was used after close."""
 
 
+class MappingInUse(MappingError, BufferError):
+    """close() of a map whose memory is still exported to views (mmap's BufferError)."""
+
+
+class InvalidMappingArgument(MappingError, ValueError):
+    """An offset, length, dtype, protection, flag or advice the map cannot honour."""
+
+
 # GGUF files
 class GGUFError(ZigLlamaError, ValueError):
     """A GGUF file that is malformed, unsupported, or does not hold what was asked."""

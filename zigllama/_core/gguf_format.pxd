@@ -18,6 +18,7 @@ cdef extern from "zigllama/zl_gguf.h" nogil:
         uint64_t count
         uint64_t data_pos
         uint64_t index
+        uint64_t end_pos
 
     ctypedef struct gguf_tensor:
         uint64_t info_pos

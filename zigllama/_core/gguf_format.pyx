@@ -399,6 +399,13 @@ cdef class Metadata:
             return None
         return GGUFValueType(self.reader.ctx.kv[i].elem_type)
 
+    def raw_value(self, key):
+        """The value's bytes as stored (type field included): a uint8 view."""
+        cdef const gguf_kv *kv = &self.reader.ctx.kv[<Py_ssize_t>self.index[key]]
+        self.reader.check_open()
+        return np.frombuffer(self.reader.base, dtype=np.uint8, count=kv.end_pos - kv.value_pos + 4,
+                             offset=kv.value_pos - 4)
+
     def offset(self, key):
         """Byte offset of the key/value pair in the file."""
         return self.reader.ctx.kv[<Py_ssize_t>self.index[key]].entry_pos

@@ -52,6 +52,7 @@ typedef struct {
     uint64_t count;      /* strings: length in bytes; arrays: element count */
     uint64_t data_pos;   /* strings: their bytes; arrays: the first element */
     uint64_t index;      /* string arrays: first slot of their entries in str_index */
+    uint64_t end_pos;    /* just past the value */
 } gguf_kv;
 
 typedef struct {

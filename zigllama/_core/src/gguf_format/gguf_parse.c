@@ -260,6 +260,7 @@ static int parse_kv(gguf_ctx *ctx, uint64_t *pos, uint64_t i, uint64_t *idx_cap)
         kv->index = ctx->str_index_len;
         if (parse_array(ctx, &q, 1, &p, 1, idx_cap, &kv->elem_type, &kv->count, &kv->data_pos)) return -1;
     }
+    kv->end_pos = q;
     *pos = q;
     return 0;
 }

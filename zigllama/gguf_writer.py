@@ -183,9 +183,11 @@ class _Encoder:
                 lo, hi = _INT_RANGES[et]
                 if any(isinstance(x, (float, np.floating)) for x in v) or min(v) < lo or max(v) > hi:
                     raise GGUFInvalidValue(f"{where}: elements do not all fit a {et.name.lower()}")
-            a = np.asarray(v)
-            if et == GGUFValueType.BOOL and a.size and not np.isin(a, (0, 1)).all():
+            if et == GGUFValueType.BOOL and len(v) and not np.isin(np.asarray(v), (0, 1)).all():
                 raise GGUFInvalidValue(f"{where}: bools must be True or False")
+            a = np.asarray(v, dtype=dt)  # ints were range-checked: exact even for 2**64-1
+            if isinstance(v, np.ndarray) and not np.array_equal(a, v, equal_nan=a.dtype.kind == "f"):
+                raise GGUFInvalidValue(f"{where}: {v.dtype} elements do not all fit a {et.name.lower()}")
             return head + np.ascontiguousarray(a, dtype=dt.newbyteorder(self.e)).tobytes()
         if et == GGUFValueType.STRING:
             return head + b"".join(self.string(s) for s in v)

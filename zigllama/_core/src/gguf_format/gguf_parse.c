@@ -418,9 +418,9 @@ static int check_layout(gguf_ctx *ctx) {
             uint64_t at = t->info_pos + 8 + t->name_len + 4 + 8ull * t->n_dims + 4;
             free(ex);
             return fail(ctx, GGUF_E_LAYOUT, at, &p, ".offset",
-                        "data [%llu, %llu) of the data section ends past the end of the file (the section holds %llu bytes)",
-                        (unsigned long long)t->offset, (unsigned long long)t->offset + t->nbytes,
-                        (unsigned long long)room);
+                        "%llu bytes at offset %llu of the data section run past the end of the file "
+                        "(the section holds %llu bytes)",
+                        (unsigned long long)t->nbytes, (unsigned long long)t->offset, (unsigned long long)room);
         }
         if (t->offset + t->nbytes > end_max) end_max = t->offset + t->nbytes;
         if (t->nbytes) ex[m++] = (extent){t->offset, t->offset + t->nbytes, i};

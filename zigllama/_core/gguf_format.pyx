@@ -217,8 +217,8 @@ cdef class TensorInfo:
                 f"offset={self.offset}, nbytes={self.nbytes})")
 
 
-cdef inline object _decode_string(GGUFReader r, uint64_t pos, str what):
-    """The string whose length field is at pos."""
+cdef inline object _decode_string(GGUFReader r, uint64_t pos, object what, Py_ssize_t index=-1):
+    """The string whose length field is at pos. `what` (+ `[index]`) names it in errors."""
     cdef uint64_t n = gguf_read_u64(&r.ctx, pos)
     cdef uint64_t bad = 0
     cdef const uint8_t *s = r.ctx.data + pos + 8
@@ -226,7 +226,8 @@ cdef inline object _decode_string(GGUFReader r, uint64_t pos, str what):
         return PyUnicode_DecodeUTF8(<const char *>s, n, NULL)
     except UnicodeDecodeError:
         gguf_utf8_valid(s, n, &bad)
-        raise _gguf_error(GGUFInvalidValue, what, pos + 8 + bad, "not valid UTF-8", r.path) from None
+        field = what if index < 0 else f"{what}[{index}]"
+        raise _gguf_error(GGUFInvalidValue, field, pos + 8 + bad, "not valid UTF-8", r.path) from None
 
 
 cdef class StringArray:
@@ -256,16 +257,19 @@ cdef class StringArray:
         if i < 0 or i >= self.n:
             raise IndexError(f"string array index {index} out of range for {self.n} elements")
         self.reader.check_open()
-        return _decode_string(self.reader, self.positions[i], f"{self.what}[{i}]")
+        return _decode_string(self.reader, self.positions[i], self.what, i)
 
     def __iter__(self):
         cdef Py_ssize_t i
         self.reader.check_open()
         for i in range(self.n):
-            yield _decode_string(self.reader, self.positions[i], f"{self.what}[{i}]")
+            yield _decode_string(self.reader, self.positions[i], self.what, i)
 
     def tolist(self):
-        return list(self)
+        """Every element decoded, as a list."""
+        cdef Py_ssize_t i
+        self.reader.check_open()
+        return [_decode_string(self.reader, self.positions[i], self.what, i) for i in range(self.n)]
 
     def byte_lengths(self):
         """The length in bytes of every element, as a uint64 array (no decoding)."""

@@ -230,6 +230,16 @@ cdef inline object _decode_string(GGUFReader r, uint64_t pos, object what, Py_ss
         raise _gguf_error(GGUFInvalidValue, field, pos + 8 + bad, "not valid UTF-8", r.path) from None
 
 
+cdef Py_ssize_t _element_index(object index, Py_ssize_t n) except -1:
+    """index (negative from the end) checked against n elements."""
+    cdef Py_ssize_t i = index
+    if i < 0:
+        i += n
+    if i < 0 or i >= n:
+        raise IndexError(f"array index {index} out of range for {n} elements")
+    return i
+
+
 cdef class StringArray:
     """A metadata array of strings, decoded one element at a time when read.
 
@@ -248,14 +258,9 @@ cdef class StringArray:
         return self.n
 
     def __getitem__(self, index):
-        cdef Py_ssize_t i
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(self.n))]
-        i = index
-        if i < 0:
-            i += self.n
-        if i < 0 or i >= self.n:
-            raise IndexError(f"string array index {index} out of range for {self.n} elements")
+        cdef Py_ssize_t i = _element_index(index, self.n)
         self.reader.check_open()
         return _decode_string(self.reader, self.positions[i], self.what, i)
 
@@ -304,14 +309,9 @@ cdef class NestedArray:
         return self.n
 
     def __getitem__(self, index):
-        cdef Py_ssize_t i
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(self.n))]
-        i = index
-        if i < 0:
-            i += self.n
-        if i < 0 or i >= self.n:
-            raise IndexError(f"array index {index} out of range for {self.n} elements")
+        cdef Py_ssize_t i = _element_index(index, self.n)
         return self.reader._array_at(int(self.positions[i]), self.depth + 1, f"{self.what}[{i}]")
 
     def __iter__(self):

@@ -222,24 +222,32 @@ static int parse_array(gguf_ctx *ctx, uint64_t *pos, int depth, const place *p, 
     return 0;
 }
 
+/* A key or tensor name at *pos: length-prefixed UTF-8 of at most max_len bytes. Sets
+ * the place to "kind[i] 'name'" for the errors that follow. */
+static int parse_name(gguf_ctx *ctx, uint64_t *pos, const char *kind, uint64_t i, place *p, const char *field,
+                      uint64_t max_len, uint64_t *name_pos, uint64_t *name_len) {
+    uint64_t start = *pos, len, bad;
+    place_set(p, kind, i, ctx, 0, 0);
+    if (parse_string(ctx, pos, p, field, &len)) return -1;
+    *name_pos = start + 8;
+    *name_len = len;
+    place_set(p, kind, i, ctx, start + 8, len);
+    if (len > max_len)
+        return fail(ctx, GGUF_E_LIMIT, start, p, field, "%llu bytes long; at most %llu allowed",
+                    (unsigned long long)len, (unsigned long long)max_len);
+    if (!gguf_utf8_valid(ctx->data + start + 8, len, &bad))
+        return fail(ctx, GGUF_E_VALUE, start + 8 + bad, p, field, "not valid UTF-8");
+    return 0;
+}
+
 static int parse_kv(gguf_ctx *ctx, uint64_t *pos, uint64_t i, uint64_t *idx_cap) {
     place p;
-    place_set(&p, "kv", i, ctx, 0, 0);
     gguf_kv *kv = &ctx->kv[i];
     memset(kv, 0, sizeof *kv);
     kv->entry_pos = *pos;
-    uint64_t q = *pos, key_len;
-    if (parse_string(ctx, &q, &p, ".key", &key_len)) return -1;
-    kv->key_pos = *pos + 8;
-    kv->key_len = key_len;
-    if (key_len == 0) return fail(ctx, GGUF_E_VALUE, *pos, &p, ".key", "a key must not be empty");
-    place_set(&p, "kv", i, ctx, kv->key_pos, key_len);
-    if (key_len > GGUF_MAX_KEY)
-        return fail(ctx, GGUF_E_LIMIT, *pos, &p, ".key", "key of %llu bytes, at most %d allowed",
-                    (unsigned long long)key_len, GGUF_MAX_KEY);
-    uint64_t bad;
-    if (!gguf_utf8_valid(ctx->data + kv->key_pos, key_len, &bad))
-        return fail(ctx, GGUF_E_VALUE, kv->key_pos + bad, &p, ".key", "the key is not valid UTF-8");
+    uint64_t q = *pos;
+    if (parse_name(ctx, &q, "kv", i, &p, ".key", GGUF_MAX_KEY, &kv->key_pos, &kv->key_len)) return -1;
+    if (kv->key_len == 0) return fail(ctx, GGUF_E_VALUE, *pos, &p, ".key", "a key must not be empty");
     if (need(ctx, q, 4, &p, ".value_type")) return -1;
     uint32_t type = gguf_read_u32(ctx, q);
     if (type >= GGUF_TYPE_COUNT) return fail(ctx, GGUF_E_TYPE, q, &p, ".value_type", "unknown value type %u", type);
@@ -318,21 +326,12 @@ static int check_unique(gguf_ctx *ctx, const span *spans, uint64_t n, const char
 
 static int parse_tensor(gguf_ctx *ctx, uint64_t *pos, uint64_t i) {
     place p;
-    place_set(&p, "tensor", i, ctx, 0, 0);
     gguf_tensor *t = &ctx->tensors[i];
     memset(t, 0, sizeof *t);
     t->info_pos = *pos;
-    uint64_t q = *pos, name_len;
-    if (parse_string(ctx, &q, &p, ".name", &name_len)) return -1;
-    t->name_pos = *pos + 8;
-    t->name_len = name_len;
-    place_set(&p, "tensor", i, ctx, t->name_pos, name_len);
-    if (name_len >= GGUF_MAX_NAME)
-        return fail(ctx, GGUF_E_LIMIT, *pos, &p, ".name", "a name of %llu bytes; ggml allows at most %d",
-                    (unsigned long long)name_len, GGUF_MAX_NAME - 1);
-    uint64_t bad;
-    if (!gguf_utf8_valid(ctx->data + t->name_pos, name_len, &bad))
-        return fail(ctx, GGUF_E_VALUE, t->name_pos + bad, &p, ".name", "the name is not valid UTF-8");
+    uint64_t q = *pos;
+    /* ggml's names hold GGML_MAX_NAME bytes including the NUL */
+    if (parse_name(ctx, &q, "tensor", i, &p, ".name", GGUF_MAX_NAME - 1, &t->name_pos, &t->name_len)) return -1;
     if (need(ctx, q, 4, &p, ".n_dims")) return -1;
     t->n_dims = gguf_read_u32(ctx, q);
     if (t->n_dims > GGUF_MAX_DIMS)
@@ -365,7 +364,7 @@ static int parse_tensor(gguf_ctx *ctx, uint64_t *pos, uint64_t i) {
     const zl_ggml_type_traits *tr = zl_ggml_type_get(t->type);
     if (!tr) return fail(ctx, GGUF_E_TYPE, q, &p, ".type", "unknown ggml type %u", t->type);
     if (t->ne[0] % tr->block_size)
-        return fail(ctx, GGUF_E_LAYOUT, t->info_pos + 8 + name_len + 4, &p, ".ne[0]",
+        return fail(ctx, GGUF_E_LAYOUT, t->info_pos + 8 + t->name_len + 4, &p, ".ne[0]",
                     "%llu is not a multiple of %s's block size %u", (unsigned long long)t->ne[0], tr->name,
                     tr->block_size);
     q += 4;
@@ -397,6 +396,11 @@ typedef struct {
     uint64_t start, end, i;
 } extent;
 
+/* Where a tensor info's offset field is: after name, n_dims, ne[] and type. */
+static uint64_t offset_field_pos(const gguf_tensor *t) {
+    return t->info_pos + 8 + t->name_len + 4 + 8ull * t->n_dims + 4;
+}
+
 static int cmp_extent(const void *a, const void *b) {
     const extent *x = a, *y = b;
     if (x->start != y->start) return x->start < y->start ? -1 : 1;
@@ -415,7 +419,7 @@ static int check_layout(gguf_ctx *ctx) {
         if (t->offset > room || t->nbytes > room - t->offset) {
             place p;
             place_set(&p, "tensor", i, ctx, t->name_pos, t->name_len);
-            uint64_t at = t->info_pos + 8 + t->name_len + 4 + 8ull * t->n_dims + 4;
+            uint64_t at = offset_field_pos(t);
             free(ex);
             return fail(ctx, GGUF_E_LAYOUT, at, &p, ".offset",
                         "%llu bytes at offset %llu of the data section run past the end of the file "
@@ -431,7 +435,7 @@ static int check_layout(gguf_ctx *ctx) {
             gguf_tensor *t = &ctx->tensors[ex[k].i];
             place p;
             place_set(&p, "tensor", ex[k].i, ctx, t->name_pos, t->name_len);
-            uint64_t at = t->info_pos + 8 + t->name_len + 4 + 8ull * t->n_dims + 4;
+            uint64_t at = offset_field_pos(t);
             uint64_t other = ex[k - 1].i;
             free(ex);
             return fail(ctx, GGUF_E_LAYOUT, at, &p, ".offset", "its data overlaps tensor[%llu]'s",

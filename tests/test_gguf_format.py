@@ -560,3 +560,37 @@ def test_cli_inspect_and_validate(tmp_path, vocab_file, capsys):
     assert "GGUFTruncated" in err and "at byte" in err
     r = subprocess.run([sys.executable, "-m", "zigllama", "validate", str(bad)], capture_output=True, text=True)
     assert r.returncode == 1 and "invalid" in r.stderr
+
+
+def test_empty_and_missing_files(tmp_path):
+    (tmp_path / "empty.gguf").write_bytes(b"")
+    with pytest.raises(zl.GGUFTruncated, match="header.magic at byte 0"):
+        GGUFReader(tmp_path / "empty.gguf")
+    with pytest.raises(OSError):
+        GGUFReader(tmp_path / "missing.gguf")
+
+
+def test_threads_read_one_reader(tmp_path):
+    import threading
+
+    path = write_with_gguf(tmp_path / "m.gguf", tensors=some_tensors(np.random.default_rng(10), 12))
+    errors = []
+    with GGUFReader(path) as r:
+        expected = {t.name: r.tensor(t.name).tobytes() for t in r.tensors}
+
+        def work():
+            try:
+                for _ in range(50):
+                    assert list(r.metadata["a.str"]) == ARRAYS["a.str"][0]
+                    for name, b in expected.items():
+                        assert r.tensor(name).tobytes() == b
+                    r.validate()
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors

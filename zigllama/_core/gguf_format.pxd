@@ -55,6 +55,7 @@ cdef class GGUFReader:
     cdef gguf_ctx ctx
     cdef Py_buffer view          # held while open: the bytes cannot go away under us
     cdef bint has_view
+    cdef int busy                # >0 while nogil code reads the map: close() must wait
     cdef object base             # what the bytes come from (a MemoryMap, an mmap, bytes)
     cdef object owned_map        # a map this reader opened itself, closed with it
     cdef readonly object path

@@ -671,8 +671,12 @@ cdef class GGUFReader:
         GGUFError on the first bad one; returns None if the file is valid."""
         cdef int rc
         self.check_open()
-        with nogil:
-            rc = gguf_check_strings(&self.ctx)
+        self.busy += 1
+        try:
+            with nogil:
+                rc = gguf_check_strings(&self.ctx)
+        finally:
+            self.busy -= 1
         if rc != 0:
             err = _ctx_error(&self.ctx, self.path)
             self.ctx.err = 0
@@ -682,6 +686,8 @@ cdef class GGUFReader:
 
     def close(self):
         """Release the file. Views taken from it stay valid (they keep the map alive)."""
+        if self.busy:
+            raise GGUFError(f"{self.path or 'GGUF data'}: close() while another thread validates the file")
         if self.has_view:
             PyBuffer_Release(&self.view)
             self.has_view = False

@@ -594,3 +594,25 @@ def test_threads_read_one_reader(tmp_path):
         for t in threads:
             t.join()
     assert not errors
+
+
+def test_open_of_a_1_gib_file_leaves_it_unread(tmp_path):
+    """Only the header pages are touched: the tensor is a view, nothing is read
+    (a sparse file, so no disk is used; readahead may add a few MiB)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from gguf_hostile_cases import build
+
+    side = 16384
+    header, _ = build([("general.architecture", 8, "llama")], [("big", [side, side], 0, 0, side * side * 4)],
+                      data_size=0)
+    path = tmp_path / "big.gguf"
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(len(header) + side * side * 4)
+    with zl.MemoryMap.from_file(path) as m:
+        r = GGUFReader(m)
+        big = r.tensor("big")
+        assert big.shape == (side, side) and big.dtype == np.float32
+        assert m.stats().resident_bytes < m.size // 100
+        del big
+        r.close()

@@ -127,7 +127,7 @@ def touch(data):
         for k in r.metadata:
             deep(r.metadata[k])
         for t in r.tensors:
-            r.tensor(t.name).tobytes()
+            np.asarray(r.tensor(t.name)).tobytes()
         r.validate()
     finally:
         r.close()

@@ -126,7 +126,7 @@ def assert_same_as_gguf_package(path):
             assert info.ne == tuple(int(n) for n in t.shape)
             assert info.data_offset == t.data_offset
             assert info.nbytes == t.n_bytes
-            view = ours.tensor(info.name)
+            view = np.asarray(ours.tensor(info.name))
             assert view.tobytes() == np.ascontiguousarray(t.data).tobytes()
             if not info.ggml_type.is_quantized and info.ggml_type != GGMLType.BF16:
                 assert view.shape == info.shape
@@ -153,7 +153,7 @@ def test_gguf_package_file_every_value_type(tmp_path, alignment):
         for k, (v, et) in {**ARRAYS, **NESTED}.items():
             assert_value(r.metadata[k], v, et)
         for name, data, raw in tensors:
-            assert r.tensor(name).tobytes() == data.tobytes()
+            assert np.asarray(r.tensor(name)).tobytes() == data.tobytes()
         r.validate()
 
 
@@ -176,7 +176,7 @@ def test_gguf_package_big_endian(tmp_path):
         for k, (v, et) in {**ARRAYS, **NESTED}.items():
             assert_value(r.metadata[k], v, et)
         for name, data, raw in tensors:
-            view = r.tensor(name)
+            view = np.asarray(r.tensor(name))
             if raw is None:  # the writer byte-swapped it; values read back equal
                 assert np.array_equal(view, data)
             else:
@@ -227,7 +227,7 @@ def test_large_vocabulary(vocab_file):
         s = r.metadata["tokenizer.ggml.scores"]
         assert s.dtype == np.float32 and np.array_equal(s, scores)
         assert np.array_equal(r.metadata.get_array("tokenizer.ggml.token_type", element_type=VT.INT32), types)
-        assert len(r.tensors) == 250 and np.all(r.tensor("blk.249.attn_q.weight") == 249)
+        assert len(r.tensors) == 250 and np.all(np.asarray(r.tensor("blk.249.attn_q.weight")) == 249)
         r.validate()
 
 
@@ -273,7 +273,7 @@ def test_zigllama_big_endian_reads_in_gguf_package(tmp_path):
     assert theirs.fields["a.str"].contents() == ARRAYS["a.str"][0]
     with GGUFReader(path) as r:
         for name, data, _ in tensors:
-            assert np.array_equal(r.tensor(name), data)
+            assert np.array_equal(np.asarray(r.tensor(name)), data)
             t = theirs.tensors[[x.name for x in theirs.tensors].index(name)]
             assert np.array_equal(t.data.reshape(data.shape), data)
 
@@ -287,11 +287,11 @@ def test_writer_float_conversions_match_gguf_package(tmp_path):
         w.add_tensor("bf16_raw", float32_to_bfloat16(a), GGMLType.BF16)
     ref_bf16 = gguf.quants.quantize(a, gguf.GGMLQuantizationType.BF16)
     with GGUFReader(tmp_path / "f.gguf") as r:
-        assert r.tensor("f16").dtype == np.float16
-        assert r.tensor("f16").tobytes() == a.astype(np.float16).tobytes()
-        assert r.tensor("bf16").tobytes() == ref_bf16.tobytes()
-        assert r.tensor("bf16_raw").tobytes() == ref_bf16.tobytes()
-        assert r.tensor("bf16").shape == (3, 16)
+        assert np.asarray(r.tensor("f16")).dtype == np.float16
+        assert np.asarray(r.tensor("f16")).tobytes() == a.astype(np.float16).tobytes()
+        assert np.asarray(r.tensor("bf16")).tobytes() == ref_bf16.tobytes()
+        assert np.asarray(r.tensor("bf16_raw")).tobytes() == ref_bf16.tobytes()
+        assert np.asarray(r.tensor("bf16")).shape == (3, 16)
     assert_same_as_gguf_package(tmp_path / "f.gguf")
 
 
@@ -313,8 +313,8 @@ def test_writer_streams_tensors_in_any_order(tmp_path):
     assert_same_as_gguf_package(tmp_path / "s.gguf")
     with GGUFReader(tmp_path / "s.gguf") as r:
         for i in range(3):
-            assert np.array_equal(r.tensor(f"t{i}"), rows[i])
-        assert r.tensor("q").shape == (2, 68)
+            assert np.array_equal(np.asarray(r.tensor(f"t{i}")), rows[i])
+        assert np.asarray(r.tensor("q")).shape == (2, 68)
 
 
 def test_writer_refuses_what_the_reader_would_reject(tmp_path):
@@ -399,13 +399,13 @@ def test_sources_bytes_memorymap_path(tmp_path):
     for src in (data, bytearray(data), memoryview(data), str(path), path):
         with GGUFReader(src) as r:
             assert r.metadata["s.u64"] == 2**64 - 1
-            assert r.tensor(r.tensors[0].name).tobytes() == some_tensors(np.random.default_rng(8), 2)[0][1].tobytes()
+            assert np.asarray(r.tensor(r.tensors[0].name)).tobytes() == some_tensors(np.random.default_rng(8), 2)[0][1].tobytes()
 
 
 def test_views_outlive_the_reader_and_closed_reader_refuses(tmp_path):
     path = write_with_gguf(tmp_path / "m.gguf", tensors=some_tensors(np.random.default_rng(9), 2))
     r = GGUFReader(path)
-    v = r.tensor(r.tensors[0].name)
+    v = np.asarray(r.tensor(r.tensors[0].name))
     toks = r.metadata["a.str"]
     expected = v.copy()
     r.close()
@@ -414,7 +414,7 @@ def test_views_outlive_the_reader_and_closed_reader_refuses(tmp_path):
     with pytest.raises(zl.GGUFError, match="closed"):
         toks[0]
     with pytest.raises(zl.GGUFError, match="closed"):
-        r.tensor(r.tensors[0].name)
+        np.asarray(r.tensor(r.tensors[0].name))
 
 
 def test_metadata_mapping_and_typed_getters(tmp_path):
@@ -437,7 +437,7 @@ def test_metadata_mapping_and_typed_getters(tmp_path):
         arr = md["a.u16"]
         assert arr.dtype == np.uint16 and not arr.flags.writeable
         with pytest.raises(zl.GGUFMissingKey):
-            r.tensor("nope")
+            np.asarray(r.tensor("nope"))
 
 
 def test_ggml_type_table_c_and_python_agree():
@@ -503,7 +503,7 @@ def test_split_model_opens_from_any_shard(tmp_path):
             assert m.architecture == "llama" and m.context_length == 4096 and m.embedding_length == 64
             assert m.block_count == 5 and m.head_count == 8 and m.head_count_kv == 8
             for n, a in tensors.items():
-                assert np.array_equal(m.tensor(n), a)
+                assert np.array_equal(np.asarray(m.tensor(n)), a)
             m.validate()
     os.remove(tmp_path / shards[1])
     with pytest.raises(OSError):
@@ -576,14 +576,14 @@ def test_threads_read_one_reader(tmp_path):
     path = write_with_gguf(tmp_path / "m.gguf", tensors=some_tensors(np.random.default_rng(10), 12))
     errors = []
     with GGUFReader(path) as r:
-        expected = {t.name: r.tensor(t.name).tobytes() for t in r.tensors}
+        expected = {t.name: np.asarray(r.tensor(t.name)).tobytes() for t in r.tensors}
 
         def work():
             try:
                 for _ in range(50):
                     assert list(r.metadata["a.str"]) == ARRAYS["a.str"][0]
                     for name, b in expected.items():
-                        assert r.tensor(name).tobytes() == b
+                        assert np.asarray(r.tensor(name)).tobytes() == b
                     r.validate()
             except Exception as e:  # reported below
                 errors.append(e)
@@ -611,8 +611,27 @@ def test_open_of_a_1_gib_file_leaves_it_unread(tmp_path):
         f.truncate(len(header) + side * side * 4)
     with zl.MemoryMap.from_file(path) as m:
         r = GGUFReader(m)
-        big = r.tensor("big")
+        big = np.asarray(r.tensor("big"))
         assert big.shape == (side, side) and big.dtype == np.float32
         assert m.stats().resident_bytes < m.size // 100
         del big
         r.close()
+
+
+def test_tensor_returns_zigllama_tensors_where_they_fit(tmp_path):
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    with GGUFWriter(tmp_path / "t.gguf") as w:
+        w.add_tensor("f32", a)
+        w.add_tensor("f16", a, GGMLType.F16)
+        w.add_tensor("bf16", a, GGMLType.BF16)
+        w.add_tensor("i8", a.astype(np.int8))
+        w.add_tensor("i16", a.astype(np.int16))
+        w.add_tensor("q8", np.zeros((3, 34), np.uint8), GGMLType.Q8_0)
+    with GGUFReader(tmp_path / "t.gguf") as r:
+        for name, dtype in (("f32", "float32"), ("f16", "float16"), ("bf16", "bfloat16"), ("i8", "int8")):
+            t = r.tensor(name)
+            assert isinstance(t, zl.Tensor) and t.dtype == dtype and t.shape == (3, 4) and not t.writable
+        assert np.array_equal(np.asarray(r.tensor("f32")), a)
+        assert np.asarray(r.tensor("f16")).tobytes() == a.astype(np.float16).tobytes()
+        assert isinstance(r.tensor("i16"), np.ndarray) and r.tensor("i16").dtype == np.int16
+        assert isinstance(r.tensor("q8"), np.ndarray) and r.tensor("q8").shape == (3, 34)

@@ -51,6 +51,18 @@ cdef extern from "zigllama/zl_gguf.h" nogil:
         char err_msg[224]
 
 
+cdef class TensorInfo:
+    cdef readonly str name
+    cdef readonly object ggml_type
+    cdef readonly tuple ne
+    cdef readonly tuple shape
+    cdef readonly object offset
+    cdef readonly object data_offset
+    cdef readonly object nbytes
+    cdef readonly object n_elements
+    cdef readonly object info_offset
+
+
 cdef class GGUFReader:
     cdef gguf_ctx ctx
     cdef Py_buffer view          # held while open: the bytes cannot go away under us
@@ -68,4 +80,5 @@ cdef class GGUFReader:
     cdef _build_tables(self)
     cdef object _dtype(self, uint32_t value_type)
     cdef object _scalar(self, uint32_t value_type, uint64_t pos)
+    cdef object _numpy_view(self, TensorInfo info)
     cdef object _string_array(self, const uint64_t *positions, object owner, uint64_t n, str what)

@@ -16,7 +16,7 @@ import numpy as np
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
@@ -34,6 +34,7 @@ from ..errors import (
     OutOfMemory,
 )
 from ..ggml_types import GGML_TYPE_TRAITS, GGMLType
+from .tensor import Tensor
 
 __all__ = [
     "GGUFReader", "GGUFModelLoader", "GGUFValueType", "GGMLType", "TensorInfo",
@@ -106,6 +107,12 @@ _TENSOR_DTYPES = {
     GGMLType.F32: np.dtype("<f4"), GGMLType.F16: np.dtype("<f2"), GGMLType.BF16: np.dtype("<u2"),
     GGMLType.F64: np.dtype("<f8"), GGMLType.I8: np.dtype("<i1"), GGMLType.I16: np.dtype("<i2"),
     GGMLType.I32: np.dtype("<i4"), GGMLType.I64: np.dtype("<i8"),
+}
+
+# ggml types a zigllama Tensor holds, by the Tensor's dtype name.
+_TENSOR_CLASS_DTYPES = {
+    GGMLType.F32: "float32", GGMLType.F16: "float16", GGMLType.BF16: "bfloat16",
+    GGMLType.F64: "float64", GGMLType.I8: "int8", GGMLType.I32: "int32",
 }
 
 _ERROR_KINDS = {
@@ -183,16 +190,6 @@ cdef class TensorInfo:
     order (reversed). ``offset`` is relative to the data section, ``data_offset``
     is the absolute position in the file.
     """
-
-    cdef readonly str name
-    cdef readonly object ggml_type
-    cdef readonly tuple ne
-    cdef readonly tuple shape
-    cdef readonly object offset
-    cdef readonly object data_offset
-    cdef readonly object nbytes
-    cdef readonly object n_elements
-    cdef readonly object info_offset
 
     def __init__(self, name, ggml_type, ne, offset, data_offset, nbytes, info_offset=None):
         self.name = name
@@ -632,15 +629,25 @@ cdef class GGUFReader:
             raise GGUFMissingKey(f"{self.path or 'GGUF data'}: no tensor named {name!r}") from None
 
     def tensor(self, name):
-        """A zero-copy, read-only view of a tensor's bytes, in numpy order.
+        """A zero-copy, read-only view of a tensor's data, in numpy order.
 
-        Plain types (F32, F16, F64, I8..I64) are typed arrays of ``shape``; BF16 is
-        its uint16 bit patterns; block formats are uint8 arrays whose last axis is a
-        row's bytes (``shape[:-1] + (row_bytes,)``: (n_rows, row_bytes) for a
-        matrix), as in the gguf package.
+        F32, F16, BF16, F64, I8 and I32 tensors are zigllama ``Tensor``s of ``shape``.
+        The rest are numpy arrays: I16/I64 typed; block formats uint8 with a row's
+        bytes as the last axis (``shape[:-1] + (row_bytes,)``, (n_rows, row_bytes)
+        for a matrix, as in the gguf package). A big-endian file's tensors are numpy
+        arrays with a ``>`` dtype (a Tensor is native-endian), BF16 as its uint16 bits;
+        so are empty and 0-d tensors. ``np.asarray`` of any of them is a view.
         """
         self.check_open()
         info = self.tensor_info(name)
+        t = info.ggml_type
+        name_of = _TENSOR_CLASS_DTYPES.get(t)
+        if (name_of is not None and not self.ctx.swapped and info.nbytes and info.n_dims
+                and (<uintptr_t>self.view.buf + <uintptr_t>info.data_offset) % _TENSOR_DTYPES[t].itemsize == 0):
+            return Tensor.from_buffer(self.base, name_of, info.shape, info.data_offset)
+        return self._numpy_view(info)
+
+    cdef object _numpy_view(self, TensorInfo info):
         t = info.ggml_type
         dt = _TENSOR_DTYPES.get(t)
         if dt is not None:

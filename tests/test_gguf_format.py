@@ -635,3 +635,17 @@ def test_tensor_returns_zigllama_tensors_where_they_fit(tmp_path):
         assert np.asarray(r.tensor("f16")).tobytes() == a.astype(np.float16).tobytes()
         assert isinstance(r.tensor("i16"), np.ndarray) and r.tensor("i16").dtype == np.int16
         assert isinstance(r.tensor("q8"), np.ndarray) and r.tensor("q8").shape == (3, 34)
+
+
+def test_closing_the_reader_lets_the_callers_map_close(tmp_path):
+    path = write_with_gguf(tmp_path / "m.gguf", tensors=some_tensors(np.random.default_rng(11), 2))
+    m = zl.MemoryMap.from_file(path)
+    r = GGUFReader(m)
+    assert r.metadata["a.u16"].tolist() == ARRAYS["a.u16"][0]   # a cached view of the map
+    v = np.asarray(r.tensor(r.tensors[0].name))
+    with pytest.raises(zl.MappingInUse):
+        m.close()
+    r.close()
+    del v
+    m.close()
+    assert m.closed

@@ -88,6 +88,8 @@ def named_cases():
         "empty key": build([("", U32, 1)], [])[0],
         "duplicate key": build([("k", U32, 1), ("k", U32, 2)], [])[0],
         "duplicate key of another type": build([("k", U32, 1), ("k", STR, "x")], [])[0],
+        "200,000 keys, the last repeating the first": build(
+            [(f"k{i}", U8, 1) for i in range(200000)] + [("k0", U8, 1)], [])[0],
         "duplicate tensor name": build([], [("t", [8], 0, 0, 32), ("t", [8], 0, 32, 32)])[0],
         "tensor name of 64 bytes": build([], [("n" * 64, [8], 0, 0, 32)])[0],
         "n_dims 5": build([], [("t", [1, 1, 1, 1, 8], 0, 0, 32)])[0],
@@ -140,6 +142,7 @@ def named_cases():
 EXPECTED_KIND = {
     "version 1": "GGUFUnsupportedVersion", "version 4": "GGUFUnsupportedVersion",
     "empty key": "GGUFInvalidValue", "duplicate key": "GGUFDuplicate", "duplicate tensor name": "GGUFDuplicate",
+    "200,000 keys, the last repeating the first": "GGUFDuplicate",
     "tensor name of 64 bytes": "GGUFLimitExceeded", "n_dims 5": "GGUFLimitExceeded",
     "unknown value type 13": "GGUFUnknownType", "unknown ggml type 31": "GGUFUnknownType",
     "ne[0] not a multiple of the block": "GGUFLayoutError", "alignment 0": "GGUFInvalidValue",
@@ -162,6 +165,7 @@ def test_each_rule_broken(tmp_path):
         assert results[label][1] == kind, (label, results[label])
     assert "alignment" in results["alignment 3"][2] and "power of two" in results["alignment 3"][2]
     assert "version 1" in results["version 1"][2]
+    assert "kv[200000] 'k0'.key" in results["200,000 keys, the last repeating the first"][2]
     assert "bool" in results["bool of 7"][2] and "found 7" in results["bool of 7"][2]
     assert "kv[0].key at byte 24: declared length 18446744073709551615" in results["key length 2^64-1"][2]
 

@@ -270,11 +270,15 @@ class GGUFWriter:
         self._check_open_for_declarations(f"key {key!r} added")
         if key in self._kv:
             raise GGUFDuplicate(f"key {key!r} added twice")
+        if key == "general.alignment":
+            raise GGUFInvalidValue("general.alignment decides the layout: set it with add()")
         self._kv[key] = bytes(raw)
 
     def remove(self, key):
         self._check_open_for_declarations(f"key {key!r} removed")
         del self._kv[key]
+        if key == "general.alignment":
+            self.alignment = GGUF_DEFAULT_ALIGNMENT
 
     def add_uint8(self, key, v): self.add(key, v, GGUFValueType.UINT8)
     def add_int8(self, key, v): self.add(key, v, GGUFValueType.INT8)

@@ -474,6 +474,8 @@ cdef class GGUFReader:
         cdef const uint8_t *data
         cdef uint64_t size
         cdef int rc
+        if self.has_view:
+            raise GGUFError("GGUFReader.__init__ called twice")
         self.path = None
         if isinstance(source, (str, os.PathLike)):
             self.path = source
@@ -695,6 +697,8 @@ cdef class GGUFReader:
         """Release the file. Views taken from it stay valid (they keep the map alive)."""
         if self.busy:
             raise GGUFError(f"{self.path or 'GGUF data'}: close() while another thread validates the file")
+        if self.metadata is not None:
+            (<Metadata>self.metadata).cache.clear()  # its array views hold the map too
         if self.has_view:
             PyBuffer_Release(&self.view)
             self.has_view = False

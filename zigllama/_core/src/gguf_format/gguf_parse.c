@@ -273,53 +273,51 @@ static int parse_kv(gguf_ctx *ctx, uint64_t *pos, uint64_t i, uint64_t *idx_cap)
     return 0;
 }
 
-/* ---- duplicates: an open-addressing set over (position, length) byte strings ---- */
-
-static uint64_t fnv1a(const uint8_t *s, uint64_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (uint64_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ull;
-    return h;
-}
+/* ---- duplicates: sort the names, compare neighbours -----------------------------
+ * Sorting, not hashing: a crafted file cannot make it quadratic. */
 
 typedef struct {
-    uint64_t pos, len, where; /* where: the field's position, for the error */
+    const uint8_t *ptr;
+    uint64_t len, idx;
 } span;
 
-/* 0 if the n spans are distinct byte strings; else 1 with the indices in first and second. */
-static int find_duplicate(gguf_ctx *ctx, const span *spans, uint64_t n, uint64_t *first, uint64_t *second) {
-    if (n < 2) return 0;
-    uint64_t cap = 1;
-    while (cap < 2 * n) cap *= 2;
-    uint64_t *slots = calloc((size_t)cap, sizeof(uint64_t)); /* index + 1; 0 = empty */
-    if (!slots) return fail(ctx, GGUF_E_NOMEM, 0, NULL, "", "out of memory checking names"), -1;
+static int cmp_span(const void *a, const void *b) {
+    const span *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    int c = x->len ? memcmp(x->ptr, y->ptr, (size_t)x->len) : 0;
+    if (c) return c;
+    return x->idx < y->idx ? -1 : x->idx > y->idx; /* equal names in file order */
+}
+
+/* 0 if the n spans are distinct byte strings; else 1, with the first repeated name's
+ * index in *second and its earlier occurrence in *first. Sorts spans in place. */
+static int find_duplicate(span *spans, uint64_t n, uint64_t *first, uint64_t *second) {
     int found = 0;
-    for (uint64_t i = 0; i < n && !found; i++) {
-        const uint8_t *s = ctx->data + spans[i].pos;
-        uint64_t h = fnv1a(s, spans[i].len) & (cap - 1);
-        while (slots[h]) {
-            const span *o = &spans[slots[h] - 1];
-            if (o->len == spans[i].len && memcmp(ctx->data + o->pos, s, o->len) == 0) {
-                *first = slots[h] - 1;
-                *second = i;
-                found = 1;
-                break;
-            }
-            h = (h + 1) & (cap - 1);
+    if (n < 2) return 0;
+    qsort(spans, (size_t)n, sizeof *spans, cmp_span);
+    for (uint64_t k = 1; k < n; k++) {
+        const span *x = &spans[k - 1], *y = &spans[k];
+        if (x->len == y->len && (x->len == 0 || memcmp(x->ptr, y->ptr, (size_t)x->len) == 0) &&
+            (!found || y->idx < *second)) {
+            *first = x->idx;
+            *second = y->idx;
+            found = 1;
         }
-        if (!found) slots[h] = i + 1;
     }
-    free(slots);
     return found;
 }
 
-static int check_unique(gguf_ctx *ctx, const span *spans, uint64_t n, const char *kind) {
-    uint64_t a, b;
-    int r = find_duplicate(ctx, spans, n, &a, &b);
-    if (r <= 0) return r;
+static int check_unique(gguf_ctx *ctx, span *spans, uint64_t n, const char *kind) {
+    uint64_t a = 0, b = 0;
+    if (!find_duplicate(spans, n, &a, &b)) return 0;
+    int is_kv = strcmp(kind, "kv") == 0;
+    uint64_t name_pos = is_kv ? ctx->kv[b].key_pos : ctx->tensors[b].name_pos;
+    uint64_t name_len = is_kv ? ctx->kv[b].key_len : ctx->tensors[b].name_len;
+    uint64_t where = is_kv ? ctx->kv[b].entry_pos : ctx->tensors[b].info_pos;
     place p;
-    place_set(&p, kind, b, ctx, spans[b].pos, spans[b].len);
-    return fail(ctx, GGUF_E_DUPLICATE, spans[b].where, &p, strcmp(kind, "kv") ? ".name" : ".key",
-                "the same %s as %s[%llu]", strcmp(kind, "kv") ? "name" : "key", kind, (unsigned long long)a);
+    place_set(&p, kind, b, ctx, name_pos, name_len);
+    return fail(ctx, GGUF_E_DUPLICATE, where, &p, is_kv ? ".key" : ".name", "the same %s as %s[%llu]",
+                is_kv ? "key" : "name", kind, (unsigned long long)a);
 }
 
 /* ---- tensor infos -------------------------------------------------------------- */
@@ -540,10 +538,10 @@ int gguf_parse(gguf_ctx *ctx, const uint8_t *data, uint64_t size) {
         span *spans = malloc((size_t)n_spans * sizeof *spans);
         if (!spans) return fail(ctx, GGUF_E_NOMEM, 0, NULL, "", "out of memory checking names");
         for (uint64_t i = 0; i < ctx->n_kv; i++)
-            spans[i] = (span){ctx->kv[i].key_pos, ctx->kv[i].key_len, ctx->kv[i].entry_pos};
+            spans[i] = (span){ctx->data + ctx->kv[i].key_pos, ctx->kv[i].key_len, i};
         int r = check_unique(ctx, spans, ctx->n_kv, "kv");
         for (uint64_t i = 0; r == 0 && i < ctx->n_tensors; i++)
-            spans[i] = (span){ctx->tensors[i].name_pos, ctx->tensors[i].name_len, ctx->tensors[i].info_pos};
+            spans[i] = (span){ctx->data + ctx->tensors[i].name_pos, ctx->tensors[i].name_len, i};
         if (r == 0) r = check_unique(ctx, spans, ctx->n_tensors, "tensor");
         free(spans);
         if (r) return -1;

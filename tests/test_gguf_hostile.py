@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import zigllama as zl
 from zigllama import GGUFReader
@@ -206,3 +208,24 @@ def test_random_mutations_never_crash(tmp_path):
     results = run_cases(cases, str(tmp_path))
     others = {k: v for k, v in results.items() if v[0] not in ("ok", "GGUFError")}
     assert not others, list(others.items())[:5]
+
+
+@given(st.data())
+def test_hypothesis_splices_are_valid_or_gguf_errors(data):
+    """Bytes spliced into the base file (in-process; hypothesis shrinks a failure to
+    the smallest splice)."""
+    base = base_file(data.draw(st.sampled_from("<>")))[0]
+    pos = data.draw(st.integers(0, len(base) - 1))
+    chunk = data.draw(st.binary(min_size=1, max_size=12))
+    mutated = base[:pos] + chunk + base[pos + data.draw(st.integers(0, 12)):]
+    try:
+        with GGUFReader(mutated) as r:
+            for k in r.metadata:
+                v = r.metadata[k]
+                if not isinstance(v, (int, float, str)):
+                    [np.asarray(x) if not isinstance(x, str) else x for x in v]
+            for t in r.tensors:
+                np.asarray(r.tensor(t.name)).tobytes()
+            r.validate()
+    except zl.GGUFError as e:
+        assert " at byte " in str(e)

@@ -308,7 +308,9 @@ def test_writer_streams_tensors_in_any_order(tmp_path):
         w.write_tensor("t0", rows[0])
     with pytest.raises(zl.GGUFLayoutError):
         w.write_tensor("q", np.zeros((2, 67), np.uint8))
-    w.write_tensor("q", np.zeros((2, 68), np.uint8))
+    with pytest.raises(zl.GGUFInvalidValue, match="declared Q8_0"):
+        w.write_tensor("q", np.zeros((2, 68), np.uint8), GGMLType.Q4_0)
+    w.write_tensor("q", np.zeros((2, 68), np.uint8), GGMLType.Q8_0)
     w.close()
     assert_same_as_gguf_package(tmp_path / "s.gguf")
     with GGUFReader(tmp_path / "s.gguf") as r:
@@ -499,7 +501,7 @@ def test_split_model_opens_from_any_shard(tmp_path):
     assert shards == [f"model-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
     for s in shards:
         with zl.GGUFModelLoader(tmp_path / s) as m:
-            assert len(m.paths) == 3 and len(m.tensors) == 5
+            assert len(m.paths) == 3 and len(m.tensors) == 5 and m.tensor_names() == list(tensors)
             assert m.architecture == "llama" and m.context_length == 4096 and m.embedding_length == 64
             assert m.block_count == 5 and m.head_count == 8 and m.head_count_kv == 8
             for n, a in tensors.items():

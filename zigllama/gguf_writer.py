@@ -363,13 +363,17 @@ class GGUFWriter:
         self._end = self._data_offset + total
 
     def write_tensor(self, name, data, ggml_type=None):
-        """Write one declared tensor's data (in any order, each tensor once)."""
+        """Write one declared tensor's data (in any order, each tensor once); a
+        `ggml_type` given must be the declared one."""
         if self._file is None:
             self.write_header()
         try:
             slot = self._tensors[name]
         except KeyError:
             raise GGUFError(f"{self.path}: tensor {name!r} was not declared") from None
+        if ggml_type is not None and GGMLType(ggml_type) != slot.ggml_type:
+            raise GGUFInvalidValue(f"{self.path}: tensor {name!r} was declared {slot.ggml_type.name}, "
+                                   f"written as {GGMLType(ggml_type).name}")
         if slot.written:
             raise GGUFDuplicate(f"{self.path}: tensor {name!r} written twice")
         for chunk in _tensor_chunks(slot, np.asarray(data), self.byte_order):

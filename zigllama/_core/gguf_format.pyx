@@ -623,6 +623,10 @@ cdef class GGUFReader:
 
     # ---- tensors --------------------------------------------------------------------
 
+    def tensor_names(self):
+        """The tensors' names, in file order."""
+        return [info.name for info in self.tensors]
+
     def tensor_info(self, name):
         """The TensorInfo of a tensor, by name."""
         try:
@@ -853,6 +857,10 @@ class GGUFModelLoader:
     def tensor_nbytes(self):
         """Bytes of all tensor data (the memory the weights take as stored)."""
         return sum(i.nbytes for i in self.tensors)
+
+    def tensor_names(self):
+        """Every shard's tensor names, in shard and file order."""
+        return [info.name for info in self.tensors]
 
     def tensor_info(self, name):
         return self._reader_of(name).tensor_info(name)

@@ -38,7 +38,7 @@ from .tensor import Tensor
 
 __all__ = [
     "GGUFReader", "GGUFModelLoader", "GGUFValueType", "GGMLType", "TensorInfo",
-    "Metadata", "StringArray", "NestedArray", "validate",
+    "Metadata", "LazyArray", "StringArray", "NestedArray", "validate",
     "GGUF_MAGIC", "GGUF_DEFAULT_ALIGNMENT", "GGUF_MAX_ALIGNMENT", "GGUF_MAX_ARRAY_DEPTH",
 ]
 
@@ -237,35 +237,51 @@ cdef Py_ssize_t _element_index(object index, Py_ssize_t n) except -1:
     return i
 
 
-cdef class StringArray:
-    """A metadata array of strings, decoded one element at a time when read.
-
-    The position of every element was recorded when the file was opened, so
-    ``tokens[i]`` is one lookup and one UTF-8 decode; no string exists as a Python
-    object until it is asked for. Compares equal to a list of the same strings.
-    """
+cdef class LazyArray:
+    """A metadata array read element by element from the file (the base of
+    StringArray and NestedArray): a Sequence that compares equal to a list of the
+    same elements."""
 
     cdef GGUFReader reader
-    cdef const uint64_t *positions
-    cdef object positions_owner   # a numpy array when the positions are this array's own
     cdef Py_ssize_t n
     cdef str what
+
+    cdef object item(self, Py_ssize_t i):
+        raise NotImplementedError  # each kind of array reads its own elements
 
     def __len__(self):
         return self.n
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.n))]
-        cdef Py_ssize_t i = _element_index(index, self.n)
-        self.reader.check_open()
-        return _decode_string(self.reader, self.positions[i], self.what, i)
+            return [self.item(i) for i in range(*index.indices(self.n))]
+        return self.item(_element_index(index, self.n))
 
     def __iter__(self):
         cdef Py_ssize_t i
-        self.reader.check_open()
         for i in range(self.n):
-            yield _decode_string(self.reader, self.positions[i], self.what, i)
+            yield self.item(i)
+
+    def __eq__(self, other):
+        if isinstance(other, (LazyArray, list, tuple)):
+            return len(self) == len(other) and all(_values_equal(a, b) for a, b in zip(self, other))
+        return NotImplemented
+
+
+cdef class StringArray(LazyArray):
+    """A metadata array of strings, decoded one element at a time when read.
+
+    The position of every element was recorded when the file was opened, so
+    ``tokens[i]`` is one lookup and one UTF-8 decode; no string exists as a Python
+    object until it is asked for.
+    """
+
+    cdef const uint64_t *positions
+    cdef object positions_owner   # a numpy array when the positions are this array's own
+
+    cdef object item(self, Py_ssize_t i):
+        self.reader.check_open()
+        return _decode_string(self.reader, self.positions[i], self.what, i)
 
     def tolist(self):
         """Every element decoded, as a list."""
@@ -283,45 +299,22 @@ cdef class StringArray:
             o[i] = gguf_read_u64(&self.reader.ctx, self.positions[i])
         return out
 
-    def __eq__(self, other):
-        if isinstance(other, (StringArray, list, tuple)):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
-        return NotImplemented
-
     def __repr__(self):
         head = ", ".join(repr(s) for s in self[:3])
         return f"StringArray([{head}{', ...' if self.n > 3 else ''}], n={self.n})"
 
 
-cdef class NestedArray:
+cdef class NestedArray(LazyArray):
     """A metadata array whose elements are arrays (bounded nesting), read lazily."""
 
-    cdef GGUFReader reader
     cdef object positions   # uint64 numpy array: each element's position
-    cdef Py_ssize_t n
     cdef int depth
-    cdef str what
 
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.n))]
-        cdef Py_ssize_t i = _element_index(index, self.n)
+    cdef object item(self, Py_ssize_t i):
         return self.reader._array_at(int(self.positions[i]), self.depth + 1, f"{self.what}[{i}]")
-
-    def __iter__(self):
-        for i in range(self.n):
-            yield self[i]
 
     def tolist(self):
         return [v.tolist() for v in self]
-
-    def __eq__(self, other):
-        if isinstance(other, (NestedArray, list, tuple)):
-            return len(self) == len(other) and all(_values_equal(a, b) for a, b in zip(self, other))
-        return NotImplemented
 
     def __repr__(self):
         return f"NestedArray(n={self.n})"
@@ -333,8 +326,7 @@ def _values_equal(a, b):
     return a == b
 
 
-Sequence.register(StringArray)
-Sequence.register(NestedArray)
+Sequence.register(LazyArray)
 
 
 cdef class Metadata:

@@ -570,7 +570,8 @@ cdef class GGUFReader:
             return _decode_string(self, kv.value_pos, what + ".value")
         if kv.type == GGUF_TYPE_ARRAY:
             if kv.elem_type == GGUF_TYPE_STRING:
-                return self._string_array(&self.ctx.str_index[kv.index], None, kv.count, what)
+                return self._string_array(self.ctx.str_index + kv.index if kv.count else NULL, None,
+                                          kv.count, what)
             return self._array_at(kv.value_pos, 1, what)
         return self._scalar(kv.type, kv.data_pos)
 
@@ -746,20 +747,20 @@ class GGUFModelLoader:
         path = os.fspath(path)
         self.paths = self._shard_paths(path)
         self.readers = []
+        self._tensor_reader = {}
         try:
             for p in self.paths:
                 self.readers.append(GGUFReader(p))
             self._check_split()
+            for r in self.readers:
+                for info in r.tensors:
+                    if info.name in self._tensor_reader:
+                        raise _gguf_error(GGUFDuplicate, f"tensor {info.name!r}", info.info_offset,
+                                          "appears in two shards", r.path)
+                    self._tensor_reader[info.name] = r
         except BaseException:
             self.close()
             raise
-        self._tensor_reader = {}
-        for r in self.readers:
-            for info in r.tensors:
-                if info.name in self._tensor_reader:
-                    raise _gguf_error(GGUFDuplicate, f"tensor {info.name!r}", info.info_offset,
-                                      "appears in two shards", r.path)
-                self._tensor_reader[info.name] = r
         self.tensors = tuple(i for r in self.readers for i in r.tensors)
 
     @staticmethod

@@ -651,3 +651,24 @@ def test_closing_the_reader_lets_the_callers_map_close(tmp_path):
     del v
     m.close()
     assert m.closed
+
+
+def test_split_model_with_a_tensor_in_two_shards(tmp_path):
+    for i in (1, 2):
+        with GGUFWriter(tmp_path / f"d-0000{i}-of-00002.gguf") as w:
+            w.add("general.architecture", "llama")
+            w.add("split.no", i - 1, VT.UINT16)
+            w.add("split.count", 2, VT.UINT16)
+            w.add_tensor("same", np.zeros(4, np.float32))
+    with pytest.raises(zl.GGUFDuplicate, match="appears in two shards"):
+        zl.GGUFModelLoader(tmp_path / "d-00001-of-00002.gguf")
+
+
+def test_rewrite_removing_the_alignment_relays_out_the_data(tmp_path):
+    src = write_with_zigllama(tmp_path / "a.gguf", some_tensors(np.random.default_rng(12), 4), alignment=256)
+    rewrite_metadata(src, tmp_path / "b.gguf", remove=["general.alignment"])
+    with GGUFReader(src) as a, GGUFReader(tmp_path / "b.gguf") as b:
+        assert a.alignment == 256 and b.alignment == 32 and "general.alignment" not in b.metadata
+        for t in a.tensors:
+            assert bytes(a.raw_tensor(t.name)) == bytes(b.raw_tensor(t.name))
+    assert_same_as_gguf_package(tmp_path / "b.gguf")

@@ -89,7 +89,7 @@ def run(args):
         print(f"  {k:<{width}}  {e['type'] if 'value' in e else 'array':<7} {shown}")
     print("\ntensors:")
     if d["tensors"]:
-        nw = max(len(t["name"]) for t in d["tensors"])
+        nw = max(4, max(len(t["name"]) for t in d["tensors"]))
         print(f"  {'name':<{nw}}  {'type':<8} {'ne':<24} {'offset':>14} {'bytes':>14}")
         for t in d["tensors"]:
             ne = "x".join(str(n) for n in t["ne"]) or "scalar"

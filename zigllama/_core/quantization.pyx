@@ -274,16 +274,16 @@ def quantize(array, ggml_type, threads=None):
     a = np.asarray(array)
     if a.dtype.kind not in "fiub":
         raise QuantizationError(f"cannot quantize an array of dtype {a.dtype}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
     if a.ndim == 0:
         raise QuantizationError("cannot quantize a 0-d array: the last axis is the row")
+    a = np.ascontiguousarray(a, dtype=np.float32)
     lead, row = a.shape[:a.ndim - 1], a.shape[a.ndim - 1]
     if row % block_size:
         raise QuantizationError(
             f"row length {row} is not a multiple of the {name} block size {block_size}")
     finite = np.isfinite(a)
     if not finite.all():
-        bad = np.unravel_index(int(np.argmin(finite)), a.shape)
+        bad = tuple(int(i) for i in np.unravel_index(int(np.argmin(finite)), a.shape))
         raise QuantizationError(f"cannot quantize non-finite value {a[bad]} at index {bad}")
     result = np.empty((*lead, row // block_size * type_size), dtype=np.uint8)
     cdef int nthreads = resolve_threads(threads)

@@ -45,10 +45,11 @@ static void store_f16(uint8_t *p, float f) {
     p[1] = (uint8_t)(h >> 8);
 }
 
-/* The element of largest magnitude (the first one on ties), with its sign. */
+/* The element of largest magnitude, the first one on ties (numpy's argmax of
+ * |x|), with its sign: a block of zeros starting with -0 gives -0. */
 static float signed_absmax(const float *x, int n) {
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < n; j++) {
+    float amax = fabsf(x[0]), max = x[0];
+    for (int j = 1; j < n; j++) {
         if (fabsf(x[j]) > amax) {
             amax = fabsf(x[j]);
             max = x[j];

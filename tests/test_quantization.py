@@ -489,3 +489,50 @@ def test_quantize_output_is_usable_by_the_gguf_writer(tmp_path):
 def test_exports():
     assert zigllama.dequantize is zq.dequantize and zigllama.quantize is zq.quantize
     assert "Q4_K" in zq.QUANTIZE_TYPES and zq.GGML_QUANT_SIZES[12] == (256, 144)
+
+
+# ---- GGUF files ----
+
+def write_gguf(path, byte_order="little"):
+    """A small file with a block tensor and plain tensors; returns the source arrays."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 256)).astype(np.float32)
+    plain = {"f32": rng.standard_normal((3, 5)).astype(np.float32),
+             "f16": rng.standard_normal((4, 6)).astype(np.float16),
+             "i32": rng.integers(-9, 9, size=(7,), dtype=np.int32)}
+    with zigllama.GGUFWriter(path, byte_order=byte_order) as w:
+        w.add("general.architecture", "llama")
+        w.add_tensor("q4_k", zigllama.quantize(x, T.Q4_K), zigllama.GGMLType.Q4_K, x.shape)
+        w.add_tensor("bf16", x[:2], zigllama.GGMLType.BF16)
+        for name, a in plain.items():
+            w.add_tensor(name, a)
+    return x, plain
+
+
+@pytest.mark.parametrize("byte_order", ["little", "big"])
+def test_dequantize_tensor_from_a_file(tmp_path, byte_order):
+    path = str(tmp_path / "m.gguf")
+    x, plain = write_gguf(path, byte_order)
+    with zigllama.GGUFReader(path) as r:
+        q = zq.dequantize_tensor(r, "q4_k")
+        ref = gq.dequantize(zigllama.quantize(x, T.Q4_K), T.Q4_K)
+        assert_same_bits(q, ref)
+        for name, a in plain.items():
+            assert_same_bits(zq.dequantize_tensor(r, name), a.astype(np.float32))
+        bf16 = zq.dequantize_tensor(r, "bf16")
+        assert bf16.shape == (2, 256) and np.abs(bf16 - x[:2]).max() <= np.abs(x[:2]).max() / 128
+        out = np.empty((3, 5), np.float32)
+        assert zq.dequantize_tensor(r, "f32", out=out) is out and (out == plain["f32"]).all()
+
+
+def test_load_command(tmp_path):
+    path = str(tmp_path / "m.gguf")
+    write_gguf(path)
+    result = subprocess.run([sys.executable, "-m", "zigllama", "load", path, "--threads", "2"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "5 tensors" in result.stdout and "GB/s" in result.stdout and "peak memory" in result.stdout
+    assert "100.0%" in result.stderr  # the progress bar
+    bad = subprocess.run([sys.executable, "-m", "zigllama", "load", str(tmp_path / "missing.gguf")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "missing.gguf" in bad.stderr

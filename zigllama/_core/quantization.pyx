@@ -306,3 +306,28 @@ def quantize(array, ggml_type, threads=None):
     with nogil:
         split_blocks(quantize_range, &ctx, src.shape[0] // block_size, block_size, nthreads)
     return result
+
+
+def dequantize_tensor(source, name, out=None, threads=None):
+    """A tensor of a GGUF file as float32, by name.
+
+    ``source`` is a ``GGUFReader`` or ``GGUFModelLoader`` (anything with
+    ``tensor_info(name)`` and ``tensor(name)``). The tensor's bytes are read in
+    place from the file's map; ``out`` and ``threads`` are as for ``dequantize``.
+    Big-endian files store plain multi-byte types swapped (block formats are
+    stored as written), so those are converted by numpy.
+    """
+    info = source.tensor_info(name)
+    data = source.tensor(name)
+    type_id = int(info.ggml_type)
+    if data.dtype.byteorder != ">":
+        return dequantize(data, type_id, info.shape, out=out, threads=threads)
+    if type_id == 30:  # BF16 bit patterns, byte-swapped
+        converted = (data.astype(np.uint32) << 16).view(np.float32)
+    else:
+        converted = data.astype(np.float32)
+    if out is None:
+        return converted
+    _check_out(out, info.shape, converted.size)
+    np.copyto(out.reshape(info.shape), converted)
+    return out

@@ -10,7 +10,8 @@
 
 static inline float iq1_scale(float d, int s) { return d * (float)(2 * s + 1); }
 
-static inline float iq1_delta(int negative) { return negative ? -IQ1S_DELTA : IQ1S_DELTA; }
+/* +-1/8, negative when `negative` is 1 (no branch on random bits). */
+static inline float iq1_delta(uint32_t negative) { return iq_flip_sign(IQ1S_DELTA, negative); }
 
 /* IQ1_S, 50 bytes: f16 d | 32 grid-index low bytes | 8 x u16 qh: per 32 weights,
  * 4 x 3 high index bits, a 3-bit scale (bits 12-14) and the delta sign (bit 15). */
@@ -28,7 +29,7 @@ static void iq1_s_portable(const uint8_t *src, float *y, int64_t nb) {
             const uint8_t *qs = b + 2 + 4 * ib;
             const uint16_t qh = zl_load_u16(b + 34 + 2 * ib);
             const float dl = iq1_scale(d, (qh >> 12) & 7);
-            const float delta = iq1_delta(qh & 0x8000);
+            const float delta = iq1_delta(qh >> 15);
             for (int l = 0; l < 4; l++, y += 8)
                 iq_shifted8(y, dl, zl_iq1s_grid[iq1_s_index(qs, qh, l)], delta);
         }
@@ -61,7 +62,7 @@ static void iq1_m_portable(const uint8_t *src, float *y, int64_t nb) {
         for (int k = 0; k < 32; k++, y += 8) {
             const float dl = iq1_scale(d, iq1_m_sub_scale(sc, k >> 1));
             const int h = iq1_m_nibble(qh, k);
-            iq_shifted8(y, dl, zl_iq1s_grid[qs[k] | ((h & 7) << 8)], iq1_delta(h & 8));
+            iq_shifted8(y, dl, zl_iq1s_grid[qs[k] | ((h & 7) << 8)], iq1_delta(h >> 3));
         }
     }
 }
@@ -76,7 +77,7 @@ ZL_TARGET_AVX2 static void iq1_s_avx2(const uint8_t *src, float *y, int64_t nb) 
             const uint8_t *qs = b + 2 + 4 * ib;
             const uint16_t qh = zl_load_u16(b + 34 + 2 * ib);
             const __m256 dl = _mm256_set1_ps(iq1_scale(d, (qh >> 12) & 7));
-            const __m256 delta = _mm256_set1_ps(iq1_delta(qh & 0x8000));
+            const __m256 delta = _mm256_set1_ps(iq1_delta(qh >> 15));
             for (int l = 0; l < 4; l++, y += 8)
                 iq_shifted8_avx2(y, dl, zl_iq1s_grid[iq1_s_index(qs, qh, l)], delta);
         }
@@ -91,9 +92,9 @@ ZL_TARGET_AVX2 static void iq1_m_avx2(const uint8_t *src, float *y, int64_t nb) 
         for (int k = 0; k < 32; k += 2, y += 16) {
             const __m256 dl = _mm256_set1_ps(iq1_scale(d, iq1_m_sub_scale(sc, k >> 1)));
             const int h0 = iq1_m_nibble(qh, k), h1 = iq1_m_nibble(qh, k + 1);
-            iq_shifted8_avx2(y, dl, zl_iq1s_grid[qs[k] | ((h0 & 7) << 8)], _mm256_set1_ps(iq1_delta(h0 & 8)));
+            iq_shifted8_avx2(y, dl, zl_iq1s_grid[qs[k] | ((h0 & 7) << 8)], _mm256_set1_ps(iq1_delta(h0 >> 3)));
             iq_shifted8_avx2(y + 8, dl, zl_iq1s_grid[qs[k + 1] | ((h1 & 7) << 8)],
-                             _mm256_set1_ps(iq1_delta(h1 & 8)));
+                             _mm256_set1_ps(iq1_delta(h1 >> 3)));
         }
     }
 }

@@ -31,22 +31,27 @@ static inline uint32_t iq_load_u32(const uint8_t *p) {
 
 static inline float iq_load_f16(const uint8_t *p) { return zl_f16_to_f32(zl_load_u16(p)); }
 
+/* v with its sign flipped when `flip` is 1: the reference's v * -1, without a
+ * branch on random sign bits. */
+static inline float iq_flip_sign(float v, uint32_t flip) {
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    bits ^= flip << 31;
+    memcpy(&v, &bits, 4);
+    return v;
+}
+
 /* 8 outputs: scale * grid magnitude, negated where bit j of `signs` is set. */
 static inline void iq_signed8(float *y, float scale, const uint8_t *grid, uint32_t signs) {
-    for (int j = 0; j < 8; j++) {
-        float v = scale * (float)grid[j];
-        y[j] = (signs >> j) & 1 ? -v : v;
-    }
+    for (int j = 0; j < 8; j++) y[j] = iq_flip_sign(scale * (float)grid[j], (signs >> j) & 1);
 }
 
 /* The same over two 4-element grid points (IQ3 formats). */
 static inline void iq_signed4x2(float *y, float scale, const uint8_t *g0, const uint8_t *g1,
                                 uint32_t signs) {
     for (int j = 0; j < 4; j++) {
-        float v0 = scale * (float)g0[j];
-        float v1 = scale * (float)g1[j];
-        y[j] = (signs >> j) & 1 ? -v0 : v0;
-        y[j + 4] = (signs >> (j + 4)) & 1 ? -v1 : v1;
+        y[j] = iq_flip_sign(scale * (float)g0[j], (signs >> j) & 1);
+        y[j + 4] = iq_flip_sign(scale * (float)g1[j], (signs >> (j + 4)) & 1);
     }
 }
 

@@ -9,6 +9,7 @@ import os as _os
 
 from . import errors
 from ._config import num_threads, set_num_threads
+from ._core.quantization import dequantize, quantize
 from .errors import *  # noqa: F401,F403  (the error family is public API)
 
 __version__ = "0.1.0"

@@ -92,6 +92,23 @@ const zl_quant_type *zl_quant_type_find(int type_id);
 /* All entries; *count receives their number. */
 const zl_quant_type *zl_quant_types(int *count);
 
+/* True when the kernels take their AVX2 paths (CPU support, SIMD not disabled). */
+int zl_quants_simd_active(void);
+
+/* Quantizers: n float32 values (a multiple of the block size) into n / block_size
+ * blocks. Finite inputs; Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 match gguf.quants.quantize
+ * byte for byte, Q4_K and Q6_K follow ggml's quantize_row_*_ref. */
+#define ZL_QUANTIZE_DECL(name) \
+    void zl_quantize_row_##name(const float *__restrict src, uint8_t *__restrict dst, int64_t n)
+
+ZL_QUANTIZE_DECL(q4_0);
+ZL_QUANTIZE_DECL(q4_1);
+ZL_QUANTIZE_DECL(q5_0);
+ZL_QUANTIZE_DECL(q5_1);
+ZL_QUANTIZE_DECL(q8_0);
+ZL_QUANTIZE_DECL(q4_k);
+ZL_QUANTIZE_DECL(q6_k);
+
 /* Shared helpers for kernels: IEEE half / bfloat16 to float, exact for every
  * input (zero, subnormal, inf, NaN keep their meaning; NaN payloads kept). */
 static inline float zl_fp32_from_bits(uint32_t w) {

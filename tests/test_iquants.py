@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import zigllama as zl
-from zigllama._core import platform
+from zigllama._core import platform, quantization
 
 Q = GGMLQuantizationType
 TYPES = [
@@ -283,6 +283,7 @@ def test_kernel_path():
     features = platform.cpu_features()
     expected = features["avx2"] and features["fma"] and features["f16c"] and not platform.simd_disabled()
     assert platform.simd_kernels() == expected
+    assert quantization.simd_active() == expected
 
 
 def test_portable_path():

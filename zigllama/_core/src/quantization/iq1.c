@@ -24,7 +24,7 @@ static inline int iq1_s_index(const uint8_t *qs, uint16_t qh, int l) {
 static void iq1_s_portable(const uint8_t *src, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * IQ1_S_BYTES;
-        const float d = iq_load_f16(b);
+        const float d = zl_load_f16(b);
         for (int ib = 0; ib < 8; ib++) {
             const uint8_t *qs = b + 2 + 4 * ib;
             const uint16_t qh = zl_load_u16(b + 34 + 2 * ib);
@@ -101,5 +101,5 @@ ZL_TARGET_AVX2 static void iq1_m_avx2(const uint8_t *src, float *y, int64_t nb) 
 
 #endif
 
-IQ_DISPATCH(iq1_s, IQ_QK_K)
-IQ_DISPATCH(iq1_m, IQ_QK_K)
+IQ_DISPATCH(iq1_s, QK_K)
+IQ_DISPATCH(iq1_m, QK_K)

@@ -17,10 +17,10 @@ static inline float iq2_scale(float d, uint32_t s) { return d * (0.5f + (float)s
 static void iq2_xxs_portable(const uint8_t *src, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * IQ2_XXS_BYTES;
-        const float d = iq_load_f16(b);
+        const float d = zl_load_f16(b);
         for (int ib = 0; ib < 8; ib++, y += 32) {
             const uint8_t *idx = b + 2 + 8 * ib;
-            const uint32_t aux = iq_load_u32(idx + 4);
+            const uint32_t aux = zl_load_u32(idx + 4);
             const float db = iq2_scale(d, aux >> 28);
             for (int l = 0; l < 4; l++)
                 iq_signed8(y + 8 * l, db, zl_iq2xxs_grid[idx[l]], zl_ksigns_iq2xs[(aux >> (7 * l)) & 127]);
@@ -34,7 +34,7 @@ static void iq2_xxs_portable(const uint8_t *src, float *y, int64_t nb) {
 static void iq2_xs_portable(const uint8_t *src, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * IQ2_XS_BYTES;
-        const float d = iq_load_f16(b);
+        const float d = zl_load_f16(b);
         const uint8_t *scales = b + 66;
         for (int ib = 0; ib < 8; ib++) {
             const float db[2] = {iq2_scale(d, scales[ib] & 0x0F), iq2_scale(d, scales[ib] >> 4)};
@@ -53,7 +53,7 @@ static void iq2_xs_portable(const uint8_t *src, float *y, int64_t nb) {
 static void iq2_s_portable(const uint8_t *src, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * IQ2_S_BYTES;
-        const float d = iq_load_f16(b);
+        const float d = zl_load_f16(b);
         const uint8_t *qs = b + 2, *signs = b + 34, *qh = b + 66, *scales = b + 74;
         for (int ib = 0; ib < 8; ib++) {
             const float db[2] = {iq2_scale(d, scales[ib] & 0x0F), iq2_scale(d, scales[ib] >> 4)};
@@ -74,7 +74,7 @@ ZL_TARGET_AVX2 static void iq2_xxs_avx2(const uint8_t *src, float *y, int64_t nb
         const float d = iq_load_f16_f16c(b);
         for (int ib = 0; ib < 8; ib++, y += 32) {
             const uint8_t *idx = b + 2 + 8 * ib;
-            const uint32_t aux = iq_load_u32(idx + 4);
+            const uint32_t aux = zl_load_u32(idx + 4);
             const __m256 db = _mm256_set1_ps(iq2_scale(d, aux >> 28));
             for (int l = 0; l < 4; l++)
                 iq_signed8_avx2(y + 8 * l, db, iq_grid8(zl_iq2xxs_grid[idx[l]]),
@@ -118,6 +118,6 @@ ZL_TARGET_AVX2 static void iq2_s_avx2(const uint8_t *src, float *y, int64_t nb) 
 
 #endif
 
-IQ_DISPATCH(iq2_xxs, IQ_QK_K)
-IQ_DISPATCH(iq2_xs, IQ_QK_K)
-IQ_DISPATCH(iq2_s, IQ_QK_K)
+IQ_DISPATCH(iq2_xxs, QK_K)
+IQ_DISPATCH(iq2_xs, QK_K)
+IQ_DISPATCH(iq2_s, QK_K)

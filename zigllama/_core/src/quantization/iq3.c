@@ -18,10 +18,10 @@ static inline float iq3_s_scale(float d, int s) { return d * (float)(1 + 2 * s);
 static void iq3_xxs_portable(const uint8_t *src, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * IQ3_XXS_BYTES;
-        const float d = iq_load_f16(b);
+        const float d = zl_load_f16(b);
         for (int ib = 0; ib < 8; ib++) {
             const uint8_t *qs = b + 2 + 8 * ib;
-            const uint32_t aux = iq_load_u32(b + 66 + 4 * ib);
+            const uint32_t aux = zl_load_u32(b + 66 + 4 * ib);
             const float db = iq3_xxs_scale(d, aux >> 28);
             for (int l = 0; l < 4; l++, y += 8)
                 iq_signed4x2(y, db, zl_iq3xxs_grid[qs[2 * l]], zl_iq3xxs_grid[qs[2 * l + 1]],
@@ -41,7 +41,7 @@ static inline int iq3_s_index(const uint8_t *qs, const uint8_t *qh, int k) {
 static void iq3_s_portable(const uint8_t *src, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * IQ3_S_BYTES;
-        const float d = iq_load_f16(b);
+        const float d = zl_load_f16(b);
         const uint8_t *qs = b + 2, *qh = b + 66, *signs = b + 74, *scales = b + 106;
         for (int ib = 0; ib < 8; ib++) {
             const float db = iq3_s_scale(d, (scales[ib >> 1] >> (4 * (ib & 1))) & 0x0F);
@@ -62,7 +62,7 @@ ZL_TARGET_AVX2 static void iq3_xxs_avx2(const uint8_t *src, float *y, int64_t nb
         const float d = iq_load_f16_f16c(b);
         for (int ib = 0; ib < 8; ib++) {
             const uint8_t *qs = b + 2 + 8 * ib;
-            const uint32_t aux = iq_load_u32(b + 66 + 4 * ib);
+            const uint32_t aux = zl_load_u32(b + 66 + 4 * ib);
             const __m256 db = _mm256_set1_ps(iq3_xxs_scale(d, aux >> 28));
             for (int l = 0; l < 4; l++, y += 8)
                 iq_signed8_avx2(y, db, iq_grid4x2(zl_iq3xxs_grid[qs[2 * l]], zl_iq3xxs_grid[qs[2 * l + 1]]),
@@ -90,5 +90,5 @@ ZL_TARGET_AVX2 static void iq3_s_avx2(const uint8_t *src, float *y, int64_t nb) 
 
 #endif
 
-IQ_DISPATCH(iq3_xxs, IQ_QK_K)
-IQ_DISPATCH(iq3_s, IQ_QK_K)
+IQ_DISPATCH(iq3_xxs, QK_K)
+IQ_DISPATCH(iq3_s, QK_K)

@@ -36,14 +36,14 @@ static inline float mxfp4_scale(uint8_t e) {
 static void iq4_nl_portable(const uint8_t *src, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, y += IQ4_NL_BLOCK) {
         const uint8_t *b = src + i * IQ4_NL_BYTES;
-        iq_codebook32(y, iq_load_f16(b), b + 2, zl_kvalues_iq4nl);
+        iq_codebook32(y, zl_load_f16(b), b + 2, zl_kvalues_iq4nl);
     }
 }
 
 static void iq4_xs_portable(const uint8_t *src, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * IQ4_XS_BYTES;
-        const float d = iq_load_f16(b);
+        const float d = zl_load_f16(b);
         for (int ib = 0; ib < 8; ib++, y += 32)
             iq_codebook32(y, iq4_xs_scale(d, b, ib), b + 8 + 16 * ib, zl_kvalues_iq4nl);
     }
@@ -87,5 +87,5 @@ ZL_TARGET_AVX2 static void mxfp4_avx2(const uint8_t *src, float *y, int64_t nb) 
 #endif
 
 IQ_DISPATCH(iq4_nl, IQ4_NL_BLOCK)
-IQ_DISPATCH(iq4_xs, IQ_QK_K)
+IQ_DISPATCH(iq4_xs, QK_K)
 IQ_DISPATCH(mxfp4, MXFP4_BLOCK)

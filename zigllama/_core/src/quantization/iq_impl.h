@@ -10,26 +10,8 @@
 #ifndef ZIGLLAMA_IQ_IMPL_H
 #define ZIGLLAMA_IQ_IMPL_H
 
-#include <stdint.h>
-#include <string.h>
-
-#include "zigllama/zl_cpu.h"
-#include "zigllama/zl_quants.h"
 #include "iq_grids.h"
-
-#if ZL_X86
-#include <immintrin.h>
-#endif
-
-#define IQ_QK_K 256
-
-static inline uint32_t iq_load_u32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static inline float iq_load_f16(const uint8_t *p) { return zl_f16_to_f32(zl_load_u16(p)); }
+#include "zl_quants_impl.h"
 
 /* v with its sign flipped when `flip` is 1: the reference's v * -1, without a
  * branch on random sign bits. */
@@ -93,26 +75,15 @@ ZL_TARGET_AVX2 static inline __m128i iq_grid8(const uint8_t *g) {
 }
 
 ZL_TARGET_AVX2 static inline __m128i iq_grid4x2(const uint8_t *g0, const uint8_t *g1) {
-    return _mm_insert_epi32(_mm_cvtsi32_si128((int)iq_load_u32(g0)), (int)iq_load_u32(g1), 1);
-}
-
-/* 8 int8 levels (low half of `q`) -> scale * level. */
-ZL_TARGET_AVX2 static inline __m256 iq_scale_i8x8(__m256 scale, __m128i q) {
-    return _mm256_mul_ps(scale, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
-}
-
-/* 16 int8 levels -> 16 outputs. */
-ZL_TARGET_AVX2 static inline void iq_store_i8x16(float *y, __m256 scale, __m128i q) {
-    _mm256_storeu_ps(y, iq_scale_i8x8(scale, q));
-    _mm256_storeu_ps(y + 8, iq_scale_i8x8(scale, _mm_srli_si128(q, 8)));
+    return _mm_insert_epi32(_mm_cvtsi32_si128((int)zl_load_u32(g0)), (int)zl_load_u32(g1), 1);
 }
 
 ZL_TARGET_AVX2 static inline void iq_codebook32_avx2(float *y, __m256 scale, const uint8_t *qs,
                                                      __m128i book) {
     const __m128i low4 = _mm_set1_epi8(0x0F);
     __m128i q = _mm_loadu_si128((const __m128i *)qs);
-    iq_store_i8x16(y, scale, _mm_shuffle_epi8(book, _mm_and_si128(q, low4)));
-    iq_store_i8x16(y + 16, scale, _mm_shuffle_epi8(book, _mm_and_si128(_mm_srli_epi16(q, 4), low4)));
+    zl_store16_mul(y, _mm_shuffle_epi8(book, _mm_and_si128(q, low4)), scale);
+    zl_store16_mul(y + 16, _mm_shuffle_epi8(book, _mm_and_si128(_mm_srli_epi16(q, 4), low4)), scale);
 }
 
 ZL_TARGET_AVX2 static inline void iq_shifted8_avx2(float *y, __m256 scale, const int8_t *grid,
@@ -123,16 +94,11 @@ ZL_TARGET_AVX2 static inline void iq_shifted8_avx2(float *y, __m256 scale, const
 
 #endif /* ZL_X86 */
 
-/* The public kernel: AVX2 path when the CPU has it (and it is not disabled). */
-#if ZL_X86
-#define IQ_DISPATCH(name, block_size)                                  \
-    ZL_DEQUANTIZE_DECL(name) {                                         \
-        if (zl_cpu_has_avx2()) name##_avx2(src, dst, n / (block_size)); \
-        else name##_portable(src, dst, n / (block_size));              \
-    }
-#else
+/* The public kernel: AVX2 path when the CPU has it (and it is not disabled).
+ * Without x86 the AVX2 variant is never declared, so ZL_PICK drops its call. */
 #define IQ_DISPATCH(name, block_size) \
-    ZL_DEQUANTIZE_DECL(name) { name##_portable(src, dst, n / (block_size)); }
-#endif
+    ZL_DEQUANTIZE_DECL(name) { \
+        ZL_PICK(name##_avx2(src, dst, n / (block_size)), name##_portable(src, dst, n / (block_size))); \
+    }
 
 #endif

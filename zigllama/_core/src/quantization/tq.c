@@ -27,7 +27,7 @@ static void tq1_0_portable(const uint8_t *src, float *y, int64_t nb) {
     static const int runs[3][3] = {{0, 32, 5}, {32, 16, 5}, {48, 4, 4}}; /* offset, width, digits */
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * TQ1_0_BYTES;
-        const float d = iq_load_f16(b + 52);
+        const float d = zl_load_f16(b + 52);
         for (int r = 0; r < 3; r++) {
             const uint8_t *qs = b + runs[r][0];
             const int width = runs[r][1];
@@ -40,7 +40,7 @@ static void tq1_0_portable(const uint8_t *src, float *y, int64_t nb) {
 static void tq2_0_portable(const uint8_t *src, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * TQ2_0_BYTES;
-        const float d = iq_load_f16(b + 64);
+        const float d = zl_load_f16(b + 64);
         for (int r = 0; r < 2; r++)
             for (int l = 0; l < 4; l++, y += 32)
                 for (int m = 0; m < 32; m++) y[m] = d * (float)(((b[32 * r + m] >> (2 * l)) & 3) - 1);
@@ -76,10 +76,10 @@ ZL_TARGET_AVX2 static void tq1_0_avx2(const uint8_t *src, float *y, int64_t nb) 
             tq1_store16(y + 160 + 16 * j, d, a2, p);
         }
         /* The last 16 weights: byte m of 4, digit j at 4 j + m. */
-        const uint32_t h = iq_load_u32(b + 48);
+        const uint32_t h = zl_load_u32(b + 48);
         const __m256i hb = _mm256_cvtepu8_epi16(_mm_set1_epi32((int)h));
         tq1_store16(y + 240, d, hb, _mm256_setr_epi16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27));
-        y += IQ_QK_K;
+        y += QK_K;
     }
 }
 
@@ -94,8 +94,8 @@ ZL_TARGET_AVX2 static void tq2_0_avx2(const uint8_t *src, float *y, int64_t nb) 
             for (int l = 0; l < 4; l++, y += 32) {
                 const __m128i t0 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(x0, 2 * l), two_bits), one);
                 const __m128i t1 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(x1, 2 * l), two_bits), one);
-                iq_store_i8x16(y, d, t0);
-                iq_store_i8x16(y + 16, d, t1);
+                zl_store16_mul(y, t0, d);
+                zl_store16_mul(y + 16, t1, d);
             }
         }
     }
@@ -103,5 +103,5 @@ ZL_TARGET_AVX2 static void tq2_0_avx2(const uint8_t *src, float *y, int64_t nb) 
 
 #endif
 
-IQ_DISPATCH(tq1_0, IQ_QK_K)
-IQ_DISPATCH(tq2_0, IQ_QK_K)
+IQ_DISPATCH(tq1_0, QK_K)
+IQ_DISPATCH(tq2_0, QK_K)

@@ -180,7 +180,7 @@ def test_portable_path_in_subprocess():
     tests = os.path.dirname(os.path.abspath(__file__))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", os.path.abspath(__file__),
-         "-k", "bit_exact or hand_checked or simd_state or threads_agree"],
+         "-k", "bit_exact or hand_checked or simd_state or threads_agree or stream"],
         cwd=tests, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -203,6 +203,23 @@ def test_threads_agree(t):
     ref = zigllama.dequantize(big, t, (4096, shape[1]), threads=1)
     assert_same_bits(zigllama.dequantize(big, t, (4096, shape[1]), threads=2), ref)
     assert_same_bits(ref[:rows], one)
+
+
+@pytest.mark.parametrize("t", [T.Q8_0, T.Q4_K], ids=lambda t: t.name)
+def test_large_outputs_stream_the_same_bits(t):
+    # 16 MB and more of output takes the streaming-store path; slices of it do not.
+    block, size = sizes(t)
+    rows, cols = 1025, 4096
+    raw = zigllama.quantize(np.random.default_rng(3).standard_normal((rows, cols), dtype=np.float32), t)
+    whole = zigllama.dequantize(raw, t, (rows, cols), threads=2)
+    for start in (0, 512, 1024):
+        part = raw[start:start + 512]
+        assert_same_bits(whole[start:start + 512], zigllama.dequantize(part, t, (len(part), cols)))
+    # An output that is not 32-byte aligned: the head is written before streaming.
+    backing = np.empty(rows * cols + 3, np.float32)
+    out = backing[3:]
+    zigllama.dequantize(raw, t, (rows, cols), out=out, threads=1)
+    assert_same_bits(out.reshape(rows, cols), whole)
 
 
 def test_thread_count_from_environment():

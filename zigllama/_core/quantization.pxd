@@ -18,6 +18,8 @@ cdef extern from "zigllama/zl_quants.h" nogil:
     const zl_quant_type *zl_quant_type_find(int type_id) noexcept
     const zl_quant_type *zl_quant_types(int *count) noexcept
     int zl_quants_simd_active() noexcept
+    void zl_dequantize_blocks(zl_dequantize_fn kernel, const uint8_t *src, float *dst, int64_t n_blocks,
+                              int64_t block_size, int64_t type_size, int streaming) noexcept
     float zl_f16_to_f32(uint16_t h) noexcept
     float zl_bf16_to_f32(uint16_t h) noexcept
 

@@ -20,6 +20,9 @@ from ..errors import QuantizationError
 
 # Below this many output elements one thread is faster than waking a team.
 cdef int64_t PARALLEL_MIN_ELEMENTS = 1 << 16
+# From this many output bytes on, write with streaming stores: the output is far
+# larger than the caches, so keeping it there would only evict the source.
+cdef int64_t STREAMING_MIN_BYTES = 16 << 20
 
 
 cdef void split_blocks(block_range_fn fn, void *ctx, int64_t n_blocks, int64_t block_size,
@@ -43,11 +46,13 @@ ctypedef struct dequantize_ctx:
     float *dst
     int64_t block_size
     int64_t type_size
+    int streaming
 
 
 cdef void dequantize_range(void *ctx, int64_t first, int64_t count) noexcept nogil:
     cdef dequantize_ctx *c = <dequantize_ctx *>ctx
-    c.kernel(c.src + first * c.type_size, c.dst + first * c.block_size, count * c.block_size)
+    zl_dequantize_blocks(c.kernel, c.src + first * c.type_size, c.dst + first * c.block_size, count,
+                         c.block_size, c.type_size, c.streaming)
 
 
 cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_elements,
@@ -63,6 +68,7 @@ cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_
     ctx.dst = dst
     ctx.block_size = t.block_size
     ctx.type_size = t.type_size
+    ctx.streaming = n_elements * <int64_t>sizeof(float) >= STREAMING_MIN_BYTES
     split_blocks(dequantize_range, &ctx, n_elements // t.block_size, t.block_size, nthreads)
     return 0
 

@@ -92,6 +92,12 @@ const zl_quant_type *zl_quant_type_find(int type_id);
 /* All entries; *count receives their number. */
 const zl_quant_type *zl_quant_types(int *count);
 
+/* Run `kernel` over n_blocks blocks. With `streaming`, output goes through a
+ * small cache-resident buffer and non-temporal stores (for outputs much larger
+ * than the caches, which would otherwise be read before being overwritten). */
+void zl_dequantize_blocks(zl_dequantize_fn kernel, const uint8_t *src, float *dst, int64_t n_blocks,
+                          int64_t block_size, int64_t type_size, int streaming);
+
 /* True when the kernels take their AVX2 paths (CPU support, SIMD not disabled). */
 int zl_quants_simd_active(void);
 

@@ -72,18 +72,22 @@ ZL_TARGET_AVX2 static void iq3_xxs_avx2(const uint8_t *src, float *y, int64_t nb
 }
 
 ZL_TARGET_AVX2 static void iq3_s_avx2(const uint8_t *src, float *y, int64_t nb) {
+    /* The 8 indices of a sub-block at once: lane j takes bit j of its qh byte as bit 8. */
+    const __m256i to_bit8 = _mm256_setr_epi32(8, 7, 6, 5, 4, 3, 2, 1);
+    const __m256i bit8 = _mm256_set1_epi32(256);
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * IQ3_S_BYTES;
         const float d = iq_load_f16_f16c(b);
         const uint8_t *qs = b + 2, *qh = b + 66, *signs = b + 74, *scales = b + 106;
-        for (int ib = 0; ib < 8; ib++) {
+        for (int ib = 0; ib < 8; ib++, y += 32) {
             const __m256 db = _mm256_set1_ps(iq3_s_scale(d, (scales[ib >> 1] >> (4 * (ib & 1))) & 0x0F));
-            for (int l = 0; l < 4; l++, y += 8) {
-                const int k = 8 * ib + 2 * l;
-                iq_signed8_avx2(y, db, iq_grid4x2(zl_iq3s_grid[iq3_s_index(qs, qh, k)],
-                                                  zl_iq3s_grid[iq3_s_index(qs, qh, k + 1)]),
+            const __m256i high = _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32(qh[ib]), to_bit8), bit8);
+            const __m256i low = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8 * ib)));
+            uint32_t index[8];
+            _mm256_storeu_si256((__m256i *)index, _mm256_or_si256(low, high));
+            for (int l = 0; l < 4; l++)
+                iq_signed8_avx2(y + 8 * l, db, iq_grid4x2(zl_iq3s_grid[index[2 * l]], zl_iq3s_grid[index[2 * l + 1]]),
                                 signs[4 * ib + l]);
-            }
         }
     }
 }

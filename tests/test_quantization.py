@@ -313,6 +313,7 @@ def test_empty_and_multidimensional_shapes():
     (np.zeros((4, 4), np.uint8)[:, ::2], T.I8, (8,), "C-contiguous"),
     (memoryview(b"\0" * 8)[::2], T.I8, (4,), "C-contiguous"),
     ("text", T.I8, (4,), "bytes-like"),
+    (np.array([b"ab", None, 1, 2.0], dtype=object), T.I8, (4,), "not an array of object"),
 ])
 def test_bad_arguments_raise(raw, t, shape, message):
     with pytest.raises(QuantizationError, match=message):

@@ -33,6 +33,17 @@ cdef extern from "zigllama/zl_quants.h" nogil:
     void zl_quantize_row_q4_k(const float *src, uint8_t *dst, int64_t n) noexcept
     void zl_quantize_row_q6_k(const float *src, uint8_t *dst, int64_t n) noexcept
 
+cdef extern from "zigllama/zl_ggml_types.h":
+    enum:
+        ZL_GGML_Q4_0
+        ZL_GGML_Q4_1
+        ZL_GGML_Q5_0
+        ZL_GGML_Q5_1
+        ZL_GGML_Q8_0
+        ZL_GGML_Q4_K
+        ZL_GGML_Q6_K
+        ZL_GGML_BF16
+
 # Below this many output elements one thread is faster than waking a team.
 cdef int64_t PARALLEL_MIN_ELEMENTS = 1 << 16
 # From this many output bytes on, write with streaming stores: the output is far
@@ -106,19 +117,19 @@ cdef void quantize_range(void *ctx, int64_t first, int64_t count) noexcept nogil
 
 
 cdef quantize_fn quantizer_for(int type_id) noexcept nogil:
-    if type_id == 2:
+    if type_id == ZL_GGML_Q4_0:
         return zl_quantize_row_q4_0
-    if type_id == 3:
+    if type_id == ZL_GGML_Q4_1:
         return zl_quantize_row_q4_1
-    if type_id == 6:
+    if type_id == ZL_GGML_Q5_0:
         return zl_quantize_row_q5_0
-    if type_id == 7:
+    if type_id == ZL_GGML_Q5_1:
         return zl_quantize_row_q5_1
-    if type_id == 8:
+    if type_id == ZL_GGML_Q8_0:
         return zl_quantize_row_q8_0
-    if type_id == 12:
+    if type_id == ZL_GGML_Q4_K:
         return zl_quantize_row_q4_k
-    if type_id == 14:
+    if type_id == ZL_GGML_Q6_K:
         return zl_quantize_row_q6_k
     return NULL
 
@@ -186,6 +197,8 @@ def _as_byte_buffer(raw):
     if isinstance(raw, np.ndarray):
         if not raw.flags.c_contiguous:
             raise QuantizationError("raw data must be C-contiguous")
+        if raw.dtype.hasobject:
+            raise QuantizationError(f"raw data must be bytes, not an array of {raw.dtype}")
         return raw.reshape(-1).view(np.uint8)
     try:
         return np.frombuffer(raw, dtype=np.uint8)
@@ -348,7 +361,7 @@ def dequantize_tensor(source, name, out=None, threads=None):
     type_id = int(info.ggml_type)
     if data.dtype.byteorder != ">":
         return dequantize(data, type_id, info.shape, out=out, threads=threads)
-    if type_id == 30:  # BF16 bit patterns, byte-swapped
+    if type_id == ZL_GGML_BF16:  # bit patterns, byte-swapped
         converted = (data.astype(np.uint32) << 16).view(np.float32)
     else:
         converted = data.astype(np.float32)

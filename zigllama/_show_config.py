@@ -29,6 +29,15 @@ def config_dict():
 _EXTRA_SECTIONS = []
 
 
+def _memory_mapping_section():
+    from ._core.memory_mapping import mapping_config
+
+    return {"memory_mapping": mapping_config()}
+
+
+_EXTRA_SECTIONS.append(_memory_mapping_section)
+
+
 def config_lines():
     info = config_dict()
     lines = [f"zigllama {info['version']}"]

@@ -13,7 +13,7 @@ cdef class MemoryMap:
 
     # Beyond the contract: what the kernel was asked for, so every later call can
     # check that it makes sense (sync needs a shared file map, munmap the real length).
-    cdef size_t map_length         # bytes passed to mmap (size rounded for hugetlb)
+    cdef size_t map_length         # bytes passed to mmap, and so to munmap
     cdef size_t page_size          # the running kernel's page size
     cdef int prot                  # PROT_* bits the map was created with
     cdef bint shared               # MAP_SHARED (else MAP_PRIVATE)

@@ -14,7 +14,11 @@ import stat as _stat
 
 import numpy as _np
 
+cimport numpy as cnp
 from cpython.buffer cimport PyBuffer_FillInfo, PyBUF_WRITABLE
+from cpython.object cimport PyTypeObject
+from cpython.ref cimport Py_INCREF
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.errno cimport errno
 from libc.string cimport strerror
 from posix.mman cimport (
@@ -30,6 +34,18 @@ cdef extern from "zl_mmap.h" nogil:
     int ZL_MAP_POPULATE, ZL_MAP_HUGETLB, ZL_MADV_HUGEPAGE
     unsigned char zl_touch_pages(const unsigned char *p, size_t n, size_t page)
     int zl_resident_bytes(unsigned char *p, size_t n, size_t page, size_t *resident_bytes)
+
+cdef extern from "numpy/arrayobject.h":
+    # Steals a reference to descr; numpy's own .pxd leaves it undeclared.
+    object PyArray_NewFromDescr(PyTypeObject *subtype, cnp.dtype descr, int nd,
+                                cnp.npy_intp *dims, cnp.npy_intp *strides, void *data,
+                                int flags, object obj)
+
+cnp.import_array()
+
+# The most dimensions a view may have (numpy 1's limit; GGUF tensors have 4).
+cdef enum:
+    _MAX_DIMS = 32
 
 # The buffer handed out for a zero-length map: never NULL, never dereferenced.
 cdef unsigned char _empty_buffer[1]
@@ -143,13 +159,13 @@ def _meminfo():
     """/proc/meminfo as {field: bytes}; empty where there is no /proc."""
     fields = {}
     try:
-        with open("/proc/meminfo", encoding="ascii") as f:
+        with open("/proc/meminfo", "rb") as f:  # bytes: no codec lookup needed
             for line in f:
-                name, _, rest = line.partition(":")
+                name, _, rest = line.partition(b":")
                 parts = rest.split()
                 if parts and parts[0].isdigit():
-                    scale = 1024 if len(parts) > 1 and parts[1] == "kB" else 1
-                    fields[name] = int(parts[0]) * scale
+                    scale = 1024 if len(parts) > 1 and parts[1] == b"kB" else 1
+                    fields[name.decode("latin-1")] = int(parts[0]) * scale
     except OSError:
         pass
     return fields
@@ -165,13 +181,90 @@ guesses half the file); locked: whether mlock() holds the pages.
 """
 
 
+cdef int _place(MemoryMap m, object offset, object count, Py_ssize_t itemsize,
+                Py_ssize_t alignment, object dtype, Py_ssize_t *dims, int *ndim,
+                size_t *start) except -1:
+    """Check ``count`` (an element count, a shape, or None for the rest of the map)
+    elements of ``itemsize`` bytes at ``offset`` against the map and the alignment;
+    fill ``dims``/``ndim`` and the byte offset ``start``. Python ints throughout:
+    no product or sum can overflow before it is compared with the map's size."""
+    cdef int i
+    if itemsize <= 0:
+        raise _invalid(f"dtype {dtype} has no size", m.path)
+    off = _operator.index(offset)
+    if off < 0 or off > m.size:
+        raise _invalid(f"offset {off} is outside the {m.size}-byte map", m.path)
+    if off % alignment:
+        raise _invalid(f"offset {off} is not a multiple of the {alignment}-byte alignment "
+                       f"of {dtype}", m.path)
+    available = m.size - off
+    if count is None:
+        if available % itemsize:
+            raise _invalid(f"the {available} bytes after offset {off} are not a whole number "
+                           f"of {dtype} elements", m.path)
+        ndim[0] = 1
+        dims[0] = available // itemsize
+    else:
+        shape = count if isinstance(count, (tuple, list)) else (count,)
+        if len(shape) > _MAX_DIMS:
+            raise _invalid(f"shape {count!r} has more than {_MAX_DIMS} dimensions", m.path)
+        total = nonzero = 1
+        for d in shape:
+            d = _operator.index(d)
+            if d < 0:
+                raise _invalid(f"negative count or dimension in {count!r}", m.path)
+            total *= d
+            nonzero *= d or 1
+        if total * itemsize > available or nonzero * itemsize > PY_SSIZE_T_MAX:
+            raise _invalid(f"{total} x {dtype} ({total * itemsize} bytes) in shape {count!r} at "
+                           f"offset {off} runs past the end of the {m.size}-byte map", m.path)
+        ndim[0] = len(shape)
+        for i in range(ndim[0]):
+            dims[i] = shape[i]
+    start[0] = off
+    return 0
+
+
+cdef dict _TENSOR_ITEMSIZE = {}
+
+
+def _tensor_class():
+    # Imported on first use: a map works without the tensor module loaded.
+    from .tensor import Tensor
+    return Tensor
+
+
+def _tensor_itemsize(dtype):
+    """Bytes per element of a Tensor dtype (raises the Tensor's UnsupportedDtype)."""
+    try:
+        return _TENSOR_ITEMSIZE[dtype]
+    except (KeyError, TypeError):
+        pass
+    size = _tensor_class().from_buffer(bytes(16), dtype, (1,)).itemsize
+    try:
+        _TENSOR_ITEMSIZE[dtype] = size
+    except TypeError:
+        pass  # an unhashable spelling: asked again next time
+    return size
+
+
+cdef class _Export:
+    """One export of a map, held as the base of the arrays view() builds."""
+    cdef MemoryMap owner
+
+    def __dealloc__(self):
+        if self.owner is not None:
+            self.owner.exports -= 1
+
+
 cdef class MemoryMap:
     """A region of memory mapped from a file, or anonymous memory (Zig: MemoryMap).
 
     Create one with :meth:`from_file` or :meth:`anonymous`; use it as a context
     manager or call :meth:`close`. Its bytes are exported zero-copy through the
-    buffer protocol (``memoryview(m)``, ``numpy.asarray(m)``) and as typed views
-    (:meth:`view`). Each view keeps the map alive and counts in ``exports``;
+    buffer protocol (``memoryview(m)``, ``numpy.asarray(m)``), as typed numpy
+    views (:meth:`view`) and as Tensors (:meth:`tensor`). Each view keeps the map
+    alive and counts in ``exports``;
     ``close()`` raises :class:`MappingInUse` while any is alive. After close,
     every method raises :class:`MappingError`.
     """
@@ -399,39 +492,45 @@ cdef class MemoryMap:
         offset or count, an offset that breaks the dtype's alignment, or a dtype
         holding Python objects.
         """
+        cdef size_t start
+        cdef int ndim
+        cdef Py_ssize_t dims[_MAX_DIMS]
+        cdef _Export export
         self.check_open()
         dt = _np.dtype(dtype)
         if dt.hasobject:
             raise _invalid(f"dtype {dt} holds Python objects; a map holds only bytes", self.path)
-        if dt.itemsize == 0:
-            raise _invalid(f"dtype {dt} has no size", self.path)
-        off = _operator.index(offset)
-        if off < 0 or off > self.size:
-            raise _invalid(f"offset {off} is outside the {self.size}-byte map", self.path)
-        available = self.size - off
-        if count is None:
-            if available % dt.itemsize:
-                raise _invalid(f"the {available} bytes after offset {off} are not a whole number "
-                               f"of {dt} elements", self.path)
-            shape = (available // dt.itemsize,)
-        elif isinstance(count, (tuple, list)):
-            shape = tuple(_operator.index(d) for d in count)
-        else:
-            shape = (_operator.index(count),)
-        n = 1
-        for d in shape:
-            if d < 0:
-                raise _invalid(f"negative count or dimension in {count!r}", self.path)
-            n *= d  # Python ints: exact, cannot overflow
-        if n * dt.itemsize > available:
-            raise _invalid(f"{n} x {dt} ({n * dt.itemsize} bytes) at offset {off} runs past the "
-                           f"end of the {self.size}-byte map", self.path)
-        if off % dt.alignment:
-            raise _invalid(f"offset {off} is not a multiple of the {dt.alignment}-byte alignment "
-                           f"of {dt}", self.path)
-        # The memoryview holds one export for as long as numpy holds the memoryview.
-        array = _np.frombuffer(memoryview(self), dtype=dt, count=n, offset=off)
-        return array if len(shape) == 1 else array.reshape(shape)
+        _place(self, offset, count, dt.itemsize, dt.alignment, dt, dims, &ndim, &start)
+        # The export is counted now and released when the token dies with the last
+        # array that shares this memory.
+        export = _Export.__new__(_Export)
+        export.owner = self
+        self.exports += 1
+        Py_INCREF(dt)  # stolen by PyArray_NewFromDescr
+        array = PyArray_NewFromDescr(
+            <PyTypeObject *>cnp.ndarray, dt, ndim, <cnp.npy_intp *>dims, NULL,
+            self.ptr + start if self.ptr != NULL else _empty_buffer,
+            cnp.NPY_ARRAY_CARRAY if self.writable else cnp.NPY_ARRAY_CARRAY_RO, None)
+        Py_INCREF(export)  # stolen by PyArray_SetBaseObject
+        cnp.PyArray_SetBaseObject(array, export)
+        return array
+
+    def tensor(self, offset, shape, dtype="float32"):
+        """A zero-copy :class:`zigllama.Tensor` of ``shape`` and ``dtype`` at ``offset``.
+
+        dtype: a Tensor element type (float32, float64, float16, bfloat16, int8,
+        int32). The tensor holds a buffer export of the map for as long as it
+        (or any view of it) lives. Offsets and sizes are checked as in
+        :meth:`view`; dtypes and shapes a Tensor cannot hold raise the Tensor's
+        own errors (UnsupportedDtype, InvalidShape).
+        """
+        cdef size_t start
+        cdef int ndim
+        cdef Py_ssize_t dims[_MAX_DIMS]
+        self.check_open()
+        itemsize = _tensor_itemsize(dtype)
+        _place(self, offset, shape, itemsize, itemsize, dtype, dims, &ndim, &start)
+        return _tensor_class().from_buffer(self, dtype, shape, start)
 
     # -- paging ---------------------------------------------------------------
 
@@ -591,6 +690,10 @@ cdef class MemoryMap:
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.exports > 0:
+            # Let the original error through rather than mask it with MappingInUse;
+            # the map is unmapped when its last view (and reference) is gone.
+            return False
         self.close()
         return False
 
@@ -620,9 +723,9 @@ def _limit_text(limit):
 def _has_cap_ipc_lock():
     """True if this process may lock memory past RLIMIT_MEMLOCK (CAP_IPC_LOCK)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as f:
+        with open("/proc/self/status", "rb") as f:
             for line in f:
-                if line.startswith("CapEff:"):
+                if line.startswith(b"CapEff:"):
                     return bool(int(line.split()[1], 16) >> 14 & 1)  # CAP_IPC_LOCK is bit 14
     except (OSError, ValueError, IndexError):
         pass
@@ -830,3 +933,21 @@ class ModelFileMapper:
 
     def __repr__(self):
         return f"<ModelFileMapper {len(self._maps)} maps, {self.total_mapped_bytes} bytes>"
+
+
+def mapping_config():
+    """What this machine offers maps, for ``zigllama.show_config()``."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled", "rb") as f:
+            words = f.read().split()
+        thp = next((w.strip(b"[]").decode("latin-1") for w in words if w.startswith(b"[")), "unknown")
+    except OSError:
+        thp = "unavailable"
+    limit = MappingOptimizer.memlock_limit()
+    return {
+        "page_size": _kernel_page_size(),
+        "huge_page_size": _huge_page_size(),
+        "transparent_hugepages": thp,
+        "mem_available": MappingOptimizer.mem_available(),
+        "memlock_limit": "unlimited" if limit is None else limit,
+    }

@@ -4,6 +4,7 @@ Every kernel runs twice: here on the AVX2 path (when the CPU has it) and, in
 test_portable_path, the whole file again in a subprocess with
 ZIGLLAMA_DISABLE_SIMD=1, on the portable C path.
 """
+import importlib.util
 import os
 import subprocess
 import sys
@@ -276,6 +277,16 @@ def test_mxfp4_hand_vector():
     y[[0, 16, 1, 17]] = [-12, -1, 12, 0]
     y[32:64] = 12 * 2.0 ** -128
     check_vector(Q.MXFP4, raw, y)
+
+
+def test_grid_header_is_generated_from_gguf(repo_root):
+    """iq_grids.h is exactly what gen_iq_grids.py makes of the gguf package's tables."""
+    src = os.path.join(repo_root, "zigllama", "_core", "src", "quantization")
+    spec = importlib.util.spec_from_file_location("gen_iq_grids", os.path.join(src, "gen_iq_grids.py"))
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    with open(os.path.join(src, "iq_grids.h"), encoding="ascii") as f:
+        assert f.read() == gen.render()
 
 
 def test_kernel_path():

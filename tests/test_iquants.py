@@ -105,6 +105,20 @@ def test_many_random_blocks_match_gguf(qtype):
     assert_same_bits(dequantize(raw, qtype, shape), reference(raw, qtype, shape))
 
 
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_large_outputs_split_and_streamed_give_the_same_bits(qtype):
+    """16 MB and more of output is written with streaming stores and split across
+    threads; each half on its own (8 MB, ordinary stores, one thread) must agree."""
+    block_size, type_size = GGML_QUANT_SIZES[qtype]
+    rows, cols = 64, 65536
+    rng = np.random.default_rng(1000 + int(qtype))
+    raw = rng.integers(0, 256, size=(rows, cols // block_size * type_size), dtype=np.uint8)
+    whole = np.asarray(zl.dequantize(raw, qtype, (rows, cols), threads=2))
+    for half in (slice(0, rows // 2), slice(rows // 2, rows)):
+        part = np.asarray(zl.dequantize(np.ascontiguousarray(raw[half]), qtype, (rows // 2, cols), threads=1))
+        assert_same_bits(whole[half], part)
+
+
 def block(qtype):
     return np.zeros(GGML_QUANT_SIZES[qtype][1], dtype=np.uint8)
 

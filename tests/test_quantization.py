@@ -115,10 +115,15 @@ def layout_reference(raw, t):
     return y.reshape(rows, -1)
 
 
+def deq(*args, **kwargs):
+    """zigllama.dequantize as a numpy array (it returns a Tensor, or `out`)."""
+    return np.asarray(zigllama.dequantize(*args, **kwargs))
+
+
 def dequantize_both(raw, t):
     block, size = sizes(t)
     shape = (raw.shape[0], raw.shape[1] // size * block)
-    return zq.dequantize(raw, t, shape)
+    return np.asarray(zq.dequantize(raw, t, shape))
 
 
 @pytest.mark.parametrize("t", GGUF_TYPES, ids=lambda t: t.name)
@@ -145,24 +150,24 @@ def test_hand_checked_blocks():
     q8_1 = np.zeros(36, np.uint8)
     q8_1[0:4] = np.array([0.5, 7.0], "<f2").view(np.uint8)
     q8_1[4:9] = np.array([-128, -1, 0, 1, 127], np.int8).view(np.uint8)
-    assert zigllama.dequantize(q8_1, T.Q8_1, (32,))[:6].tolist() == [-64.0, -0.5, 0.0, 0.5, 63.5, 0.0]
+    assert deq(q8_1, T.Q8_1, (32,))[:6].tolist() == [-64.0, -0.5, 0.0, 0.5, 63.5, 0.0]
     # Q8_K: f32 d = 0.25, q[0] = -3, q[255] = 100; bsums (the last 32 bytes) do not matter.
     q8_k = np.zeros(292, np.uint8)
     q8_k[0:4] = np.array([0.25], "<f4").view(np.uint8)
     q8_k[4], q8_k[259], q8_k[260:] = 0xFD, 100, 0xAB
-    out = zigllama.dequantize(q8_k, "Q8_K", (256,))
+    out = deq(q8_k, "Q8_K", (256,))
     assert (out[0], out[255], np.count_nonzero(out)) == (-0.75, 25.0, 2)
     # Q1_0: d = 2; byte 0 = 0b00000101 -> elements 0 and 2 are +d, the rest of byte 0 -d.
     q1 = np.zeros(18, np.uint8)
     q1[0:2] = np.array([2.0], "<f2").view(np.uint8)
     q1[2] = 0b101
-    out = zigllama.dequantize(q1, "Q1_0", (128,))
+    out = deq(q1, "Q1_0", (128,))
     assert out[:4].tolist() == [2.0, -2.0, 2.0, -2.0] and (out[8:] == -2.0).all()
     # NVFP4: scale byte 0x38 = 2^0 -> halved 0.5; nibble 7 -> kvalue 12 -> 6.0; nibble 0xF -> -12 -> -6.
     nv = np.zeros(36, np.uint8)
     nv[0] = 0x38
     nv[4] = 0xF7
-    out = zigllama.dequantize(nv, "NVFP4", (64,))
+    out = deq(nv, "NVFP4", (64,))
     assert (out[0], out[8], out[1]) == (6.0, -6.0, 0.0)
 
 
@@ -195,13 +200,13 @@ def test_threads_agree(t):
     if t == T.F16:
         raw = np.random.default_rng(5).standard_normal((rows, 8 * size // 2)).astype(np.float16).view(np.uint8)
     shape = (rows, 8 * block) if block > 1 else (rows, 8 * size // 2)
-    one = zigllama.dequantize(raw, t, shape, threads=1)
+    one = deq(raw, t, shape, threads=1)
     for threads in (2, 3, 8):
-        assert_same_bits(zigllama.dequantize(raw, t, shape, threads=threads), one)
+        assert_same_bits(deq(raw, t, shape, threads=threads), one)
     # Above the size where the work is split: 4096 x 64 elements.
     big = np.tile(raw, (4096 // rows + 1, 1))[:4096]
-    ref = zigllama.dequantize(big, t, (4096, shape[1]), threads=1)
-    assert_same_bits(zigllama.dequantize(big, t, (4096, shape[1]), threads=2), ref)
+    ref = deq(big, t, (4096, shape[1]), threads=1)
+    assert_same_bits(deq(big, t, (4096, shape[1]), threads=2), ref)
     assert_same_bits(ref[:rows], one)
 
 
@@ -211,21 +216,21 @@ def test_large_outputs_stream_the_same_bits(t):
     block, size = sizes(t)
     rows, cols = 1025, 4096
     raw = zigllama.quantize(np.random.default_rng(3).standard_normal((rows, cols), dtype=np.float32), t)
-    whole = zigllama.dequantize(raw, t, (rows, cols), threads=2)
+    whole = deq(raw, t, (rows, cols), threads=2)
     for start in (0, 512, 1024):
         part = raw[start:start + 512]
-        assert_same_bits(whole[start:start + 512], zigllama.dequantize(part, t, (len(part), cols)))
+        assert_same_bits(whole[start:start + 512], deq(part, t, (len(part), cols)))
     # An output that is not 32-byte aligned: the head is written before streaming.
     backing = np.empty(rows * cols + 3, np.float32)
     out = backing[3:]
-    zigllama.dequantize(raw, t, (rows, cols), out=out, threads=1)
+    deq(raw, t, (rows, cols), out=out, threads=1)
     assert_same_bits(out.reshape(rows, cols), whole)
 
 
 def test_thread_count_from_environment():
     code = ("import numpy as np, zigllama;"
             "raw = np.zeros(34 * 4096, np.uint8);"
-            "print(zigllama.dequantize(raw, 8, (32, 4096)).sum())")
+            "print(np.asarray(zigllama.dequantize(raw, 8, (32, 4096))).sum())")
     env = dict(os.environ, ZIGLLAMA_NUM_THREADS="2")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "0.0", out.stderr
@@ -246,18 +251,18 @@ def test_raw_may_be_any_contiguous_buffer(tmp_path):
     ref = gq.dequantize(raw, T.Q8_0)
     for obj in (raw, raw.tobytes(), bytearray(raw.tobytes()), memoryview(raw.tobytes()),
                 raw.view(np.uint16), raw.reshape(-1)):
-        assert_same_bits(zigllama.dequantize(obj, T.Q8_0, x.shape), ref)
+        assert_same_bits(deq(obj, T.Q8_0, x.shape), ref)
     path = tmp_path / "blocks.bin"
     path.write_bytes(raw.tobytes())
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        assert_same_bits(zigllama.dequantize(m, T.Q8_0, x.shape), ref)
+        assert_same_bits(deq(m, T.Q8_0, x.shape), ref)
 
 
 def test_type_may_be_id_enum_or_name():
     x, raw = q8_0_data()
-    ref = zigllama.dequantize(raw, 8, x.shape)
+    ref = deq(raw, 8, x.shape)
     for t in (T.Q8_0, "Q8_0", "q8_0", np.int64(8)):
-        assert_same_bits(zigllama.dequantize(raw, t, x.shape), ref)
+        assert_same_bits(deq(raw, t, x.shape), ref)
     assert zq.ggml_type_name(8) == "Q8_0" and zq.ggml_type_id("q4_k") == 12
 
 
@@ -269,13 +274,27 @@ def test_out_is_filled_and_returned():
     assert_same_bits(out.reshape(x.shape), gq.dequantize(raw, T.Q8_0))
 
 
+def test_returns_a_float32_tensor():
+    x, raw = q8_0_data()
+    t = zigllama.dequantize(raw, T.Q8_0, x.shape)
+    assert isinstance(t, zigllama.Tensor) and t.shape == x.shape and t.dtype == "float32"
+    assert_same_bits(np.asarray(t), gq.dequantize(raw, T.Q8_0))
+    out = zigllama.Tensor.zeros(x.shape)
+    assert zigllama.dequantize(raw, T.Q8_0, x.shape, out=out) is out
+    assert_same_bits(np.asarray(out), np.asarray(t))
+    with pytest.raises(QuantizationError, match="dtype float32"):
+        zigllama.dequantize(raw, T.Q8_0, x.shape, out=zigllama.Tensor.zeros(x.shape, "float64"))
+
+
 def test_empty_and_multidimensional_shapes():
-    assert zigllama.dequantize(b"", T.Q4_K, (0, 256)).shape == (0, 256)
-    assert zigllama.dequantize(b"", T.F16, (3, 0)).shape == (3, 0)
+    # A Tensor has no zero-size axis; an empty numpy `out` takes an empty result.
+    assert deq(b"", T.Q4_K, (0, 256), out=np.empty((0, 256), np.float32)).shape == (0, 256)
+    with pytest.raises(zigllama.InvalidShape):
+        zigllama.dequantize(b"", T.F16, (3, 0))
     x = np.random.default_rng(0).standard_normal((2, 3, 64)).astype(np.float32)
     raw = gq.quantize(x, T.Q8_0)
-    assert_same_bits(zigllama.dequantize(raw, T.Q8_0, x.shape), gq.dequantize(raw, T.Q8_0))
-    assert zigllama.dequantize(np.zeros(18, np.uint8), T.Q4_0, 32).shape == (32,)
+    assert_same_bits(deq(raw, T.Q8_0, x.shape), gq.dequantize(raw, T.Q8_0))
+    assert deq(np.zeros(18, np.uint8), T.Q4_0, 32).shape == (32,)
 
 
 @pytest.mark.parametrize("raw, t, shape, message", [
@@ -297,7 +316,7 @@ def test_empty_and_multidimensional_shapes():
 ])
 def test_bad_arguments_raise(raw, t, shape, message):
     with pytest.raises(QuantizationError, match=message):
-        zigllama.dequantize(raw, t, shape)
+        deq(raw, t, shape)
 
 
 @pytest.mark.parametrize("out, message", [
@@ -305,12 +324,12 @@ def test_bad_arguments_raise(raw, t, shape, message):
     (np.zeros(64, np.float64), "dtype float32"),
     (np.zeros(128, np.float32)[::2], "C-contiguous"),
     (np.zeros((8, 8), np.float32).T, "C-contiguous"),
-    ([0.0] * 64, "numpy array"),
+    ([0.0] * 64, "numpy array or a Tensor"),
 ])
 def test_bad_out_raises(out, message):
     _, raw = q8_0_data(1)
     with pytest.raises(QuantizationError, match=message):
-        zigllama.dequantize(raw, T.Q8_0, (64,), out=out)
+        deq(raw, T.Q8_0, (64,), out=out)
 
 
 def test_read_only_or_overlapping_out_raises():
@@ -318,10 +337,10 @@ def test_read_only_or_overlapping_out_raises():
     out = np.zeros(64, np.float32)
     out.flags.writeable = False
     with pytest.raises(QuantizationError, match="read-only"):
-        zigllama.dequantize(raw, T.Q8_0, (64,), out=out)
+        deq(raw, T.Q8_0, (64,), out=out)
     buf = np.zeros(64, np.float32)
     with pytest.raises(QuantizationError, match="overlaps"):
-        zigllama.dequantize(buf, T.F32, (64,), out=buf)
+        deq(buf, T.F32, (64,), out=buf)
 
 
 def test_missing_kernel_is_an_error():
@@ -329,13 +348,13 @@ def test_missing_kernel_is_an_error():
     patched[16] = (patched[16][0], patched[16][1], patched[16][2], False)
     with mock.patch.object(zq, "_TYPES", patched):
         with pytest.raises(QuantizationError, match="no kernel for IQ2_XXS"):
-            zigllama.dequantize(b"\0" * 66, T.IQ2_XXS, (256,))
+            deq(b"\0" * 66, T.IQ2_XXS, (256,))
 
 
 def test_threads_argument_is_checked():
     _, raw = q8_0_data(1)
     with pytest.raises(ValueError, match="threads must be >= 1"):
-        zigllama.dequantize(raw, T.Q8_0, (64,), threads=0)
+        deq(raw, T.Q8_0, (64,), threads=0)
 
 
 def test_type_table_matches_ggml():
@@ -415,7 +434,7 @@ def test_quantization_error_within_ggml_threshold(t):
     # test-quantize-fns.cpp: array_rmse = sqrt(sum of squared differences) / n must stay
     # below MAX_QUANTIZATION_TOTAL_ERROR = 0.002 for every type of 4 bits or more.
     x = ggml_test_data(32 * 128, 0.0)
-    y = zigllama.dequantize(zigllama.quantize(x, t), t, x.shape)
+    y = deq(zigllama.quantize(x, t), t, x.shape)
     assert np.sqrt(np.sum((x.astype(np.float64) - y) ** 2)) / x.size < 0.002
 
 
@@ -434,7 +453,7 @@ def test_k_quantizers_beat_simpler_ones(seed):
     x = np.random.default_rng(seed).standard_normal((16, 1024)).astype(np.float32)
 
     def rmse(t):
-        y = zigllama.dequantize(zigllama.quantize(x, t), t, x.shape)
+        y = deq(zigllama.quantize(x, t), t, x.shape)
         return np.sqrt(np.mean((x.astype(np.float64) - y) ** 2))
 
     assert rmse(T.Q4_K) < naive_q4_k_rmse(x)
@@ -445,10 +464,10 @@ def test_k_quantizers_beat_simpler_ones(seed):
 def test_k_quantizers_keep_zero_and_constant_blocks():
     z = np.zeros((2, 256), np.float32)
     for t in (T.Q4_K, T.Q6_K):
-        assert (zigllama.dequantize(zigllama.quantize(z, t), t, z.shape) == 0).all()
+        assert (deq(zigllama.quantize(z, t), t, z.shape) == 0).all()
     # A constant positive block: Q4_K clamps the min to zero, the scale carries it.
     c = np.full(256, 3.0, np.float32)
-    y = zigllama.dequantize(zigllama.quantize(c, T.Q4_K), T.Q4_K, c.shape)
+    y = deq(zigllama.quantize(c, T.Q4_K), T.Q4_K, c.shape)
     assert np.abs(y - c).max() < 3.0 / 63
 
 
@@ -482,10 +501,57 @@ def test_quantize_output_is_usable_by_the_gguf_writer(tmp_path):
     writer.close()
     t = gguf.GGUFReader(path).tensors[0]
     assert t.tensor_type == T.Q4_K
-    y = zigllama.dequantize(t.data, t.tensor_type, (4, 256))
+    y = deq(t.data, t.tensor_type, (4, 256))
     assert np.sqrt(np.mean((y - x) ** 2)) < 0.1
 
 
 def test_exports():
     assert zigllama.dequantize is zq.dequantize and zigllama.quantize is zq.quantize
     assert "Q4_K" in zq.QUANTIZE_TYPES and zq.GGML_QUANT_SIZES[12] == (256, 144)
+
+
+# ---- GGUF files ----
+
+def write_gguf(path, byte_order="little"):
+    """A small file with a block tensor and plain tensors; returns the source arrays."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 256)).astype(np.float32)
+    plain = {"f32": rng.standard_normal((3, 5)).astype(np.float32),
+             "f16": rng.standard_normal((4, 6)).astype(np.float16),
+             "i32": rng.integers(-9, 9, size=(7,), dtype=np.int32)}
+    with zigllama.GGUFWriter(path, byte_order=byte_order) as w:
+        w.add("general.architecture", "llama")
+        w.add_tensor("q4_k", zigllama.quantize(x, T.Q4_K), zigllama.GGMLType.Q4_K, x.shape)
+        w.add_tensor("bf16", x[:2], zigllama.GGMLType.BF16)
+        for name, a in plain.items():
+            w.add_tensor(name, a)
+    return x, plain
+
+
+@pytest.mark.parametrize("byte_order", ["little", "big"])
+def test_dequantize_tensor_from_a_file(tmp_path, byte_order):
+    path = str(tmp_path / "m.gguf")
+    x, plain = write_gguf(path, byte_order)
+    with zigllama.GGUFReader(path) as r:
+        q = np.asarray(zq.dequantize_tensor(r, "q4_k"))
+        ref = gq.dequantize(zigllama.quantize(x, T.Q4_K), T.Q4_K)
+        assert_same_bits(q, ref)
+        for name, a in plain.items():
+            assert_same_bits(np.asarray(zq.dequantize_tensor(r, name)), a.astype(np.float32))
+        bf16 = np.asarray(zq.dequantize_tensor(r, "bf16"))
+        assert bf16.shape == (2, 256) and np.abs(bf16 - x[:2]).max() <= np.abs(x[:2]).max() / 128
+        out = np.empty((3, 5), np.float32)
+        assert zq.dequantize_tensor(r, "f32", out=out) is out and (out == plain["f32"]).all()
+
+
+def test_load_command(tmp_path):
+    path = str(tmp_path / "m.gguf")
+    write_gguf(path)
+    result = subprocess.run([sys.executable, "-m", "zigllama", "load", path, "--threads", "2"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "5 tensors" in result.stdout and "GB/s" in result.stdout and "peak memory" in result.stdout
+    assert "100.0%" in result.stderr  # the progress bar
+    bad = subprocess.run([sys.executable, "-m", "zigllama", "load", str(tmp_path / "missing.gguf")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "missing.gguf" in bad.stderr

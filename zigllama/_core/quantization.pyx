@@ -17,6 +17,7 @@ from libc.stdint cimport int64_t, uint8_t
 
 from .._config import resolve_threads
 from ..errors import QuantizationError
+from .tensor import Tensor
 
 # Below this many output elements one thread is faster than waking a team.
 cdef int64_t PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -192,8 +193,13 @@ def _as_shape(shape):
 
 
 def _check_out(out, dims, n):
+    """The float32 numpy view of a suitable ``out`` (an ndarray or a Tensor)."""
+    if isinstance(out, Tensor):
+        if not out.valid:
+            raise QuantizationError("out is a tensor whose memory is gone")
+        out = np.asarray(out)
     if not isinstance(out, np.ndarray):
-        raise QuantizationError(f"out must be a numpy array, got {type(out).__name__}")
+        raise QuantizationError(f"out must be a numpy array or a Tensor, got {type(out).__name__}")
     if out.dtype != np.float32:
         raise QuantizationError(f"out must have dtype float32, got {out.dtype}")
     if not out.flags.c_contiguous:
@@ -202,6 +208,7 @@ def _check_out(out, dims, n):
         raise QuantizationError("out is read-only")
     if out.size != n:
         raise QuantizationError(f"out has {out.size} elements, shape {dims} needs {n}")
+    return out
 
 
 def dequantize(raw, ggml_type, shape, out=None, threads=None):
@@ -212,11 +219,12 @@ def dequantize(raw, ggml_type, shape, out=None, threads=None):
     ggml_type  ggml type id, ``GGMLQuantizationType`` or name (``"Q4_K"``)
     shape      the tensor's shape in numpy order; the last axis is the row,
                a multiple of the type's block size
-    out        optional float32 C-contiguous array of the same size to fill
-               (for example memory already paged in); returned as is
+    out        optional float32 C-contiguous numpy array or Tensor of the same
+               size to fill (for example memory already paged in); returned as is
     threads    threads to use; default ``zigllama.num_threads()``
 
-    Returns a float32 array of ``shape`` (or ``out``). Raises QuantizationError
+    Returns a new float32 ``zigllama.Tensor`` of ``shape`` (``np.asarray`` of it
+    shares its memory), or ``out``. Raises QuantizationError
     for an unknown type, a row length that is not a whole number of blocks, a
     byte count that does not match the shape, or an unsuitable ``out``.
     """
@@ -243,16 +251,17 @@ def dequantize(raw, ggml_type, shape, out=None, threads=None):
             f"shape {dims} of {name} needs {expected} bytes ({n // block_size} blocks), got {buf.size}")
     cdef int nthreads = resolve_threads(threads)
     if out is None:
-        result = np.empty(dims, dtype=np.float32)
+        result = Tensor.empty(dims, "float32")
+        target = np.asarray(result)
     else:
-        _check_out(out, dims, n)
-        if np.may_share_memory(out, buf):
+        target = _check_out(out, dims, n)
+        if np.may_share_memory(target, buf):
             raise QuantizationError("out overlaps the raw data")
         result = out
     if n == 0:
         return result
     cdef const uint8_t[::1] src = buf
-    cdef float[::1] dst = result.reshape(-1)
+    cdef float[::1] dst = target.reshape(-1)
     cdef int64_t count = n
     cdef int status
     with nogil:
@@ -306,3 +315,28 @@ def quantize(array, ggml_type, threads=None):
     with nogil:
         split_blocks(quantize_range, &ctx, src.shape[0] // block_size, block_size, nthreads)
     return result
+
+
+def dequantize_tensor(source, name, out=None, threads=None):
+    """A tensor of a GGUF file as float32, by name.
+
+    ``source`` is a ``GGUFReader`` or ``GGUFModelLoader`` (anything with
+    ``tensor_info(name)`` and ``tensor(name)``). The tensor's bytes are read in
+    place from the file's map; ``out`` and ``threads`` are as for ``dequantize``.
+    Big-endian files store plain multi-byte types swapped (block formats are
+    stored as written), so those are converted by numpy. Returns a float32
+    Tensor of the tensor's shape (numpy order), or ``out``.
+    """
+    info = source.tensor_info(name)
+    data = source.tensor(name)
+    type_id = int(info.ggml_type)
+    if data.dtype.byteorder != ">":
+        return dequantize(data, type_id, info.shape, out=out, threads=threads)
+    if type_id == 30:  # BF16 bit patterns, byte-swapped
+        converted = (data.astype(np.uint32) << 16).view(np.float32)
+    else:
+        converted = data.astype(np.float32)
+    if out is None:
+        return Tensor.from_numpy(converted)
+    np.copyto(_check_out(out, info.shape, converted.size).reshape(info.shape), converted)
+    return out

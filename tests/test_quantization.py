@@ -555,3 +555,56 @@ def test_load_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "zigllama", "load", str(tmp_path / "missing.gguf")],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "missing.gguf" in bad.stderr
+
+
+# ---- from another extension module ----
+
+OUTSIDE_PYX = """
+from libc.stdint cimport uint8_t
+from zigllama._core.quantization cimport dequantize_into, quant_type, quantizer_for, zl_quant_type
+
+
+def dequantize_q8_0(const uint8_t[::1] raw, float[::1] out, int threads):
+    cdef const zl_quant_type *t = quant_type(8)
+    cdef int status
+    with nogil:
+        t.dequantize(&raw[0], &out[0], 32)                 # the first block, by the kernel
+        status = dequantize_into(8, &raw[0], &out[0], out.shape[0], threads)
+    return status, t.name.decode(), t.block_size, t.type_size
+
+
+def has_quantizer(int type_id):
+    return quantizer_for(type_id) != NULL, quant_type(type_id) != NULL
+"""
+
+OUTSIDE_SETUP = """
+import numpy, zigllama
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+setup(name="zl_quant_outside", ext_modules=cythonize(
+    [Extension("zl_quant_outside", ["zl_quant_outside.pyx"],
+               include_dirs=[zigllama.get_include(), numpy.get_include()])],
+    compiler_directives={"language_level": 3}))
+"""
+
+
+def test_outside_extension_cimports_the_kernels(tmp_path):
+    (tmp_path / "zl_quant_outside.pyx").write_text(OUTSIDE_PYX)
+    (tmp_path / "setup.py").write_text(OUTSIDE_SETUP)
+    env = dict(os.environ)
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(zigllama.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([pkg_parent, env.get("PYTHONPATH", "")])
+    r = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import zl_quant_outside as outside
+    finally:
+        sys.path.remove(str(tmp_path))
+    x, raw = q8_0_data(1, 4)
+    out = np.empty(x.size, np.float32)
+    assert outside.dequantize_q8_0(raw.reshape(-1), out, 2) == (0, "Q8_0", 32, 34)
+    assert_same_bits(out.reshape(x.shape), gq.dequantize(raw, T.Q8_0))
+    assert outside.has_quantizer(12) == (True, True)
+    assert outside.has_quantizer(10) == (False, True) and outside.has_quantizer(99) == (False, False)

@@ -19,6 +19,20 @@ from .._config import resolve_threads
 from ..errors import QuantizationError
 from .tensor import Tensor
 
+cdef extern from "zigllama/zl_quants.h" nogil:
+    const zl_quant_type *zl_quant_type_find(int type_id) noexcept
+    const zl_quant_type *zl_quant_types(int *count) noexcept
+    int zl_quants_simd_active() noexcept
+    void zl_dequantize_blocks(zl_dequantize_fn kernel, const uint8_t *src, float *dst, int64_t n_blocks,
+                              int64_t block_size, int64_t type_size, int streaming) noexcept
+    void zl_quantize_row_q4_0(const float *src, uint8_t *dst, int64_t n) noexcept
+    void zl_quantize_row_q4_1(const float *src, uint8_t *dst, int64_t n) noexcept
+    void zl_quantize_row_q5_0(const float *src, uint8_t *dst, int64_t n) noexcept
+    void zl_quantize_row_q5_1(const float *src, uint8_t *dst, int64_t n) noexcept
+    void zl_quantize_row_q8_0(const float *src, uint8_t *dst, int64_t n) noexcept
+    void zl_quantize_row_q4_k(const float *src, uint8_t *dst, int64_t n) noexcept
+    void zl_quantize_row_q6_k(const float *src, uint8_t *dst, int64_t n) noexcept
+
 # Below this many output elements one thread is faster than waking a team.
 cdef int64_t PARALLEL_MIN_ELEMENTS = 1 << 16
 # From this many output bytes on, write with streaming stores: the output is far
@@ -56,6 +70,10 @@ cdef void dequantize_range(void *ctx, int64_t first, int64_t count) noexcept nog
                          c.block_size, c.type_size, c.streaming)
 
 
+cdef const zl_quant_type *quant_type(int type_id) noexcept nogil:
+    return zl_quant_type_find(type_id)
+
+
 cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_elements,
                          int nthreads) noexcept nogil:
     cdef const zl_quant_type *t = zl_quant_type_find(type_id)
@@ -74,8 +92,6 @@ cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_
     return 0
 
 
-ctypedef void (*quantize_fn)(const float *src, uint8_t *dst, int64_t n) noexcept nogil
-
 ctypedef struct quantize_ctx:
     quantize_fn kernel
     const float *src
@@ -89,7 +105,7 @@ cdef void quantize_range(void *ctx, int64_t first, int64_t count) noexcept nogil
     c.kernel(c.src + first * c.block_size, c.dst + first * c.type_size, count * c.block_size)
 
 
-cdef quantize_fn quantizer_for(int type_id) noexcept:
+cdef quantize_fn quantizer_for(int type_id) noexcept nogil:
     if type_id == 2:
         return zl_quantize_row_q4_0
     if type_id == 3:

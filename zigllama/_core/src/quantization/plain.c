@@ -10,6 +10,22 @@ void zl_dequantize_row_f32(const uint8_t *restrict src, float *restrict dst, int
     memcpy(dst, src, (size_t)n * sizeof(float));
 }
 
+static void f16_portable(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = zl_f16_to_f32(zl_load_u16(src + 2 * i));
+}
+
+static void bf16_portable(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = zl_bf16_to_f32(zl_load_u16(src + 2 * i));
+}
+
+static void f64_portable(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double v;
+        memcpy(&v, src + 8 * i, 8);
+        dst[i] = (float)v;
+    }
+}
+
 #if ZL_X86
 /* F16C converts exactly except that it quiets signalling NaNs; numpy keeps them.
  * Sixteen halves are checked at once and the rare signalling NaN is redone. */
@@ -23,10 +39,10 @@ ZL_TARGET_AVX2 static void f16_avx2(const uint8_t *restrict src, float *restrict
         _mm256_storeu_ps(dst + i + 8, _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
         __m256i maybe_snan = _mm256_cmpeq_epi16(_mm256_and_si256(h, exp_quiet), snan_exp);
         if (__builtin_expect(!_mm256_testz_si256(maybe_snan, maybe_snan), 0)) {
-            for (int j = 0; j < 16; j++) dst[i + j] = zl_f16_to_f32(zl_load_u16(src + 2 * (i + j)));
+            f16_portable(src + 2 * i, dst + i, 16);
         }
     }
-    for (; i < n; i++) dst[i] = zl_f16_to_f32(zl_load_u16(src + 2 * i));
+    f16_portable(src + 2 * i, dst + i, n - i);
 }
 
 ZL_TARGET_AVX2 static void bf16_avx2(const uint8_t *restrict src, float *restrict dst, int64_t n) {
@@ -41,7 +57,7 @@ ZL_TARGET_AVX2 static void bf16_avx2(const uint8_t *restrict src, float *restric
         _mm256_storeu_si256((__m256i *)(dst + i), _mm256_permute2x128_si256(lo, hi, 0x20));
         _mm256_storeu_si256((__m256i *)(dst + i + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
     }
-    for (; i < n; i++) dst[i] = zl_bf16_to_f32(zl_load_u16(src + 2 * i));
+    bf16_portable(src + 2 * i, dst + i, n - i);
 }
 
 ZL_TARGET_AVX2 static void f64_avx2(const uint8_t *restrict src, float *restrict dst, int64_t n) {
@@ -51,46 +67,20 @@ ZL_TARGET_AVX2 static void f64_avx2(const uint8_t *restrict src, float *restrict
         __m128 b = _mm256_cvtpd_ps(_mm256_loadu_pd((const double *)(src + 8 * i + 32)));
         _mm256_storeu_ps(dst + i, _mm256_set_m128(b, a));
     }
-    for (; i < n; i++) {
-        double v;
-        memcpy(&v, src + 8 * i, 8);
-        dst[i] = (float)v;
-    }
+    f64_portable(src + 8 * i, dst + i, n - i);
 }
 #endif
 
 void zl_dequantize_row_f16(const uint8_t *restrict src, float *restrict dst, int64_t n) {
-#if ZL_X86
-    if (zl_cpu_has_avx2()) {
-        f16_avx2(src, dst, n);
-        return;
-    }
-#endif
-    for (int64_t i = 0; i < n; i++) dst[i] = zl_f16_to_f32(zl_load_u16(src + 2 * i));
+    ZL_PICK(f16_avx2(src, dst, n), f16_portable(src, dst, n));
 }
 
 void zl_dequantize_row_bf16(const uint8_t *restrict src, float *restrict dst, int64_t n) {
-#if ZL_X86
-    if (zl_cpu_has_avx2()) {
-        bf16_avx2(src, dst, n);
-        return;
-    }
-#endif
-    for (int64_t i = 0; i < n; i++) dst[i] = zl_bf16_to_f32(zl_load_u16(src + 2 * i));
+    ZL_PICK(bf16_avx2(src, dst, n), bf16_portable(src, dst, n));
 }
 
 void zl_dequantize_row_f64(const uint8_t *restrict src, float *restrict dst, int64_t n) {
-#if ZL_X86
-    if (zl_cpu_has_avx2()) {
-        f64_avx2(src, dst, n);
-        return;
-    }
-#endif
-    for (int64_t i = 0; i < n; i++) {
-        double v;
-        memcpy(&v, src + 8 * i, 8);
-        dst[i] = (float)v;
-    }
+    ZL_PICK(f64_avx2(src, dst, n), f64_portable(src, dst, n));
 }
 
 /* The integer conversions vectorise well at -O3 without help. */

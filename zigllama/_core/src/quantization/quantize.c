@@ -70,51 +70,62 @@ static void min_max(const float *x, int n, float *lo, float *hi) {
 
 static inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-void zl_quantize_row_q4_0(const float *restrict x, uint8_t *restrict y, int64_t n) {
-    for (int64_t i = 0; i < n / QK; i++, x += QK, y += 18) {
-        const float d = signed_absmax(x, QK) / -8.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        store_f16(y, d);
-        for (int j = 0; j < 16; j++) {
-            const int lo = clamp_int((int)truncf(x[j] * id + 8.5f), 0, 15);
-            const int hi = clamp_int((int)truncf(x[j + 16] * id + 8.5f), 0, 15);
-            y[2 + j] = (uint8_t)(lo | (hi << 4));
-        }
-    }
+/* Symmetric blocks (Q4_0, Q5_0): d = the signed extreme / -half, stored as f16;
+ * returns 1/d (0 for an all-zero block). */
+static float symmetric_scale(const float *x, float half, uint8_t *y) {
+    const float d = signed_absmax(x, QK) / -half;
+    store_f16(y, d);
+    return d != 0.0f ? 1.0f / d : 0.0f;
 }
 
-void zl_quantize_row_q4_1(const float *restrict x, uint8_t *restrict y, int64_t n) {
-    for (int64_t i = 0; i < n / QK; i++, x += QK, y += 20) {
-        float mn, mx;
-        min_max(x, QK, &mn, &mx);
-        const float d = (mx - mn) / 15.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        store_f16(y, d);
-        store_f16(y + 2, mn);
-        for (int j = 0; j < 16; j++) {
-            const int lo = clamp_int((int)truncf((x[j] - mn) * id + 0.5f), 0, 15);
-            const int hi = clamp_int((int)truncf((x[j + 16] - mn) * id + 0.5f), 0, 15);
-            y[4 + j] = (uint8_t)(lo | (hi << 4));
-        }
-    }
+/* Blocks with a min (Q4_1, Q5_1): d = (max - min) / top; d and min stored as
+ * f16; returns 1/d (0 for a constant block) and the min. */
+static float affine_scale(const float *x, float top, uint8_t *y, float *min) {
+    float mn, mx;
+    min_max(x, QK, &mn, &mx);
+    const float d = (mx - mn) / top;
+    store_f16(y, d);
+    store_f16(y + 2, mn);
+    *min = mn;
+    return d != 0.0f ? 1.0f / d : 0.0f;
+}
+
+/* Two 4-bit quants per byte: q[j] low, q[j + 16] high. */
+static void pack4(const int *q, uint8_t *qs) {
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4));
 }
 
 /* The 5-bit formats: low nibbles packed as Q4, fifth bits in a little-endian u32. */
 static void pack5(const int *q, uint8_t *qh, uint8_t *qs) {
     uint32_t h = 0;
-    for (int j = 0; j < 16; j++) {
-        qs[j] = (uint8_t)((q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4));
-    }
+    pack4(q, qs);
     for (int j = 0; j < QK; j++) h |= (uint32_t)((q[j] >> 4) & 1) << j;
     for (int b = 0; b < 4; b++) qh[b] = (uint8_t)(h >> (8 * b));
+}
+
+void zl_quantize_row_q4_0(const float *restrict x, uint8_t *restrict y, int64_t n) {
+    int q[QK];
+    for (int64_t i = 0; i < n / QK; i++, x += QK, y += 18) {
+        const float id = symmetric_scale(x, 8.0f, y);
+        for (int j = 0; j < QK; j++) q[j] = clamp_int((int)truncf(x[j] * id + 8.5f), 0, 15);
+        pack4(q, y + 2);
+    }
+}
+
+void zl_quantize_row_q4_1(const float *restrict x, uint8_t *restrict y, int64_t n) {
+    int q[QK];
+    float mn;
+    for (int64_t i = 0; i < n / QK; i++, x += QK, y += 20) {
+        const float id = affine_scale(x, 15.0f, y, &mn);
+        for (int j = 0; j < QK; j++) q[j] = clamp_int((int)truncf((x[j] - mn) * id + 0.5f), 0, 15);
+        pack4(q, y + 4);
+    }
 }
 
 void zl_quantize_row_q5_0(const float *restrict x, uint8_t *restrict y, int64_t n) {
     int q[QK];
     for (int64_t i = 0; i < n / QK; i++, x += QK, y += 22) {
-        const float d = signed_absmax(x, QK) / -16.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        store_f16(y, d);
+        const float id = symmetric_scale(x, 16.0f, y);
         for (int j = 0; j < QK; j++) q[j] = clamp_int((int)truncf(x[j] * id + 16.5f), 0, 31);
         pack5(q, y + 2, y + 6);
     }
@@ -122,13 +133,9 @@ void zl_quantize_row_q5_0(const float *restrict x, uint8_t *restrict y, int64_t 
 
 void zl_quantize_row_q5_1(const float *restrict x, uint8_t *restrict y, int64_t n) {
     int q[QK];
+    float mn;
     for (int64_t i = 0; i < n / QK; i++, x += QK, y += 24) {
-        float mn, mx;
-        min_max(x, QK, &mn, &mx);
-        const float d = (mx - mn) / 31.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        store_f16(y, d);
-        store_f16(y + 2, mn);
+        const float id = affine_scale(x, 31.0f, y, &mn);
         for (int j = 0; j < QK; j++) q[j] = clamp_int((int)truncf((x[j] - mn) * id + 0.5f), 0, 31);
         pack5(q, y + 4, y + 8);
     }

@@ -25,12 +25,6 @@
 #define ZL_PICK(avx2_call, portable_call) portable_call
 #endif
 
-static inline int32_t zl_load_i32(const uint8_t *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 static inline uint32_t zl_load_u32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
@@ -56,18 +50,6 @@ static inline void zl_get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint
         *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
     }
 }
-
-#if ZL_X86
-/* Store 8 floats: non-temporal when the caller asked for it (large outputs that
- * would only evict the source from cache), ordinary otherwise. */
-#define ZL_STORE8(ptr, v, nt) \
-    do { \
-        if (nt) _mm256_stream_ps((ptr), (v)); \
-        else _mm256_storeu_ps((ptr), (v)); \
-    } while (0)
-#endif
-
-#endif
 
 #if ZL_X86
 /* dst[0..16) = d * q for 16 signed bytes q (the reference's float product). */
@@ -109,4 +91,6 @@ ZL_TARGET_AVX2 static inline __m256i zl_nibbles32(const uint8_t *p) {
     __m256i both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
     return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
 }
+#endif
+
 #endif

@@ -21,7 +21,7 @@ static inline int iq1_s_index(const uint8_t *qs, uint16_t qh, int l) {
     return qs[l] | (((qh >> (3 * l)) & 7) << 8);
 }
 
-static void iq1_s_portable(const uint8_t *src, float *y, int64_t nb) {
+IQ_ALWAYS_INLINE static void iq1_s_rows(const uint8_t *src, float *y, int64_t nb, iq_shifted8_fn out8) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * IQ1_S_BYTES;
         const float d = zl_load_f16(b);
@@ -31,7 +31,7 @@ static void iq1_s_portable(const uint8_t *src, float *y, int64_t nb) {
             const float dl = iq1_scale(d, (qh >> 12) & 7);
             const float delta = iq1_delta(qh >> 15);
             for (int l = 0; l < 4; l++, y += 8)
-                iq_shifted8(y, dl, zl_iq1s_grid[iq1_s_index(qs, qh, l)], delta);
+                out8(y, dl, zl_iq1s_grid[iq1_s_index(qs, qh, l)], delta);
         }
     }
 }
@@ -69,21 +69,6 @@ static void iq1_m_portable(const uint8_t *src, float *y, int64_t nb) {
 
 #if ZL_X86
 
-ZL_TARGET_AVX2 static void iq1_s_avx2(const uint8_t *src, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *b = src + i * IQ1_S_BYTES;
-        const float d = iq_load_f16_f16c(b);
-        for (int ib = 0; ib < 8; ib++) {
-            const uint8_t *qs = b + 2 + 4 * ib;
-            const uint16_t qh = zl_load_u16(b + 34 + 2 * ib);
-            const __m256 dl = _mm256_set1_ps(iq1_scale(d, (qh >> 12) & 7));
-            const __m256 delta = _mm256_set1_ps(iq1_delta(qh >> 15));
-            for (int l = 0; l < 4; l++, y += 8)
-                iq_shifted8_avx2(y, dl, zl_iq1s_grid[iq1_s_index(qs, qh, l)], delta);
-        }
-    }
-}
-
 ZL_TARGET_AVX2 static void iq1_m_avx2(const uint8_t *src, float *y, int64_t nb) {
     const __m128i low4 = _mm_set1_epi8(0x0F), low3 = _mm_set1_epi8(7);
     float dl[16], delta[32];
@@ -110,12 +95,11 @@ ZL_TARGET_AVX2 static void iq1_m_avx2(const uint8_t *src, float *y, int64_t nb) 
             }
         }
         for (int k = 0; k < 32; k++, y += 8)
-            iq_shifted8_avx2(y, _mm256_broadcast_ss(&dl[k >> 1]), zl_iq1s_grid[index[k]],
-                             _mm256_broadcast_ss(&delta[k]));
+            iq_shifted8_avx2(y, dl[k >> 1], zl_iq1s_grid[index[k]], delta[k]);
     }
 }
 
 #endif
 
-IQ_DISPATCH(iq1_s, QK_K)
+IQ_KERNELS(iq1_s, QK_K, iq_shifted8)
 IQ_DISPATCH(iq1_m, QK_K)

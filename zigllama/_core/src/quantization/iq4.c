@@ -24,8 +24,8 @@ static inline float iq4_xs_scale(float d, const uint8_t *b, int ib) {
 }
 
 /* MXFP4, 17 bytes: E8M0 exponent e | 16 bytes of nibbles. The scale is 2^(e-127)
- * halved (the levels are doubled), as ggml_e8m0_to_fp32_half: e < 2 gives the
- * subnormals 2^-127 and 2^-126 exactly. */
+ * halved (the levels are doubled), as ggml_e8m0_to_fp32_half: e = 0 and 1 give
+ * the float32 subnormals 2^-128 and 2^-127 exactly. */
 #define MXFP4_BYTES 17
 #define MXFP4_BLOCK 32
 

@@ -4,6 +4,7 @@ Every kernel runs twice: here on the AVX2 path (when the CPU has it) and, in
 test_portable_path, the whole file again in a subprocess with
 ZIGLLAMA_DISABLE_SIMD=1, on the portable C path.
 """
+import importlib.util
 import os
 import subprocess
 import sys
@@ -102,6 +103,20 @@ def test_many_random_blocks_match_gguf(qtype):
         set_scale(raw, qtype, i * type_size, int(special[i % len(special)]))
     shape = (16, 128 * block_size)
     assert_same_bits(dequantize(raw, qtype, shape), reference(raw, qtype, shape))
+
+
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_large_outputs_split_and_streamed_give_the_same_bits(qtype):
+    """16 MB and more of output is written with streaming stores and split across
+    threads; each half on its own (8 MB, ordinary stores, one thread) must agree."""
+    block_size, type_size = GGML_QUANT_SIZES[qtype]
+    rows, cols = 64, 65536
+    rng = np.random.default_rng(1000 + int(qtype))
+    raw = rng.integers(0, 256, size=(rows, cols // block_size * type_size), dtype=np.uint8)
+    whole = np.asarray(zl.dequantize(raw, qtype, (rows, cols), threads=2))
+    for half in (slice(0, rows // 2), slice(rows // 2, rows)):
+        part = np.asarray(zl.dequantize(np.ascontiguousarray(raw[half]), qtype, (rows // 2, cols), threads=1))
+        assert_same_bits(whole[half], part)
 
 
 def block(qtype):
@@ -276,6 +291,16 @@ def test_mxfp4_hand_vector():
     y[[0, 16, 1, 17]] = [-12, -1, 12, 0]
     y[32:64] = 12 * 2.0 ** -128
     check_vector(Q.MXFP4, raw, y)
+
+
+def test_grid_header_is_generated_from_gguf(repo_root):
+    """iq_grids.h is exactly what gen_iq_grids.py makes of the gguf package's tables."""
+    src = os.path.join(repo_root, "zigllama", "_core", "src", "quantization")
+    spec = importlib.util.spec_from_file_location("gen_iq_grids", os.path.join(src, "gen_iq_grids.py"))
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    with open(os.path.join(src, "iq_grids.h"), encoding="ascii") as f:
+        assert f.read() == gen.render()
 
 
 def test_kernel_path():

@@ -21,7 +21,7 @@ static inline int iq1_s_index(const uint8_t *qs, uint16_t qh, int l) {
     return qs[l] | (((qh >> (3 * l)) & 7) << 8);
 }
 
-static void iq1_s_portable(const uint8_t *src, float *y, int64_t nb) {
+IQ_ALWAYS_INLINE static void iq1_s_rows(const uint8_t *src, float *y, int64_t nb, iq_shifted8_fn out8) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * IQ1_S_BYTES;
         const float d = zl_load_f16(b);
@@ -31,7 +31,7 @@ static void iq1_s_portable(const uint8_t *src, float *y, int64_t nb) {
             const float dl = iq1_scale(d, (qh >> 12) & 7);
             const float delta = iq1_delta(qh >> 15);
             for (int l = 0; l < 4; l++, y += 8)
-                iq_shifted8(y, dl, zl_iq1s_grid[iq1_s_index(qs, qh, l)], delta);
+                out8(y, dl, zl_iq1s_grid[iq1_s_index(qs, qh, l)], delta);
         }
     }
 }
@@ -69,37 +69,37 @@ static void iq1_m_portable(const uint8_t *src, float *y, int64_t nb) {
 
 #if ZL_X86
 
-ZL_TARGET_AVX2 static void iq1_s_avx2(const uint8_t *src, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *b = src + i * IQ1_S_BYTES;
-        const float d = iq_load_f16_f16c(b);
-        for (int ib = 0; ib < 8; ib++) {
-            const uint8_t *qs = b + 2 + 4 * ib;
-            const uint16_t qh = zl_load_u16(b + 34 + 2 * ib);
-            const __m256 dl = _mm256_set1_ps(iq1_scale(d, (qh >> 12) & 7));
-            const __m256 delta = _mm256_set1_ps(iq1_delta(qh >> 15));
-            for (int l = 0; l < 4; l++, y += 8)
-                iq_shifted8_avx2(y, dl, zl_iq1s_grid[iq1_s_index(qs, qh, l)], delta);
-        }
-    }
-}
-
 ZL_TARGET_AVX2 static void iq1_m_avx2(const uint8_t *src, float *y, int64_t nb) {
+    const __m128i low4 = _mm_set1_epi8(0x0F), low3 = _mm_set1_epi8(7);
+    float dl[16], delta[32];
+    uint16_t index[32];
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * IQ1_M_BYTES;
         const uint8_t *qs = b, *qh = b + 32, *sc = b + 48;
         const float d = _cvtsh_ss(iq1_m_d_bits(sc));
-        for (int k = 0; k < 32; k += 2, y += 16) {
-            const __m256 dl = _mm256_set1_ps(iq1_scale(d, iq1_m_sub_scale(sc, k >> 1)));
-            const int h0 = iq1_m_nibble(qh, k), h1 = iq1_m_nibble(qh, k + 1);
-            iq_shifted8_avx2(y, dl, zl_iq1s_grid[qs[k] | ((h0 & 7) << 8)], _mm256_set1_ps(iq1_delta(h0 >> 3)));
-            iq_shifted8_avx2(y + 8, dl, zl_iq1s_grid[qs[k + 1] | ((h1 & 7) << 8)],
-                             _mm256_set1_ps(iq1_delta(h1 >> 3)));
+        for (int k = 0; k < 16; k++) dl[k] = iq1_scale(d, iq1_m_sub_scale(sc, k));
+        /* The 32 qh nibbles in order (low nibble of each byte first), then the 32
+         * grid indices and the 32 deltas (+-1/8 as float bits) at once. */
+        const __m128i h = _mm_loadu_si128((const __m128i *)qh);
+        const __m128i lo = _mm_and_si128(h, low4), hi = _mm_and_si128(_mm_srli_epi16(h, 4), low4);
+        const __m128i nib[2] = {_mm_unpacklo_epi8(lo, hi), _mm_unpackhi_epi8(lo, hi)};
+        for (int half = 0; half < 2; half++) {
+            const __m256i q = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16 * half)));
+            const __m256i high = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(nib[half], low3)), 8);
+            _mm256_storeu_si256((__m256i *)(index + 16 * half), _mm256_or_si256(q, high));
+            for (int part = 0; part < 2; part++) {
+                const __m256i n = _mm256_cvtepu8_epi32(_mm_srli_si128(nib[half], 8 * part));
+                const __m256i sign = _mm256_slli_epi32(_mm256_srli_epi32(n, 3), 31);
+                _mm256_storeu_ps(delta + 16 * half + 8 * part,
+                                 _mm256_xor_ps(_mm256_set1_ps(IQ1S_DELTA), _mm256_castsi256_ps(sign)));
+            }
         }
+        for (int k = 0; k < 32; k++, y += 8)
+            iq_shifted8_avx2(y, dl[k >> 1], zl_iq1s_grid[index[k]], delta[k]);
     }
 }
 
 #endif
 
-IQ_DISPATCH(iq1_s, QK_K)
+IQ_KERNELS(iq1_s, QK_K, iq_shifted8)
 IQ_DISPATCH(iq1_m, QK_K)

@@ -15,7 +15,7 @@ static inline float iq3_s_scale(float d, int s) { return d * (float)(1 + 2 * s);
 /* IQ3_XXS, 98 bytes: f16 d | 64 grid-index bytes | 8 x u32 (4 x 7 sign bits + 4-bit scale). */
 #define IQ3_XXS_BYTES 98
 
-static void iq3_xxs_portable(const uint8_t *src, float *y, int64_t nb) {
+IQ_ALWAYS_INLINE static void iq3_xxs_rows(const uint8_t *src, float *y, int64_t nb, iq_signed4x2_fn out8) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * IQ3_XXS_BYTES;
         const float d = zl_load_f16(b);
@@ -24,8 +24,8 @@ static void iq3_xxs_portable(const uint8_t *src, float *y, int64_t nb) {
             const uint32_t aux = zl_load_u32(b + 66 + 4 * ib);
             const float db = iq3_xxs_scale(d, aux >> 28);
             for (int l = 0; l < 4; l++, y += 8)
-                iq_signed4x2(y, db, zl_iq3xxs_grid[qs[2 * l]], zl_iq3xxs_grid[qs[2 * l + 1]],
-                             zl_ksigns_iq2xs[(aux >> (7 * l)) & 127]);
+                out8(y, db, zl_iq3xxs_grid[qs[2 * l]], zl_iq3xxs_grid[qs[2 * l + 1]],
+                     zl_ksigns_iq2xs[(aux >> (7 * l)) & 127]);
         }
     }
 }
@@ -56,21 +56,6 @@ static void iq3_s_portable(const uint8_t *src, float *y, int64_t nb) {
 
 #if ZL_X86
 
-ZL_TARGET_AVX2 static void iq3_xxs_avx2(const uint8_t *src, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *b = src + i * IQ3_XXS_BYTES;
-        const float d = iq_load_f16_f16c(b);
-        for (int ib = 0; ib < 8; ib++) {
-            const uint8_t *qs = b + 2 + 8 * ib;
-            const uint32_t aux = zl_load_u32(b + 66 + 4 * ib);
-            const __m256 db = _mm256_set1_ps(iq3_xxs_scale(d, aux >> 28));
-            for (int l = 0; l < 4; l++, y += 8)
-                iq_signed8_avx2(y, db, iq_grid4x2(zl_iq3xxs_grid[qs[2 * l]], zl_iq3xxs_grid[qs[2 * l + 1]]),
-                                zl_ksigns_iq2xs[(aux >> (7 * l)) & 127]);
-        }
-    }
-}
-
 ZL_TARGET_AVX2 static void iq3_s_avx2(const uint8_t *src, float *y, int64_t nb) {
     /* The 8 indices of a sub-block at once: lane j takes bit j of its qh byte as bit 8. */
     const __m256i to_bit8 = _mm256_setr_epi32(8, 7, 6, 5, 4, 3, 2, 1);
@@ -80,19 +65,19 @@ ZL_TARGET_AVX2 static void iq3_s_avx2(const uint8_t *src, float *y, int64_t nb) 
         const float d = iq_load_f16_f16c(b);
         const uint8_t *qs = b + 2, *qh = b + 66, *signs = b + 74, *scales = b + 106;
         for (int ib = 0; ib < 8; ib++, y += 32) {
-            const __m256 db = _mm256_set1_ps(iq3_s_scale(d, (scales[ib >> 1] >> (4 * (ib & 1))) & 0x0F));
+            const float db = iq3_s_scale(d, (scales[ib >> 1] >> (4 * (ib & 1))) & 0x0F);
             const __m256i high = _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32(qh[ib]), to_bit8), bit8);
             const __m256i low = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8 * ib)));
             uint32_t index[8];
             _mm256_storeu_si256((__m256i *)index, _mm256_or_si256(low, high));
             for (int l = 0; l < 4; l++)
-                iq_signed8_avx2(y + 8 * l, db, iq_grid4x2(zl_iq3s_grid[index[2 * l]], zl_iq3s_grid[index[2 * l + 1]]),
-                                signs[4 * ib + l]);
+                iq_signed4x2_avx2(y + 8 * l, db, zl_iq3s_grid[index[2 * l]], zl_iq3s_grid[index[2 * l + 1]],
+                                  signs[4 * ib + l]);
         }
     }
 }
 
 #endif
 
-IQ_DISPATCH(iq3_xxs, QK_K)
+IQ_KERNELS(iq3_xxs, QK_K, iq_signed4x2)
 IQ_DISPATCH(iq3_s, QK_K)

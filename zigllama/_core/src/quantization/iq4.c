@@ -24,8 +24,8 @@ static inline float iq4_xs_scale(float d, const uint8_t *b, int ib) {
 }
 
 /* MXFP4, 17 bytes: E8M0 exponent e | 16 bytes of nibbles. The scale is 2^(e-127)
- * halved (the levels are doubled), as ggml_e8m0_to_fp32_half: e < 2 gives the
- * subnormals 2^-127 and 2^-126 exactly. */
+ * halved (the levels are doubled), as ggml_e8m0_to_fp32_half: e = 0 and 1 give
+ * the float32 subnormals 2^-128 and 2^-127 exactly. */
 #define MXFP4_BYTES 17
 #define MXFP4_BLOCK 32
 
@@ -33,59 +33,29 @@ static inline float mxfp4_scale(uint8_t e) {
     return zl_fp32_from_bits(e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23);
 }
 
-static void iq4_nl_portable(const uint8_t *src, float *y, int64_t nb) {
+IQ_ALWAYS_INLINE static void iq4_nl_rows(const uint8_t *src, float *y, int64_t nb, iq_codebook32_fn out32) {
     for (int64_t i = 0; i < nb; i++, y += IQ4_NL_BLOCK) {
         const uint8_t *b = src + i * IQ4_NL_BYTES;
-        iq_codebook32(y, zl_load_f16(b), b + 2, zl_kvalues_iq4nl);
+        out32(y, zl_load_f16(b), b + 2, zl_kvalues_iq4nl);
     }
 }
 
-static void iq4_xs_portable(const uint8_t *src, float *y, int64_t nb) {
+IQ_ALWAYS_INLINE static void iq4_xs_rows(const uint8_t *src, float *y, int64_t nb, iq_codebook32_fn out32) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *b = src + i * IQ4_XS_BYTES;
         const float d = zl_load_f16(b);
         for (int ib = 0; ib < 8; ib++, y += 32)
-            iq_codebook32(y, iq4_xs_scale(d, b, ib), b + 8 + 16 * ib, zl_kvalues_iq4nl);
+            out32(y, iq4_xs_scale(d, b, ib), b + 8 + 16 * ib, zl_kvalues_iq4nl);
     }
 }
 
-static void mxfp4_portable(const uint8_t *src, float *y, int64_t nb) {
+IQ_ALWAYS_INLINE static void mxfp4_rows(const uint8_t *src, float *y, int64_t nb, iq_codebook32_fn out32) {
     for (int64_t i = 0; i < nb; i++, y += MXFP4_BLOCK) {
         const uint8_t *b = src + i * MXFP4_BYTES;
-        iq_codebook32(y, mxfp4_scale(b[0]), b + 1, zl_kvalues_mxfp4);
+        out32(y, mxfp4_scale(b[0]), b + 1, zl_kvalues_mxfp4);
     }
 }
 
-#if ZL_X86
-
-ZL_TARGET_AVX2 static void iq4_nl_avx2(const uint8_t *src, float *y, int64_t nb) {
-    const __m128i book = _mm_load_si128((const __m128i *)zl_kvalues_iq4nl);
-    for (int64_t i = 0; i < nb; i++, y += IQ4_NL_BLOCK) {
-        const uint8_t *b = src + i * IQ4_NL_BYTES;
-        iq_codebook32_avx2(y, _mm256_set1_ps(iq_load_f16_f16c(b)), b + 2, book);
-    }
-}
-
-ZL_TARGET_AVX2 static void iq4_xs_avx2(const uint8_t *src, float *y, int64_t nb) {
-    const __m128i book = _mm_load_si128((const __m128i *)zl_kvalues_iq4nl);
-    for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *b = src + i * IQ4_XS_BYTES;
-        const float d = iq_load_f16_f16c(b);
-        for (int ib = 0; ib < 8; ib++, y += 32)
-            iq_codebook32_avx2(y, _mm256_set1_ps(iq4_xs_scale(d, b, ib)), b + 8 + 16 * ib, book);
-    }
-}
-
-ZL_TARGET_AVX2 static void mxfp4_avx2(const uint8_t *src, float *y, int64_t nb) {
-    const __m128i book = _mm_load_si128((const __m128i *)zl_kvalues_mxfp4);
-    for (int64_t i = 0; i < nb; i++, y += MXFP4_BLOCK) {
-        const uint8_t *b = src + i * MXFP4_BYTES;
-        iq_codebook32_avx2(y, _mm256_set1_ps(mxfp4_scale(b[0])), b + 1, book);
-    }
-}
-
-#endif
-
-IQ_DISPATCH(iq4_nl, IQ4_NL_BLOCK)
-IQ_DISPATCH(iq4_xs, QK_K)
-IQ_DISPATCH(mxfp4, MXFP4_BLOCK)
+IQ_KERNELS(iq4_nl, IQ4_NL_BLOCK, iq_codebook32)
+IQ_KERNELS(iq4_xs, QK_K, iq_codebook32)
+IQ_KERNELS(mxfp4, MXFP4_BLOCK, iq_codebook32)

@@ -53,6 +53,7 @@ cdef extern from "probes.h" nogil:
     int zl_probe_sleep_task(void *ctx) noexcept
     void zl_probe_sleep_cancel(void *ctx) noexcept
     int64_t zl_probe_now_ns() noexcept
+    size_t zl_pool_worker_stride() noexcept
 
 cdef extern from "zigllama/zl_omp.h" nogil:
     int zl_omp_max_threads() noexcept
@@ -62,6 +63,11 @@ DEFAULT_STACK_SIZE = 8 * 1024 * 1024
 #: How long an idle worker spins before it sleeps, in microseconds.
 DEFAULT_SPIN_US = 50
 CACHE_LINE = ZL_CACHE_LINE
+# The pool's own status codes (zl_threading.h), for C-level callers and tests.
+POOL_ECLOSED = ZL_POOL_ECLOSED
+POOL_ENOMEM = ZL_POOL_ENOMEM
+POOL_EFORKED = ZL_POOL_EFORKED
+POOL_EINVAL = ZL_POOL_EINVAL
 _EFORKED = ZL_POOL_EFORKED
 
 _POOL_ERRORS = {
@@ -615,7 +621,6 @@ cdef int _run_python_task(void *ctx) noexcept nogil:
         Py_DECREF(item)  # the reference taken by submit; `item` holds its own
         try:
             pending, future, fn, args, kwargs = item
-            pending.discard(future)
             if future.set_running_or_notify_cancel():
                 try:
                     result = fn(*args, **kwargs)
@@ -623,6 +628,8 @@ cdef int _run_python_task(void *ctx) noexcept nogil:
                     future.set_exception(exc)
                 else:
                     future.set_result(result)
+            # Only now: a fork while it runs must still find it (and fail it in the child).
+            pending.discard(future)
         except BaseException:
             pass  # a future already resolved elsewhere (fork): nothing to report to
     return 0
@@ -1178,3 +1185,24 @@ def _bench_omp(int64_t iters, int64_t n, int num_threads):
                 out[j] = i
         t1 = zl_probe_now_ns()
     return (t1 - t0) / iters
+
+
+def _bench_submit_split(pool, int64_t ntasks):
+    """(ns per submit call, ns per task for submit + run + wait) for empty C tasks."""
+    cdef zl_pool *p = pool_ptr(pool)
+    cdef zl_task_group g
+    cdef int64_t i, t0, t1, t2
+    zl_task_group_init(&g)
+    with nogil:
+        t0 = zl_probe_now_ns()
+        for i in range(ntasks):
+            zl_pool_submit(p, &g, zl_probe_empty_task, NULL, NULL)
+        t1 = zl_probe_now_ns()
+        zl_task_group_wait(p, &g)
+        t2 = zl_probe_now_ns()
+    return (t1 - t0) / ntasks, (t2 - t0) / ntasks
+
+
+def _worker_stride():
+    """sizeof the per-worker data: padded to whole cache lines against false sharing."""
+    return zl_pool_worker_stride()

@@ -26,6 +26,9 @@
  * the same cache line (false sharing). 64 bytes on x86-64 and most ARM cores. */
 #define ZL_CACHE_LINE 64
 
+/* Threads outside a pool that get their own deque in it (others share a locked queue). */
+#define ZL_MAX_EXTERNAL 32
+
 enum {
     ZL_POOL_OK = 0,
     ZL_POOL_ECLOSED = -10001,    /* the pool was shut down */
@@ -139,7 +142,8 @@ void zl_pool_reset_stats(zl_pool *p);
 
 void zl_task_group_init(zl_task_group *g);
 /* Queue fn(ctx) (cancel(ctx) if dropped by a cancelling shutdown). From a worker
- * it goes to that worker's deque, from anywhere else to the injection queue.
+ * it goes to that worker's deque, from another thread to that thread's own deque
+ * in the pool (no lock), or the injection queue when every slot is taken.
  * g may be NULL. 0 or ZL_POOL_E*; on error nothing was queued. */
 int zl_pool_submit(zl_pool *p, zl_task_group *g, zl_task_fn fn, zl_cancel_fn cancel, void *ctx);
 /* Wait until every task of g has run, running queued tasks meanwhile. Returns

@@ -3,10 +3,12 @@
  * Where a task goes:
  *  - submitted from one of the pool's workers: onto that worker's deque (LIFO for
  *    the owner, cache-warm; FIFO for thieves, who take the oldest, biggest work);
- *  - submitted from any other thread: onto the injection queue (a mutex-protected
- *    ring; workers take a batch at a time so the lock is not taken per task).
+ *  - submitted from any other thread: onto that thread's own deque in the pool (a
+ *    thread outside the pool is given one on its first submit, up to ZL_MAX_EXTERNAL
+ *    of them), so submitting never takes a lock; when the slots are used up, onto
+ *    the injection queue (a mutex-protected ring; workers take a batch at a time).
  * An idle worker looks in its own deque, then the injection queue, then steals from
- * the other workers starting at a random victim. Finding nothing, it spins for
+ * the other workers' and the outside threads' deques, starting at a random victim. Finding nothing, it spins for
  * spin_us, then sleeps on a futex word `epoch`. A producer bumps `epoch` and wakes
  * sleepers after making work visible; the seq_cst fence in notify() and the
  * seq_cst increment of `sleepers` before the sleeper's last look at the queues
@@ -96,13 +98,77 @@ uint64_t zl_fork_generation(void) { return atomic_load(&g_fork_generation); }
 
 enum { TASK_USER = 0, TASK_PFOR_HELPER = 1 };
 
+struct task_cache;
+
 typedef struct zl_task {
     zl_task_fn fn;
     zl_cancel_fn cancel;
     void *ctx;
     zl_task_group *group;
     int kind;
+    struct zl_task *next;     /* on a free list */
+    struct task_cache *home;  /* the cache it returns to (NULL: malloc'd alone) */
 } zl_task;
+
+/* Task memory without malloc/free per task: a submitting thread allocates from its
+ * own free list; whoever runs the task pushes it on the owner's `returned` stack
+ * (many pushers, one thread that takes the whole stack at once: no ABA). */
+enum { TASK_SLAB = 64 };
+
+typedef struct task_slab {
+    struct task_slab *next;
+    zl_task tasks[TASK_SLAB];
+} task_slab;
+
+typedef struct task_cache {
+    _Alignas(ZL_CACHE_LINE) zl_task *free_list; /* owner only */
+    task_slab *slabs;                           /* owner only; freed with the pool */
+    _Alignas(ZL_CACHE_LINE) _Atomic(zl_task *) returned;
+} task_cache;
+
+static zl_task *task_alloc(task_cache *c) {
+    if (c == NULL) {
+        zl_task *t = malloc(sizeof *t);
+        if (t) t->home = NULL;
+        return t;
+    }
+    zl_task *t = c->free_list;
+    if (t == NULL) t = atomic_exchange_explicit(&c->returned, NULL, memory_order_acquire);
+    if (t == NULL) {
+        task_slab *slab = malloc(sizeof *slab);
+        if (slab == NULL) return NULL;
+        slab->next = c->slabs;
+        c->slabs = slab;
+        for (int i = 0; i < TASK_SLAB; i++) {
+            slab->tasks[i].home = c;
+            slab->tasks[i].next = i + 1 < TASK_SLAB ? &slab->tasks[i + 1] : NULL;
+        }
+        t = &slab->tasks[0];
+    }
+    c->free_list = t->next;
+    return t;
+}
+
+static void task_free(zl_task *t) {
+    task_cache *c = t->home;
+    if (c == NULL) {
+        free(t);
+        return;
+    }
+    zl_task *head = atomic_load_explicit(&c->returned, memory_order_relaxed);
+    do {
+        t->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&c->returned, &head, t, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+static void task_cache_release(task_cache *c) {
+    for (task_slab *s = c->slabs, *next; s != NULL; s = next) {
+        next = s->next;
+        free(s);
+    }
+    c->slabs = NULL;
+}
 
 /* Statistics a worker writes only itself: plain relaxed load+store, no lock prefix. */
 #define BUMP(field) atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + 1, memory_order_relaxed)
@@ -116,6 +182,7 @@ typedef struct zl_worker {
     int node;
     int started;
     uint64_t rng;
+    task_cache cache;
     _Atomic int64_t executed, stolen, failed_steals, sleeps, wakes, high_water, injected;
 } zl_worker;
 
@@ -141,15 +208,32 @@ struct zl_pool {
     /* Sleep and wake-up. */
     _Alignas(ZL_CACHE_LINE) _Atomic uint32_t epoch;
     _Atomic int sleepers;
+    _Atomic int wake_pending;
     _Alignas(ZL_CACHE_LINE) _Atomic uint32_t group_seq;
     _Atomic int group_waiters;
 
+    /* Deques of threads outside the pool, owned by the thread that registered them. */
+    _Alignas(ZL_CACHE_LINE) _Atomic int n_external;
+    uint64_t id;
+    pthread_t external_owner[ZL_MAX_EXTERNAL];
+    zl_deque *external[ZL_MAX_EXTERNAL];
+    task_cache external_cache[ZL_MAX_EXTERNAL];
+
     /* Counters for work done by threads that are not workers. */
     _Alignas(ZL_CACHE_LINE) _Atomic int64_t ext_executed, ext_stolen, ext_failed_steals;
-    _Atomic int64_t submitted, parallel_fors, affinity_failures, numa_applied;
+    _Atomic int64_t submitted, parallel_fors, affinity_failures, numa_applied, ext_high_water;
 };
 
 static __thread zl_worker *tls_worker;
+
+/* The deque this (outside) thread owns in the pool it used last. */
+static __thread struct {
+    zl_pool *pool;
+    uint64_t id;
+    zl_deque *deque;
+    task_cache *cache;
+} tls_external;
+static _Atomic uint64_t g_pool_ids;
 
 static inline zl_worker *current_worker(const zl_pool *p) {
     zl_worker *w = tls_worker;
@@ -162,6 +246,8 @@ int zl_pool_current_worker(const zl_pool *p) {
 }
 
 int zl_pool_num_workers(const zl_pool *p) { return p->nworkers; }
+
+size_t zl_pool_worker_stride(void) { return sizeof(zl_worker); }
 
 int zl_pool_check(const zl_pool *p) {
     if (p->fork_gen != zl_fork_generation()) return ZL_POOL_EFORKED;
@@ -213,14 +299,49 @@ static int inj_pop(zl_pool *p, zl_task **out, int max) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Deques of threads outside the pool                                        */
+/* ------------------------------------------------------------------------ */
+
+/* The calling (outside) thread's deque in p, registering one if needed; NULL
+ * when all slots are taken (the caller uses the injection queue). */
+static zl_deque *external_deque(zl_pool *p, int create) {
+    if (tls_external.pool == p && tls_external.id == p->id) return tls_external.deque;
+    pthread_t self = pthread_self();
+    int slot = -1;
+    int n = atomic_load_explicit(&p->n_external, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (pthread_equal(p->external_owner[i], self)) slot = i;
+    if (slot < 0 && create) {
+        pthread_mutex_lock(&p->inj_lock);
+        n = atomic_load_explicit(&p->n_external, memory_order_relaxed);
+        if (n < ZL_MAX_EXTERNAL && (p->external[n] = zl_deque_create(8)) != NULL) {
+            p->external_owner[n] = self;
+            slot = n;
+            atomic_store_explicit(&p->n_external, n + 1, memory_order_release);
+        }
+        pthread_mutex_unlock(&p->inj_lock);
+    }
+    if (slot < 0) return NULL;
+    tls_external.pool = p;
+    tls_external.id = p->id;
+    tls_external.deque = p->external[slot];
+    tls_external.cache = &p->external_cache[slot];
+    return tls_external.deque;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Wake-ups                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* Wake up to `count` sleeping workers after making work visible. While a woken
+ * worker has not yet come back (wake_pending), further calls skip the system call:
+ * that worker will look at the queues and wake the next one if work remains. */
 static void notify(zl_pool *p, int count) {
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0) {
         atomic_fetch_add_explicit(&p->epoch, 1, memory_order_seq_cst);
-        futex_wake(&p->epoch, count);
+        if (count > 1 || !atomic_exchange_explicit(&p->wake_pending, 1, memory_order_seq_cst))
+            futex_wake(&p->epoch, count);
     }
 }
 
@@ -228,6 +349,9 @@ static int work_available(zl_pool *p) {
     if (atomic_load_explicit(&p->inj_size, memory_order_seq_cst) > 0) return 1;
     for (int i = 0; i < p->nworkers; i++)
         if (zl_deque_size(p->workers[i].deque) > 0) return 1;
+    int n = atomic_load_explicit(&p->n_external, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (zl_deque_size(p->external[i]) > 0) return 1;
     return 0;
 }
 
@@ -265,7 +389,7 @@ static int64_t run_task(zl_pool *p, zl_task *t) {
         rc = t->fn(t->ctx);
     }
     zl_task_group *g = t->group;
-    free(t);
+    task_free(t);
     if (g != NULL) group_finish(p, g, rc);
     return 1;
 }
@@ -297,7 +421,8 @@ static uint64_t xorshift(uint64_t *s) {
 /* Next task for worker w (NULL: a thread outside the pool). */
 static zl_task *find_task(zl_pool *p, zl_worker *w) {
     zl_task *t;
-    if (w != NULL && (t = zl_deque_take(w->deque)) != NULL) return t;
+    zl_deque *own = w != NULL ? w->deque : external_deque(p, 0);
+    if (own != NULL && (t = zl_deque_take(own)) != NULL) return t;
 
     enum { BATCH = 32 };
     zl_task *batch[BATCH];
@@ -324,18 +449,20 @@ static zl_task *find_task(zl_pool *p, zl_worker *w) {
         return batch[0];
     }
 
-    int n = p->nworkers;
-    if (n == 0 || (w != NULL && n == 1)) return NULL;
+    /* Victims: the workers' deques, then the outside threads' deques. */
+    int nw = p->nworkers;
+    int n = nw + atomic_load_explicit(&p->n_external, memory_order_acquire);
     uint64_t seed;
     uint64_t *rng = w != NULL ? &w->rng : &seed;
     if (w == NULL) seed = (uint64_t)(uintptr_t)&seed ^ (uint64_t)now_ns();
     int start = (int)(xorshift(rng) % (uint64_t)n);
     for (int i = 0; i < n; i++) {
-        zl_worker *victim = &p->workers[(start + i) % n];
-        if (victim == w) continue;
+        int v = (start + i) % n;
+        zl_deque *victim = v < nw ? p->workers[v].deque : p->external[v - nw];
+        if (victim == own) continue;
         for (int attempt = 0; attempt < 4; attempt++) {
             int r;
-            t = zl_deque_steal(victim->deque, &r);
+            t = zl_deque_steal(victim, &r);
             if (t != NULL) {
                 if (w) BUMP(w->stolen);
                 else atomic_fetch_add_explicit(&p->ext_stolen, 1, memory_order_relaxed);
@@ -386,7 +513,8 @@ static void *worker_main(void *arg) {
             count_executed(p, w, run_task(p, t));
             continue;
         }
-        if (atomic_load_explicit(&p->closing, memory_order_acquire)) {
+        if (atomic_load_explicit(&p->closing, memory_order_seq_cst)) {
+            atomic_thread_fence(memory_order_seq_cst); /* pairs with enqueue's re-check */
             if (!work_available(p)) break;
             continue;
         }
@@ -411,15 +539,25 @@ static void *worker_main(void *arg) {
         BUMP(w->sleeps);
         futex_wait(&p->epoch, e);
         atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
+        atomic_store_explicit(&p->wake_pending, 0, memory_order_seq_cst);
         BUMP(w->wakes);
+        /* Pass the wake-up on if there is more work than this worker can start on. */
+        if (work_available(p)) notify(p, 1);
     }
     tls_worker = NULL;
     return NULL;
 }
 
 static void pool_release(zl_pool *p) {
+    for (int i = 0; i < p->n_external; i++) {
+        zl_deque_destroy(p->external[i]);
+        task_cache_release(&p->external_cache[i]);
+    }
     if (p->workers != NULL) {
-        for (int i = 0; i < p->nworkers; i++) zl_deque_destroy(p->workers[i].deque);
+        for (int i = 0; i < p->nworkers; i++) {
+            zl_deque_destroy(p->workers[i].deque);
+            task_cache_release(&p->workers[i].cache);
+        }
         zl_cacheline_free(p->workers);
     }
     free(p->inj_buf);
@@ -445,6 +583,7 @@ zl_pool *zl_pool_create(const zl_pool_config *cfg, int *status) {
         return NULL;
     }
     p->nworkers = cfg->num_workers;
+    p->id = atomic_fetch_add(&g_pool_ids, 1) + 1;
     p->fork_gen = zl_fork_generation();
     p->spin_ns = cfg->spin_us > 1000000 ? 1000000000 : cfg->spin_us * 1000;
     p->numa_policy = cfg->numa_policy;
@@ -555,10 +694,7 @@ void zl_pool_free(zl_pool *p) {
     if (p == NULL) return;
     if (p->fork_gen != zl_fork_generation()) {
         /* Child after fork: free the memory, never touch the inherited locks. */
-        for (int i = 0; i < p->nworkers; i++) zl_deque_destroy(p->workers[i].deque);
-        zl_cacheline_free(p->workers);
-        free(p->inj_buf);
-        zl_cacheline_free(p);
+        pool_release(p);
         return;
     }
     if (zl_pool_shutdown(p, 1) == ZL_POOL_ESELF) return; /* a worker cannot free its own pool: leak */
@@ -587,6 +723,8 @@ void zl_pool_get_stats(const zl_pool *cp, zl_pool_stats *s) {
     /* inj_high is written under the lock; a torn read is impossible for an aligned int64. */
     int64_t ih = *(volatile int64_t *)&p->inj_high;
     if (ih > s->queue_high_water) s->queue_high_water = ih;
+    ih = atomic_load(&p->ext_high_water);
+    if (ih > s->queue_high_water) s->queue_high_water = ih;
     s->tasks_submitted = atomic_load(&p->submitted);
     s->parallel_fors = atomic_load(&p->parallel_fors);
     s->affinity_failures = atomic_load(&p->affinity_failures);
@@ -599,6 +737,7 @@ void zl_pool_reset_stats(zl_pool *p) {
     atomic_store(&p->ext_failed_steals, 0);
     atomic_store(&p->submitted, 0);
     atomic_store(&p->parallel_fors, 0);
+    atomic_store(&p->ext_high_water, 0);
     for (int i = 0; i < p->nworkers; i++) {
         zl_worker *w = &p->workers[i];
         atomic_store(&w->executed, 0);
@@ -633,6 +772,22 @@ static int enqueue(zl_pool *p, zl_worker *w, zl_task *t) {
         note_high_water(w);
         return 0;
     }
+    zl_deque *own = external_deque(p, 1);
+    if (own != NULL && zl_deque_push(own, t) == 0) {
+        /* A shutdown may have started since the caller checked: then the workers
+         * may have looked at this deque for the last time. Take the task back
+         * unless one of them has it already (then it runs). */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (atomic_load_explicit(&p->closing, memory_order_seq_cst)) {
+            zl_task *back = zl_deque_take(own);
+            if (back == t) return ZL_POOL_ECLOSED;
+            if (back != NULL) zl_deque_push(own, back);
+        }
+        int64_t size = zl_deque_size(own);
+        if (size > atomic_load_explicit(&p->ext_high_water, memory_order_relaxed))
+            atomic_store_explicit(&p->ext_high_water, size, memory_order_relaxed);
+        return 0;
+    }
     pthread_mutex_lock(&p->inj_lock);
     int rc = atomic_load(&p->closing) ? ZL_POOL_ECLOSED : inj_push_locked(p, t);
     pthread_mutex_unlock(&p->inj_lock);
@@ -645,7 +800,8 @@ int zl_pool_submit(zl_pool *p, zl_task_group *g, zl_task_fn fn, zl_cancel_fn can
     int rc = zl_pool_check(p);
     /* A task of a closing pool may still queue work: the workers drain it. */
     if (rc != 0 && !(rc == ZL_POOL_ECLOSED && w != NULL)) return rc;
-    zl_task *t = malloc(sizeof *t);
+    task_cache *cache = w != NULL ? &w->cache : (external_deque(p, 1) != NULL ? tls_external.cache : NULL);
+    zl_task *t = task_alloc(cache);
     if (t == NULL) return ZL_POOL_ENOMEM;
     t->fn = fn;
     t->cancel = cancel;
@@ -656,7 +812,7 @@ int zl_pool_submit(zl_pool *p, zl_task_group *g, zl_task_fn fn, zl_cancel_fn can
     rc = enqueue(p, w, t);
     if (rc != 0) {
         if (g != NULL) atomic_fetch_sub_explicit(&g->pending, 1, memory_order_relaxed);
-        free(t);
+        task_free(t);
         return rc;
     }
     atomic_fetch_add_explicit(&p->submitted, 1, memory_order_relaxed);
@@ -792,10 +948,11 @@ int zl_parallel_for(zl_pool *p, int64_t n, int64_t grain, zl_range_fn fn, void *
 
     /* Queue the helpers (a failure to queue one only means less help). */
     int queued = 0;
-    if (w != NULL) {
+    zl_deque *own = w != NULL ? w->deque : external_deque(p, 1);
+    if (own != NULL) {
         for (int i = 0; i < nhelpers; i++)
-            if (zl_deque_push(w->deque, &job->helpers[i]) == 0) queued++;
-        note_high_water(w);
+            if (zl_deque_push(own, &job->helpers[i]) == 0) queued++;
+        if (w != NULL) note_high_water(w);
     } else {
         pthread_mutex_lock(&p->inj_lock);
         for (int i = 0; i < nhelpers; i++)
@@ -818,13 +975,13 @@ int zl_parallel_for(zl_pool *p, int64_t n, int64_t grain, zl_range_fn fn, void *
     }
     int status = atomic_load_explicit(&job->status, memory_order_acquire);
 
-    if (w != NULL) {
+    if (own != NULL) {
         /* Our helpers nobody took are on top of our deque: take them back now
          * rather than leave them to be run for nothing later. */
         zl_task *t;
-        while ((t = zl_deque_take(w->deque)) != NULL) {
+        while ((t = zl_deque_take(own)) != NULL) {
             if (t->kind != TASK_PFOR_HELPER || t->ctx != job) {
-                zl_deque_push(w->deque, t); /* cannot fail: the slot was just freed */
+                zl_deque_push(own, t); /* cannot fail: the slot was just freed */
                 break;
             }
             job_release(job);

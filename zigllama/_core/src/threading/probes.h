@@ -31,5 +31,7 @@ int zl_probe_count_task(void *ctx);
 int zl_probe_sleep_task(void *ctx);
 void zl_probe_sleep_cancel(void *ctx);
 int64_t zl_probe_now_ns(void);
+/* sizeof the per-worker struct (pool.c): a multiple of the cache line. */
+size_t zl_pool_worker_stride(void);
 
 #endif

@@ -25,8 +25,14 @@ def config_dict():
     return info
 
 
+def _blas_section():
+    from ._core.blas_integration import BlasConfig
+
+    return {"blas": BlasConfig.detect().as_dict()}
+
+
 # Modules that arrive later (BLAS, threading) add sections here.
-_EXTRA_SECTIONS = []
+_EXTRA_SECTIONS = [_blas_section]
 
 
 def config_lines():

@@ -33,6 +33,14 @@ class UnsupportedDtype(TensorError, TypeError):
     """An element type zigllama has no kernels for."""
 
 
+class InvalidLayout(TensorError, ValueError):
+    """Memory a tensor cannot wrap as it is: non-contiguous, or misaligned for its dtype."""
+
+
+class ReadOnlyTensor(TensorError, ValueError):
+    """A write to a tensor over read-only memory (a read-only array, bytes, a read-only map)."""
+
+
 # Memory (std.mem.Allocator: error.OutOfMemory, and the GeneralPurposeAllocator's checks)
 class OutOfMemory(ZigLlamaError, MemoryError):
     """An allocator could not (or, for FailingAllocator, would not) provide memory."""
@@ -40,6 +48,10 @@ class OutOfMemory(ZigLlamaError, MemoryError):
 
 class AllocatorError(ZigLlamaError):
     """Misuse of an allocator: double free, freeing with the wrong allocator, ..."""
+
+
+class InvalidAllocation(AllocatorError, ValueError):
+    """A request no allocator can serve: a negative size, an alignment that is not a power of two."""
 
 
 class DoubleFree(AllocatorError):

@@ -28,6 +28,12 @@ cdef class Allocator:
     # Bumped whenever memory handed out earlier becomes invalid all at once
     # (an arena reset): memory allocated in an older generation is dead.
     cdef readonly uint64_t generation
+    # close() was called: allocate raises, deallocate still works (so memory
+    # handed out earlier can still go back).
+    cdef readonly bint closed
+    # Live buffer views (memoryview, np.asarray) of memory from this allocator;
+    # a reset or close refuses while any remain, as mmap.close does.
+    cdef readonly Py_ssize_t exports
 
     # With the GIL: NULL from the vtable becomes OutOfMemory naming the size.
     cdef void *allocate(self, size_t size, size_t alignment) except NULL
@@ -36,3 +42,11 @@ cdef class Allocator:
     cdef int deallocate(self, void *ptr, size_t size, size_t alignment) except -1
     # 0 if memory from `generation` is still valid, else raises UseAfterReset.
     cdef int check_generation(self, uint64_t generation) except -1
+    # A buffer view of memory from `generation` is being handed out: checks the
+    # generation and counts the view. Pair with release_export.
+    cdef int acquire_export(self, uint64_t generation) except -1
+    cdef void release_export(self) noexcept
+    # Raises AllocatorError if closed.
+    cdef int check_open(self) except -1
+    # The exception to raise when the vtable returned NULL for this request.
+    cdef object out_of_memory(self, size_t size, size_t alignment)

@@ -1,0 +1,80 @@
+# The BLAS interface for Cython callers (ZigLlama's BlasInterface vtable).
+#
+# nogil code takes `BlasInterface.c` (a {name, ctx, vtable} struct) and calls
+# through it; every function returns a status (ZL_BLAS_OK or a negative code)
+# and never touches the GIL:
+#
+#     from zigllama._core.blas_integration cimport BlasInterface, zl_blas, ZL_ROW_MAJOR, ZL_NO_TRANS
+#     cdef zl_blas blas = (<BlasInterface>zigllama.get_blas("generic")).c
+#     with nogil:
+#         status = blas.vtable.sgemm(blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
+#                                    m, n, k, 1.0, a, k, b, n, 0.0, c, n)
+
+from libc.stdint cimport int64_t
+
+cdef extern from "zigllama/zl_blas.h" nogil:
+    ctypedef int64_t zl_blas_int
+
+    ctypedef enum zl_blas_layout:
+        ZL_ROW_MAJOR
+        ZL_COL_MAJOR
+
+    ctypedef enum zl_blas_trans:
+        ZL_NO_TRANS
+        ZL_TRANS
+
+    enum:
+        ZL_BLAS_OK
+        ZL_BLAS_EINVAL
+        ZL_BLAS_ENOMEM
+        ZL_BLAS_ERANGE
+
+    const char *ZL_BLAS_CAPSULE_NAME
+
+    ctypedef struct zl_blas_vtable:
+        int (*sdot)(void *ctx, zl_blas_int n, const float *x, zl_blas_int incx,
+                    const float *y, zl_blas_int incy, float *result) noexcept nogil
+        int (*ddot)(void *ctx, zl_blas_int n, const double *x, zl_blas_int incx,
+                    const double *y, zl_blas_int incy, double *result) noexcept nogil
+        int (*saxpy)(void *ctx, zl_blas_int n, float alpha, const float *x, zl_blas_int incx,
+                     float *y, zl_blas_int incy) noexcept nogil
+        int (*daxpy)(void *ctx, zl_blas_int n, double alpha, const double *x, zl_blas_int incx,
+                     double *y, zl_blas_int incy) noexcept nogil
+        int (*sscal)(void *ctx, zl_blas_int n, float alpha, float *x, zl_blas_int incx) noexcept nogil
+        int (*dscal)(void *ctx, zl_blas_int n, double alpha, double *x, zl_blas_int incx) noexcept nogil
+        int (*snrm2)(void *ctx, zl_blas_int n, const float *x, zl_blas_int incx, float *result) noexcept nogil
+        int (*dnrm2)(void *ctx, zl_blas_int n, const double *x, zl_blas_int incx, double *result) noexcept nogil
+        int (*sgemv)(void *ctx, zl_blas_layout layout, zl_blas_trans trans, zl_blas_int m, zl_blas_int n,
+                     float alpha, const float *a, zl_blas_int lda, const float *x, zl_blas_int incx,
+                     float beta, float *y, zl_blas_int incy) noexcept nogil
+        int (*dgemv)(void *ctx, zl_blas_layout layout, zl_blas_trans trans, zl_blas_int m, zl_blas_int n,
+                     double alpha, const double *a, zl_blas_int lda, const double *x, zl_blas_int incx,
+                     double beta, double *y, zl_blas_int incy) noexcept nogil
+        int (*sgemm)(void *ctx, zl_blas_layout layout, zl_blas_trans trans_a, zl_blas_trans trans_b,
+                     zl_blas_int m, zl_blas_int n, zl_blas_int k, float alpha,
+                     const float *a, zl_blas_int lda, const float *b, zl_blas_int ldb,
+                     float beta, float *c, zl_blas_int ldc) noexcept nogil
+        int (*dgemm)(void *ctx, zl_blas_layout layout, zl_blas_trans trans_a, zl_blas_trans trans_b,
+                     zl_blas_int m, zl_blas_int n, zl_blas_int k, double alpha,
+                     const double *a, zl_blas_int lda, const double *b, zl_blas_int ldb,
+                     double beta, double *c, zl_blas_int ldc) noexcept nogil
+
+    ctypedef struct zl_blas:
+        const char *name
+        void *ctx
+        const zl_blas_vtable *vtable
+
+    int zl_blas_check_gemm(zl_blas_layout layout, zl_blas_trans ta, zl_blas_trans tb,
+                           zl_blas_int m, zl_blas_int n, zl_blas_int k,
+                           zl_blas_int lda, zl_blas_int ldb, zl_blas_int ldc) noexcept
+    int zl_blas_check_gemv(zl_blas_layout layout, zl_blas_trans t, zl_blas_int m, zl_blas_int n,
+                           zl_blas_int lda, zl_blas_int incx, zl_blas_int incy) noexcept
+    int zl_blas_check_vector(zl_blas_int n, zl_blas_int inc) noexcept
+
+
+cdef class BlasInterface:
+    # {name, ctx, vtable}: what nogil code is handed. Valid for the life of the process.
+    cdef zl_blas c
+    cdef readonly str name
+    # Index into the module's backend table.
+    cdef int index

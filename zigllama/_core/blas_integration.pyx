@@ -1,0 +1,895 @@
+"""BLAS integration (twin of ZigLlama's ``blas_integration.zig``).
+
+One interface, three backends. ``BlasInterface`` is a vtable of nogil C function
+pointers plus a context (Zig's ``{ptr, vtable}`` interface), for float32 and
+float64: Level 1 ``dot``, ``axpy``, ``scal``, ``nrm2``; Level 2 ``gemv``; Level 3
+``gemm``, each with row- or column-major layout, N/T operations, alpha/beta and
+leading dimensions. Backends:
+
+- ``scipy``: ``scipy.linalg.cython_blas``, i.e. whatever BLAS scipy links
+  (OpenBLAS, MKL, Accelerate, FlexiBLAS), called without the GIL. Row-major calls
+  become column-major ones by swapping operands (C = AB is C^T = B^T A^T).
+- ``generic``: zigllama's own cache-blocked, packed, register-tiled GEMM (AVX2/FMA
+  micro-kernel chosen at run time, portable C otherwise), OpenMP over the tiles.
+- ``naive``: the seed's triple loop, the teaching and correctness baseline.
+
+Python callers use ``get_blas(name)``; Cython callers ``cimport`` this module's
+``.pxd`` and call ``BlasInterface.c`` without the GIL; ctypes/cffi/numba callers
+take ``BlasInterface.capsule`` (a PyCapsule named ``"zigllama.blas_vtable"``
+holding a ``zl_blas *``, see ``zigllama/zl_blas.h``).
+"""
+import os
+import time
+from contextlib import contextmanager
+
+import numpy as np
+cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_New
+from libc.limits cimport INT_MAX
+from libc.math cimport hypot, hypotf
+from libc.stdint cimport uintptr_t
+from scipy.linalg.cython_blas cimport (
+    ddot, daxpy, dgemm, dgemv, dnrm2, dscal, sdot, saxpy, sgemm, sgemv, snrm2, sscal,
+)
+
+from .._config import resolve_threads
+from ..errors import BlasError, OutOfMemory
+
+cnp.import_array()
+
+ctypedef fused floating:
+    float
+    double
+
+# The integer type of scipy's Fortran BLAS interface. SciPy 1.17's
+# cython_blas.pxd has no `blas_int` typedef: its routines take `int` (LP64), so
+# sizes and increments beyond INT_MAX are split (Level 1) or refused (ERANGE).
+ctypedef int blas_int
+
+
+cdef extern from "zl_blas_backends.h" nogil:
+    ctypedef struct zl_gemm_blocking:
+        zl_blas_int mc, kc, nc
+    ctypedef struct zl_generic_ctx:
+        int num_threads
+        long l1d, l2, l3
+        zl_gemm_blocking s, d
+    void zl_generic_ctx_init(zl_generic_ctx *ctx)
+    int zl_generic_uses_avx2()
+    int ZL_SGEMM_MR, ZL_SGEMM_NR, ZL_DGEMM_MR, ZL_DGEMM_NR
+    const zl_blas_vtable zl_blas_generic_vtable
+    const zl_blas_vtable zl_blas_naive_vtable
+
+cdef extern from "zigllama/zl_omp.h" nogil:
+    int zl_omp_max_threads() noexcept
+
+
+# ---------------------------------------------------------------------------
+# The scipy backend: one fused-type nogil shim per routine (the style of
+# scikit-learn's sklearn/utils/_cython_blas.pyx), then the typed vtable entries.
+
+cdef inline blas_int _chunk(zl_blas_int n, zl_blas_int inc) noexcept nogil:
+    # Elements per Fortran call such that n and the last index fit in `int`.
+    cdef zl_blas_int most = INT_MAX // inc
+    return <blas_int>(n if n < most else most)
+
+
+cdef int _scipy_dot(void *ctx, zl_blas_int n, const floating *x, zl_blas_int incx,
+                    const floating *y, zl_blas_int incy, floating *result) noexcept nogil:
+    if zl_blas_check_vector(n, incx) or zl_blas_check_vector(n, incy):
+        return ZL_BLAS_EINVAL
+    if incx > INT_MAX or incy > INT_MAX:
+        return ZL_BLAS_ERANGE
+    cdef blas_int ix = <blas_int>incx, iy = <blas_int>incy, nn
+    cdef floating total = 0
+    while n > 0:
+        nn = _chunk(n, incx if incx > incy else incy)
+        if floating is float:
+            total += sdot(&nn, <float *>x, &ix, <float *>y, &iy)
+        else:
+            total += ddot(&nn, <double *>x, &ix, <double *>y, &iy)
+        x += nn * incx
+        y += nn * incy
+        n -= nn
+    result[0] = total
+    return ZL_BLAS_OK
+
+
+cdef int _scipy_axpy(void *ctx, zl_blas_int n, floating alpha, const floating *x, zl_blas_int incx,
+                     floating *y, zl_blas_int incy) noexcept nogil:
+    if zl_blas_check_vector(n, incx) or zl_blas_check_vector(n, incy):
+        return ZL_BLAS_EINVAL
+    if incx > INT_MAX or incy > INT_MAX:
+        return ZL_BLAS_ERANGE
+    cdef blas_int ix = <blas_int>incx, iy = <blas_int>incy, nn
+    while n > 0:
+        nn = _chunk(n, incx if incx > incy else incy)
+        if floating is float:
+            saxpy(&nn, &alpha, <float *>x, &ix, y, &iy)
+        else:
+            daxpy(&nn, &alpha, <double *>x, &ix, y, &iy)
+        x += nn * incx
+        y += nn * incy
+        n -= nn
+    return ZL_BLAS_OK
+
+
+cdef int _scipy_scal(void *ctx, zl_blas_int n, floating alpha, floating *x, zl_blas_int incx) noexcept nogil:
+    if zl_blas_check_vector(n, incx):
+        return ZL_BLAS_EINVAL
+    if incx > INT_MAX:
+        return ZL_BLAS_ERANGE
+    cdef blas_int ix = <blas_int>incx, nn
+    while n > 0:
+        nn = _chunk(n, incx)
+        if floating is float:
+            sscal(&nn, &alpha, x, &ix)
+        else:
+            dscal(&nn, &alpha, x, &ix)
+        x += nn * incx
+        n -= nn
+    return ZL_BLAS_OK
+
+
+cdef int _scipy_nrm2(void *ctx, zl_blas_int n, const floating *x, zl_blas_int incx,
+                     floating *result) noexcept nogil:
+    if zl_blas_check_vector(n, incx):
+        return ZL_BLAS_EINVAL
+    if incx > INT_MAX:
+        return ZL_BLAS_ERANGE
+    cdef blas_int ix = <blas_int>incx, nn
+    cdef floating total = 0
+    while n > 0:
+        nn = _chunk(n, incx)
+        if floating is float:
+            total = hypotf(total, snrm2(&nn, <float *>x, &ix))
+        else:
+            total = hypot(total, dnrm2(&nn, <double *>x, &ix))
+        x += nn * incx
+        n -= nn
+    result[0] = total
+    return ZL_BLAS_OK
+
+
+cdef inline bint _fits_int(zl_blas_int a, zl_blas_int b, zl_blas_int c) noexcept nogil:
+    return a <= INT_MAX and b <= INT_MAX and c <= INT_MAX
+
+
+cdef int _scipy_gemv(void *ctx, zl_blas_layout layout, zl_blas_trans trans, zl_blas_int m, zl_blas_int n,
+                     floating alpha, const floating *a, zl_blas_int lda, const floating *x, zl_blas_int incx,
+                     floating beta, floating *y, zl_blas_int incy) noexcept nogil:
+    if zl_blas_check_gemv(layout, trans, m, n, lda, incx, incy):
+        return ZL_BLAS_EINVAL
+    if not (_fits_int(m, n, lda) and _fits_int(incx, incy, 0)):
+        return ZL_BLAS_ERANGE
+    cdef zl_blas_int len_y = m if trans == ZL_NO_TRANS else n
+    cdef zl_blas_int len_x = n if trans == ZL_NO_TRANS else m
+    cdef zl_blas_int i
+    if len_y == 0:
+        return ZL_BLAS_OK
+    if len_x == 0:
+        # Fortran gemv returns early with y untouched; the product is beta * y.
+        for i in range(len_y):
+            y[i * incy] = 0 if beta == 0 else beta * y[i * incy]
+        return ZL_BLAS_OK
+    # A row-major m x n matrix is the column-major n x m A^T: flip the operation.
+    cdef char op = b'N' if (trans == ZL_NO_TRANS) == (layout == ZL_COL_MAJOR) else b'T'
+    cdef blas_int rows = <blas_int>(m if layout == ZL_COL_MAJOR else n)
+    cdef blas_int cols = <blas_int>(n if layout == ZL_COL_MAJOR else m)
+    cdef blas_int ld = <blas_int>lda, ix = <blas_int>incx, iy = <blas_int>incy
+    if floating is float:
+        sgemv(&op, &rows, &cols, &alpha, <float *>a, &ld, <float *>x, &ix, &beta, y, &iy)
+    else:
+        dgemv(&op, &rows, &cols, &alpha, <double *>a, &ld, <double *>x, &ix, &beta, y, &iy)
+    return ZL_BLAS_OK
+
+
+cdef int _scipy_gemm(void *ctx, zl_blas_layout layout, zl_blas_trans trans_a, zl_blas_trans trans_b,
+                     zl_blas_int m, zl_blas_int n, zl_blas_int k, floating alpha,
+                     const floating *a, zl_blas_int lda, const floating *b, zl_blas_int ldb,
+                     floating beta, floating *c, zl_blas_int ldc) noexcept nogil:
+    if zl_blas_check_gemm(layout, trans_a, trans_b, m, n, k, lda, ldb, ldc):
+        return ZL_BLAS_EINVAL
+    if not (_fits_int(m, n, k) and _fits_int(lda, ldb, ldc)):
+        return ZL_BLAS_ERANGE
+    if m == 0 or n == 0:
+        return ZL_BLAS_OK
+    cdef char ta = b'N' if trans_a == ZL_NO_TRANS else b'T'
+    cdef char tb = b'N' if trans_b == ZL_NO_TRANS else b'T'
+    cdef blas_int mi = <blas_int>m, ni = <blas_int>n, ki = <blas_int>k
+    cdef blas_int la = <blas_int>lda, lb = <blas_int>ldb, lc = <blas_int>ldc
+    if layout == ZL_COL_MAJOR:
+        if floating is float:
+            sgemm(&ta, &tb, &mi, &ni, &ki, &alpha, <float *>a, &la, <float *>b, &lb, &beta, c, &lc)
+        else:
+            dgemm(&ta, &tb, &mi, &ni, &ki, &alpha, <double *>a, &la, <double *>b, &lb, &beta, c, &lc)
+    else:
+        # Row-major C is column-major C^T = op(B)^T op(A)^T: swap the operands.
+        if floating is float:
+            sgemm(&tb, &ta, &ni, &mi, &ki, &alpha, <float *>b, &lb, <float *>a, &la, &beta, c, &lc)
+        else:
+            dgemm(&tb, &ta, &ni, &mi, &ki, &alpha, <double *>b, &lb, <double *>a, &la, &beta, c, &lc)
+    return ZL_BLAS_OK
+
+
+cdef zl_blas_vtable _scipy_vtable
+_scipy_vtable.sdot = _scipy_dot[float]
+_scipy_vtable.ddot = _scipy_dot[double]
+_scipy_vtable.saxpy = _scipy_axpy[float]
+_scipy_vtable.daxpy = _scipy_axpy[double]
+_scipy_vtable.sscal = _scipy_scal[float]
+_scipy_vtable.dscal = _scipy_scal[double]
+_scipy_vtable.snrm2 = _scipy_nrm2[float]
+_scipy_vtable.dnrm2 = _scipy_nrm2[double]
+_scipy_vtable.sgemv = _scipy_gemv[float]
+_scipy_vtable.dgemv = _scipy_gemv[double]
+_scipy_vtable.sgemm = _scipy_gemm[float]
+_scipy_vtable.dgemm = _scipy_gemm[double]
+
+
+# ---------------------------------------------------------------------------
+# The backend table. Contexts are module globals: a `zl_blas` handed out (to
+# Cython code or in a capsule) stays valid for the life of the process.
+
+BACKENDS = ("scipy", "generic", "naive")
+
+cdef zl_generic_ctx _generic_ctx
+zl_generic_ctx_init(&_generic_ctx)
+
+cdef zl_blas _backends[3]
+_backends[0].name = b"scipy"
+_backends[0].ctx = NULL
+_backends[0].vtable = &_scipy_vtable
+_backends[1].name = b"generic"
+_backends[1].ctx = &_generic_ctx
+_backends[1].vtable = &zl_blas_generic_vtable
+_backends[2].name = b"naive"
+_backends[2].ctx = NULL
+_backends[2].vtable = &zl_blas_naive_vtable
+
+
+# ---------------------------------------------------------------------------
+# Threads: one setting (zigllama.num_threads / ZIGLLAMA_NUM_THREADS) sizes the
+# generic backend's OpenMP region and the threads of the BLAS behind scipy.
+
+# Below this many multiply-adds a call is single-threaded in any backend, so the
+# thread setting is only looked up (a Python call) for calls above it.
+cdef double _THREAD_SYNC_WORK = 64.0 * 64.0 * 64.0
+
+_scipy_blas_controllers = None
+_scipy_blas_threads = None     # what was last applied to scipy's BLAS
+_blas_threads_pinned = 0       # > 0 inside limit_blas_threads(): leave the BLAS alone
+
+
+def _scipy_blas_libraries():
+    """threadpoolctl controllers of the BLAS library scipy.linalg.cython_blas calls."""
+    global _scipy_blas_controllers
+    if _scipy_blas_controllers is None:
+        import scipy
+        from threadpoolctl import ThreadpoolController
+
+        blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+        scipy_dir = os.path.dirname(os.path.realpath(scipy.__file__))
+        numpy_dir = os.path.dirname(os.path.realpath(np.__file__))
+        # A wheel's bundled copy sits in scipy.libs/ (or scipy/.dylibs); a system
+        # BLAS is shared with numpy, and then there is only one to choose.
+        own = [c for c in blas if os.path.realpath(c.filepath).startswith(scipy_dir)]
+        if not own:
+            own = [c for c in blas if not os.path.realpath(c.filepath).startswith(numpy_dir)] or blas
+        _scipy_blas_controllers = own
+    return _scipy_blas_controllers
+
+
+def _sync_threads(int index):
+    """Apply the thread setting to backend `index`: the generic backend's OpenMP
+    team, or the threads of the BLAS behind scipy (set when the setting changes:
+    asking the library each call would cost microseconds)."""
+    global _scipy_blas_threads
+    cdef int n = resolve_threads(None)
+    if index == 1:
+        _generic_ctx.num_threads = n
+    elif index == 0 and not _blas_threads_pinned and n != _scipy_blas_threads:
+        for lib in _scipy_blas_libraries():
+            lib.set_num_threads(n)
+        _scipy_blas_threads = n
+
+
+@contextmanager
+def limit_blas_threads(int limit=1):
+    """Context in which every loaded BLAS runs at most `limit` threads.
+
+    For code that calls a BLAS from inside its own parallel region (worker
+    threads, prange): the BLAS must not start a team per worker. Inside it the
+    scipy backend leaves the limit in place instead of applying the setting.
+    """
+    global _blas_threads_pinned, _scipy_blas_threads
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=limit, user_api="blas"):
+        _blas_threads_pinned += 1
+        try:
+            yield
+        finally:
+            _blas_threads_pinned -= 1
+            _scipy_blas_threads = None   # restored on exit: apply the setting again
+
+
+# ---------------------------------------------------------------------------
+# Argument checks, once, at the Python boundary.
+
+cdef struct _Mat:
+    char *data
+    zl_blas_int rows, cols, ld
+    zl_blas_layout layout
+    bint both_layouts     # 0 or 1 rows/columns: either layout describes it
+    int type_num
+
+
+cdef struct _Vec:
+    char *data
+    zl_blas_int n, inc
+    int type_num
+
+
+cdef inline str _shape(cnp.ndarray arr):
+    return str((<object>arr).shape)
+
+
+cdef cnp.ndarray _as_array(obj, str op, str what):
+    if cnp.PyArray_Check(obj):
+        return <cnp.ndarray>obj
+    try:
+        arr = np.asarray(obj)
+    except Exception as exc:
+        arr = None
+    # Anything numpy would wrap as an object or a string is not numeric data.
+    if arr is None or arr.dtype.kind in "OUSV":
+        raise BlasError(f"{op}: {what} must be an array or support the buffer protocol, "
+                        f"got {type(obj).__name__}")
+    return arr
+
+
+cdef int _check_dtype(cnp.ndarray arr, str op, str what, int type_num) except -1:
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        raise BlasError(f"{op}: {what} has dtype {arr.dtype}, BLAS supports float32 and float64")
+    if type_num >= 0 and t != type_num:
+        raise BlasError(f"{op}: {what} has dtype {arr.dtype} but the other operands are "
+                        f"{np.dtype('float32' if type_num == cnp.NPY_FLOAT32 else 'float64')}")
+    return 0
+
+
+# _describe_matrix results
+cdef enum:
+    _MATRIX_OK = 0
+    _MATRIX_BAD_STRIDES = 1      # negative, zero or not whole elements
+    _MATRIX_NOT_CONTIGUOUS = 2   # neither rows nor columns contiguous
+
+
+cdef int _describe_matrix(char *data, zl_blas_int rows, zl_blas_int cols, Py_ssize_t sb0, Py_ssize_t sb1,
+                          Py_ssize_t item, _Mat *out) noexcept nogil:
+    """A matrix given by byte strides as (data, layout, ld), if BLAS can take it."""
+    # Strides of dimensions of length <= 1 are never stepped, nor any of an empty
+    # matrix: any value is fine there.
+    if rows == 0 or cols == 0:
+        sb0 = sb1 = item
+    cdef zl_blas_int s0 = sb0 // item if rows > 1 else 0
+    cdef zl_blas_int s1 = sb1 // item if cols > 1 else 0
+    if (rows > 1 and (sb0 % item or s0 < 1)) or (cols > 1 and (sb1 % item or s1 < 1)):
+        return _MATRIX_BAD_STRIDES
+    cdef bint row_ok = (cols <= 1 or s1 == 1) and (rows <= 1 or s0 >= cols)
+    cdef bint col_ok = (rows <= 1 or s0 == 1) and (cols <= 1 or s1 >= rows)
+    if not (row_ok or col_ok):
+        return _MATRIX_NOT_CONTIGUOUS
+    out.data = data
+    out.rows = rows
+    out.cols = cols
+    out.both_layouts = row_ok and col_ok
+    if row_ok:
+        out.layout = ZL_ROW_MAJOR
+        out.ld = s0 if rows > 1 else max(cols, 1)
+    else:
+        out.layout = ZL_COL_MAJOR
+        out.ld = s1 if cols > 1 else max(rows, 1)
+    return _MATRIX_OK
+
+
+cdef int _matrix(cnp.ndarray arr, str op, str what, int type_num, bint writeable, _Mat *out) except -1:
+    """A 2-D array whose rows (or columns) are contiguous, as (data, ld, layout)."""
+    if cnp.PyArray_NDIM(arr) != 2:
+        raise BlasError(f"{op}: {what} must be 2-D, got shape {_shape(arr)}")
+    _check_dtype(arr, op, what, type_num)
+    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise BlasError(f"{op}: {what} is read-only")
+    cdef int code = _describe_matrix(cnp.PyArray_BYTES(arr), cnp.PyArray_DIM(arr, 0), cnp.PyArray_DIM(arr, 1),
+                                     cnp.PyArray_STRIDE(arr, 0), cnp.PyArray_STRIDE(arr, 1),
+                                     cnp.PyArray_ITEMSIZE(arr), out)
+    if code == _MATRIX_BAD_STRIDES:
+        raise BlasError(f"{op}: {what} of shape {_shape(arr)} has strides {(<object>arr).strides}: BLAS needs "
+                        f"positive strides in whole elements (use np.ascontiguousarray)")
+    if code == _MATRIX_NOT_CONTIGUOUS:
+        raise BlasError(f"{op}: {what} of shape {_shape(arr)} has strides {(<object>arr).strides}: BLAS needs "
+                        f"contiguous rows or columns, each at least a row (column) apart "
+                        f"(use np.ascontiguousarray)")
+    out.type_num = cnp.PyArray_TYPE(arr)
+    return 0
+
+
+cdef inline void _relayout(_Mat *m, zl_blas_layout layout) noexcept:
+    # A matrix that fits both layouts (one row or one column) takes the call's.
+    if m.both_layouts and m.layout != layout:
+        m.layout = layout
+        m.ld = max(m.cols, 1) if layout == ZL_ROW_MAJOR else max(m.rows, 1)
+
+
+cdef int _vector(cnp.ndarray arr, str op, str what, int type_num, bint writeable, _Vec *out) except -1:
+    if cnp.PyArray_NDIM(arr) != 1:
+        raise BlasError(f"{op}: {what} must be 1-D, got shape {_shape(arr)}")
+    _check_dtype(arr, op, what, type_num)
+    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise BlasError(f"{op}: {what} is read-only")
+    cdef Py_ssize_t item = cnp.PyArray_ITEMSIZE(arr), sb = cnp.PyArray_STRIDE(arr, 0)
+    cdef zl_blas_int n = cnp.PyArray_DIM(arr, 0)
+    if n > 1 and (sb % item or sb <= 0):
+        raise BlasError(f"{op}: {what} of shape {_shape(arr)} has stride {sb}: BLAS needs a positive "
+                        f"stride in whole elements (use np.ascontiguousarray)")
+    out.data = cnp.PyArray_BYTES(arr)
+    out.n = n
+    out.inc = sb // item if n > 1 else 1
+    out.type_num = cnp.PyArray_TYPE(arr)
+    return 0
+
+
+cdef int _vector_pair(x, y, str op, bint y_writeable, _Vec *vx, _Vec *vy) except -1:
+    cdef cnp.ndarray X = _as_array(x, op, "x")
+    cdef cnp.ndarray Y = _as_array(y, op, "y")
+    _vector(X, op, "x", -1, False, vx)
+    _vector(Y, op, "y", vx.type_num, y_writeable, vy)
+    if vx.n != vy.n:
+        raise BlasError(f"{op}: x has shape {_shape(X)} but y has shape {_shape(Y)}")
+    if y_writeable:
+        _check_no_overlap(Y, X, op, "x")
+    return 0
+
+
+cdef cnp.ndarray _output(out, int ndim, cnp.npy_intp *dims, int type_num, str op, str product,
+                         cnp.ndarray in1, cnp.ndarray in2):
+    """A new array for the result, or `out` checked: its shape, and no memory
+    shared with the inputs (named a and, for gemm, b; for gemv, x)."""
+    if out is None:
+        return cnp.PyArray_EMPTY(ndim, dims, type_num, 0)
+    cdef cnp.ndarray arr = _as_array(out, op, "out")
+    cdef tuple want = tuple([dims[i] for i in range(ndim)])
+    if (<object>arr).shape != want:
+        raise BlasError(f"{op}: out has shape {_shape(arr)}, {product} has shape {want}")
+    _check_no_overlap(arr, in1, op, "a")
+    _check_no_overlap(arr, in2, op, "b" if ndim == 2 else "x")
+    return arr
+
+
+cdef int _check_no_overlap(cnp.ndarray out, cnp.ndarray other, str op, str what) except -1:
+    # Bounds first (cheap); the exact test only when the bounds overlap.
+    cdef char *lo1
+    cdef char *hi1
+    cdef char *lo2
+    cdef char *hi2
+    if cnp.PyArray_SIZE(out) == 0 or cnp.PyArray_SIZE(other) == 0:
+        return 0
+    _extent(out, &lo1, &hi1)
+    _extent(other, &lo2, &hi2)
+    if lo1 < hi2 and lo2 < hi1 and np.shares_memory(out, other):
+        raise BlasError(f"{op}: out {_shape(out)} shares memory with {what} {_shape(other)}; "
+                        f"BLAS reads {what} while writing out (pass a separate array)")
+    return 0
+
+
+cdef void _extent(cnp.ndarray arr, char **lo, char **hi) noexcept:
+    cdef char *p = cnp.PyArray_BYTES(arr)
+    cdef Py_ssize_t span = 0, d
+    for d in range(cnp.PyArray_NDIM(arr)):
+        span += (cnp.PyArray_DIM(arr, d) - 1) * cnp.PyArray_STRIDE(arr, d)
+    lo[0] = p
+    hi[0] = p + span + cnp.PyArray_ITEMSIZE(arr)
+
+
+cdef int _raise_status(int status, str op) except -1:
+    if status == ZL_BLAS_OK:
+        return 0
+    if status == ZL_BLAS_ENOMEM:
+        raise OutOfMemory(f"{op}: no memory for the packing buffers")
+    if status == ZL_BLAS_ERANGE:
+        raise BlasError(f"{op}: a size or stride exceeds the 32-bit integers of the BLAS behind scipy")
+    raise BlasError(f"{op}: the backend rejected the arguments (status {status})")
+
+
+cdef inline zl_blas_trans _flip(zl_blas_trans t) noexcept:
+    return ZL_TRANS if t == ZL_NO_TRANS else ZL_NO_TRANS
+
+
+# ---------------------------------------------------------------------------
+
+cdef class BlasInterface:
+    """One BLAS backend behind the common vtable. Get one with ``get_blas(name)``.
+
+    Operations take numpy arrays or any object with the buffer protocol
+    (a zigllama Tensor): float32 or float64, 2-D matrices with contiguous rows or
+    columns (a leading dimension larger than the row is fine: no copy is made).
+    """
+
+    def __init__(self):
+        raise TypeError("use zigllama.get_blas(name) to get a BlasInterface")
+
+    def __repr__(self):
+        return f"<zigllama.BlasInterface {self.name!r}>"
+
+    @property
+    def capsule(self):
+        """PyCapsule named "zigllama.blas_vtable" holding a ``zl_blas *``
+        (see zigllama/zl_blas.h); valid for the life of the process."""
+        return PyCapsule_New(<void *>&_backends[self.index], ZL_BLAS_CAPSULE_NAME, NULL)
+
+    @property
+    def address(self):
+        """The ``zl_blas *`` as an integer (for ctypes.cast / cffi.cast)."""
+        return <uintptr_t>&_backends[self.index]
+
+    def gemm(self, a, b, out=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
+             bint trans_b=False):
+        """``out = alpha * op(a) @ op(b) + beta * out``; returns ``out``.
+
+        op(x) is x, or x.T when trans_x. Without ``out`` a new C-ordered array is
+        returned (beta then has nothing to scale). beta == 0 overwrites ``out``
+        (NaN there does not propagate).
+        """
+        cdef cnp.ndarray A = _as_array(a, "gemm", "a")
+        cdef cnp.ndarray B = _as_array(b, "gemm", "b")
+        cdef cnp.ndarray C
+        cdef _Mat ma, mb, mc
+        _matrix(A, "gemm", "a", -1, False, &ma)
+        _matrix(B, "gemm", "b", ma.type_num, False, &mb)
+        cdef zl_blas_int m = ma.cols if trans_a else ma.rows
+        cdef zl_blas_int k = ma.rows if trans_a else ma.cols
+        cdef zl_blas_int kb = mb.cols if trans_b else mb.rows
+        cdef zl_blas_int n = mb.rows if trans_b else mb.cols
+        cdef cnp.npy_intp dims[2]
+        if k != kb:
+            raise BlasError(f"gemm: op(a) is ({m}, {k}) (a {_shape(A)}{', transposed' if trans_a else ''}) "
+                            f"but op(b) is ({kb}, {n}) (b {_shape(B)}{', transposed' if trans_b else ''}): "
+                            f"inner dimensions {k} and {kb} differ")
+        dims[0] = m
+        dims[1] = n
+        C = _output(out, 2, dims, ma.type_num, "gemm", "op(a) @ op(b)", A, B)
+        _matrix(C, "gemm", "out", ma.type_num, True, &mc)
+        if out is None:
+            beta = 0.0   # a fresh C has nothing to scale
+        # The call's layout is out's; an operand stored the other way is its own
+        # transpose in this layout, with the same leading dimension.
+        _relayout(&ma, mc.layout)
+        _relayout(&mb, mc.layout)
+        cdef zl_blas_trans ta = ZL_TRANS if trans_a else ZL_NO_TRANS
+        cdef zl_blas_trans tb = ZL_TRANS if trans_b else ZL_NO_TRANS
+        if ma.layout != mc.layout:
+            ta = _flip(ta)
+        if mb.layout != mc.layout:
+            tb = _flip(tb)
+        if <double>m * <double>n * <double>k >= _THREAD_SYNC_WORK:
+            _sync_threads(self.index)
+        cdef int status
+        cdef zl_blas c = self.c
+        with nogil:
+            if ma.type_num == cnp.NPY_FLOAT32:
+                status = c.vtable.sgemm(c.ctx, mc.layout, ta, tb, m, n, k, <float>alpha,
+                                        <const float *>ma.data, ma.ld, <const float *>mb.data, mb.ld,
+                                        <float>beta, <float *>mc.data, mc.ld)
+            else:
+                status = c.vtable.dgemm(c.ctx, mc.layout, ta, tb, m, n, k, alpha,
+                                        <const double *>ma.data, ma.ld, <const double *>mb.data, mb.ld,
+                                        beta, <double *>mc.data, mc.ld)
+        _raise_status(status, "gemm")
+        return C if out is None else out
+
+    def gemv(self, a, x, out=None, double alpha=1.0, double beta=0.0, bint trans=False):
+        """``out = alpha * op(a) @ x + beta * out``; returns ``out``."""
+        cdef cnp.ndarray A = _as_array(a, "gemv", "a")
+        cdef cnp.ndarray X = _as_array(x, "gemv", "x")
+        cdef cnp.ndarray Y
+        cdef _Mat ma
+        cdef _Vec vx, vy
+        cdef cnp.npy_intp dims[1]
+        _matrix(A, "gemv", "a", -1, False, &ma)
+        _vector(X, "gemv", "x", ma.type_num, False, &vx)
+        cdef zl_blas_int len_x = ma.rows if trans else ma.cols
+        cdef zl_blas_int len_y = ma.cols if trans else ma.rows
+        if vx.n != len_x:
+            raise BlasError(f"gemv: op(a) is ({len_y}, {len_x}) (a {_shape(A)}{', transposed' if trans else ''}) "
+                            f"but x has shape {_shape(X)}")
+        dims[0] = len_y
+        Y = _output(out, 1, dims, ma.type_num, "gemv", "op(a) @ x", A, X)
+        _vector(Y, "gemv", "out", ma.type_num, True, &vy)
+        if out is None:
+            beta = 0.0
+        if <double>ma.rows * <double>ma.cols >= _THREAD_SYNC_WORK:
+            _sync_threads(self.index)
+        cdef zl_blas_trans t = ZL_TRANS if trans else ZL_NO_TRANS
+        cdef int status
+        cdef zl_blas c = self.c
+        with nogil:
+            if ma.type_num == cnp.NPY_FLOAT32:
+                status = c.vtable.sgemv(c.ctx, ma.layout, t, ma.rows, ma.cols, <float>alpha,
+                                        <const float *>ma.data, ma.ld, <const float *>vx.data, vx.inc,
+                                        <float>beta, <float *>vy.data, vy.inc)
+            else:
+                status = c.vtable.dgemv(c.ctx, ma.layout, t, ma.rows, ma.cols, alpha,
+                                        <const double *>ma.data, ma.ld, <const double *>vx.data, vx.inc,
+                                        beta, <double *>vy.data, vy.inc)
+        _raise_status(status, "gemv")
+        return Y if out is None else out
+
+    def dot(self, x, y):
+        """``sum(x * y)`` as a Python float."""
+        cdef _Vec vx, vy
+        _vector_pair(x, y, "dot", False, &vx, &vy)
+        cdef int status
+        cdef float rs = 0
+        cdef double rd = 0
+        cdef zl_blas c = self.c
+        with nogil:
+            if vx.type_num == cnp.NPY_FLOAT32:
+                status = c.vtable.sdot(c.ctx, vx.n, <const float *>vx.data, vx.inc,
+                                       <const float *>vy.data, vy.inc, &rs)
+            else:
+                status = c.vtable.ddot(c.ctx, vx.n, <const double *>vx.data, vx.inc,
+                                       <const double *>vy.data, vy.inc, &rd)
+        _raise_status(status, "dot")
+        return rs if vx.type_num == cnp.NPY_FLOAT32 else rd
+
+    def axpy(self, double alpha, x, y):
+        """``y += alpha * x`` in place; returns ``y``."""
+        cdef _Vec vx, vy
+        _vector_pair(x, y, "axpy", True, &vx, &vy)
+        cdef int status
+        cdef zl_blas c = self.c
+        with nogil:
+            if vx.type_num == cnp.NPY_FLOAT32:
+                status = c.vtable.saxpy(c.ctx, vx.n, <float>alpha, <const float *>vx.data, vx.inc,
+                                        <float *>vy.data, vy.inc)
+            else:
+                status = c.vtable.daxpy(c.ctx, vx.n, alpha, <const double *>vx.data, vx.inc,
+                                        <double *>vy.data, vy.inc)
+        _raise_status(status, "axpy")
+        return y
+
+    def scal(self, double alpha, x):
+        """``x *= alpha`` in place; returns ``x``."""
+        cdef cnp.ndarray X = _as_array(x, "scal", "x")
+        cdef _Vec vx
+        _vector(X, "scal", "x", -1, True, &vx)
+        cdef int status
+        cdef zl_blas c = self.c
+        with nogil:
+            if vx.type_num == cnp.NPY_FLOAT32:
+                status = c.vtable.sscal(c.ctx, vx.n, <float>alpha, <float *>vx.data, vx.inc)
+            else:
+                status = c.vtable.dscal(c.ctx, vx.n, alpha, <double *>vx.data, vx.inc)
+        _raise_status(status, "scal")
+        return x
+
+    def nrm2(self, x):
+        """The Euclidean norm of ``x`` as a Python float."""
+        cdef cnp.ndarray X = _as_array(x, "nrm2", "x")
+        cdef _Vec vx
+        _vector(X, "nrm2", "x", -1, False, &vx)
+        cdef int status
+        cdef float rs = 0
+        cdef double rd = 0
+        cdef zl_blas c = self.c
+        with nogil:
+            if vx.type_num == cnp.NPY_FLOAT32:
+                status = c.vtable.snrm2(c.ctx, vx.n, <const float *>vx.data, vx.inc, &rs)
+            else:
+                status = c.vtable.dnrm2(c.ctx, vx.n, <const double *>vx.data, vx.inc, &rd)
+        _raise_status(status, "nrm2")
+        return rs if vx.type_num == cnp.NPY_FLOAT32 else rd
+
+
+cdef list _interfaces = []
+for _i, _name in enumerate(BACKENDS):
+    _bi = BlasInterface.__new__(BlasInterface)
+    (<BlasInterface>_bi).c = _backends[_i]
+    (<BlasInterface>_bi).name = _name
+    (<BlasInterface>_bi).index = _i
+    _interfaces.append(_bi)
+
+
+def default_backend():
+    """The backend ``get_blas()`` returns: ``ZIGLLAMA_BLAS``, else "scipy"."""
+    return os.environ.get("ZIGLLAMA_BLAS", "").strip() or "scipy"
+
+
+def get_blas(name=None):
+    """The BlasInterface of backend `name` ("scipy", "generic" or "naive");
+    None means ``ZIGLLAMA_BLAS``, else "scipy"."""
+    if name is None:
+        name = default_backend()
+    try:
+        return _interfaces[BACKENDS.index(name)]
+    except ValueError:
+        raise BlasError(f"unknown BLAS backend {name!r}; choose one of {', '.join(BACKENDS)} "
+                        f"(ZIGLLAMA_BLAS selects the default)") from None
+
+
+def generic_info():
+    """What the generic backend runs: micro-kernel, tiles, cache sizes, blocking."""
+    avx2 = bool(zl_generic_uses_avx2())
+    return {
+        "micro_kernel": "avx2+fma" if avx2 else "portable",
+        "tile_float32": f"{ZL_SGEMM_MR}x{ZL_SGEMM_NR}",
+        "tile_float64": f"{ZL_DGEMM_MR}x{ZL_DGEMM_NR}",
+        "cache_bytes": {"l1d": _generic_ctx.l1d, "l2": _generic_ctx.l2, "l3": _generic_ctx.l3},
+        "blocking_float32": {"mc": _generic_ctx.s.mc, "kc": _generic_ctx.s.kc, "nc": _generic_ctx.s.nc},
+        "blocking_float64": {"mc": _generic_ctx.d.mc, "kc": _generic_ctx.d.kc, "nc": _generic_ctx.d.nc},
+        "openmp_max_threads": zl_omp_max_threads(),
+    }
+
+
+# ---------------------------------------------------------------------------
+# BlasConfig, BlasStats, BlasManager: the seed's Python-level companions.
+
+_LIBRARY_NAMES = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS", "flexiblas": "FlexiBLAS"}
+
+
+class BlasConfig:
+    """What really runs: the default backend, the BLAS library behind scipy (as
+    threadpoolctl finds it loaded: name, version, threads, CPU kernel), and the
+    generic backend's micro-kernel, blocking and OpenMP threads."""
+
+    def __init__(self, default_backend, library, version, architecture, threading_layer, filepath,
+                 blas_threads, num_threads, generic):
+        self.default_backend = default_backend
+        self.library = library
+        self.version = version
+        self.architecture = architecture
+        self.threading_layer = threading_layer
+        self.filepath = filepath
+        self.blas_threads = blas_threads
+        self.num_threads = num_threads
+        self.generic = generic
+
+    @classmethod
+    def detect(cls):
+        libs = _scipy_blas_libraries()
+        if libs:
+            info = libs[0].info()
+            library = _LIBRARY_NAMES.get(info.get("internal_api"), info.get("internal_api"))
+            fields = (library, info.get("version"), info.get("architecture"), info.get("threading_layer"),
+                      info.get("filepath"), info.get("num_threads"))
+        else:
+            # A BLAS threadpoolctl cannot see (Accelerate, a static reference BLAS).
+            fields = ("unknown", None, None, None, None, None)
+        return cls(default_backend(), *fields, resolve_threads(None), generic_info())
+
+    def as_dict(self):
+        return {
+            "default_backend": self.default_backend,
+            "scipy_blas": {
+                "library": self.library,
+                "library_version": self.version,
+                "architecture": self.architecture,
+                "threading_layer": self.threading_layer,
+                "threads": self.blas_threads,
+                "filepath": self.filepath,
+            },
+            "generic": dict(self.generic, threads=self.num_threads),
+        }
+
+    def __repr__(self):
+        return (f"BlasConfig(default_backend={self.default_backend!r}, library={self.library!r}, "
+                f"version={self.version!r}, architecture={self.architecture!r}, "
+                f"blas_threads={self.blas_threads}, num_threads={self.num_threads}, "
+                f"generic_kernel={self.generic['micro_kernel']!r})")
+
+
+class BlasStats:
+    """Calls, time and floating-point operations per operation (gemm, gemv, ...)."""
+
+    def __init__(self):
+        self._ops = {}
+
+    def record(self, op, seconds, flops):
+        entry = self._ops.setdefault(op, [0, 0.0, 0])
+        entry[0] += 1
+        entry[1] += seconds
+        entry[2] += flops
+
+    def reset(self):
+        self._ops.clear()
+
+    def operations(self):
+        return list(self._ops)
+
+    def count(self, op):
+        return self._ops.get(op, (0, 0.0, 0))[0]
+
+    def seconds(self, op):
+        return self._ops.get(op, (0, 0.0, 0))[1]
+
+    def flops(self, op):
+        return self._ops.get(op, (0, 0.0, 0))[2]
+
+    def gflops(self, op):
+        """Achieved GFLOPS of `op` over all its calls (0 before any time was spent)."""
+        count, seconds, flops = self._ops.get(op, (0, 0.0, 0))
+        return flops / seconds / 1e9 if seconds > 0 else 0.0
+
+    def as_dict(self):
+        return {op: {"count": c, "seconds": s, "flops": f, "gflops": self.gflops(op)}
+                for op, (c, s, f) in self._ops.items()}
+
+    def __str__(self):
+        lines = ["BLAS statistics:", f"  {'operation':<10} {'calls':>8} {'time (ms)':>11} {'GFLOP':>10} {'GFLOPS':>8}"]
+        for op, (count, seconds, flops) in self._ops.items():
+            lines.append(f"  {op:<10} {count:>8} {seconds * 1e3:>11.3f} {flops / 1e9:>10.3f} "
+                         f"{self.gflops(op):>8.2f}")
+        return "\n".join(lines)
+
+
+cdef object _like(template, cnp.ndarray result):
+    # Results come back as the caller's type: a Tensor for Tensors.
+    if cnp.PyArray_Check(template):
+        return result
+    from_numpy = getattr(type(template), "from_numpy", None)
+    return from_numpy(result) if from_numpy is not None else result
+
+
+class BlasManager:
+    """The seed's tensor operations on one backend, with statistics.
+
+    ``matmul`` takes 2-D @ 2-D and batched 3-D @ 2-D (one GEMM over all the
+    batch's rows); ``matvec``, ``scale`` (in place), ``dot`` and ``norm``.
+    """
+
+    def __init__(self, backend=None):
+        self.blas = backend if isinstance(backend, BlasInterface) else get_blas(backend)
+        self.stats = BlasStats()
+
+    def __repr__(self):
+        return f"BlasManager({self.blas.name!r})"
+
+    def matmul(self, a, b):
+        cdef object A = _as_array(a, "matmul", "a")
+        cdef object B = _as_array(b, "matmul", "b")
+        if B.ndim != 2 or A.ndim not in (2, 3):
+            raise BlasError(f"matmul: expected 2-D @ 2-D or 3-D @ 2-D, got shapes {A.shape} and {B.shape}")
+        # A batch (b, s, d) @ (d, e) is one (b*s, d) @ (d, e) product.
+        flat = A.reshape(A.shape[0] * A.shape[1], A.shape[2]) if A.ndim == 3 else A
+        start = time.perf_counter()
+        out = self.blas.gemm(flat, B)
+        self.stats.record("matmul", time.perf_counter() - start, 2 * flat.shape[0] * B.shape[0] * B.shape[1])
+        if A.ndim == 3:
+            out = out.reshape(A.shape[0], A.shape[1], B.shape[1])
+        return _like(a, out)
+
+    def matvec(self, a, x):
+        start = time.perf_counter()
+        out = self.blas.gemv(a, x)
+        self.stats.record("matvec", time.perf_counter() - start, 2 * _as_array(a, "matvec", "a").size)
+        return _like(x, out)
+
+    def scale(self, x, alpha):
+        """``x *= alpha`` in place; returns ``x``."""
+        start = time.perf_counter()
+        self.blas.scal(alpha, x)
+        self.stats.record("scale", time.perf_counter() - start, _as_array(x, "scale", "x").size)
+        return x
+
+    def dot(self, x, y):
+        start = time.perf_counter()
+        result = self.blas.dot(x, y)
+        self.stats.record("dot", time.perf_counter() - start, 2 * _as_array(x, "dot", "x").size)
+        return result
+
+    def norm(self, x):
+        start = time.perf_counter()
+        result = self.blas.nrm2(x)
+        self.stats.record("norm", time.perf_counter() - start, 2 * _as_array(x, "norm", "x").size)
+        return result

@@ -1,0 +1,310 @@
+/* zigllama's own BLAS, written once for both element types (included by
+ * generic.c with ZL_T, ZL_X(name), ZL_MR, ZL_NR and ZL_BLOCKING(ctx) defined).
+ *
+ * GEMM follows the BLIS/GotoBLAS structure: for each kc x nc panel of B (packed
+ * once, shared by the threads), each thread takes mc x kc blocks of A in turn,
+ * packs one into its own buffer and runs the register-tiled micro-kernel over
+ * the block's MR x NR tiles of C. Matrices arrive as general strides, so
+ * both layouts and all transpose pairs reduce to one loop nest.
+ */
+
+/* Pack op(B)[p0:p0+kc, j0:j0+nc] into micro-panels of ZL_NR columns, each stored
+ * row by row; columns past n are zero. */
+static void ZL_X(pack_b_panel)(zl_blas_int kc, zl_blas_int nr, const ZL_T *b, zl_blas_int rs, zl_blas_int cs,
+                               ZL_T *restrict dst) {
+    if (cs == 1) {
+        for (zl_blas_int p = 0; p < kc; p++) {
+            const ZL_T *src = b + p * rs;
+            int j = 0;
+            for (; j < nr; j++) dst[p * ZL_NR + j] = src[j];
+            for (; j < ZL_NR; j++) dst[p * ZL_NR + j] = 0;
+        }
+    } else {
+        int j = 0;
+        for (; j < nr; j++) {
+            const ZL_T *src = b + j * cs;
+            for (zl_blas_int p = 0; p < kc; p++) dst[p * ZL_NR + j] = src[p * rs];
+        }
+        for (; j < ZL_NR; j++)
+            for (zl_blas_int p = 0; p < kc; p++) dst[p * ZL_NR + j] = 0;
+    }
+}
+
+/* Pack op(A)[i0:i0+mr, p0:p0+kc] into one micro-panel stored column by column;
+ * rows past m are zero. */
+static void ZL_X(pack_a_panel)(zl_blas_int kc, zl_blas_int mr, const ZL_T *a, zl_blas_int rs, zl_blas_int cs,
+                               ZL_T *restrict dst) {
+    if (rs == 1) {
+        for (zl_blas_int p = 0; p < kc; p++) {
+            const ZL_T *src = a + p * cs;
+            int i = 0;
+            for (; i < mr; i++) dst[p * ZL_MR + i] = src[i];
+            for (; i < ZL_MR; i++) dst[p * ZL_MR + i] = 0;
+        }
+    } else {
+        int i = 0;
+        for (; i < mr; i++) {
+            const ZL_T *src = a + i * rs;
+            for (zl_blas_int p = 0; p < kc; p++) dst[p * ZL_MR + i] = src[p * cs];
+        }
+        for (; i < ZL_MR; i++)
+            for (zl_blas_int p = 0; p < kc; p++) dst[p * ZL_MR + i] = 0;
+    }
+}
+
+/* C = beta * C over an m x n row-major block; beta == 0 writes zeros (NaN in C
+ * gives no NaN). */
+static void ZL_X(scale_c)(zl_blas_int m, zl_blas_int n, ZL_T beta, ZL_T *c, zl_blas_int ldc) {
+    if (beta == 1) return;
+    for (zl_blas_int i = 0; i < m; i++) {
+        ZL_T *ci = c + i * ldc;
+        if (beta == 0) {
+            for (zl_blas_int j = 0; j < n; j++) ci[j] = 0;
+        } else {
+            for (zl_blas_int j = 0; j < n; j++) ci[j] *= beta;
+        }
+    }
+}
+
+/* y[0:m] = alpha * X x + beta * y, X(i, j) = x_[i*rs + j*cs]: the matrix-vector
+ * product behind gemv and behind gemm calls with one row or one column. */
+static void ZL_X(gemv_strided)(zl_blas_int m, zl_blas_int n, ZL_T alpha, const ZL_T *a, zl_blas_int rs,
+                               zl_blas_int cs, const ZL_T *x, zl_blas_int incx, ZL_T beta, ZL_T *y,
+                               zl_blas_int incy, int threads) {
+    const int nt = zl_blas_threads_for(threads, (double)m * (double)n, ZL_GEMV_SERIAL_WORK);
+    if (cs == 1 || rs != 1) {
+        /* Rows of X are contiguous (or nothing is): one dot product per row. */
+        zl_blas_int i;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+        for (i = 0; i < m; i++) {
+            const ZL_T *row = a + i * rs;
+            ZL_T acc[8] = {0};
+            zl_blas_int j = 0;
+            if (cs == 1 && incx == 1) {
+                for (; j + 8 <= n; j += 8)
+                    for (int u = 0; u < 8; u++) acc[u] += row[j + u] * x[j + u];
+            }
+            ZL_T sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+            for (; j < n; j++) sum += row[j * cs] * x[j * incx];
+            ZL_T *yi = y + i * incy;
+            *yi = beta == 0 ? alpha * sum : alpha * sum + beta * *yi;
+        }
+        return;
+    }
+    /* Columns of X are contiguous: y += (alpha x_j) X[:, j], each thread owning
+     * a range of rows of y so that no two write the same element. */
+    const zl_blas_int chunk = (m + nt - 1) / nt;
+    int t;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (t = 0; t < nt; t++) {
+        const zl_blas_int i0 = (zl_blas_int)t * chunk;
+        const zl_blas_int i1 = i0 + chunk < m ? i0 + chunk : m;
+        for (zl_blas_int i = i0; i < i1; i++) {
+            ZL_T *yi = y + i * incy;
+            *yi = beta == 0 ? 0 : beta * *yi;
+        }
+        for (zl_blas_int j = 0; j < n; j++) {
+            const ZL_T xj = alpha * x[j * incx];
+            const ZL_T *col = a + j * cs;
+            if (incy == 1) {
+                for (zl_blas_int i = i0; i < i1; i++) y[i] += xj * col[i];
+            } else {
+                for (zl_blas_int i = i0; i < i1; i++) y[i * incy] += xj * col[i];
+            }
+        }
+    }
+}
+
+/* C (m x n, row-major, ldc) = alpha * A B + beta * C, where A(i, p) = a[i*rsa + p*csa]
+ * and B(p, j) = b[p*rsb + j*csb]. */
+static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_int n, zl_blas_int k,
+                              ZL_T alpha, const ZL_T *a, zl_blas_int rsa, zl_blas_int csa,
+                              const ZL_T *b, zl_blas_int rsb, zl_blas_int csb,
+                              ZL_T beta, ZL_T *c, zl_blas_int ldc) {
+    if (m == 0 || n == 0) return ZL_BLAS_OK;
+    if (k == 0 || alpha == 0) {
+        ZL_X(scale_c)(m, n, beta, c, ldc);
+        return ZL_BLAS_OK;
+    }
+    /* A single row or column of C is a matrix-vector product: packing would
+     * copy all of B (or A) to use it once. */
+    if (m == 1) {
+        ZL_X(gemv_strided)(n, k, alpha, b, csb, rsb, a, csa, beta, c, 1, ctx->num_threads);
+        return ZL_BLAS_OK;
+    }
+    if (n == 1) {
+        ZL_X(gemv_strided)(m, k, alpha, a, rsa, csa, b, rsb, beta, c, ldc, ctx->num_threads);
+        return ZL_BLAS_OK;
+    }
+    const zl_gemm_blocking blk = ZL_BLOCKING(ctx);
+    const int nt = zl_blas_threads_for(ctx->num_threads, (double)m * (double)n * (double)k, ZL_GEMM_SERIAL_WORK);
+    /* Blocks of rows of C are the unit of parallel work (each thread packs its
+     * own block of A; the panel of B is shared), handed out dynamically: at
+     * least ZL_BLOCKS_PER_THREAD per thread (while blocks stay >= 8 tiles high),
+     * of even height, so a thread the OS preempts delays the others by one
+     * small block, not by half the product. */
+    zl_blas_int n_ic = (m + blk.mc - 1) / blk.mc;
+    if (nt > 1) {
+        const zl_blas_int most = (m + 8 * ZL_MR - 1) / (8 * ZL_MR);
+        zl_blas_int want = (zl_blas_int)nt * ZL_BLOCKS_PER_THREAD;
+        if (want > most) want = most;
+        n_ic = zl_round_up(n_ic > want ? n_ic : want, nt);
+    }
+    const zl_blas_int mc_blk = zl_round_up((m + n_ic - 1) / n_ic, ZL_MR);
+    n_ic = (m + mc_blk - 1) / mc_blk;
+    const zl_blas_int kc_max = k < blk.kc ? k : blk.kc;
+    const zl_blas_int nc_max = zl_round_up(n < blk.nc ? n : blk.nc, ZL_NR);
+    const size_t apack_elems = (size_t)mc_blk * kc_max;
+    ZL_T *apack = zl_blas_alloc((size_t)nt * apack_elems * sizeof(ZL_T));
+    ZL_T *bpack = zl_blas_alloc((size_t)nc_max * kc_max * sizeof(ZL_T));
+    if (apack == NULL || bpack == NULL) {
+        free(apack);
+        free(bpack);
+        return ZL_BLAS_ENOMEM;
+    }
+    void (*kernel)(zl_blas_int, const ZL_T *, const ZL_T *, ZL_T *, zl_blas_int, ZL_T, ZL_T, int, int) =
+        ZL_X(kernel_portable);
+#if ZL_X86
+    if (zl_cpu_has_avx2()) kernel = ZL_X(kernel_avx2);
+#endif
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        ZL_T *my_apack = apack + (size_t)ZL_THREAD_NUM() * apack_elems;
+        for (zl_blas_int jc = 0; jc < n; jc += blk.nc) {
+            const zl_blas_int nc = n - jc < blk.nc ? n - jc : blk.nc;
+            const zl_blas_int n_jr = (nc + ZL_NR - 1) / ZL_NR;
+            for (zl_blas_int pc = 0; pc < k; pc += blk.kc) {
+                const zl_blas_int kc = k - pc < blk.kc ? k - pc : blk.kc;
+                /* Only the first block of k applies the caller's beta. */
+                const ZL_T beta_eff = pc == 0 ? beta : (ZL_T)1;
+                zl_blas_int jr, icb;
+#pragma omp for schedule(static)
+                for (jr = 0; jr < n_jr; jr++) {
+                    const zl_blas_int j = jc + jr * ZL_NR;
+                    ZL_X(pack_b_panel)(kc, n - j < ZL_NR ? n - j : ZL_NR, b + pc * rsb + j * csb, rsb, csb,
+                                       bpack + jr * ZL_NR * kc);
+                }
+#pragma omp for schedule(dynamic, 1)
+                for (icb = 0; icb < n_ic; icb++) {
+                    const zl_blas_int ic = icb * mc_blk;
+                    const zl_blas_int mc = m - ic < mc_blk ? m - ic : mc_blk;
+                    const zl_blas_int n_ir = (mc + ZL_MR - 1) / ZL_MR;
+                    for (zl_blas_int ir = 0; ir < n_ir; ir++) {
+                        const zl_blas_int i = ic + ir * ZL_MR;
+                        ZL_X(pack_a_panel)(kc, m - i < ZL_MR ? m - i : ZL_MR, a + i * rsa + pc * csa, rsa, csa,
+                                           my_apack + ir * ZL_MR * kc);
+                    }
+                    /* Each B micro-panel stays in L1 while it meets every row of tiles. */
+                    for (zl_blas_int jr2 = 0; jr2 < n_jr; jr2++) {
+                        const zl_blas_int j = jc + jr2 * ZL_NR;
+                        for (zl_blas_int ir = 0; ir < n_ir; ir++) {
+                            const zl_blas_int i = ic + ir * ZL_MR;
+                            kernel(kc, my_apack + ir * ZL_MR * kc, bpack + jr2 * ZL_NR * kc, c + i * ldc + j, ldc,
+                                   alpha, beta_eff, (int)(m - i < ZL_MR ? m - i : ZL_MR),
+                                   (int)(n - j < ZL_NR ? n - j : ZL_NR));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    free(apack);
+    free(bpack);
+    return ZL_BLAS_OK;
+}
+
+/* Strides of op(X) for a matrix stored with `layout` and leading dimension ld,
+ * as seen by a row-major C (see the column-major case in gemm below). */
+static int ZL_X(gemm)(void *ctx_, zl_blas_layout layout, zl_blas_trans ta, zl_blas_trans tb, zl_blas_int m,
+                      zl_blas_int n, zl_blas_int k, ZL_T alpha, const ZL_T *a, zl_blas_int lda,
+                      const ZL_T *b, zl_blas_int ldb, ZL_T beta, ZL_T *c, zl_blas_int ldc) {
+    const zl_generic_ctx *ctx = ctx_;
+    if (zl_blas_check_gemm(layout, ta, tb, m, n, k, lda, ldb, ldc)) return ZL_BLAS_EINVAL;
+    /* Row-major: op(A)(i, p) is a[i*lda + p] (N) or a[p*lda + i] (T).
+     * Column-major C is the row-major C^T = op(B)^T op(A)^T, whose factors have
+     * the very same strides: swap the operands, never copy. */
+    const zl_blas_int rsa = ta == ZL_NO_TRANS ? lda : 1, csa = ta == ZL_NO_TRANS ? 1 : lda;
+    const zl_blas_int rsb = tb == ZL_NO_TRANS ? ldb : 1, csb = tb == ZL_NO_TRANS ? 1 : ldb;
+    if (layout == ZL_ROW_MAJOR)
+        return ZL_X(gemm_strided)(ctx, m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc);
+    return ZL_X(gemm_strided)(ctx, n, m, k, alpha, b, rsb, csb, a, rsa, csa, beta, c, ldc);
+}
+
+static int ZL_X(gemv)(void *ctx_, zl_blas_layout layout, zl_blas_trans trans, zl_blas_int m, zl_blas_int n,
+                      ZL_T alpha, const ZL_T *a, zl_blas_int lda, const ZL_T *x, zl_blas_int incx,
+                      ZL_T beta, ZL_T *y, zl_blas_int incy) {
+    const zl_generic_ctx *ctx = ctx_;
+    if (zl_blas_check_gemv(layout, trans, m, n, lda, incx, incy)) return ZL_BLAS_EINVAL;
+    zl_blas_int rs = layout == ZL_ROW_MAJOR ? lda : 1, cs = layout == ZL_ROW_MAJOR ? 1 : lda;
+    if (trans == ZL_TRANS) {
+        zl_blas_int t = rs; rs = cs; cs = t;
+        t = m; m = n; n = t;
+    }
+    if (m == 0) return ZL_BLAS_OK;
+    if (n == 0 || alpha == 0) {
+        ZL_X(scale_c)(m, 1, beta, y, incy);
+        return ZL_BLAS_OK;
+    }
+    ZL_X(gemv_strided)(m, n, alpha, a, rs, cs, x, incx, beta, y, incy, ctx->num_threads);
+    return ZL_BLAS_OK;
+}
+
+static int ZL_X(dot)(void *ctx, zl_blas_int n, const ZL_T *x, zl_blas_int incx, const ZL_T *y,
+                     zl_blas_int incy, ZL_T *result) {
+    (void)ctx;
+    if (zl_blas_check_vector(n, incx) || zl_blas_check_vector(n, incy)) return ZL_BLAS_EINVAL;
+    ZL_T acc[8] = {0};
+    zl_blas_int i = 0;
+    if (incx == 1 && incy == 1)
+        for (; i + 8 <= n; i += 8)
+            for (int u = 0; u < 8; u++) acc[u] += x[i + u] * y[i + u];
+    ZL_T sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) sum += x[i * incx] * y[i * incy];
+    *result = sum;
+    return ZL_BLAS_OK;
+}
+
+static int ZL_X(axpy)(void *ctx, zl_blas_int n, ZL_T alpha, const ZL_T *x, zl_blas_int incx, ZL_T *y,
+                      zl_blas_int incy) {
+    (void)ctx;
+    if (zl_blas_check_vector(n, incx) || zl_blas_check_vector(n, incy)) return ZL_BLAS_EINVAL;
+    if (alpha == 0) return ZL_BLAS_OK;
+    if (incx == 1 && incy == 1) {
+        for (zl_blas_int i = 0; i < n; i++) y[i] += alpha * x[i];
+    } else {
+        for (zl_blas_int i = 0; i < n; i++) y[i * incy] += alpha * x[i * incx];
+    }
+    return ZL_BLAS_OK;
+}
+
+static int ZL_X(scal)(void *ctx, zl_blas_int n, ZL_T alpha, ZL_T *x, zl_blas_int incx) {
+    (void)ctx;
+    if (zl_blas_check_vector(n, incx)) return ZL_BLAS_EINVAL;
+    for (zl_blas_int i = 0; i < n; i++) x[i * incx] *= alpha;
+    return ZL_BLAS_OK;
+}
+
+/* Scaled sum of squares (as LAPACK's classic nrm2): no overflow or underflow for
+ * any finite input; an infinity gives inf, a NaN gives NaN. */
+static int ZL_X(nrm2)(void *ctx, zl_blas_int n, const ZL_T *x, zl_blas_int incx, ZL_T *result) {
+    (void)ctx;
+    if (zl_blas_check_vector(n, incx)) return ZL_BLAS_EINVAL;
+    ZL_T scale = 0, ssq = 1;
+    int saw_nan = 0, saw_inf = 0;
+    for (zl_blas_int i = 0; i < n; i++) {
+        const ZL_T v = x[i * incx];
+        if (v != v) { saw_nan = 1; continue; }
+        ZL_T av = v < 0 ? -v : v;
+        if (av == 0) continue;
+        if (av > ZL_TMAX) { saw_inf = 1; continue; }
+        if (scale < av) {
+            ssq = 1 + ssq * (scale / av) * (scale / av);
+            scale = av;
+        } else {
+            ssq += (av / scale) * (av / scale);
+        }
+    }
+    *result = saw_nan ? (ZL_T)NAN : saw_inf ? (ZL_T)INFINITY : scale * ZL_SQRT(ssq);
+    return ZL_BLAS_OK;
+}

@@ -1,0 +1,93 @@
+# Tensor for Cython callers (Zig twin: tensor.zig).
+#
+# A Tensor is a Python object around a `zl_tensor_view` (data pointer, dtype, shape,
+# byte strides): nogil code takes `&t.view` and never touches the object. Kernels
+# that cannot fail are `noexcept nogil`; those that check shapes are
+# `except -1 nogil` and raise (taking the GIL only on the error path).
+#
+#     from zigllama._core.tensor cimport Tensor, tensor_empty, tensor_add, ZL_F32
+#     cdef ptrdiff_t shape[2]
+#     shape[0] = 4; shape[1] = 8
+#     a = tensor_empty(2, shape, ZL_F32, arena)
+#     with nogil:
+#         tensor_add(&a.view, &b.view, &out.view)
+
+cimport cython
+from libc.stdint cimport uint16_t, uint64_t
+
+from zigllama._core.allocator cimport Allocator
+
+cdef extern from "zigllama/zl_tensor.h" nogil:
+    ctypedef enum zl_dtype:
+        ZL_F32
+        ZL_F16
+        ZL_I8
+        ZL_I32
+        ZL_F64
+        ZL_BF16
+    enum: ZL_MAX_DIMS
+
+    ctypedef struct zl_tensor_view:
+        char *data
+        int dtype
+        int ndim
+        ptrdiff_t itemsize
+        ptrdiff_t shape[ZL_MAX_DIMS]
+        ptrdiff_t strides[ZL_MAX_DIMS]
+
+    ctypedef struct zl_f16:
+        uint16_t bits
+    ctypedef struct zl_bf16:
+        uint16_t bits
+
+    ptrdiff_t zl_dtype_itemsize(int dtype) noexcept
+    uint16_t zl_f32_to_f16_bits(float value) noexcept
+    uint16_t zl_f64_to_f16_bits(double value) noexcept
+    float zl_f16_bits_to_f32(uint16_t h) noexcept
+    double zl_f16_bits_to_f64(uint16_t h) noexcept
+    uint16_t zl_f32_to_bf16_bits(float value) noexcept
+    float zl_bf16_bits_to_f32(uint16_t b) noexcept
+
+
+# The matmul kernel behind tensor_matmul: shapes already checked, out already sized.
+ctypedef int (*matmul_impl_t)(const zl_tensor_view *a, const zl_tensor_view *b,
+                              zl_tensor_view *out) except -1 nogil
+
+
+@cython.final
+cdef class Tensor:
+    # data, dtype, ndim, shape, byte strides: everything a kernel reads
+    cdef zl_tensor_view view
+    cdef readonly Py_ssize_t size        # number of elements
+    cdef readonly bint writable
+    # The object that keeps the memory alive: None when this tensor owns it, the
+    # owning Tensor for a view, the wrapped array / buffer for from_numpy/from_buffer.
+    cdef object owner
+    # Where the memory came from (None for wrapped memory), and its generation then:
+    # an arena reset makes the memory dead, and check_alive() says so.
+    cdef Allocator allocator
+    cdef uint64_t generation
+    cdef size_t alloc_size               # bytes to give back on dealloc (0 for views)
+
+    # 0, or raises UseAfterReset when the memory's arena was reset since.
+    cdef int check_alive(self) except -1
+    cdef int check_writable(self) except -1
+
+
+# Factories (with the GIL). `allocator=None` means the default HeapAllocator.
+# `shape` holds `ndim` positive extents; raises InvalidShape / UnsupportedDtype / OutOfMemory.
+cdef Tensor tensor_empty(int ndim, const ptrdiff_t *shape, int dtype, Allocator allocator)
+cdef Tensor tensor_zeros(int ndim, const ptrdiff_t *shape, int dtype, Allocator allocator)
+
+# Kernels over views. Operands of one dtype; broadcasting numpy's way for the
+# element-wise ones (strides may be 0); `out` must have the result's shape.
+cdef int tensor_add(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) except -1 nogil
+cdef int tensor_mul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) except -1 nogil
+# (m,k)@(k,n), (B,m,k)@(k,n), (B,m,k)@(B,k,n), (m,k)@(B,k,n) -> out
+cdef int tensor_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) except -1 nogil
+# Converting copy: src broadcast to dst's shape, any dtype to any dtype (numpy's astype).
+cdef int tensor_copy(const zl_tensor_view *src, zl_tensor_view *dst) except -1 nogil
+# Every element of t set to value (converted as numpy converts a Python float).
+cdef void tensor_fill(zl_tensor_view *t, double value) noexcept nogil
+# The BLAS module swaps in its GEMM here; NULL restores the plain loops.
+cdef void set_matmul_impl(matmul_impl_t impl) noexcept

@@ -814,3 +814,62 @@ def test_numa_allocator_memory_outlives_the_allocator():
     a[:] = np.arange(1000)
     gc.collect()
     assert a[999] == 999
+
+
+# ---------------------------------------------------------------------------
+# ParallelOps.matmul through the BLAS vtable
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["scipy", "generic", "naive"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_equals_numpy_on_every_backend(pool, backend, dtype):
+    rng = np.random.default_rng(3)
+    ops = ParallelOps(pool)
+    for m, k, n, grain in [(97, 33, 41, None), (1, 5, 7, None), (64, 64, 64, 1), (130, 17, 3, 50)]:
+        a = rng.standard_normal((m, k)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        got = ops.matmul(a, b, blas=backend, grain=grain)
+        ref = a.astype(np.float64) @ b.astype(np.float64)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.sqrt(k))
+
+
+def test_matmul_edges_out_and_errors(pool):
+    ops = ParallelOps(pool)
+    a, b = np.ones((4, 3)), np.ones((3, 2))
+    out = np.full((4, 2), np.nan)
+    assert ops.matmul(a, b, out=out) is out and (out == 3).all()
+    assert (ops.matmul(np.ones((4, 0)), np.ones((0, 2))) == 0).all()
+    assert ops.matmul(np.ones((0, 3)), b).shape == (0, 2)
+    with pytest.raises(IncompatibleShapes):
+        ops.matmul(a, np.ones((4, 2)))
+    with pytest.raises(UnsupportedDtype):
+        ops.matmul(a, b.astype(np.float32))
+    with pytest.raises(UnsupportedDtype):
+        ops.matmul(a.astype(np.int64), b)
+    with pytest.raises(InvalidShape):
+        ops.matmul(np.ones(3), b)
+    with pytest.raises(IncompatibleShapes):
+        ops.matmul(a, b, out=np.empty((2, 4)))
+    with pytest.raises(zigllama.BlasError):
+        ops.matmul(a, b, blas="nope")
+
+
+def test_matmul_leaves_the_blas_thread_count_alone(pool):
+    from threadpoolctl import threadpool_info
+
+    before = [(i["filepath"], i["num_threads"]) for i in threadpool_info()]
+    ParallelOps(pool).matmul(np.ones((300, 200)), np.ones((200, 100)))
+    assert [(i["filepath"], i["num_threads"]) for i in threadpool_info()] == before
+
+
+def test_public_names_and_show_config():
+    import io
+
+    for name in ("CpuTopology", "ThreadPoolConfig", "ThreadPool", "ThreadPoolStats", "WorkStealingQueue",
+                 "ParallelOps", "NumaPolicy", "NumaAllocator", "default_pool"):
+        assert getattr(zigllama, name) is getattr(zt, name)
+    buf = io.StringIO()
+    zigllama.show_config(file=buf)
+    text = buf.getvalue()
+    assert "threading:" in text and "numa_policy" in text and "cache_line" in text

@@ -12,6 +12,7 @@ from ._config import num_threads, set_num_threads
 from ._core.allocator import Allocator, ArenaAllocator, FailingAllocator, FixedBufferAllocator, GeneralPurposeAllocator, HeapAllocator, PageAllocator  # noqa: E501
 from ._core.tensor import Tensor
 from ._core.blas_integration import BlasConfig, BlasInterface, BlasManager, BlasStats, get_blas
+from ._core.threading import CpuTopology, NumaAllocator, NumaPolicy, ParallelOps, ThreadPool, ThreadPoolConfig, ThreadPoolStats, WorkStealingQueue, default_pool  # noqa: E501
 from .errors import *  # noqa: F401,F403  (the error family is public API)
 
 __version__ = "0.1.0"

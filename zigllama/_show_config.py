@@ -32,7 +32,14 @@ def _blas_section():
 
 
 # Modules that arrive later (BLAS, threading) add sections here.
-_EXTRA_SECTIONS = [_blas_section]
+def _threading_section():
+    from ._core.threading import ThreadPoolConfig
+
+    config = ThreadPoolConfig.detect()
+    return {"threading": dict(config.as_dict(), topology=config.topology.as_dict())}
+
+
+_EXTRA_SECTIONS = [_blas_section, _threading_section]
 
 
 def config_lines():

@@ -58,6 +58,17 @@ cdef extern from "probes.h" nogil:
 cdef extern from "zigllama/zl_omp.h" nogil:
     int zl_omp_max_threads() noexcept
 
+from .blas_integration cimport (
+    BlasInterface, zl_blas, zl_blas_int, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_BLAS_EINVAL, ZL_BLAS_ENOMEM,
+)
+
+# The generic backend's context: its first field is the size of the OpenMP team
+# one call starts. matmul gives each block a copy with 1 there, so that the blocks
+# running on the pool's threads do not each start a team.
+cdef extern from "src/blas_integration/zl_blas_backends.h" nogil:
+    ctypedef struct zl_generic_ctx:
+        int num_threads
+
 #: Default worker stack: 8 MiB, as in threading.zig (Python tasks need room too).
 DEFAULT_STACK_SIZE = 8 * 1024 * 1024
 #: How long an idle worker spins before it sleeps, in microseconds.
@@ -978,15 +989,17 @@ def _as_rows(x, name):
     return x, x.reshape(x.size // cols if cols else int(np.prod(x.shape[:x.ndim - 1])), cols)
 
 
-def _out_array(out, like, name="out"):
+def _out_array(out, shape, dtype, name="out"):
+    """`out` checked to be a writeable C-contiguous array of this shape and dtype,
+    or a new one."""
     if out is None:
-        return np.empty_like(like)
+        return np.empty(shape, dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy array")
-    if out.shape != like.shape:
-        raise IncompatibleShapes(f"{name} has shape {out.shape}, expected {like.shape}")
-    if out.dtype != like.dtype:
-        raise UnsupportedDtype(f"{name} has dtype {out.dtype}, expected {like.dtype}")
+    if out.shape != tuple(shape):
+        raise IncompatibleShapes(f"{name} has shape {out.shape}, expected {tuple(shape)}")
+    if out.dtype != dtype:
+        raise UnsupportedDtype(f"{name} has dtype {out.dtype}, expected {np.dtype(dtype)}")
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError(f"{name} must be C-contiguous and writeable")
     return out
@@ -999,6 +1012,41 @@ cdef int _run_rows(zl_pool *pool, int64_t rows, int64_t grain, zl_range_fn fn, z
     if status != 0:
         raise ThreadPoolError(f"a row kernel failed with status {status}")
     return 0
+
+
+ctypedef struct _MatmulCtx:
+    zl_blas blas
+    const void *a
+    const void *b
+    void *c
+    int64_t n
+    int64_t k
+    bint f32
+
+
+cdef int _matmul_rows(void *vctx, int64_t begin, int64_t end) noexcept nogil:
+    # Rows [begin, end) of C = A @ B: one GEMM of (end - begin) x n x k. BLAS
+    # status codes are negative; a chunk reports failures as positive numbers.
+    cdef _MatmulCtx *c = <_MatmulCtx *>vctx
+    cdef int rc
+    if c.f32:
+        rc = c.blas.vtable.sgemm(c.blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
+                                 end - begin, c.n, c.k, 1.0, <const float *>c.a + begin * c.k, c.k,
+                                 <const float *>c.b, c.n, 0.0, <float *>c.c + begin * c.n, c.n)
+    else:
+        rc = c.blas.vtable.dgemm(c.blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
+                                 end - begin, c.n, c.k, 1.0, <const double *>c.a + begin * c.k, c.k,
+                                 <const double *>c.b, c.n, 0.0, <double *>c.c + begin * c.n, c.n)
+    return -rc
+
+
+def _matrix(x, name):
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        raise UnsupportedDtype(f"{name} must be float32 or float64, got {x.dtype}")
+    if x.ndim != 2:
+        raise InvalidShape(f"{name} must be a 2-D matrix, got shape {x.shape}")
+    return np.ascontiguousarray(x)
 
 
 class ParallelOps:
@@ -1026,7 +1074,7 @@ class ParallelOps:
         ``exp(x - max) / sum(exp(x - max))`` computed by numpy."""
         cdef zl_rows_ctx ctx
         x, rows = _as_rows(x, "x")
-        out = _out_array(out, x)
+        out = _out_array(out, x.shape, x.dtype)
         if x.size == 0:
             return out
         ctx.x = <const void *><size_t>rows.ctypes.data
@@ -1036,6 +1084,59 @@ class ParallelOps:
         ctx.eps = 0.0
         _run_rows(pool_ptr(self.pool), rows.shape[0], self._grain(rows.shape[0], grain),
                   zl_softmax_rows_f32 if x.dtype == np.float32 else zl_softmax_rows_f64, &ctx)
+        return out
+
+    def matmul(self, a, b, out=None, blas=None, grain=None):
+        """``a @ b`` by blocks of ``grain`` rows of ``a``, each block one GEMM
+        through the BLAS vtable (``zigllama.get_blas(blas)``). The BLAS's own
+        threads are pinned to one meanwhile (threadpoolctl for scipy's BLAS, a
+        one-thread context for the generic backend): the pool is the only
+        parallel layer, nothing nests."""
+        from .blas_integration import get_blas, limit_blas_threads
+        from ..errors import BlasError
+
+        cdef _MatmulCtx ctx
+        cdef zl_generic_ctx one_thread
+        cdef BlasInterface iface = get_blas(blas)
+        a = _matrix(a, "a")
+        b = _matrix(b, "b")
+        if a.dtype != b.dtype:
+            raise UnsupportedDtype(f"a is {a.dtype} and b is {b.dtype}: use one dtype")
+        if a.shape[1] != b.shape[0]:
+            raise IncompatibleShapes(f"cannot multiply {a.shape} by {b.shape}: "
+                                     f"inner dimensions {a.shape[1]} != {b.shape[0]}")
+        m, k, n = a.shape[0], a.shape[1], b.shape[1]
+        out = _out_array(out, (m, n), a.dtype)
+        if m == 0 or n == 0:
+            return out
+        if k == 0:
+            out[...] = 0
+            return out
+        if grain is None:
+            # About two blocks per thread: big enough for the GEMM to run at full
+            # speed, small enough for stealing to even out the threads.
+            grain = max(8, -(-m // (2 * self.pool.num_threads)))
+        ctx.blas = iface.c
+        if iface.name == "generic":
+            one_thread = (<zl_generic_ctx *>iface.c.ctx)[0]
+            one_thread.num_threads = 1
+            ctx.blas.ctx = &one_thread
+        ctx.a = <const void *><size_t>a.ctypes.data
+        ctx.b = <const void *><size_t>b.ctypes.data
+        ctx.c = <void *><size_t>out.ctypes.data
+        ctx.n = n
+        ctx.k = k
+        ctx.f32 = a.dtype == np.float32
+        cdef zl_pool *p = pool_ptr(self.pool)
+        cdef int status
+        cdef int64_t rows = m
+        cdef int64_t g = self._grain(m, grain)
+        with limit_blas_threads(1):
+            with nogil:
+                status = parallel_for(p, rows, g, _matmul_rows, &ctx)
+        if status != 0:
+            raise BlasError(f"the {iface.name} BLAS refused a {m}x{k} @ {k}x{n} block "
+                            f"(status {-status}: {'out of memory' if -status == ZL_BLAS_ENOMEM else 'invalid argument or size'})")
         return out
 
     def rmsnorm(self, x, weight=None, eps=1e-6, out=None, grain=None):
@@ -1052,7 +1153,7 @@ class ParallelOps:
                 raise IncompatibleShapes(f"weight has shape {weight.shape}, expected ({cols},)")
             if weight.dtype != x.dtype:
                 raise UnsupportedDtype(f"weight has dtype {weight.dtype}, expected {x.dtype}")
-        out = _out_array(out, x)
+        out = _out_array(out, x.shape, x.dtype)
         if x.size == 0:
             return out
         ctx.x = <const void *><size_t>rows.ctypes.data

@@ -48,6 +48,7 @@ cdef extern from "probes.h" nogil:
     int zl_probe_count_rows(void *ctx, int64_t begin, int64_t end) noexcept
     int zl_probe_nested_rows(void *ctx, int64_t begin, int64_t end) noexcept
     int zl_probe_empty_rows(void *ctx, int64_t begin, int64_t end) noexcept
+    int zl_probe_spin_rows(void *ctx, int64_t begin, int64_t end) noexcept
     int zl_probe_empty_task(void *ctx) noexcept
     int zl_probe_count_task(void *ctx) noexcept
     int zl_probe_sleep_task(void *ctx) noexcept
@@ -1307,3 +1308,36 @@ def _bench_submit_split(pool, int64_t ntasks):
 def _worker_stride():
     """sizeof the per-worker data: padded to whole cache lines against false sharing."""
     return zl_pool_worker_stride()
+
+
+def _bench_omp_tasks(int64_t ntasks, int num_threads):
+    """Nanoseconds per iteration of an OpenMP prange with schedule(dynamic, 1):
+    OpenMP's cost of handing out one unit of work (the peer of submit)."""
+    cdef int64_t i, t0, t1
+    sink = np.zeros(max(ntasks, 1), dtype=np.int64)
+    cdef int64_t[::1] out = sink
+    with nogil:
+        t0 = zl_probe_now_ns()
+        for i in prange(ntasks, num_threads=num_threads, schedule="dynamic", chunksize=1):
+            out[i] = i
+        t1 = zl_probe_now_ns()
+    return (t1 - t0) / ntasks
+
+
+def _bench_fork_join(pool, int64_t iters, int64_t nchunks, int64_t work_ns):
+    """Nanoseconds per parallel_for of nchunks chunks busy work_ns each; with
+    pool=None, the same chunks run one after another on the caller (the baseline)."""
+    cdef zl_pool *p = NULL
+    cdef int64_t i, j, t0, t1
+    if pool is not None:
+        p = pool_ptr(pool)
+    with nogil:
+        t0 = zl_probe_now_ns()
+        for i in range(iters):
+            if p != NULL:
+                zl_parallel_for(p, nchunks, 1, zl_probe_spin_rows, &work_ns)
+            else:
+                for j in range(nchunks):
+                    zl_probe_spin_rows(&work_ns, j, j + 1)
+        t1 = zl_probe_now_ns()
+    return (t1 - t0) / iters

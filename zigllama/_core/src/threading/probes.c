@@ -36,6 +36,14 @@ int zl_probe_empty_rows(void *ctx, int64_t begin, int64_t end) {
     return 0;
 }
 
+int zl_probe_spin_rows(void *ctx, int64_t begin, int64_t end) {
+    /* Busy for *(int64_t *)ctx nanoseconds per row: work that needs a thread. */
+    int64_t until = zl_probe_now_ns() + *(const int64_t *)ctx * (end - begin);
+    while (zl_probe_now_ns() < until) {
+    }
+    return 0;
+}
+
 int zl_probe_empty_task(void *ctx) {
     (void)ctx;
     return 0;

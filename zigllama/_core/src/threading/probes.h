@@ -26,6 +26,7 @@ typedef struct zl_probe_sleep {
 int zl_probe_count_rows(void *ctx, int64_t begin, int64_t end);
 int zl_probe_nested_rows(void *ctx, int64_t begin, int64_t end);
 int zl_probe_empty_rows(void *ctx, int64_t begin, int64_t end);
+int zl_probe_spin_rows(void *ctx, int64_t begin, int64_t end);
 int zl_probe_empty_task(void *ctx);
 int zl_probe_count_task(void *ctx);
 int zl_probe_sleep_task(void *ctx);

@@ -7,6 +7,7 @@ configurations, runs Python callables on the pool (taking the GIL in the worker)
 and gives the ``parallel_for`` C API to Cython callers (see ``threading.pxd``).
 """
 import atexit
+import contextlib
 import enum
 import os
 import re
@@ -20,11 +21,12 @@ from cpython.buffer cimport PyBUF_FORMAT
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 from .._config import resolve_threads
 from ..errors import (
+    BlasError,
     IncompatibleShapes,
     InvalidShape,
     OutOfMemory,
@@ -55,9 +57,6 @@ cdef extern from "probes.h" nogil:
     void zl_probe_sleep_cancel(void *ctx) noexcept
     int64_t zl_probe_now_ns() noexcept
     size_t zl_pool_worker_stride() noexcept
-
-cdef extern from "zigllama/zl_omp.h" nogil:
-    int zl_omp_max_threads() noexcept
 
 from .blas_integration cimport (
     BlasInterface, zl_blas, zl_blas_int, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_BLAS_EINVAL, ZL_BLAS_ENOMEM,
@@ -1041,6 +1040,30 @@ cdef int _matmul_rows(void *vctx, int64_t begin, int64_t end) noexcept nogil:
     return -rc
 
 
+@contextlib.contextmanager
+def _one_blas_thread(backend):
+    """Pin the threads of the BLAS behind scipy to one, and restore them after.
+
+    Only the scipy backend has threads of its own (generic gets a one-thread
+    context, naive has none). threadpoolctl's controllers of that library are
+    looked up once (a threadpool_limits() context would scan every loaded library
+    on each call: milliseconds)."""
+    if backend != "scipy":
+        yield
+        return
+    from .blas_integration import _scipy_blas_libraries
+
+    libs = _scipy_blas_libraries()
+    saved = [lib.num_threads for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(libs, saved):
+            lib.set_num_threads(n)
+
+
 def _matrix(x, name):
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
@@ -1062,7 +1085,7 @@ class ParallelOps:
         if not isinstance(self.pool, ThreadPool):
             raise TypeError(f"pool must be a ThreadPool or None, got {type(pool).__name__}")
 
-    def _grain(self, rows, grain):
+    def _grain(self, grain):
         if grain is None:
             return 0
         grain = int(grain)
@@ -1083,7 +1106,7 @@ class ParallelOps:
         ctx.weight = NULL
         ctx.cols = rows.shape[1]
         ctx.eps = 0.0
-        _run_rows(pool_ptr(self.pool), rows.shape[0], self._grain(rows.shape[0], grain),
+        _run_rows(pool_ptr(self.pool), rows.shape[0], self._grain(grain),
                   zl_softmax_rows_f32 if x.dtype == np.float32 else zl_softmax_rows_f64, &ctx)
         return out
 
@@ -1093,8 +1116,7 @@ class ParallelOps:
         threads are pinned to one meanwhile (threadpoolctl for scipy's BLAS, a
         one-thread context for the generic backend): the pool is the only
         parallel layer, nothing nests."""
-        from .blas_integration import get_blas, limit_blas_threads
-        from ..errors import BlasError
+        from .blas_integration import get_blas
 
         cdef _MatmulCtx ctx
         cdef zl_generic_ctx one_thread
@@ -1131,8 +1153,8 @@ class ParallelOps:
         cdef zl_pool *p = pool_ptr(self.pool)
         cdef int status
         cdef int64_t rows = m
-        cdef int64_t g = self._grain(m, grain)
-        with limit_blas_threads(1):
+        cdef int64_t g = self._grain(grain)
+        with _one_blas_thread(iface.name):
             with nogil:
                 status = parallel_for(p, rows, g, _matmul_rows, &ctx)
         if status != 0:
@@ -1164,7 +1186,7 @@ class ParallelOps:
             ctx.weight = <const void *><size_t>weight.ctypes.data
         ctx.cols = rows.shape[1]
         ctx.eps = eps
-        _run_rows(pool_ptr(self.pool), rows.shape[0], self._grain(rows.shape[0], grain),
+        _run_rows(pool_ptr(self.pool), rows.shape[0], self._grain(grain),
                   zl_rmsnorm_rows_f32 if x.dtype == np.float32 else zl_rmsnorm_rows_f64, &ctx)
         return out
 
@@ -1256,21 +1278,6 @@ def _bench_parallel_for(pool, int64_t iters, int64_t n):
             zl_parallel_for(p, n, 1, zl_probe_empty_rows, NULL)
         t1 = zl_probe_now_ns()
     return (t1 - t0) / iters
-
-
-def _bench_submit(pool, int64_t ntasks):
-    """Nanoseconds per empty C task submitted from Cython (submit + run + wait)."""
-    cdef zl_pool *p = pool_ptr(pool)
-    cdef zl_task_group g
-    cdef int64_t i, t0, t1
-    zl_task_group_init(&g)
-    with nogil:
-        t0 = zl_probe_now_ns()
-        for i in range(ntasks):
-            zl_pool_submit(p, &g, zl_probe_empty_task, NULL, NULL)
-        zl_task_group_wait(p, &g)
-        t1 = zl_probe_now_ns()
-    return (t1 - t0) / ntasks
 
 
 def _bench_omp(int64_t iters, int64_t n, int num_threads):

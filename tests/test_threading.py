@@ -873,3 +873,91 @@ def test_public_names_and_show_config():
     zigllama.show_config(file=buf)
     text = buf.getvalue()
     assert "threading:" in text and "numa_policy" in text and "cache_line" in text
+
+
+# ---------------------------------------------------------------------------
+# The Cython API from outside the package
+# ---------------------------------------------------------------------------
+
+OUTSIDE = textwrap.dedent("""
+    from libc.stdint cimport int64_t
+    from zigllama._core.threading cimport zl_pool, pool_ptr, parallel_for, submit, wait, zl_task_group, zl_task_group_init
+
+    cdef int scale_rows(void *ctx, int64_t begin, int64_t end) noexcept nogil:
+        cdef double *x = <double *>ctx
+        cdef int64_t i
+        for i in range(begin, end):
+            if x[i] < 0:
+                return 3            # a positive error code of our own
+            x[i] *= 2.0
+        return 0
+
+    cdef int add_one(void *ctx) noexcept nogil:
+        cdef double *x = <double *>ctx
+        x[0] += 1.0
+        return 0
+
+    def double_all(double[::1] x, pool=None, int64_t grain=64):
+        cdef zl_pool *p = pool_ptr(pool)
+        cdef int status
+        with nogil:
+            status = parallel_for(p, x.shape[0], grain, scale_rows, &x[0])
+        return status
+
+    def add_one_each(double[::1] x, pool=None):
+        cdef zl_pool *p = pool_ptr(pool)
+        cdef zl_task_group g
+        cdef Py_ssize_t i
+        cdef int status
+        zl_task_group_init(&g)
+        with nogil:
+            for i in range(x.shape[0]):
+                submit(p, &g, add_one, &x[i])
+            status = wait(p, &g)
+        return status
+""")
+
+OUTSIDE_CHECK = textwrap.dedent("""
+    import numpy as np
+    import zigllama
+    from zigllama.errors import ThreadPoolError
+    import outside_pool
+    x = np.arange(10000, dtype=np.float64)
+    assert outside_pool.double_all(x) == 0 and (x == 2 * np.arange(10000)).all()
+    x[5000] = -1
+    assert outside_pool.double_all(x, grain=100) == 3
+    pool = zigllama.ThreadPool(3)
+    y = np.zeros(5000)
+    assert outside_pool.add_one_each(y, pool) == 0 and (y == 1).all()
+    pool.shutdown()
+    try:
+        outside_pool.double_all(x, pool)
+    except ThreadPoolError as e:
+        assert "shut down" in str(e)
+    else:
+        raise AssertionError("a closed pool must raise")
+    print("outside pool ok")
+""")
+
+
+def test_outside_cython_extension_uses_parallel_for_without_the_gil(tmp_path):
+    (tmp_path / "outside_pool.pyx").write_text(OUTSIDE)
+    (tmp_path / "setup.py").write_text(textwrap.dedent("""
+        from Cython.Build import cythonize
+        from setuptools import Extension, setup
+        import zigllama
+        setup(ext_modules=cythonize(
+            [Extension("outside_pool", ["outside_pool.pyx"], include_dirs=[zigllama.get_include()])],
+            compiler_directives={"language_level": 3}))
+    """))
+    (tmp_path / "check.py").write_text(OUTSIDE_CHECK)
+    env = dict(os.environ)
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(zigllama.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
+    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=TIMEOUT)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    run = subprocess.run([sys.executable, "check.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert run.returncode == 0, run.stderr
+    assert "outside pool ok" in run.stdout

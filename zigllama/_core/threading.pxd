@@ -14,6 +14,12 @@
 # inherited across fork, out of memory) and otherwise returns the first non-zero
 # status of any chunk, for the caller to turn into its own exception. The calling
 # thread runs chunks too, and a parallel_for inside a task does not deadlock.
+#
+# An extension outside zigllama links only to the cdef functions at the end of
+# this file (pool_ptr, check_pool_status, parallel_for, submit, wait) and to the
+# header's inline zl_task_group_init; the zl_* functions are compiled into
+# zigllama._core.threading itself. A task group lives until wait() returns: wait
+# even when a submit failed, since tasks already queued still point at it.
 
 from libc.stdint cimport int64_t, uint64_t
 

@@ -623,13 +623,20 @@ cdef zl_pool *pool_ptr(object pool) except NULL:
     return (<PoolHandle>pool).ptr
 
 
+cdef inline object _adopt(void *ref):
+    # The object behind a reference that travelled through C (taken with
+    # Py_INCREF by whoever queued it): returned as an owned Python object.
+    obj = <object>ref
+    Py_DECREF(obj)
+    return obj
+
+
 # A Python task is a tuple (pending set, future, fn, args, kwargs) whose reference
 # travels through the C queue as its ctx.
 
 cdef int _run_python_task(void *ctx) noexcept nogil:
     with gil:
-        item = <object>ctx
-        Py_DECREF(item)  # the reference taken by submit; `item` holds its own
+        item = _adopt(ctx)  # the reference submit took
         try:
             pending, future, fn, args, kwargs = item
             if future.set_running_or_notify_cancel():
@@ -648,8 +655,7 @@ cdef int _run_python_task(void *ctx) noexcept nogil:
 
 cdef void _cancel_python_task(void *ctx) noexcept nogil:
     with gil:
-        item = <object>ctx
-        Py_DECREF(item)
+        item = _adopt(ctx)
         try:
             pending, future = item[0], item[1]
             pending.discard(future)
@@ -827,7 +833,7 @@ cdef class WorkStealingQueue:
                     if r == ZL_STEAL_ABORT:
                         continue
                     break
-                Py_DECREF(<object>x)
+                _adopt(x)
             zl_deque_destroy(self.q)
 
     cdef _check_owner(self, what):
@@ -848,9 +854,7 @@ cdef class WorkStealingQueue:
         cdef void *x = zl_deque_take(self.q)
         if x == NULL:
             raise IndexError("take from an empty WorkStealingQueue")
-        item = <object>x
-        Py_DECREF(item)
-        return item
+        return _adopt(x)
 
     def steal(self):
         """The oldest item (any thread); IndexError when empty. A lost race with
@@ -861,9 +865,7 @@ cdef class WorkStealingQueue:
             x = zl_deque_steal(self.q, &r)
         if x == NULL:
             raise IndexError("steal from an empty WorkStealingQueue")
-        item = <object>x
-        Py_DECREF(item)
-        return item
+        return _adopt(x)
 
     def __len__(self):
         return zl_deque_size(self.q)
@@ -1151,7 +1153,7 @@ class ParallelOps:
         ctx.k = k
         ctx.f32 = a.dtype == np.float32
         cdef zl_pool *p = pool_ptr(self.pool)
-        cdef int status
+        cdef int status = 0
         cdef int64_t rows = m
         cdef int64_t g = self._grain(grain)
         with _one_blas_thread(iface.name):

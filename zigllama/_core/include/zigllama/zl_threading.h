@@ -140,7 +140,12 @@ int zl_pool_current_worker(const zl_pool *p);
 void zl_pool_get_stats(const zl_pool *p, zl_pool_stats *out);
 void zl_pool_reset_stats(zl_pool *p);
 
-void zl_task_group_init(zl_task_group *g);
+static inline void zl_task_group_init(zl_task_group *g) {
+    atomic_init(&g->pending, 0);
+    atomic_init(&g->status, 0);
+    atomic_init(&g->done_seq, 0);
+    atomic_init(&g->waiters, 0);
+}
 /* Queue fn(ctx) (cancel(ctx) if dropped by a cancelling shutdown). From a worker
  * it goes to that worker's deque, from another thread to that thread's own deque
  * in the pool (no lock), or the injection queue when every slot is taken.

@@ -372,27 +372,7 @@ static void group_finish(zl_pool *p, zl_task_group *g, int rc) {
     }
 }
 
-static int64_t pfor_helper_run(zl_task *t);
-
-/* Run (or cancel) a task; returns how many units of work ran: 1 for a task, the
- * number of chunks for a parallel_for helper. */
-static int64_t run_task(zl_pool *p, zl_task *t) {
-    if (t->kind == TASK_PFOR_HELPER) {
-        /* Always runs: its caller is waiting for the chunks in any case. */
-        return pfor_helper_run(t);
-    }
-    int rc;
-    if (atomic_load_explicit(&p->cancel, memory_order_relaxed)) {
-        if (t->cancel) t->cancel(t->ctx);
-        rc = ZL_POOL_ECANCELLED;
-    } else {
-        rc = t->fn(t->ctx);
-    }
-    zl_task_group *g = t->group;
-    task_free(t);
-    if (g != NULL) group_finish(p, g, rc);
-    return 1;
-}
+static void pfor_helper_run(zl_task *t);
 
 /* Work done by worker w (NULL: a thread outside the pool). */
 static void count_executed(zl_pool *p, zl_worker *w, int64_t units) {
@@ -403,6 +383,28 @@ static void count_executed(zl_pool *p, zl_worker *w, int64_t units) {
     else
         atomic_fetch_add_explicit(&p->ext_executed, units, memory_order_relaxed);
 }
+
+/* Run (or cancel) a task. It is counted before its group hears of it, so the
+ * statistics are complete when a wait returns. */
+static void run_task(zl_pool *p, zl_task *t) {
+    if (t->kind == TASK_PFOR_HELPER) {
+        /* Always runs: its caller is waiting for the chunks in any case. */
+        pfor_helper_run(t);
+        return;
+    }
+    int rc;
+    if (atomic_load_explicit(&p->cancel, memory_order_relaxed)) {
+        if (t->cancel) t->cancel(t->ctx);
+        rc = ZL_POOL_ECANCELLED;
+    } else {
+        rc = t->fn(t->ctx);
+    }
+    zl_task_group *g = t->group;
+    task_free(t);
+    count_executed(p, current_worker(p), 1);
+    if (g != NULL) group_finish(p, g, rc);
+}
+
 
 static void note_high_water(zl_worker *w) {
     int64_t size = zl_deque_size(w->deque);
@@ -436,7 +438,7 @@ static zl_task *find_task(zl_pool *p, zl_worker *w) {
             int pushed = 0;
             for (int i = k - 1; i >= 1; i--) {
                 if (zl_deque_push(w->deque, batch[i]) != 0) {
-                    count_executed(p, w, run_task(p, batch[i])); /* no memory to queue it: run it now */
+                    run_task(p, batch[i]); /* no memory to queue it: run it now */
                     continue;
                 }
                 pushed++;
@@ -510,7 +512,7 @@ static void *worker_main(void *arg) {
     for (;;) {
         zl_task *t = find_task(p, w);
         if (t != NULL) {
-            count_executed(p, w, run_task(p, t));
+            run_task(p, t);
             continue;
         }
         if (atomic_load_explicit(&p->closing, memory_order_seq_cst)) {
@@ -684,7 +686,7 @@ int zl_pool_shutdown(zl_pool *p, int cancel_pending) {
     for (int i = 0; i < p->nworkers; i++) pthread_join(p->workers[i].thread, NULL);
     /* Workers drain every queue before they exit; anything a last task queued
      * after that runs (or is cancelled) here. */
-    for (zl_task *t; (t = find_task(p, NULL)) != NULL;) count_executed(p, NULL, run_task(p, t));
+    for (zl_task *t; (t = find_task(p, NULL)) != NULL;) run_task(p, t);
     p->joined = 1;
     pthread_mutex_unlock(&p->shutdown_lock);
     return 0;
@@ -757,13 +759,6 @@ void zl_pool_reset_stats(zl_pool *p) {
 /* submit / wait                                                             */
 /* ------------------------------------------------------------------------ */
 
-void zl_task_group_init(zl_task_group *g) {
-    atomic_init(&g->pending, 0);
-    atomic_init(&g->status, 0);
-    atomic_init(&g->done_seq, 0);
-    atomic_init(&g->waiters, 0);
-}
-
 /* Queue an already built task: own deque from a worker, else the injection queue. */
 static int enqueue(zl_pool *p, zl_worker *w, zl_task *t) {
     if (w != NULL) {
@@ -828,7 +823,7 @@ int zl_task_group_wait(zl_pool *p, zl_task_group *g) {
         /* Help: run queued tasks (ours or not) instead of idling. */
         zl_task *t = find_task(p, w);
         if (t != NULL) {
-            count_executed(p, w, run_task(p, t));
+            run_task(p, t);
             continue;
         }
         int64_t deadline = now_ns() + p->spin_ns;
@@ -867,9 +862,11 @@ static void job_release(pfor_job *job) {
     if (atomic_fetch_sub_explicit(&job->refs, 1, memory_order_acq_rel) == 1) zl_cacheline_free(job);
 }
 
-/* Claim and run chunks until none are left; returns how many this thread ran. */
-static int64_t job_work(pfor_job *job) {
-    int64_t ran = 0;
+/* Claim and run chunks until none are left. Each chunk is counted before it is
+ * marked finished, so the statistics are complete when parallel_for returns. */
+static void job_work(pfor_job *job) {
+    zl_pool *p = job->pool;
+    zl_worker *w = current_worker(p);
     for (;;) {
         int64_t i = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
         if (i >= job->nchunks) break;
@@ -882,21 +879,19 @@ static int64_t job_work(pfor_job *job) {
                 int zero = 0;
                 atomic_compare_exchange_strong(&job->status, &zero, rc);
             }
-            ran++;
+            count_executed(p, w, 1);
         }
         if (atomic_fetch_sub_explicit(&job->remaining, 1, memory_order_seq_cst) == 1) {
             atomic_store_explicit(&job->done, 1, memory_order_seq_cst);
             if (atomic_load_explicit(&job->waiting, memory_order_seq_cst)) futex_wake(&job->done, 1);
         }
     }
-    return ran;
 }
 
-static int64_t pfor_helper_run(zl_task *t) {
+static void pfor_helper_run(zl_task *t) {
     pfor_job *job = t->ctx;
-    int64_t ran = job_work(job);
+    job_work(job); /* counts its own chunks */
     job_release(job);
-    return ran;
 }
 
 int zl_parallel_for(zl_pool *p, int64_t n, int64_t grain, zl_range_fn fn, void *ctx) {
@@ -962,7 +957,7 @@ int zl_parallel_for(zl_pool *p, int64_t n, int64_t grain, zl_range_fn fn, void *
     if (queued < nhelpers) atomic_fetch_sub(&job->refs, nhelpers - queued);
     if (queued > 0) notify(p, queued);
 
-    count_executed(p, w, job_work(job));
+    job_work(job);
 
     /* Wait for chunks other threads claimed: spin first, they are usually short. */
     for (int i = 0; atomic_load_explicit(&job->remaining, memory_order_acquire) > 0; i++) {

@@ -15,18 +15,21 @@ import numpy as np
 import zigllama as zl
 
 
-def median_seconds(fn, repeats, inner=1):
-    """Median over `repeats` timings of `inner` back-to-back calls, per call."""
+def paired_medians(ours, theirs, repeats, inner=1):
+    """Median seconds per call of `ours` and of `theirs`, timed alternately (each
+    sample `inner` back-to-back calls) so that both see the same machine load."""
     clock = time.perf_counter
     for _ in range(max(3, repeats // 20)):  # warm up caches and allocators
-        fn()
-    samples = []
+        ours()
+        theirs()
+    samples = ([], [])
     for _ in range(repeats):
-        t0 = clock()
-        for _ in range(inner):
-            fn()
-        samples.append((clock() - t0) / inner)
-    return statistics.median(samples)
+        for fn, out in ((ours, samples[0]), (theirs, samples[1])):
+            t0 = clock()
+            for _ in range(inner):
+                fn()
+            out.append((clock() - t0) / inner)
+    return statistics.median(samples[0]), statistics.median(samples[1])
 
 
 def rows(repeats):
@@ -37,35 +40,38 @@ def rows(repeats):
         b = rng.standard_normal(n).astype(dtype)
         ta, tb = zl.Tensor.from_numpy(a), zl.Tensor.from_numpy(b)
         out_np, out_zl = np.empty_like(a), zl.Tensor.empty(n, dtype)
-        yield (f"add 1M {dtype} (new result)", median_seconds(lambda: ta + tb, repeats),
-               median_seconds(lambda: a + b, repeats))
-        yield (f"mul 1M {dtype} (new result)", median_seconds(lambda: ta * tb, repeats),
-               median_seconds(lambda: a * b, repeats))
-        yield (f"add 1M {dtype} (into out)", median_seconds(lambda: ta.add(tb, out=out_zl), repeats),
-               median_seconds(lambda: np.add(a, b, out=out_np), repeats))
-        yield (f"mul 1M {dtype} (into out)", median_seconds(lambda: ta.mul(tb, out=out_zl), repeats),
-               median_seconds(lambda: np.multiply(a, b, out=out_np), repeats))
+        yield (f"add 1M {dtype} (new result)", *paired_medians(lambda: ta + tb, lambda: a + b, repeats))
+        yield (f"mul 1M {dtype} (new result)", *paired_medians(lambda: ta * tb, lambda: a * b, repeats))
+        yield (f"add 1M {dtype} (into out)", *paired_medians(
+            lambda: ta.add(tb, out=out_zl), lambda: np.add(a, b, out=out_np), repeats))
+        yield (f"mul 1M {dtype} (into out)", *paired_medians(
+            lambda: ta.mul(tb, out=out_zl), lambda: np.multiply(a, b, out=out_np), repeats))
 
     inner = 200
     empty, zeros = zl.Tensor.empty, zl.Tensor.zeros
     heap = zl.HeapAllocator()
     for shape in ((64, 64), (4096,)):
-        np_empty = median_seconds(lambda: np.empty(shape, np.float32), repeats, inner)
-        yield (f"create {shape} float32, heap", median_seconds(
-            lambda: empty(shape, "float32", heap), repeats, inner), np_empty)
+        yield (f"create {shape} float32, heap", *paired_medians(
+            lambda: empty(shape, "float32", heap), lambda: np.empty(shape, np.float32), repeats, inner))
         arena = zl.ArenaAllocator(chunk_size=1 << 24)
 
-        def per_arena_tensor(factory):
+        def in_arena(factory):
             # `inner` tensors, then one reset: the reset's cost is spread over them
             def run():
                 for _ in range(inner):
                     factory(shape, "float32", arena)
                 arena.reset()
-            return median_seconds(run, repeats) / inner
+            return run
 
-        yield (f"create {shape} float32, arena", per_arena_tensor(empty), np_empty)
-        yield (f"zeros {shape} float32, arena", per_arena_tensor(zeros),
-               median_seconds(lambda: np.zeros(shape, np.float32), repeats, inner))
+        def numpy_batch(factory):
+            def run():
+                for _ in range(inner):
+                    factory(shape, np.float32)
+            return run
+
+        for name, ours, theirs in (("create", empty, np.empty), ("zeros", zeros, np.zeros)):
+            t_ours, t_theirs = paired_medians(in_arena(ours), numpy_batch(theirs), repeats)
+            yield (f"{name} {shape} float32, arena", t_ours / inner, t_theirs / inner)
         arena.close()
 
 

@@ -257,6 +257,36 @@ def test_resize_in_place(make):
     assert a.live_bytes == 0
 
 
+def test_resize_misuse():
+    heap, other = zl.HeapAllocator(), zl.HeapAllocator()
+    b = heap.alloc(100)
+    with pytest.raises(InvalidFree):
+        other.resize(b, 50)
+    m = memoryview(b)
+    with pytest.raises(BufferError):
+        heap.resize(b, 50)
+    m.release()
+    with pytest.raises(InvalidAllocation):
+        heap.resize(b, -1)
+    b.free()
+    with pytest.raises(AllocatorError, match="freed"):
+        heap.resize(b, 50)
+    arena = zl.ArenaAllocator()
+    c = arena.alloc(100)
+    arena.reset()
+    with pytest.raises(UseAfterReset):
+        arena.resize(c, 50)
+
+
+def test_with_statement_closes_heap_and_page():
+    for make in (zl.HeapAllocator, zl.PageAllocator):
+        with make() as a:
+            a.alloc(10).free()
+        assert a.closed
+        with pytest.raises(AllocatorError, match="closed"):
+            a.alloc(1)
+
+
 @KINDS
 def test_nogil_vtable(make):
     a = make()
@@ -517,6 +547,25 @@ def test_arena_grows_across_chunks_and_reset_retains_one():
     assert gpa.deinit() == "ok"
 
 
+def test_arena_reset_with_a_limit():
+    gpa = zl.GeneralPurposeAllocator()
+    arena = zl.ArenaAllocator(gpa, chunk_size=4096)
+    blocks = [arena.alloc(3000) for _ in range(20)]
+    capacity = arena.capacity
+    assert arena.reset(limit=10000) == 10000  # Zig's .retain_with_limit
+    assert arena.chunks == 1 and gpa.live_bytes == 10000
+    blocks = [arena.alloc(3000) for _ in range(3)]  # fits in what was kept
+    assert arena.chunks == 1
+    assert arena.reset(limit=1 << 40) == 10000  # a limit above the capacity keeps it all
+    assert arena.reset(limit=0) == 0 and arena.chunks == 0
+    with pytest.raises(InvalidAllocation, match="limit"):
+        arena.reset(limit=-1)
+    assert arena.reset(retain_capacity=False, limit=10000) == 0  # free_all wins
+    del blocks
+    arena.close()
+    assert capacity > 10000 and gpa.deinit() == "ok"
+
+
 def test_arena_free_gives_back_only_the_last_allocation():
     arena = zl.ArenaAllocator()
     b1 = arena.alloc(64)
@@ -571,6 +620,11 @@ def test_arena_reset_refused_while_views_are_alive():
     assert arena.exports == 0
     arena.reset()
     assert arena.generation == 1
+    with pytest.raises(BufferError):
+        with arena:
+            m = memoryview(arena.alloc(8))
+    assert arena.generation == 1
+    m.release()
 
 
 def test_arena_with_statement_resets_on_exit():
@@ -992,23 +1046,6 @@ def test_random_programs_under_a_gpa(program, child):
     for b, _ in live:
         b.free()
     assert gpa.deinit() == "ok"
-
-
-# ---- docs/memory-management.md ---------------------------------------------------------
-
-
-def doc_examples(repo_root):
-    import re
-
-    with open(os.path.join(repo_root, "docs", "memory-management.md")) as f:
-        return re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
-
-
-def test_memory_management_doc_examples(repo_root):
-    examples = doc_examples(repo_root)
-    assert len(examples) >= 8
-    for i, code in enumerate(examples):
-        exec(compile(code, f"memory-management.md example {i + 1}", "exec"), {"__name__": "__doc_example__"})
 
 
 # ---- the cimport API, from an outside extension -----------------------------------------

@@ -11,9 +11,6 @@ import pytest
 
 import zigllama
 
-pytest.importorskip("Cython")
-pytest.importorskip("setuptools")
-
 PYX = textwrap.dedent(
     """
     from zigllama._core.allocator cimport Allocator

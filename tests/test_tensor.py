@@ -73,12 +73,10 @@ def assert_same(t, expected):
 # ---- strategies ----------------------------------------------------------------------------
 
 def elements(dtype):
-    if dtype in ("int8", "int32"):
-        return hnp.from_dtype(np.dtype(dtype))
     if dtype == "bfloat16":
         big = float(np.float32(1e30))
         return st.floats(width=32, allow_nan=False, min_value=-big, max_value=big)
-    return st.floats(width=np.dtype(dtype).itemsize * 8, allow_nan=True, allow_infinity=True)
+    return hnp.from_dtype(np.dtype(dtype))  # every value, NaN and infinities included
 
 
 def source_dtype(dtype):
@@ -148,6 +146,11 @@ def test_dtype_codes_are_ggml_type_ids():
 def test_cannot_construct_directly():
     with pytest.raises(TypeError, match="Tensor.zeros"):
         Tensor((2, 3))
+    bare = Tensor.__new__(Tensor)  # no memory, no shape: refuses every touch
+    for touch in (lambda: bare.fill(1.0), lambda: bare[0], lambda: np.asarray(bare),
+                  lambda: bare + bare, lambda: bare.copy(), lambda: bare.T):
+        with pytest.raises(TensorError, match="factory"):
+            touch()
 
 
 @given(st.lists(st.integers(-3, 3), min_size=1, max_size=4).filter(lambda s: min(s) <= 0))
@@ -349,7 +352,7 @@ def test_out_of_range_index_raises_invalid_index(i, j):
 
 def test_indexing_with_non_integers():
     t = Tensor.zeros((2, 3))
-    for key in ([0, 1], 1.5, "a", np.array([0])):
+    for key in ([0, 1], 1.5, "a", np.array([0]), True, (0, False)):
         with pytest.raises(InvalidIndex):
             t[key]
     with pytest.raises(InvalidIndex, match="step"):
@@ -404,7 +407,8 @@ def test_slicing_matches_numpy(data, shape):
     try:
         expected = a[key]
     except IndexError:
-        with pytest.raises(InvalidIndex):
+        # numpy may report an index out of range where we first find an empty slice
+        with pytest.raises((InvalidIndex, InvalidShape)):
             t[key]
         return
     if expected.size == 0:
@@ -670,13 +674,14 @@ def rounding_cases(rng, float_bits, n):
 def test_float_to_float16_bits_match_numpy(source):
     values = rounding_cases(np.random.default_rng(7), np.dtype(source).itemsize * 8, 200_000)
     got = np.asarray(Tensor.from_numpy(values).astype("float16")).view(np.uint16)
-    expected = values.astype(np.float16).view(np.uint16)
+    with np.errstate(over="ignore"):
+        expected = values.astype(np.float16).view(np.uint16)
     np.testing.assert_array_equal(got, expected)
 
 
 def test_bfloat16_matches_ggml_and_the_gguf_package():
-    gguf_quants = pytest.importorskip("gguf.quants")
     from gguf import GGMLQuantizationType
+    from gguf import quants as gguf_quants
 
     rng = np.random.default_rng(3)
     values = np.concatenate([
@@ -734,6 +739,30 @@ def test_slice_assignment(dtype):
     assert_same(t, expected.astype(source_dtype(dtype)))
     with pytest.raises(IncompatibleShapes):
         t[0] = np.zeros(3)
+
+
+def test_overlapping_operands_give_numpy_results():
+    a = np.arange(10, dtype=np.float32)
+    t = Tensor.from_numpy(a.copy())
+    t[1:] = t[:-1]                       # a shifted copy onto itself
+    expected = a.copy()
+    expected[1:] = expected[:-1]
+    assert_same(t, expected)
+    u = Tensor.from_numpy(a.copy())
+    u[1:].add(u[:-1], out=u[1:])
+    expected = a.copy()
+    np.add(expected[1:], expected[:-1], out=expected[1:])
+    assert_same(u, expected)
+    w = Tensor.from_numpy(a.copy())
+    w.mul(w[::-1], out=w)
+    assert_same(w, a * a[::-1])
+    m = np.arange(9, dtype=np.float64).reshape(3, 3)
+    tm = Tensor.from_numpy(m.copy())
+    tm.matmul(tm, out=tm)                # in place: the inputs are read before writing
+    np.testing.assert_allclose(as_numpy(tm), m @ m)
+    tm = Tensor.from_numpy(m.copy())
+    tm.matmul(tm.T, out=tm)
+    np.testing.assert_allclose(as_numpy(tm), m @ m.T)
 
 
 # ---- printing ------------------------------------------------------------------------------------

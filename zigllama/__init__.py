@@ -13,7 +13,13 @@ from ._core.allocator import Allocator, ArenaAllocator, FailingAllocator, FixedB
 from ._core.tensor import Tensor
 from ._core.blas_integration import BlasConfig, BlasInterface, BlasManager, BlasStats, get_blas
 from ._core.threading import CpuTopology, NumaAllocator, NumaPolicy, ParallelOps, ThreadPool, ThreadPoolConfig, ThreadPoolStats, WorkStealingQueue, default_pool  # noqa: E501
+from ._core.quantization import dequantize, quantize
 from .errors import *  # noqa: F401,F403  (the error family is public API)
+from .ggml_types import GGMLType
+from ._core.gguf_format import GGUFModelLoader, GGUFReader, GGUFValueType
+from ._core.gguf_format import validate as validate_gguf
+from .gguf_writer import GGUFValue, GGUFWriter, rewrite_metadata
+from ._core.memory_mapping import MapFlags, MappingOptimizer, MemoryMap, ModelFileMapper, Protection
 
 __version__ = "0.1.0"
 

@@ -42,6 +42,15 @@ def _threading_section():
 _EXTRA_SECTIONS = [_blas_section, _threading_section]
 
 
+def _memory_mapping_section():
+    from ._core.memory_mapping import mapping_config
+
+    return {"memory_mapping": mapping_config()}
+
+
+_EXTRA_SECTIONS.append(_memory_mapping_section)
+
+
 def config_lines():
     info = config_dict()
     lines = [f"zigllama {info['version']}"]

@@ -75,9 +75,58 @@ class MappingError(ZigLlamaError, OSError):
     """A memory map could not be created, or was used after close."""
 
 
+class MappingInUse(MappingError, BufferError):
+    """close() of a map whose memory is still exported to views (mmap's BufferError)."""
+
+
+class InvalidMappingArgument(MappingError, ValueError):
+    """An offset, length, dtype, protection, flag or advice the map cannot honour."""
+
+
 # GGUF files
 class GGUFError(ZigLlamaError, ValueError):
     """A GGUF file that is malformed, unsupported, or does not hold what was asked."""
+
+
+# Each malformed-file error carries ``field`` (e.g. "tensor[3] 'output.weight'.offset")
+# and ``offset`` (the byte in the file) besides its message.
+class GGUFTruncated(GGUFError):
+    """A declared length or count runs past the end of the file."""
+
+
+class GGUFUnsupportedVersion(GGUFError):
+    """GGUF version 1, or a version this reader does not know."""
+
+
+class GGUFUnknownType(GGUFError):
+    """A metadata value type or a ggml tensor type that does not exist."""
+
+
+class GGUFDuplicate(GGUFError):
+    """A metadata key or a tensor name that appears twice."""
+
+
+class GGUFLimitExceeded(GGUFError):
+    """A bound exceeded: dimensions, name length, nesting depth, alignment, or a size that overflows."""
+
+
+class GGUFInvalidValue(GGUFError):
+    """A value that breaks a rule: an empty key, a bool of 7, an alignment of 3, bad UTF-8."""
+
+
+class GGUFLayoutError(GGUFError):
+    """Tensor data misaligned, overlapping, outside the file, or not a whole number of blocks."""
+
+
+class GGUFTypeMismatch(GGUFError, TypeError):
+    """A metadata value read as a type it does not have (a typed getter's check)."""
+
+
+class GGUFMissingKey(GGUFError, KeyError):
+    """A metadata key or tensor that the file does not hold."""
+
+    def __str__(self):  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
 
 
 # Quantization

@@ -38,7 +38,8 @@ cdef class Allocator:
     # With the GIL: NULL from the vtable becomes OutOfMemory naming the size.
     cdef void *allocate(self, size_t size, size_t alignment) except NULL
     # With the GIL: a double free or a free of foreign memory raises (where the
-    # allocator can tell); otherwise the memory goes back.
+    # allocator can tell); otherwise the memory goes back. Memory from an older
+    # generation went back with the reset: compare `generation` and skip the free.
     cdef int deallocate(self, void *ptr, size_t size, size_t alignment) except -1
     # 0 if memory from `generation` is still valid, else raises UseAfterReset.
     cdef int check_generation(self, uint64_t generation) except -1

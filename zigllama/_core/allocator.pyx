@@ -76,7 +76,7 @@ cdef extern from "zl_allocators.h" nogil:
         size_t min_chunk
     const zl_allocator_vtable zl_arena_vtable
     void zl_arena_free_all(zl_arena *a) noexcept
-    int zl_arena_reset(zl_arena *a, int retain) noexcept
+    int zl_arena_reset(zl_arena *a, size_t keep) noexcept
     size_t zl_arena_chunk_count(const zl_arena *a) noexcept
 
     ctypedef struct zl_fixed:
@@ -589,16 +589,25 @@ cdef class ArenaAllocator(Allocator):
             )
         return 0
 
-    def reset(self, bint retain_capacity=True):
+    def reset(self, bint retain_capacity=True, limit=None):
         """Free every allocation at once and start a new generation.
 
         ``retain_capacity=True`` keeps the memory (as one chunk of the total
-        size, so the next round of the same work does not grow); ``False`` gives
-        it all back to the child. Returns the capacity kept, in bytes.
+        size, so the next round of the same work does not grow), or at most
+        ``limit`` bytes of it (Zig's ``.retain_with_limit``); ``False`` gives it
+        all back to the child (``.free_all``). Returns the capacity kept, in bytes.
         """
+        cdef size_t keep = <size_t>-1
+        if not retain_capacity:
+            keep = 0
+        elif limit is not None:
+            limit = as_index(limit)
+            if limit < 0:
+                raise InvalidAllocation(f"limit must be >= 0, got {limit}")
+            keep = min(limit, <object>SIZE_MAX_)
         self.check_no_exports("reset")
         if self.child is not None:
-            zl_arena_reset(self.arena, retain_capacity)
+            zl_arena_reset(self.arena, keep)
         self.generation += 1
         return self.arena.capacity
 

@@ -11,5 +11,27 @@ cdef class MemoryMap:
     cdef Py_ssize_t exports        # live buffer views
     cdef bint closed
 
+    # Beyond the contract: what the kernel was asked for, so every later call can
+    # check that it makes sense (sync needs a shared file map, munmap the real length).
+    cdef size_t map_length         # bytes passed to mmap, and so to munmap
+    cdef size_t page_size          # the running kernel's page size
+    cdef int prot                  # PROT_* bits the map was created with
+    cdef bint shared               # MAP_SHARED (else MAP_PRIVATE)
+    cdef bint file_backed          # from_file (else anonymous)
+    cdef bint locked               # mlock succeeded and no munlock since
+    cdef object huge_pages_kind    # None, "hugetlb" or "transparent"
+    cdef readonly object path      # the file mapped (None for anonymous maps)
+
     # 0 if open, else raises MappingError.
     cdef int check_open(self) except -1
+    # Pin the map for nogil work on ptr[offset:offset+length]: checks the range
+    # (overflow-safe) and counts as an export until unpin(), so close() cannot
+    # unmap the memory underneath.
+    cdef int pin(self, size_t offset, size_t length) except -1
+    cdef void unpin(self) noexcept
+
+    cdef int _map(self, object length, int prot, int flags, int fd, object path) except -1
+    cdef int _finish(self, object mapflags) except -1
+    cdef int _range(self, object offset, object length, size_t *start, size_t *count) except -1
+    cdef int _madvise(self, int advice, size_t start, size_t count) noexcept nogil
+    cdef void _unmap(self) noexcept

@@ -69,7 +69,8 @@ cdef class Tensor:
     cdef uint64_t generation
     cdef size_t alloc_size               # bytes to give back on dealloc (0 for views)
 
-    # 0, or raises UseAfterReset when the memory's arena was reset since.
+    # 0, or raises UseAfterReset when the memory's arena was reset since (TensorError
+    # for a bare Tensor.__new__). Call once per operation, with the GIL, before nogil work.
     cdef int check_alive(self) except -1
     cdef int check_writable(self) except -1
 
@@ -80,7 +81,10 @@ cdef Tensor tensor_empty(int ndim, const ptrdiff_t *shape, int dtype, Allocator 
 cdef Tensor tensor_zeros(int ndim, const ptrdiff_t *shape, int dtype, Allocator allocator)
 
 # Kernels over views. Operands of one dtype; broadcasting numpy's way for the
-# element-wise ones (strides may be 0); `out` must have the result's shape.
+# element-wise ones (strides may be 0); `out` must have the result's shape. For add,
+# mul and copy `out` may be an operand itself (same data and strides: in place) but
+# must not otherwise overlap one; matmul's `out` must not overlap its operands at all
+# (the Python methods copy such operands first, as numpy does).
 cdef int tensor_add(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) except -1 nogil
 cdef int tensor_mul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) except -1 nogil
 # (m,k)@(k,n), (B,m,k)@(k,n), (B,m,k)@(B,k,n), (m,k)@(B,k,n) -> out

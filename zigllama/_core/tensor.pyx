@@ -25,12 +25,14 @@ from cpython.buffer cimport (
     PyBuffer_Release,
     PyObject_GetBuffer,
 )
-from libc.stdint cimport INT32_MIN, int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport INT32_MIN, PTRDIFF_MAX, int8_t, int32_t, int64_t, uint8_t, uint32_t, uintptr_t
 from libc.string cimport memcpy, memset
 
 import numpy as np
 
 from zigllama._core.allocator cimport Allocator, ZL_DEFAULT_ALIGNMENT
+from zigllama._core.platform cimport zl_cpu_has_avx2
+
 from zigllama._core.allocator import HeapAllocator
 from zigllama.errors import (
     IncompatibleShapes,
@@ -38,11 +40,10 @@ from zigllama.errors import (
     InvalidLayout,
     InvalidShape,
     ReadOnlyTensor,
+    TensorError,
     UnsupportedDtype,
     UseAfterReset,
 )
-
-from zigllama._core.platform cimport zl_cpu_has_avx2
 
 cdef extern from "zl_tensor_simd.h" nogil:
     void zl_add_f32_avx2(ptrdiff_t n, const float *a, const float *b, float *out) noexcept
@@ -58,8 +59,7 @@ cdef extern from *:
     _Static_assert(sizeof(Py_ssize_t) == sizeof(ptrdiff_t), "Py_ssize_t must match ptrdiff_t");
     """
 
-cdef ptrdiff_t PTRDIFF_MAX_ = (<ptrdiff_t>1 << 62) + ((<ptrdiff_t>1 << 62) - 1)
-cdef ptrdiff_t ONE = 1
+cdef ptrdiff_t ONE = 1   # the shape of a one-element tensor
 
 # ---- dtypes -------------------------------------------------------------------------
 
@@ -737,7 +737,7 @@ cdef Py_ssize_t checked_size(int ndim, const ptrdiff_t *shape, ptrdiff_t itemsiz
     cdef Py_ssize_t size = 1
     cdef int d
     for d in range(ndim):
-        if size > PTRDIFF_MAX_ // itemsize // shape[d]:
+        if size > PTRDIFF_MAX // itemsize // shape[d]:
             raise InvalidShape(
                 f"shape {tuple([shape[i] for i in range(ndim)])} is too large to address"
             )
@@ -787,6 +787,22 @@ cdef inline Tensor new_tensor():
     return Tensor.__new__(Tensor)
 
 
+cdef inline Tensor contiguous_tensor(char *data, int dtype, int ndim, const ptrdiff_t *shape,
+                                     Py_ssize_t size, bint writable, object owner):
+    """A row-major tensor over `data` (checked shape); `owner` keeps the memory alive."""
+    cdef Tensor t = new_tensor()
+    t.view.data = data
+    t.view.dtype = dtype
+    t.view.ndim = ndim
+    t.view.itemsize = zl_dtype_itemsize(dtype)
+    memcpy(t.view.shape, shape, ndim * sizeof(ptrdiff_t))
+    contiguous_strides(&t.view)
+    t.size = size
+    t.writable = writable
+    t.owner = owner
+    return t
+
+
 cdef Tensor tensor_empty(int ndim, const ptrdiff_t *shape, int dtype, Allocator allocator):
     cdef ptrdiff_t itemsize = zl_dtype_itemsize(dtype)
     cdef Tensor t
@@ -805,19 +821,12 @@ cdef Tensor tensor_empty(int ndim, const ptrdiff_t *shape, int dtype, Allocator 
     size = checked_size(ndim, shape, itemsize)
     if allocator is None:
         allocator = _default_allocator
-    t = new_tensor()
-    # allocate first: if it raises, `t` is dropped owning nothing
+    t = contiguous_tensor(NULL, dtype, ndim, shape, size, True, None)
+    # if allocate raises, `t` is dropped owning nothing
     t.view.data = <char *>allocator.allocate(<size_t>(size * itemsize), ZL_DEFAULT_ALIGNMENT)
     t.allocator = allocator
     t.generation = allocator.generation
     t.alloc_size = <size_t>(size * itemsize)
-    t.view.dtype = dtype
-    t.view.ndim = ndim
-    t.view.itemsize = itemsize
-    memcpy(t.view.shape, shape, ndim * sizeof(ptrdiff_t))
-    contiguous_strides(&t.view)
-    t.size = size
-    t.writable = True
     return t
 
 
@@ -969,6 +978,8 @@ cdef object sliced(Tensor t, tuple index):
             d += 1
         else:
             try:
+                if isinstance(k, bool):
+                    raise TypeError("a bool is not an index")
                 i = k
             except (TypeError, OverflowError):
                 raise InvalidIndex(
@@ -1004,6 +1015,47 @@ cdef int push_axis(Tensor v, int nd, ptrdiff_t size, ptrdiff_t stride) except -1
     return nd + 1
 
 
+cdef void extent(const zl_tensor_view *v, uintptr_t *lo, uintptr_t *hi) noexcept nogil:
+    """The bytes [lo, hi) a view can touch."""
+    cdef int d
+    cdef ptrdiff_t low = 0, high = v.itemsize, reach
+    for d in range(v.ndim):
+        reach = (v.shape[d] - 1) * v.strides[d]
+        if reach < 0:
+            low += reach
+        else:
+            high += reach
+    lo[0] = <uintptr_t>v.data + <uintptr_t>low
+    hi[0] = <uintptr_t>v.data + <uintptr_t>high
+
+
+cdef bint overlaps(const zl_tensor_view *a, const zl_tensor_view *b) noexcept nogil:
+    cdef uintptr_t alo, ahi, blo, bhi
+    extent(a, &alo, &ahi)
+    extent(b, &blo, &bhi)
+    return alo < bhi and blo < ahi
+
+
+cdef bint same_elements(const zl_tensor_view *a, const zl_tensor_view *b) noexcept nogil:
+    """Element i of a is element i of b (so an element-wise kernel may write a into b)."""
+    cdef int d
+    if a.data != b.data or a.ndim != b.ndim or a.dtype != b.dtype:
+        return False
+    for d in range(a.ndim):
+        if a.shape[d] != b.shape[d] or (a.shape[d] != 1 and a.strides[d] != b.strides[d]):
+            return False
+    return True
+
+
+cdef Tensor unaliased(Tensor src, Tensor out, bint elementwise):
+    """src, or a copy of it when writing out would change src's elements before they
+    are read (numpy buffers such operands too). Element-wise kernels may write
+    in place over an identical view; matmul never may."""
+    if overlaps(&src.view, &out.view) and not (elementwise and same_elements(&src.view, &out.view)):
+        return src.copy()
+    return src
+
+
 cdef int assign(Tensor t, value) except -1:
     """Store value into this view: a number fills it, a tensor or array is copied
     (converted to this dtype, broadcast to this shape)."""
@@ -1023,6 +1075,7 @@ cdef int assign(Tensor t, value) except -1:
             arr = arr.reshape(1)
         src = Tensor.from_numpy(arr)
     src.check_alive()
+    src = unaliased(src, t, True)
     with nogil:
         tensor_copy(&src.view, &t.view)
     return 0
@@ -1064,12 +1117,22 @@ cdef Tensor binary(Tensor t, other, Tensor out, Allocator allocator, bint multip
     else:
         out.check_alive()
         out.check_writable()
+        t = unaliased(t, out, True)
+        b = unaliased(b, out, True)
     with nogil:
         if multiply:
             binary_into(what, &t.view, &b.view, &out.view, &mul_op)
         else:
             binary_into(what, &t.view, &b.view, &out.view, &add_op)
     return out
+
+
+cdef object operator(Tensor t, other, bint multiply):
+    """`t + other` / `t * other` (either order): tensors and Python numbers only, so
+    that other types get their say through NotImplemented."""
+    if not isinstance(other, (Tensor, int, float)):
+        return NotImplemented
+    return binary(t, other, None, None, multiply)
 
 
 # ---- the Python object -------------------------------------------------------------------
@@ -1100,6 +1163,9 @@ cdef class Tensor:
         self.view.data = NULL
 
     cdef int check_alive(self) except -1:
+        if self.view.ndim == 0:
+            # only Tensor.__new__(Tensor) from Python makes one: nothing to touch
+            raise TensorError("this Tensor was not made by a factory (zeros, empty, from_numpy, ...)")
         if self.allocator is not None and self.generation != self.allocator.generation:
             raise UseAfterReset(
                 f"tensor {_NAME_OF[self.view.dtype]} {shape_of(&self.view)} was allocated from "
@@ -1146,7 +1212,7 @@ cdef class Tensor:
         dimension (else :class:`InvalidShape`).
         """
         cdef Tensor t
-        cdef int code, d, ndim
+        cdef int code, ndim
         cdef cnp.dtype npdt
         cdef cnp.ndarray arr
         if not isinstance(array, np.ndarray):
@@ -1174,17 +1240,9 @@ cdef class Tensor:
                 f"cannot wrap an array whose data (at 0x{<uintptr_t>cnp.PyArray_DATA(arr):x}) "
                 f"is misaligned for {array.dtype}: copy it with np.array(a) first"
             )
-        t = new_tensor()
-        t.view.data = <char *>cnp.PyArray_DATA(arr)
-        t.view.dtype = code
-        t.view.ndim = ndim
-        t.view.itemsize = npdt.itemsize
-        for d in range(ndim):
-            t.view.shape[d] = cnp.PyArray_DIM(arr, d)
-        contiguous_strides(&t.view)
-        t.size = cnp.PyArray_SIZE(arr)
-        t.writable = cnp.PyArray_ISWRITEABLE(arr)
-        t.owner = array
+        t = contiguous_tensor(<char *>cnp.PyArray_DATA(arr), code, ndim,
+                              <const ptrdiff_t *>cnp.PyArray_DIMS(arr), cnp.PyArray_SIZE(arr),
+                              cnp.PyArray_ISWRITEABLE(arr), array)
         root = root_tensor(array.base)
         if root is not None:
             (<Tensor>root).check_alive()
@@ -1206,7 +1264,6 @@ cdef class Tensor:
         cdef ptrdiff_t itemsize = zl_dtype_itemsize(code)
         cdef Py_ssize_t size = checked_size(ndim, dims, itemsize)
         cdef _BufferHolder holder = _BufferHolder.__new__(_BufferHolder)
-        cdef Tensor t
         cdef char *data
         try:
             PyObject_GetBuffer(obj, &holder.buf, PyBUF_ANY_CONTIGUOUS)
@@ -1225,17 +1282,7 @@ cdef class Tensor:
                 f"data at offset {offset} (address 0x{<uintptr_t>data:x}) is misaligned for "
                 f"{_NAME_OF[code]} ({itemsize}-byte elements)"
             )
-        t = new_tensor()
-        t.view.data = data
-        t.view.dtype = code
-        t.view.ndim = ndim
-        t.view.itemsize = itemsize
-        memcpy(t.view.shape, dims, ndim * sizeof(ptrdiff_t))
-        contiguous_strides(&t.view)
-        t.size = size
-        t.writable = not holder.buf.readonly
-        t.owner = holder
-        return t
+        return contiguous_tensor(data, code, ndim, dims, size, not holder.buf.readonly, holder)
 
     # ---- attributes ----------------------------------------------------------------------
     @property
@@ -1402,33 +1449,24 @@ cdef class Tensor:
         """The same elements in a new shape (one dimension may be -1). A view when
         the tensor is contiguous; otherwise a contiguous copy, as numpy does."""
         cdef ptrdiff_t dims[ZL_MAX_DIMS]
-        cdef int ndim, d, infer = -1
-        cdef Py_ssize_t known = 1
+        cdef int ndim, infer = -1
+        cdef Py_ssize_t known
         cdef Tensor v
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         self.check_alive()
         shape = tuple(shape)
-        if len(shape) == 0 or len(shape) > ZL_MAX_DIMS:
-            raise InvalidShape(f"shape {shape} must have 1 to {ZL_MAX_DIMS} dimensions")
-        for d, dim in enumerate(shape):
-            if dim == -1 and infer < 0:
-                infer = d
-                dims[d] = 1
-            else:
-                dims[d] = 0   # checked below by parse_shape
+        if -1 in shape:
+            infer = shape.index(-1)   # its size is what the others leave
         ndim = parse_shape(tuple(1 if d == infer else dim for d, dim in enumerate(shape)), dims)
-        for d in range(ndim):
-            known *= dims[d]
-        if infer >= 0:
-            if self.size % known != 0:
-                raise InvalidShape(f"cannot reshape a tensor of shape {self.shape} into {shape}")
+        known = checked_size(ndim, dims, self.view.itemsize)
+        if infer >= 0 and self.size % known == 0:
             dims[infer] = self.size // known
-            known *= dims[infer]
+            known = self.size
         if known != self.size:
             raise InvalidShape(
                 f"cannot reshape a tensor of shape {self.shape} ({self.size} elements) "
-                f"into {shape} ({known} elements)"
+                f"into {shape}" + ("" if infer >= 0 else f" ({known} elements)")
             )
         if not is_c_contiguous(&self.view):
             return self.copy().reshape(*shape)
@@ -1500,6 +1538,7 @@ cdef class Tensor:
         3-D operands multiply batch by batch (a batch of 1 broadcasts)."""
         cdef ptrdiff_t shape[3]
         cdef int ndim = 0
+        cdef Tensor a = self
         self.check_alive()
         other.check_alive()
         if out is None:
@@ -1508,29 +1547,23 @@ cdef class Tensor:
         else:
             out.check_alive()
             out.check_writable()
+            a = unaliased(a, out, False)
+            other = unaliased(other, out, False)
         with nogil:
-            tensor_matmul(&self.view, &other.view, &out.view)
+            tensor_matmul(&a.view, &other.view, &out.view)
         return out
 
     def __add__(self, other):
-        if not isinstance(other, (Tensor, int, float)):
-            return NotImplemented
-        return binary(self, other, None, None, False)
+        return operator(self, other, False)
 
     def __radd__(self, other):
-        if not isinstance(other, (int, float)):
-            return NotImplemented
-        return binary(self, other, None, None, False)
+        return operator(self, other, False)   # a number + tensor: addition commutes
 
     def __mul__(self, other):
-        if not isinstance(other, (Tensor, int, float)):
-            return NotImplemented
-        return binary(self, other, None, None, True)
+        return operator(self, other, True)
 
     def __rmul__(self, other):
-        if not isinstance(other, (int, float)):
-            return NotImplemented
-        return binary(self, other, None, None, True)
+        return operator(self, other, True)
 
     def __matmul__(self, other):
         if not isinstance(other, Tensor):
@@ -1539,6 +1572,8 @@ cdef class Tensor:
 
     # ---- printing -------------------------------------------------------------------------------
     def __repr__(self):
+        if self.view.ndim == 0:
+            return "Tensor(<not made by a factory>)"
         if not self.valid:
             return f"Tensor({self.dtype}, shape={self.shape}, <memory reset with its arena>)"
         arr = np.asarray(self)

@@ -94,22 +94,22 @@ size_t zl_arena_chunk_count(const zl_arena *a) {
     return n;
 }
 
-int zl_arena_reset(zl_arena *a, int retain) {
-    size_t total = a->capacity;
-    if (!retain || a->chunks == NULL) {
+int zl_arena_reset(zl_arena *a, size_t keep) {
+    size_t total = a->capacity < keep ? a->capacity : keep;
+    if (total <= CHUNK_HEADER) {
         zl_arena_free_all(a);
         return 1;
     }
-    if (a->chunks->next == NULL) {
-        /* One chunk already: just rewind it. */
+    if (a->chunks->next == NULL && a->chunks->size == total) {
+        /* One chunk, all of it kept: just rewind it. */
         a->bump.cursor = a->bump.start + CHUNK_HEADER;
         a->used = 0;
         zl_stats_reset_live(&a->stats);
         return 1;
     }
-    /* Several chunks: replace them by one of the total size, so the next round
-     * of the same work fits without growing (what Zig's retain_capacity does).
-     * Free first, so the peak is not twice the capacity. */
+    /* Replace the chunks by one of the kept size, so the next round of the same
+     * work fits without growing (what Zig's retain_capacity does). Free first,
+     * so the peak is not twice the capacity. */
     zl_arena_free_all(a);
     return arena_add_chunk(a, total);
 }

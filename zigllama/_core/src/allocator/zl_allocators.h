@@ -109,9 +109,10 @@ typedef struct zl_arena {
 extern const zl_allocator_vtable zl_arena_vtable;
 /* Give every chunk back to the child. */
 void zl_arena_free_all(zl_arena *a);
-/* Forget every allocation. retain: keep the capacity, as one chunk of the total
- * size (0 if getting it failed: the arena is then simply empty). */
-int zl_arena_reset(zl_arena *a, int retain);
+/* Forget every allocation, keeping at most `keep` bytes of capacity (SIZE_MAX:
+ * all of it, 0: none) as one chunk. 0 if getting that chunk failed: the arena
+ * is then simply empty. */
+int zl_arena_reset(zl_arena *a, size_t keep);
 size_t zl_arena_chunk_count(const zl_arena *a);
 
 /* ---- fixed buffer: bump pointer over caller memory ---------------------- */

@@ -1,0 +1,886 @@
+"""GGUF model files: a validating, zero-copy reader (Zig twin: gguf_format.zig).
+
+The file is mapped, never copied. At open a C parser walks the header, every
+metadata value and every tensor info without the GIL, checking each declared
+length against the bytes left and each size for overflow; it records positions,
+not values. Values are decoded when read: scalars and strings on first access,
+numeric arrays as zero-copy numpy views, string arrays (a 262,144-entry vocabulary)
+as a lazy sequence over an index built once at open.
+"""
+from collections.abc import Mapping, Sequence
+from enum import IntEnum
+import os
+import re
+
+import numpy as np
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+from ..errors import (
+    GGUFDuplicate,
+    GGUFError,
+    GGUFInvalidValue,
+    GGUFLayoutError,
+    GGUFLimitExceeded,
+    GGUFMissingKey,
+    GGUFTruncated,
+    GGUFTypeMismatch,
+    GGUFUnknownType,
+    GGUFUnsupportedVersion,
+    OutOfMemory,
+)
+from ..ggml_types import GGML_TYPE_TRAITS, GGMLType
+from .tensor import Tensor
+
+__all__ = [
+    "GGUFReader", "GGUFModelLoader", "GGUFValueType", "GGMLType", "TensorInfo",
+    "Metadata", "LazyArray", "StringArray", "NestedArray", "validate",
+    "GGUF_MAGIC", "GGUF_DEFAULT_ALIGNMENT", "GGUF_MAX_ALIGNMENT", "GGUF_MAX_ARRAY_DEPTH",
+]
+
+cdef extern from "zigllama/zl_gguf.h" nogil:
+    int GGUF_OK, GGUF_E_MAGIC, GGUF_E_VERSION, GGUF_E_TRUNCATED, GGUF_E_TYPE
+    int GGUF_E_DUPLICATE, GGUF_E_LIMIT, GGUF_E_VALUE, GGUF_E_LAYOUT, GGUF_E_NOMEM
+    int GGUF_TYPE_STRING, GGUF_TYPE_ARRAY, GGUF_TYPE_BOOL, GGUF_TYPE_COUNT
+    unsigned int C_DEFAULT_ALIGNMENT "GGUF_DEFAULT_ALIGNMENT"
+    unsigned int C_MAX_ALIGNMENT "GGUF_MAX_ALIGNMENT"
+    int C_MAX_ARRAY_DEPTH "GGUF_MAX_ARRAY_DEPTH"
+    int gguf_parse(gguf_ctx *ctx, const uint8_t *data, uint64_t size)
+    void gguf_free(gguf_ctx *ctx)
+    uint64_t gguf_type_size(uint32_t type)
+    uint64_t gguf_read_u64(const gguf_ctx *ctx, uint64_t pos)
+    uint32_t gguf_read_u32(const gguf_ctx *ctx, uint64_t pos)
+    int gguf_array_header(const gguf_ctx *ctx, uint64_t array_pos, uint32_t *elem_type,
+                          uint64_t *count, uint64_t *data_pos)
+    int gguf_array_index(const gguf_ctx *ctx, uint64_t array_pos, uint64_t *positions)
+    int gguf_utf8_valid(const uint8_t *s, uint64_t n, uint64_t *bad_at)
+    int gguf_check_strings(gguf_ctx *ctx)
+
+cdef extern from "zigllama/zl_ggml_types.h" nogil:
+    ctypedef struct zl_ggml_type_traits:
+        const char *name
+        uint32_t block_size
+        uint32_t type_size
+    const zl_ggml_type_traits *zl_ggml_type_get(uint32_t id)
+    int ZL_GGML_TYPE_COUNT
+
+GGUF_MAGIC = 0x46554747  # b"GGUF" read as a little-endian u32
+GGUF_DEFAULT_ALIGNMENT = C_DEFAULT_ALIGNMENT
+GGUF_MAX_ALIGNMENT = C_MAX_ALIGNMENT
+GGUF_MAX_ARRAY_DEPTH = C_MAX_ARRAY_DEPTH
+
+
+class GGUFValueType(IntEnum):
+    """The type of a metadata value (GGUF's ids 0..12)."""
+
+    UINT8 = 0
+    INT8 = 1
+    UINT16 = 2
+    INT16 = 3
+    UINT32 = 4
+    INT32 = 5
+    FLOAT32 = 6
+    BOOL = 7
+    STRING = 8
+    ARRAY = 9
+    UINT64 = 10
+    INT64 = 11
+    FLOAT64 = 12
+
+
+# Value type -> numpy dtype (little-endian; swapped for big-endian files).
+_VALUE_DTYPES = {
+    0: np.dtype("<u1"), 1: np.dtype("<i1"), 2: np.dtype("<u2"), 3: np.dtype("<i2"),
+    4: np.dtype("<u4"), 5: np.dtype("<i4"), 6: np.dtype("<f4"), 7: np.dtype("?"),
+    10: np.dtype("<u8"), 11: np.dtype("<i8"), 12: np.dtype("<f8"),
+}
+_INT_TYPES = frozenset((0, 1, 2, 3, 4, 5, 10, 11))
+_FLOAT_TYPES = frozenset((6, 12))
+
+# ggml type -> numpy dtype of its elements, for the plain (non-block) types. BF16 has
+# no numpy dtype: its elements are shown as their uint16 bit patterns.
+_TENSOR_DTYPES = {
+    GGMLType.F32: np.dtype("<f4"), GGMLType.F16: np.dtype("<f2"), GGMLType.BF16: np.dtype("<u2"),
+    GGMLType.F64: np.dtype("<f8"), GGMLType.I8: np.dtype("<i1"), GGMLType.I16: np.dtype("<i2"),
+    GGMLType.I32: np.dtype("<i4"), GGMLType.I64: np.dtype("<i8"),
+}
+
+# ggml types a zigllama Tensor holds, by the Tensor's dtype name.
+_TENSOR_CLASS_DTYPES = {
+    GGMLType.F32: "float32", GGMLType.F16: "float16", GGMLType.BF16: "bfloat16",
+    GGMLType.F64: "float64", GGMLType.I8: "int8", GGMLType.I32: "int32",
+}
+
+_ERROR_KINDS = {
+    GGUF_E_MAGIC: GGUFError,
+    GGUF_E_VERSION: GGUFUnsupportedVersion,
+    GGUF_E_TRUNCATED: GGUFTruncated,
+    GGUF_E_TYPE: GGUFUnknownType,
+    GGUF_E_DUPLICATE: GGUFDuplicate,
+    GGUF_E_LIMIT: GGUFLimitExceeded,
+    GGUF_E_VALUE: GGUFInvalidValue,
+    GGUF_E_LAYOUT: GGUFLayoutError,
+}
+
+
+def _gguf_error(cls, field, offset, message, path=None):
+    """A GGUFError of kind `cls` naming the field and the byte offset."""
+    where = f"{os.fspath(path)}: " if path is not None else ""
+    err = cls(f"{where}{field} at byte {offset}: {message}")
+    err.field = field
+    err.offset = offset
+    return err
+
+
+cdef object _ctx_error(gguf_ctx *ctx, object path):
+    if ctx.err == GGUF_E_NOMEM:
+        return OutOfMemory(f"out of memory while parsing a GGUF file: {ctx.err_msg.decode('utf-8', 'replace')}")
+    return _gguf_error(_ERROR_KINDS[ctx.err], ctx.err_field.decode("utf-8", "replace"), ctx.err_pos,
+                       ctx.err_msg.decode("utf-8", "replace"), path)
+
+
+def _ggml_type_table():
+    """The C table (id -> (name, block size, bytes per block)): for the consistency test."""
+    cdef const zl_ggml_type_traits *t
+    out = {}
+    for i in range(ZL_GGML_TYPE_COUNT):
+        t = zl_ggml_type_get(i)
+        if t != NULL:
+            out[i] = (t.name.decode(), t.block_size, t.type_size)
+    return out
+
+
+def _open_map(path):
+    """Map `path` read-only: zigllama's MemoryMap if built, else Python's mmap."""
+    try:
+        from .memory_mapping import MemoryMap
+    except ImportError:
+        MemoryMap = None
+    if MemoryMap is not None:
+        return MemoryMap.from_file(path)
+    import mmap
+
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _close_map(m):
+    """Close a map the reader opened, unless views of it are still alive (then the
+    map closes itself when the last view goes)."""
+    close = getattr(m, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except (BufferError, OSError, ValueError):
+        pass
+
+
+cdef class TensorInfo:
+    """One tensor's descriptor: where its bytes are and how to read them.
+
+    ``ne`` is in file (ggml) order, ne[0] varying fastest; ``shape`` is the numpy
+    order (reversed). ``offset`` is relative to the data section, ``data_offset``
+    is the absolute position in the file.
+    """
+
+    def __init__(self, name, ggml_type, ne, offset, data_offset, nbytes, info_offset=None):
+        self.name = name
+        self.ggml_type = GGMLType(ggml_type)
+        self.ne = tuple(int(n) for n in ne)
+        self.shape = self.ne[::-1]
+        self.offset = int(offset)
+        self.data_offset = int(data_offset)
+        self.nbytes = int(nbytes)
+        n = 1
+        for d in self.ne:
+            n *= d
+        self.n_elements = n
+        self.info_offset = info_offset
+
+    @property
+    def n_dims(self):
+        return len(self.ne)
+
+    def __repr__(self):
+        return (f"TensorInfo(name={self.name!r}, ggml_type={self.ggml_type.name}, ne={self.ne}, "
+                f"offset={self.offset}, nbytes={self.nbytes})")
+
+
+cdef inline object _decode_string(GGUFReader r, uint64_t pos, object what, Py_ssize_t index=-1):
+    """The string whose length field is at pos. `what` (+ `[index]`) names it in errors."""
+    cdef uint64_t n = gguf_read_u64(&r.ctx, pos)
+    cdef uint64_t bad = 0
+    cdef const uint8_t *s = r.ctx.data + pos + 8
+    try:
+        return PyUnicode_DecodeUTF8(<const char *>s, n, NULL)
+    except UnicodeDecodeError:
+        gguf_utf8_valid(s, n, &bad)
+        field = what if index < 0 else f"{what}[{index}]"
+        raise _gguf_error(GGUFInvalidValue, field, pos + 8 + bad, "not valid UTF-8", r.path) from None
+
+
+cdef Py_ssize_t _element_index(object index, Py_ssize_t n) except -1:
+    """index (negative from the end) checked against n elements."""
+    cdef Py_ssize_t i = index
+    if i < 0:
+        i += n
+    if i < 0 or i >= n:
+        raise IndexError(f"array index {index} out of range for {n} elements")
+    return i
+
+
+cdef class LazyArray:
+    """A metadata array read element by element from the file (the base of
+    StringArray and NestedArray): a Sequence that compares equal to a list of the
+    same elements."""
+
+    cdef GGUFReader reader
+    cdef Py_ssize_t n
+    cdef str what
+
+    cdef object item(self, Py_ssize_t i):
+        raise NotImplementedError  # each kind of array reads its own elements
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.item(i) for i in range(*index.indices(self.n))]
+        return self.item(_element_index(index, self.n))
+
+    def __iter__(self):
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            yield self.item(i)
+
+    def __eq__(self, other):
+        if isinstance(other, (LazyArray, list, tuple)):
+            return len(self) == len(other) and all(_values_equal(a, b) for a, b in zip(self, other))
+        return NotImplemented
+
+
+cdef class StringArray(LazyArray):
+    """A metadata array of strings, decoded one element at a time when read.
+
+    The position of every element was recorded when the file was opened, so
+    ``tokens[i]`` is one lookup and one UTF-8 decode; no string exists as a Python
+    object until it is asked for.
+    """
+
+    cdef const uint64_t *positions
+    cdef object positions_owner   # a numpy array when the positions are this array's own
+
+    cdef object item(self, Py_ssize_t i):
+        self.reader.check_open()
+        return _decode_string(self.reader, self.positions[i], self.what, i)
+
+    def tolist(self):
+        """Every element decoded, as a list."""
+        cdef Py_ssize_t i
+        self.reader.check_open()
+        return [_decode_string(self.reader, self.positions[i], self.what, i) for i in range(self.n)]
+
+    def byte_lengths(self):
+        """The length in bytes of every element, as a uint64 array (no decoding)."""
+        cdef Py_ssize_t i
+        self.reader.check_open()
+        out = np.empty(self.n, dtype=np.uint64)
+        cdef uint64_t[::1] o = out
+        for i in range(self.n):
+            o[i] = gguf_read_u64(&self.reader.ctx, self.positions[i])
+        return out
+
+    def __repr__(self):
+        head = ", ".join(repr(s) for s in self[:3])
+        return f"StringArray([{head}{', ...' if self.n > 3 else ''}], n={self.n})"
+
+
+cdef class NestedArray(LazyArray):
+    """A metadata array whose elements are arrays (bounded nesting), read lazily."""
+
+    cdef object positions   # uint64 numpy array: each element's position
+    cdef int depth
+
+    cdef object item(self, Py_ssize_t i):
+        return self.reader._array_at(int(self.positions[i]), self.depth + 1, f"{self.what}[{i}]")
+
+    def tolist(self):
+        return [v.tolist() for v in self]
+
+    def __repr__(self):
+        return f"NestedArray(n={self.n})"
+
+
+def _values_equal(a, b):
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b))
+    return a == b
+
+
+Sequence.register(LazyArray)
+
+
+cdef class Metadata:
+    """The file's metadata: a read-only mapping from key to value, in file order.
+
+    Strings are ``str``, scalars Python ``int``/``float``/``bool``, numeric arrays
+    read-only numpy views of the file, string arrays a lazy ``StringArray``, arrays
+    of arrays a ``NestedArray``. Typed getters check the stored type.
+    """
+
+    cdef GGUFReader reader
+    cdef dict index     # key -> kv index
+    cdef list order
+    cdef dict cache
+
+    def __len__(self):
+        return len(self.order)
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __contains__(self, key):
+        return key in self.index
+
+    def __getitem__(self, key):
+        i = self.index[key]
+        try:
+            return self.cache[i]
+        except KeyError:
+            pass
+        v = self.reader._kv_value(i, key)
+        self.cache[i] = v
+        return v
+
+    def get(self, key, default=None):
+        return self[key] if key in self.index else default
+
+    def keys(self):
+        return list(self.order)
+
+    def items(self):
+        return [(k, self[k]) for k in self.order]
+
+    def values(self):
+        return [self[k] for k in self.order]
+
+    def __eq__(self, other):
+        if not isinstance(other, Mapping) or len(other) != len(self):
+            return NotImplemented if not isinstance(other, Mapping) else False
+        return all(k in other and _values_equal(self[k], other[k]) for k in self.order)
+
+    def __repr__(self):
+        return f"Metadata({len(self.order)} keys: {', '.join(self.order[:5])}{', ...' if len(self.order) > 5 else ''})"
+
+    def value_type(self, key):
+        """The GGUFValueType of a key's value."""
+        return GGUFValueType(self.reader.ctx.kv[<Py_ssize_t>self.index[key]].type)
+
+    def element_type(self, key):
+        """The element type of an array value (None for scalars and strings)."""
+        cdef Py_ssize_t i = self.index[key]
+        if self.reader.ctx.kv[i].type != GGUF_TYPE_ARRAY:
+            return None
+        return GGUFValueType(self.reader.ctx.kv[i].elem_type)
+
+    def raw_value(self, key):
+        """The value's bytes as stored (type field included): a uint8 view."""
+        cdef const gguf_kv *kv = &self.reader.ctx.kv[<Py_ssize_t>self.index[key]]
+        self.reader.check_open()
+        return np.frombuffer(self.reader.base, dtype=np.uint8, count=kv.end_pos - kv.value_pos + 4,
+                             offset=kv.value_pos - 4)
+
+    def offset(self, key):
+        """Byte offset of the key/value pair in the file."""
+        return self.reader.ctx.kv[<Py_ssize_t>self.index[key]].entry_pos
+
+    def _typed(self, key, default, allowed, expected):
+        if key not in self.index:
+            return default
+        t = self.reader.ctx.kv[<Py_ssize_t>self.index[key]].type
+        if t not in allowed:
+            raise _gguf_error(GGUFTypeMismatch, f"kv {key!r}", self.offset(key),
+                              f"holds a {GGUFValueType(t).name.lower()}, not {expected}", self.reader.path)
+        return self[key]
+
+    def get_u8(self, key, default=None): return self._typed(key, default, (0,), "a uint8")
+    def get_i8(self, key, default=None): return self._typed(key, default, (1,), "an int8")
+    def get_u16(self, key, default=None): return self._typed(key, default, (2,), "a uint16")
+    def get_i16(self, key, default=None): return self._typed(key, default, (3,), "an int16")
+    def get_u32(self, key, default=None): return self._typed(key, default, (4,), "a uint32")
+    def get_i32(self, key, default=None): return self._typed(key, default, (5,), "an int32")
+    def get_f32(self, key, default=None): return self._typed(key, default, (6,), "a float32")
+    def get_bool(self, key, default=None): return self._typed(key, default, (7,), "a bool")
+    def get_str(self, key, default=None): return self._typed(key, default, (8,), "a string")
+    def get_u64(self, key, default=None): return self._typed(key, default, (10,), "a uint64")
+    def get_i64(self, key, default=None): return self._typed(key, default, (11,), "an int64")
+    def get_f64(self, key, default=None): return self._typed(key, default, (12,), "a float64")
+
+    def get_int(self, key, default=None):
+        """Any integer type, as a Python int."""
+        return self._typed(key, default, _INT_TYPES, "an integer")
+
+    def get_float(self, key, default=None):
+        """float32 or float64, as a Python float."""
+        return self._typed(key, default, _FLOAT_TYPES, "a float")
+
+    def get_array(self, key, default=None, element_type=None):
+        """An array value; with `element_type`, also checks the elements' type."""
+        v = self._typed(key, default, (GGUF_TYPE_ARRAY,), "an array")
+        if element_type is not None and key in self.index and self.element_type(key) != element_type:
+            raise _gguf_error(GGUFTypeMismatch, f"kv {key!r}", self.offset(key),
+                              f"is an array of {self.element_type(key).name.lower()}, "
+                              f"not of {GGUFValueType(element_type).name.lower()}", self.reader.path)
+        return v
+
+
+Mapping.register(Metadata)
+
+
+cdef class GGUFReader:
+    """A GGUF file, mapped and validated.
+
+    ``GGUFReader(source)`` takes a path, a MemoryMap, or any bytes-like object.
+    The whole structure is checked at open (see ``validate`` for the one check
+    left: the UTF-8 of every string value); any violation raises a GGUFError
+    naming the field and its byte offset.
+
+    Attributes: ``version``, ``byte_order`` ("little"/"big"), ``alignment``,
+    ``data_offset``, ``metadata`` (a read-only mapping), ``tensors`` (TensorInfo
+    tuple, in file order). ``tensor(name)`` is a zero-copy view of a tensor's bytes.
+    """
+
+    def __cinit__(self):
+        self.has_view = False
+
+    def __init__(self, source):
+        cdef const uint8_t *data
+        cdef uint64_t size
+        cdef int rc
+        if self.has_view:
+            raise GGUFError("GGUFReader.__init__ called twice")
+        self.path = None
+        if isinstance(source, (str, os.PathLike)):
+            self.path = source
+            self.owned_map = _open_map(source)
+            self.base = self.owned_map
+        else:
+            self.base = source
+        PyObject_GetBuffer(self.base, &self.view, PyBUF_SIMPLE)
+        self.has_view = True
+        data = <const uint8_t *>self.view.buf
+        size = <uint64_t>self.view.len
+        with nogil:
+            rc = gguf_parse(&self.ctx, data, size)
+        if rc != 0:
+            err = _ctx_error(&self.ctx, self.path)
+            self.close()
+            raise err
+        self._build_tables()
+
+    cdef _build_tables(self):
+        cdef Py_ssize_t i
+        cdef const gguf_kv *kv
+        cdef const gguf_tensor *t
+        cdef const uint8_t *data = self.ctx.data
+        md = Metadata.__new__(Metadata)
+        (<Metadata>md).reader = self
+        keys = []
+        index = {}
+        for i in range(<Py_ssize_t>self.ctx.n_kv):
+            kv = &self.ctx.kv[i]
+            key = PyUnicode_DecodeUTF8(<const char *>(data + kv.key_pos), kv.key_len, NULL)
+            keys.append(key)
+            index[key] = i
+        (<Metadata>md).order = keys
+        (<Metadata>md).index = index
+        (<Metadata>md).cache = {}
+        self.metadata = md
+        infos = []
+        self.tensor_index = {}
+        for i in range(<Py_ssize_t>self.ctx.n_tensors):
+            t = &self.ctx.tensors[i]
+            name = PyUnicode_DecodeUTF8(<const char *>(data + t.name_pos), t.name_len, NULL)
+            info = TensorInfo(name, t.type, [t.ne[d] for d in range(t.n_dims)], t.offset,
+                              self.ctx.data_offset + t.offset, t.nbytes, t.info_pos)
+            infos.append(info)
+            self.tensor_index[name] = i
+        self.tensors = tuple(infos)
+
+    cdef int check_open(self) except -1:
+        if not self.has_view:
+            raise GGUFError(f"{self.path or 'GGUF data'}: the reader is closed")
+        return 0
+
+    # ---- header -------------------------------------------------------------------
+
+    @property
+    def version(self):
+        return self.ctx.version
+
+    @property
+    def byte_order(self):
+        return "big" if self.ctx.swapped else "little"
+
+    @property
+    def alignment(self):
+        return self.ctx.alignment
+
+    @property
+    def data_offset(self):
+        """Start of the tensor data section (a multiple of the alignment)."""
+        return self.ctx.data_offset
+
+    @property
+    def file_size(self):
+        return self.ctx.size
+
+    @property
+    def tensor_count(self):
+        return self.ctx.n_tensors
+
+    @property
+    def kv_count(self):
+        return self.ctx.n_kv
+
+    @property
+    def closed(self):
+        return not self.has_view
+
+    # ---- values ---------------------------------------------------------------------
+
+    cdef object _dtype(self, uint32_t value_type):
+        dt = _VALUE_DTYPES[value_type]
+        return dt.newbyteorder(">") if self.ctx.swapped and dt.itemsize > 1 else dt
+
+    def _kv_value(self, Py_ssize_t i, key):
+        self.check_open()
+        cdef const gguf_kv *kv = &self.ctx.kv[i]
+        what = f"kv[{i}] {key!r}"
+        if kv.type == GGUF_TYPE_STRING:
+            return _decode_string(self, kv.value_pos, what + ".value")
+        if kv.type == GGUF_TYPE_ARRAY:
+            if kv.elem_type == GGUF_TYPE_STRING:
+                return self._string_array(self.ctx.str_index + kv.index if kv.count else NULL, None,
+                                          kv.count, what)
+            return self._array_at(kv.value_pos, 1, what)
+        return self._scalar(kv.type, kv.data_pos)
+
+    cdef object _scalar(self, uint32_t value_type, uint64_t pos):
+        v = np.frombuffer(self.base, dtype=self._dtype(value_type), count=1, offset=pos)[0]
+        return v.item()
+
+    cdef object _string_array(self, const uint64_t *positions, object owner, uint64_t n, str what):
+        s = StringArray.__new__(StringArray)
+        (<StringArray>s).reader = self
+        (<StringArray>s).positions = positions
+        (<StringArray>s).positions_owner = owner
+        (<StringArray>s).n = n
+        (<StringArray>s).what = what
+        return s
+
+    def _array_at(self, uint64_t pos, int depth, str what):
+        """The array whose element-type field is at pos (validated at open)."""
+        cdef uint32_t et
+        cdef uint64_t count, data_pos
+        cdef uint64_t[::1] p
+        self.check_open()
+        if gguf_array_header(&self.ctx, pos, &et, &count, &data_pos) != 0:
+            raise _gguf_error(GGUFLayoutError, what, pos, "array outside the file", self.path)
+        if gguf_type_size(et):
+            arr = np.frombuffer(self.base, dtype=self._dtype(et), count=count, offset=data_pos)
+            return arr
+        positions = np.empty(count, dtype=np.uint64)
+        if count:
+            p = positions
+            if gguf_array_index(&self.ctx, pos, &p[0]) != 0:
+                raise _gguf_error(GGUFLayoutError, what, pos, "array outside the file", self.path)
+        if et == GGUF_TYPE_STRING:
+            return self._string_array(&p[0] if count else NULL, positions, count, what)
+        a = NestedArray.__new__(NestedArray)
+        (<NestedArray>a).reader = self
+        (<NestedArray>a).positions = positions
+        (<NestedArray>a).n = count
+        (<NestedArray>a).depth = depth
+        (<NestedArray>a).what = what
+        return a
+
+    # ---- tensors --------------------------------------------------------------------
+
+    def tensor_names(self):
+        """The tensors' names, in file order."""
+        return [info.name for info in self.tensors]
+
+    def tensor_info(self, name):
+        """The TensorInfo of a tensor, by name."""
+        try:
+            return self.tensors[self.tensor_index[name]]
+        except KeyError:
+            raise GGUFMissingKey(f"{self.path or 'GGUF data'}: no tensor named {name!r}") from None
+
+    def tensor(self, name):
+        """A zero-copy, read-only view of a tensor's data, in numpy order.
+
+        F32, F16, BF16, F64, I8 and I32 tensors are zigllama ``Tensor``s of ``shape``.
+        The rest are numpy arrays: I16/I64 typed; block formats uint8 with a row's
+        bytes as the last axis (``shape[:-1] + (row_bytes,)``, (n_rows, row_bytes)
+        for a matrix, as in the gguf package). A big-endian file's tensors are numpy
+        arrays with a ``>`` dtype (a Tensor is native-endian), BF16 as its uint16 bits;
+        so are empty and 0-d tensors. ``np.asarray`` of any of them is a view.
+        """
+        self.check_open()
+        info = self.tensor_info(name)
+        t = info.ggml_type
+        name_of = _TENSOR_CLASS_DTYPES.get(t)
+        if (name_of is not None and not self.ctx.swapped and info.nbytes and info.n_dims
+                and (<uintptr_t>self.view.buf + <uintptr_t>info.data_offset) % _TENSOR_DTYPES[t].itemsize == 0):
+            return Tensor.from_buffer(self.base, name_of, info.shape, info.data_offset)
+        return self._numpy_view(info)
+
+    cdef object _numpy_view(self, TensorInfo info):
+        t = info.ggml_type
+        dt = _TENSOR_DTYPES.get(t)
+        if dt is not None:
+            if self.ctx.swapped and dt.itemsize > 1:
+                dt = dt.newbyteorder(">")
+            shape = info.shape
+        else:
+            dt = np.dtype(np.uint8)
+            block, size = GGML_TYPE_TRAITS[t]
+            shape = info.shape[:info.n_dims - 1] + (info.ne[0] // block * size,)
+        if info.nbytes == 0:
+            return np.empty(shape, dtype=dt)
+        arr = np.frombuffer(self.base, dtype=dt, count=info.nbytes // dt.itemsize, offset=info.data_offset)
+        return arr.reshape(shape)
+
+    def raw_tensor(self, name):
+        """A tensor's bytes as a flat uint8 view."""
+        self.check_open()
+        info = self.tensor_info(name)
+        if info.nbytes == 0:
+            return np.empty(0, dtype=np.uint8)
+        return np.frombuffer(self.base, dtype=np.uint8, count=info.nbytes, offset=info.data_offset)
+
+    # ---- checks ---------------------------------------------------------------------
+
+    def validate(self):
+        """The checks not done at open: the UTF-8 of every string value. Raises a
+        GGUFError on the first bad one; returns None if the file is valid."""
+        cdef int rc
+        self.check_open()
+        self.busy += 1
+        try:
+            with nogil:
+                rc = gguf_check_strings(&self.ctx)
+        finally:
+            self.busy -= 1
+        if rc != 0:
+            err = _ctx_error(&self.ctx, self.path)
+            self.ctx.err = 0
+            raise err
+
+    # ---- lifetime -------------------------------------------------------------------
+
+    def close(self):
+        """Release the file. Views taken from it stay valid (they keep the map alive)."""
+        if self.busy:
+            raise GGUFError(f"{self.path or 'GGUF data'}: close() while another thread validates the file")
+        if self.metadata is not None:
+            (<Metadata>self.metadata).cache.clear()  # its array views hold the map too
+        if self.has_view:
+            PyBuffer_Release(&self.view)
+            self.has_view = False
+        gguf_free(&self.ctx)
+        if self.owned_map is not None:
+            _close_map(self.owned_map)
+            self.owned_map = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __dealloc__(self):
+        if self.has_view:
+            PyBuffer_Release(&self.view)
+        gguf_free(&self.ctx)
+
+    def __repr__(self):
+        if not self.has_view:
+            return f"<GGUFReader {self.path!r} closed>"
+        return (f"<GGUFReader {self.path or 'buffer'!s}: GGUF v{self.ctx.version} {self.byte_order}-endian, "
+                f"{self.ctx.n_kv} keys, {self.ctx.n_tensors} tensors, alignment {self.ctx.alignment}>")
+
+
+def validate(source):
+    """Check a GGUF file (path, MemoryMap or bytes) against every rule: raises a
+    GGUFError naming the field and byte offset of the first violation; returns None
+    if the file is valid."""
+    with GGUFReader(source) as r:
+        r.validate()
+
+
+# ---- models, possibly split across files -------------------------------------------
+
+_SPLIT_NAME = re.compile(r"^(?P<prefix>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+
+class GGUFModelLoader:
+    """A model in one GGUF file or split across several (``name-00001-of-00003.gguf``).
+
+    Opened from any shard, a split model reads as one: the metadata of the first
+    shard (which holds the model's keys), the tensors of all shards. The helpers
+    read the ``{architecture}.xxx`` keys llama.cpp defines.
+    """
+
+    def __init__(self, path):
+        path = os.fspath(path)
+        self.paths = self._shard_paths(path)
+        self.readers = []
+        self._tensor_reader = {}
+        try:
+            for p in self.paths:
+                self.readers.append(GGUFReader(p))
+            self._check_split()
+            for r in self.readers:
+                for info in r.tensors:
+                    if info.name in self._tensor_reader:
+                        raise _gguf_error(GGUFDuplicate, f"tensor {info.name!r}", info.info_offset,
+                                          "appears in two shards", r.path)
+                    self._tensor_reader[info.name] = r
+        except BaseException:
+            self.close()
+            raise
+        self.tensors = tuple(i for r in self.readers for i in r.tensors)
+
+    @staticmethod
+    def _shard_paths(path):
+        m = _SPLIT_NAME.match(os.path.basename(path))
+        if not m:
+            return [path]
+        count = int(m["count"])
+        if count == 0 or not 1 <= int(m["no"]) <= count:
+            raise GGUFError(f"{path}: shard {m['no']} of {m['count']} is not a valid split name")
+        d = os.path.dirname(path)
+        return [os.path.join(d, f"{m['prefix']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+
+    def _check_split(self):
+        n = len(self.readers)
+        first = self.readers[0].metadata
+        count = first.get_int("split.count")
+        if count is None:
+            if n > 1:
+                raise GGUFError(f"{self.paths[0]}: named as a split model but has no split.count key")
+            return
+        if count != n:
+            raise _gguf_error(GGUFInvalidValue, "kv 'split.count'", first.offset("split.count"),
+                              f"says {count} shards, the file names say {n}", self.paths[0])
+        total = first.get_int("split.tensors.count")
+        for i, r in enumerate(self.readers):
+            no = r.metadata.get_int("split.no")
+            if no != i:
+                raise GGUFInvalidValue(f"{r.path}: split.no is {no}, expected {i} for shard {i + 1} of {n}")
+            if r.metadata.get_int("split.count") != n:
+                raise GGUFInvalidValue(f"{r.path}: split.count differs from the first shard's ({n})")
+        found = sum(len(r.tensors) for r in self.readers)
+        if total is not None and total != found:
+            raise _gguf_error(GGUFInvalidValue, "kv 'split.tensors.count'", first.offset("split.tensors.count"),
+                              f"says {total} tensors, the shards hold {found}", self.paths[0])
+
+    @property
+    def metadata(self):
+        return self.readers[0].metadata
+
+    def _required(self, key):
+        v = self.metadata.get(key)
+        if v is None:
+            raise GGUFMissingKey(f"{self.paths[0]}: the model has no {key!r} key")
+        return v
+
+    @property
+    def architecture(self):
+        v = self.metadata.get_str("general.architecture")
+        if v is None:
+            raise GGUFMissingKey(f"{self.paths[0]}: the model has no 'general.architecture' key")
+        return v
+
+    def _arch_int(self, name):
+        key = f"{self.architecture}.{name}"
+        if key not in self.metadata:
+            raise GGUFMissingKey(f"{self.paths[0]}: the model has no {key!r} key")
+        v = self.metadata[key]
+        if self.metadata.value_type(key) == GGUFValueType.ARRAY:
+            return v  # per-layer values (some architectures vary head counts by layer)
+        return self.metadata.get_int(key)
+
+    @property
+    def context_length(self):
+        return self._arch_int("context_length")
+
+    @property
+    def embedding_length(self):
+        return self._arch_int("embedding_length")
+
+    @property
+    def block_count(self):
+        return self._arch_int("block_count")
+
+    @property
+    def head_count(self):
+        return self._arch_int("attention.head_count")
+
+    @property
+    def head_count_kv(self):
+        """Key/value heads; without the key, as many as query heads (llama.cpp's default)."""
+        if f"{self.architecture}.attention.head_count_kv" in self.metadata:
+            return self._arch_int("attention.head_count_kv")
+        return self.head_count
+
+    @property
+    def tensor_nbytes(self):
+        """Bytes of all tensor data (the memory the weights take as stored)."""
+        return sum(i.nbytes for i in self.tensors)
+
+    def tensor_names(self):
+        """Every shard's tensor names, in shard and file order."""
+        return [info.name for info in self.tensors]
+
+    def tensor_info(self, name):
+        return self._reader_of(name).tensor_info(name)
+
+    def tensor(self, name):
+        """A zero-copy view of a tensor's bytes (see GGUFReader.tensor)."""
+        return self._reader_of(name).tensor(name)
+
+    def _reader_of(self, name):
+        try:
+            return self._tensor_reader[name]
+        except KeyError:
+            raise GGUFMissingKey(f"{self.paths[0]}: the model has no tensor named {name!r}") from None
+
+    def validate(self):
+        for r in self.readers:
+            r.validate()
+
+    def close(self):
+        for r in self.readers:
+            r.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<GGUFModelLoader {self.paths[0]!r}: {len(self.paths)} file(s), {len(self.tensors)} tensors>"

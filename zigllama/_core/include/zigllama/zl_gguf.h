@@ -1,0 +1,118 @@
+/* GGUF parsing over a byte range: header, metadata, tensor infos, validated.
+ *
+ * The parser never copies the file and never trusts a count: every declared length
+ * is checked against the bytes left before anything is read or allocated, every
+ * size is computed with overflow checks, and the first violation stops the parse
+ * with an error kind, the field it concerns and its byte offset. Values are not
+ * decoded here: the tables hold positions into the file, decoded on demand.
+ * All functions are reentrant and need no Python (called without the GIL).
+ */
+#ifndef ZL_GGUF_H
+#define ZL_GGUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GGUF_MAGIC_BYTES "GGUF"
+#define GGUF_DEFAULT_ALIGNMENT 32u
+#define GGUF_MAX_ALIGNMENT (1u << 20)   /* 1 MiB: beyond any real file's alignment */
+#define GGUF_MAX_DIMS 4                 /* GGML_MAX_DIMS */
+#define GGUF_MAX_NAME 64                /* GGML_MAX_NAME, including ggml's NUL */
+#define GGUF_MAX_KEY 65535              /* the specification's key length bound */
+#define GGUF_MAX_ARRAY_DEPTH 8          /* arrays of arrays: nesting levels allowed */
+
+typedef enum {
+    GGUF_TYPE_UINT8 = 0, GGUF_TYPE_INT8 = 1, GGUF_TYPE_UINT16 = 2, GGUF_TYPE_INT16 = 3,
+    GGUF_TYPE_UINT32 = 4, GGUF_TYPE_INT32 = 5, GGUF_TYPE_FLOAT32 = 6, GGUF_TYPE_BOOL = 7,
+    GGUF_TYPE_STRING = 8, GGUF_TYPE_ARRAY = 9, GGUF_TYPE_UINT64 = 10, GGUF_TYPE_INT64 = 11,
+    GGUF_TYPE_FLOAT64 = 12, GGUF_TYPE_COUNT = 13
+} gguf_value_type;
+
+/* Error kinds; each becomes one GGUFError subclass at the Python boundary. */
+typedef enum {
+    GGUF_OK = 0,
+    GGUF_E_MAGIC,        /* not a GGUF file */
+    GGUF_E_VERSION,      /* version 1 or unknown */
+    GGUF_E_TRUNCATED,    /* a declared length runs past the end of the file */
+    GGUF_E_TYPE,         /* unknown value type or ggml type */
+    GGUF_E_DUPLICATE,    /* a key or tensor name seen twice */
+    GGUF_E_LIMIT,        /* a bound exceeded, or an overflowing size */
+    GGUF_E_VALUE,        /* an invalid value: empty key, bool of 7, bad alignment, bad UTF-8 */
+    GGUF_E_LAYOUT,       /* tensor data misaligned, overlapping, outside the file, partial blocks */
+    GGUF_E_NOMEM
+} gguf_error_kind;
+
+typedef struct {
+    uint64_t entry_pos;  /* where the key/value pair starts */
+    uint64_t key_pos;    /* the key's bytes (not NUL-terminated) */
+    uint64_t key_len;
+    uint64_t value_pos;  /* the value (for strings: their length field; arrays: their type field) */
+    uint32_t type;       /* gguf_value_type */
+    uint32_t elem_type;  /* arrays: element type */
+    uint64_t count;      /* strings: length in bytes; arrays: element count */
+    uint64_t data_pos;   /* strings: their bytes; arrays: the first element */
+    uint64_t index;      /* string arrays: first slot of their entries in str_index */
+    uint64_t end_pos;    /* just past the value */
+} gguf_kv;
+
+typedef struct {
+    uint64_t info_pos;   /* where the tensor info starts */
+    uint64_t name_pos;
+    uint64_t name_len;
+    uint32_t n_dims;
+    uint32_t type;       /* ggml type id */
+    uint64_t ne[GGUF_MAX_DIMS];  /* file order: ne[0] varies fastest; 1 past n_dims */
+    uint64_t offset;     /* relative to the data section */
+    uint64_t nbytes;
+} gguf_tensor;
+
+typedef struct {
+    const uint8_t *data;
+    uint64_t size;
+    int swapped;          /* 1: a big-endian file read on this little-endian machine */
+    uint32_t version;
+    uint64_t n_tensors;
+    uint64_t n_kv;
+    gguf_kv *kv;          /* n_kv entries once parsed */
+    gguf_tensor *tensors; /* n_tensors entries once parsed */
+    uint64_t *str_index;  /* positions of each string's length field, for string arrays */
+    uint64_t str_index_len;
+    uint32_t alignment;
+    int64_t alignment_kv; /* index of general.alignment, or -1 */
+    uint64_t data_offset; /* start of the data section */
+    uint64_t data_size;   /* end of the last tensor, relative to the data section */
+    /* the first error */
+    int err;
+    uint64_t err_pos;
+    char err_field[160];
+    char err_msg[224];
+} gguf_ctx;
+
+/* Parse and validate data[0:size]. 0 on success; -1 with ctx->err set. Call
+ * gguf_free afterwards in both cases. */
+int gguf_parse(gguf_ctx *ctx, const uint8_t *data, uint64_t size);
+void gguf_free(gguf_ctx *ctx);
+
+/* Element size of a fixed-size value type, 0 for strings and arrays or unknown ids. */
+uint64_t gguf_type_size(uint32_t type);
+
+/* Read integers from the file in its byte order. */
+uint64_t gguf_read_u64(const gguf_ctx *ctx, uint64_t pos);
+uint32_t gguf_read_u32(const gguf_ctx *ctx, uint64_t pos);
+
+/* A validated array at array_pos (its element-type field): its element type, count
+ * and first element. For arrays of strings or arrays, fills positions[0:count] with
+ * each element's position (positions may be NULL to only read the header).
+ * Returns 0, or -1 if the array does not lie within the file. */
+int gguf_array_header(const gguf_ctx *ctx, uint64_t array_pos, uint32_t *elem_type,
+                      uint64_t *count, uint64_t *data_pos);
+int gguf_array_index(const gguf_ctx *ctx, uint64_t array_pos, uint64_t *positions);
+
+/* 1 if s[0:n] is well-formed UTF-8, else 0 (and *bad_at = offset of the first bad byte). */
+int gguf_utf8_valid(const uint8_t *s, uint64_t n, uint64_t *bad_at);
+
+/* Check every string of the metadata (keys were checked at parse) for UTF-8. 0 or -1
+ * with the error set. Separate from gguf_parse: it reads every string byte. */
+int gguf_check_strings(gguf_ctx *ctx);
+
+#endif /* ZL_GGUF_H */

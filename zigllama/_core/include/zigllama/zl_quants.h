@@ -1,0 +1,157 @@
+/* Dequantization kernels for every GGML block format: the contract.
+ *
+ * One kernel per type, over whole blocks:
+ *
+ *     void zl_dequantize_row_<name>(const uint8_t *restrict src, float *restrict dst, int64_t n);
+ *
+ *   n    number of output elements, a multiple of the type's block size;
+ *   src  n / block_size whole blocks, laid out as in ggml-common.h (no alignment
+ *        assumed: blocks of odd size follow each other packed);
+ *   dst  n float32 values.
+ *
+ * <name> is the lower-case ggml name (q4_0, q4_k, iq2_xxs, mxfp4, f16, bf16, ...).
+ * Every kernel has a portable C path and, where it pays, an AVX2/F16C path
+ * compiled with ZL_TARGET_AVX2 and chosen inside the kernel at run time with
+ * zl_cpu_has_avx2() (zigllama/zl_cpu.h). Results are bit-exact with the
+ * reference (gguf.quants.dequantize), so both paths give the same bits: the
+ * build has -ffp-contract=off and kernels use no fused multiply-add where the
+ * reference multiplies and adds separately.
+ *
+ * Kernels cannot fail and take no lock: callers split rows across threads.
+ */
+#ifndef ZIGLLAMA_ZL_QUANTS_H
+#define ZIGLLAMA_ZL_QUANTS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef void (*zl_dequantize_fn)(const uint8_t *src, float *dst, int64_t n);
+
+#define ZL_DEQUANTIZE_DECL(name) \
+    void zl_dequantize_row_##name(const uint8_t *__restrict src, float *__restrict dst, int64_t n)
+
+/* Plain element types: conversions. */
+ZL_DEQUANTIZE_DECL(f32);
+ZL_DEQUANTIZE_DECL(f16);
+ZL_DEQUANTIZE_DECL(bf16);
+ZL_DEQUANTIZE_DECL(f64);
+ZL_DEQUANTIZE_DECL(i8);
+ZL_DEQUANTIZE_DECL(i16);
+ZL_DEQUANTIZE_DECL(i32);
+ZL_DEQUANTIZE_DECL(i64);
+
+/* Legacy blocks of 32. */
+ZL_DEQUANTIZE_DECL(q4_0);
+ZL_DEQUANTIZE_DECL(q4_1);
+ZL_DEQUANTIZE_DECL(q5_0);
+ZL_DEQUANTIZE_DECL(q5_1);
+ZL_DEQUANTIZE_DECL(q8_0);
+ZL_DEQUANTIZE_DECL(q8_1);
+
+/* K-quants: super-blocks of 256. */
+ZL_DEQUANTIZE_DECL(q2_k);
+ZL_DEQUANTIZE_DECL(q3_k);
+ZL_DEQUANTIZE_DECL(q4_k);
+ZL_DEQUANTIZE_DECL(q5_k);
+ZL_DEQUANTIZE_DECL(q6_k);
+ZL_DEQUANTIZE_DECL(q8_k);
+
+/* Newer small formats. */
+ZL_DEQUANTIZE_DECL(nvfp4);
+ZL_DEQUANTIZE_DECL(q1_0);
+
+/* Importance-matrix, ternary and microscaling formats (src/quantization/iq*.c). */
+ZL_DEQUANTIZE_DECL(iq1_s);
+ZL_DEQUANTIZE_DECL(iq1_m);
+ZL_DEQUANTIZE_DECL(iq2_xxs);
+ZL_DEQUANTIZE_DECL(iq2_xs);
+ZL_DEQUANTIZE_DECL(iq2_s);
+ZL_DEQUANTIZE_DECL(iq3_xxs);
+ZL_DEQUANTIZE_DECL(iq3_s);
+ZL_DEQUANTIZE_DECL(iq4_nl);
+ZL_DEQUANTIZE_DECL(iq4_xs);
+ZL_DEQUANTIZE_DECL(tq1_0);
+ZL_DEQUANTIZE_DECL(tq2_0);
+ZL_DEQUANTIZE_DECL(mxfp4);
+
+/* The ggml type table (ids as in ggml.h / gguf.GGMLQuantizationType). */
+typedef struct {
+    int type_id;              /* ggml_type */
+    const char *name;         /* upper-case ggml name, "Q4_K" */
+    int64_t block_size;       /* elements per block */
+    int64_t type_size;        /* bytes per block */
+    zl_dequantize_fn dequantize; /* NULL: no kernel linked in */
+} zl_quant_type;
+
+/* Entry for a ggml type id, or NULL for an unknown id. */
+const zl_quant_type *zl_quant_type_find(int type_id);
+
+/* All entries; *count receives their number. */
+const zl_quant_type *zl_quant_types(int *count);
+
+/* Run `kernel` over n_blocks blocks. With `streaming`, output goes through a
+ * small cache-resident buffer and non-temporal stores (for outputs much larger
+ * than the caches, which would otherwise be read before being overwritten). */
+void zl_dequantize_blocks(zl_dequantize_fn kernel, const uint8_t *src, float *dst, int64_t n_blocks,
+                          int64_t block_size, int64_t type_size, int streaming);
+
+/* True when the kernels take their AVX2 paths (CPU support, SIMD not disabled). */
+int zl_quants_simd_active(void);
+
+/* Quantizers: n float32 values (a multiple of the block size) into n / block_size
+ * blocks. Finite inputs; Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 match gguf.quants.quantize
+ * byte for byte, Q4_K and Q6_K follow ggml's quantize_row_*_ref. */
+#define ZL_QUANTIZE_DECL(name) \
+    void zl_quantize_row_##name(const float *__restrict src, uint8_t *__restrict dst, int64_t n)
+
+ZL_QUANTIZE_DECL(q4_0);
+ZL_QUANTIZE_DECL(q4_1);
+ZL_QUANTIZE_DECL(q5_0);
+ZL_QUANTIZE_DECL(q5_1);
+ZL_QUANTIZE_DECL(q8_0);
+ZL_QUANTIZE_DECL(q4_k);
+ZL_QUANTIZE_DECL(q6_k);
+
+/* Shared helpers for kernels: IEEE half / bfloat16 to float, exact for every
+ * input (zero, subnormal, inf, NaN keep their meaning; NaN payloads kept). */
+static inline float zl_fp32_from_bits(uint32_t w) {
+    union { uint32_t u; float f; } v;
+    v.u = w;
+    return v.f;
+}
+
+static inline float zl_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t mant = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0x1fu) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112u) << 23) | (mant << 13);
+    } else if (mant == 0) {
+        bits = sign;
+    } else {
+        /* Subnormal half: normalise into a float. */
+        uint32_t e = 113u;
+        while (!(mant & 0x400u)) {
+            mant <<= 1;
+            e--;
+        }
+        bits = sign | (e << 23) | ((mant & 0x3ffu) << 13);
+    }
+    return zl_fp32_from_bits(bits);
+}
+
+static inline float zl_bf16_to_f32(uint16_t h) { return zl_fp32_from_bits((uint32_t)h << 16); }
+
+static inline uint16_t zl_load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

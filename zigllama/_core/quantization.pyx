@@ -1,0 +1,371 @@
+"""Dequantization of every GGML block format to float32, and quantization to
+the common ones.
+
+The twin of ZigLlama's quantization, k_quantization and iq_quantization files
+and of the seed's GGUF loader (which dequantizes Q4_0, Q4_1, Q8_0 and F16).
+Every kernel is C over whole blocks (``zigllama/zl_quants.h``), bit-exact with
+``gguf.quants.dequantize``, with an AVX2/F16C path chosen at run time and a
+portable one always; this module checks arguments once, then splits the blocks
+across threads without the GIL.
+"""
+import operator
+
+import numpy as np
+
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint8_t
+
+from .._config import resolve_threads
+from ..errors import QuantizationError
+from .tensor import Tensor
+
+cdef extern from "zigllama/zl_quants.h" nogil:
+    const zl_quant_type *zl_quant_type_find(int type_id) noexcept
+    const zl_quant_type *zl_quant_types(int *count) noexcept
+    int zl_quants_simd_active() noexcept
+    void zl_dequantize_blocks(zl_dequantize_fn kernel, const uint8_t *src, float *dst, int64_t n_blocks,
+                              int64_t block_size, int64_t type_size, int streaming) noexcept
+    void zl_quantize_row_q4_0(const float *src, uint8_t *dst, int64_t n) noexcept
+    void zl_quantize_row_q4_1(const float *src, uint8_t *dst, int64_t n) noexcept
+    void zl_quantize_row_q5_0(const float *src, uint8_t *dst, int64_t n) noexcept
+    void zl_quantize_row_q5_1(const float *src, uint8_t *dst, int64_t n) noexcept
+    void zl_quantize_row_q8_0(const float *src, uint8_t *dst, int64_t n) noexcept
+    void zl_quantize_row_q4_k(const float *src, uint8_t *dst, int64_t n) noexcept
+    void zl_quantize_row_q6_k(const float *src, uint8_t *dst, int64_t n) noexcept
+
+cdef extern from "zigllama/zl_ggml_types.h":
+    enum:
+        ZL_GGML_Q4_0
+        ZL_GGML_Q4_1
+        ZL_GGML_Q5_0
+        ZL_GGML_Q5_1
+        ZL_GGML_Q8_0
+        ZL_GGML_Q4_K
+        ZL_GGML_Q6_K
+        ZL_GGML_BF16
+
+# Below this many output elements one thread is faster than waking a team.
+cdef int64_t PARALLEL_MIN_ELEMENTS = 1 << 16
+# From this many output bytes on, write with streaming stores: the output is far
+# larger than the caches, so keeping it there would only evict the source.
+cdef int64_t STREAMING_MIN_BYTES = 16 << 20
+
+
+cdef void split_blocks(block_range_fn fn, void *ctx, int64_t n_blocks, int64_t block_size,
+                       int nthreads) noexcept nogil:
+    cdef int64_t parts = nthreads if nthreads > 1 else 1
+    cdef int64_t p
+    if parts > n_blocks:
+        parts = n_blocks
+    if parts <= 1 or n_blocks * block_size < PARALLEL_MIN_ELEMENTS:
+        if n_blocks > 0:
+            fn(ctx, 0, n_blocks)
+        return
+    # One contiguous range per thread: equal shares of a bandwidth-bound loop.
+    for p in prange(parts, num_threads=parts, schedule="static", chunksize=1):
+        fn(ctx, n_blocks * p // parts, n_blocks * (p + 1) // parts - n_blocks * p // parts)
+
+
+ctypedef struct dequantize_ctx:
+    zl_dequantize_fn kernel
+    const uint8_t *src
+    float *dst
+    int64_t block_size
+    int64_t type_size
+    int streaming
+
+
+cdef void dequantize_range(void *ctx, int64_t first, int64_t count) noexcept nogil:
+    cdef dequantize_ctx *c = <dequantize_ctx *>ctx
+    zl_dequantize_blocks(c.kernel, c.src + first * c.type_size, c.dst + first * c.block_size, count,
+                         c.block_size, c.type_size, c.streaming)
+
+
+cdef const zl_quant_type *quant_type(int type_id) noexcept nogil:
+    return zl_quant_type_find(type_id)
+
+
+cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_elements,
+                         int nthreads) noexcept nogil:
+    cdef const zl_quant_type *t = zl_quant_type_find(type_id)
+    cdef dequantize_ctx ctx
+    if t == NULL or t.dequantize == NULL:
+        return -1
+    if n_elements < 0 or n_elements % t.block_size != 0:
+        return -2
+    ctx.kernel = t.dequantize
+    ctx.src = src
+    ctx.dst = dst
+    ctx.block_size = t.block_size
+    ctx.type_size = t.type_size
+    ctx.streaming = n_elements * <int64_t>sizeof(float) >= STREAMING_MIN_BYTES
+    split_blocks(dequantize_range, &ctx, n_elements // t.block_size, t.block_size, nthreads)
+    return 0
+
+
+ctypedef struct quantize_ctx:
+    quantize_fn kernel
+    const float *src
+    uint8_t *dst
+    int64_t block_size
+    int64_t type_size
+
+
+cdef void quantize_range(void *ctx, int64_t first, int64_t count) noexcept nogil:
+    cdef quantize_ctx *c = <quantize_ctx *>ctx
+    c.kernel(c.src + first * c.block_size, c.dst + first * c.type_size, count * c.block_size)
+
+
+cdef quantize_fn quantizer_for(int type_id) noexcept nogil:
+    if type_id == ZL_GGML_Q4_0:
+        return zl_quantize_row_q4_0
+    if type_id == ZL_GGML_Q4_1:
+        return zl_quantize_row_q4_1
+    if type_id == ZL_GGML_Q5_0:
+        return zl_quantize_row_q5_0
+    if type_id == ZL_GGML_Q5_1:
+        return zl_quantize_row_q5_1
+    if type_id == ZL_GGML_Q8_0:
+        return zl_quantize_row_q8_0
+    if type_id == ZL_GGML_Q4_K:
+        return zl_quantize_row_q4_k
+    if type_id == ZL_GGML_Q6_K:
+        return zl_quantize_row_q6_k
+    return NULL
+
+
+def _type_table():
+    cdef int count = 0
+    cdef const zl_quant_type *types = zl_quant_types(&count)
+    cdef int i
+    return {
+        types[i].type_id: (types[i].name.decode("ascii"), types[i].block_size, types[i].type_size,
+                           types[i].dequantize != NULL)
+        for i in range(count)
+    }
+
+
+# id -> (name, block size, bytes per block, has a kernel)
+_TYPES = _type_table()
+_IDS = {name: type_id for type_id, (name, _, _, _) in _TYPES.items()}
+
+#: ggml type id -> (elements per block, bytes per block), like gguf's table
+#: (keys are plain ints, so gguf.GGMLQuantizationType members work as keys too).
+GGML_QUANT_SIZES = {type_id: (block, size) for type_id, (_, block, size, _) in _TYPES.items()}
+
+#: Types ``quantize`` can produce.
+QUANTIZE_TYPES = tuple(name for type_id, (name, _, _, _) in sorted(_TYPES.items())
+                       if quantizer_for(type_id) != NULL)
+
+
+def ggml_type_id(ggml_type):
+    """The ggml type id of ``ggml_type``: an id, a ``GGMLQuantizationType`` or a
+    name such as ``"Q4_K"``. Raises QuantizationError for an unknown type."""
+    if isinstance(ggml_type, str):
+        type_id = _IDS.get(ggml_type.upper())
+        if type_id is None:
+            raise QuantizationError(f"unknown ggml type name {ggml_type!r}")
+        return type_id
+    try:
+        type_id = operator.index(ggml_type)
+    except TypeError:
+        raise QuantizationError(
+            f"ggml type must be an int id or a name, got {type(ggml_type).__name__}") from None
+    if type_id not in _TYPES:
+        raise QuantizationError(f"unknown ggml type id {type_id}")
+    return type_id
+
+
+def ggml_type_name(ggml_type):
+    """The ggml name of a type (``"Q4_K"``)."""
+    return _TYPES[ggml_type_id(ggml_type)][0]
+
+
+def has_kernel(ggml_type):
+    """True when a dequantization kernel for this type is linked in."""
+    return _TYPES[ggml_type_id(ggml_type)][3]
+
+
+def simd_active():
+    """True when the kernels take their AVX2/F16C paths (ZIGLLAMA_DISABLE_SIMD=1
+    at start-up forces the portable ones)."""
+    return bool(zl_quants_simd_active())
+
+
+def _as_byte_buffer(raw):
+    """A zero-copy uint8 view of any C-contiguous bytes-like object or array."""
+    if isinstance(raw, np.ndarray):
+        if not raw.flags.c_contiguous:
+            raise QuantizationError("raw data must be C-contiguous")
+        if raw.dtype.hasobject:
+            raise QuantizationError(f"raw data must be bytes, not an array of {raw.dtype}")
+        return raw.reshape(-1).view(np.uint8)
+    try:
+        return np.frombuffer(raw, dtype=np.uint8)
+    except (TypeError, ValueError, BufferError) as e:
+        raise QuantizationError(f"raw data must be a C-contiguous bytes-like object: {e}") from None
+
+
+def _as_shape(shape):
+    try:
+        dims = (operator.index(shape),)
+    except TypeError:
+        try:
+            dims = tuple(operator.index(d) for d in shape)
+        except TypeError:
+            raise QuantizationError(f"shape must be a tuple of ints, got {shape!r}") from None
+    if not dims:
+        raise QuantizationError("shape must have at least one dimension")
+    if any(d < 0 for d in dims):
+        raise QuantizationError(f"shape {dims} has a negative dimension")
+    return dims
+
+
+def _check_out(out, dims, n):
+    """The float32 numpy view of a suitable ``out`` (an ndarray or a Tensor)."""
+    if isinstance(out, Tensor):
+        if not out.valid:
+            raise QuantizationError("out is a tensor whose memory is gone")
+        out = np.asarray(out)
+    if not isinstance(out, np.ndarray):
+        raise QuantizationError(f"out must be a numpy array or a Tensor, got {type(out).__name__}")
+    if out.dtype != np.float32:
+        raise QuantizationError(f"out must have dtype float32, got {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise QuantizationError("out must be C-contiguous")
+    if not out.flags.writeable:
+        raise QuantizationError("out is read-only")
+    if out.size != n:
+        raise QuantizationError(f"out has {out.size} elements, shape {dims} needs {n}")
+    return out
+
+
+def dequantize(raw, ggml_type, shape, out=None, threads=None):
+    """Dequantize GGML data to float32.
+
+    raw        bytes-like object or C-contiguous array holding whole blocks
+               (read in place, never copied)
+    ggml_type  ggml type id, ``GGMLQuantizationType`` or name (``"Q4_K"``)
+    shape      the tensor's shape in numpy order; the last axis is the row,
+               a multiple of the type's block size
+    out        optional float32 C-contiguous numpy array or Tensor of the same
+               size to fill (for example memory already paged in); returned as is
+    threads    threads to use; default ``zigllama.num_threads()``
+
+    Returns a new float32 ``zigllama.Tensor`` of ``shape`` (``np.asarray`` of it
+    shares its memory), or ``out``. Raises QuantizationError
+    for an unknown type, a row length that is not a whole number of blocks, a
+    byte count that does not match the shape, or an unsuitable ``out``.
+    """
+    cdef int type_id = ggml_type_id(ggml_type)
+    cdef int64_t block_size, type_size
+    name, block_size, type_size, kernel = _TYPES[type_id]
+    dims = _as_shape(shape)
+    buf = _as_byte_buffer(raw)
+    if not kernel:
+        raise QuantizationError(f"no kernel for {name}")
+    row = dims[len(dims) - 1]
+    if row % block_size:
+        raise QuantizationError(
+            f"row length {row} is not a multiple of the {name} block size {block_size}")
+    n = 1  # a Python int: a product of absurd dimensions must not wrap
+    for d in dims:
+        n *= d
+    if buf.size % type_size:
+        raise QuantizationError(
+            f"{buf.size} bytes is not a whole number of {name} blocks ({type_size} bytes each)")
+    expected = n // block_size * type_size
+    if buf.size != expected:
+        raise QuantizationError(
+            f"shape {dims} of {name} needs {expected} bytes ({n // block_size} blocks), got {buf.size}")
+    cdef int nthreads = resolve_threads(threads)
+    if out is None:
+        result = Tensor.empty(dims, "float32")
+        target = np.asarray(result)
+    else:
+        target = _check_out(out, dims, n)
+        if np.may_share_memory(target, buf):
+            raise QuantizationError("out overlaps the raw data")
+        result = out
+    if n == 0:
+        return result
+    cdef const uint8_t[::1] src = buf
+    cdef float[::1] dst = target.reshape(-1)
+    cdef int64_t count = n
+    cdef int status
+    with nogil:
+        status = dequantize_into(type_id, &src[0], &dst[0], count, nthreads)
+    if status != 0:  # unreachable after the checks above; kept as the C contract's guard
+        raise QuantizationError(f"dequantizing {name} failed with status {status}")
+    return result
+
+
+def quantize(array, ggml_type, threads=None):
+    """Quantize a float array to a GGML block format.
+
+    Supports Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (byte for byte as ``gguf.quants.quantize``)
+    and Q4_K, Q6_K (ggml's reference quantizers). The last axis is the row and
+    must be a multiple of the block size; values must be finite. Returns uint8
+    blocks of shape ``(*array.shape[:-1], row_bytes)``, as gguf does, ready for
+    ``GGUFWriter.add_tensor(..., raw_dtype=type)``.
+    """
+    cdef int type_id = ggml_type_id(ggml_type)
+    cdef int64_t block_size, type_size
+    name, block_size, type_size, _ = _TYPES[type_id]
+    cdef quantize_fn kernel = quantizer_for(type_id)
+    if kernel == NULL:
+        raise QuantizationError(f"cannot quantize to {name}; supported: {', '.join(QUANTIZE_TYPES)}")
+    a = np.asarray(array)
+    if a.dtype.kind not in "fiub":
+        raise QuantizationError(f"cannot quantize an array of dtype {a.dtype}")
+    if a.ndim == 0:
+        raise QuantizationError("cannot quantize a 0-d array: the last axis is the row")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    lead, row = a.shape[:a.ndim - 1], a.shape[a.ndim - 1]
+    if row % block_size:
+        raise QuantizationError(
+            f"row length {row} is not a multiple of the {name} block size {block_size}")
+    finite = np.isfinite(a)
+    if not finite.all():
+        bad = tuple(int(i) for i in np.unravel_index(int(np.argmin(finite)), a.shape))
+        raise QuantizationError(f"cannot quantize non-finite value {a[bad]} at index {bad}")
+    result = np.empty((*lead, row // block_size * type_size), dtype=np.uint8)
+    cdef int nthreads = resolve_threads(threads)
+    if a.size == 0:
+        return result
+    cdef const float[::1] src = a.reshape(-1)
+    cdef uint8_t[::1] dst = result.reshape(-1)
+    cdef quantize_ctx ctx
+    ctx.kernel = kernel
+    ctx.src = &src[0]
+    ctx.dst = &dst[0]
+    ctx.block_size = block_size
+    ctx.type_size = type_size
+    with nogil:
+        split_blocks(quantize_range, &ctx, src.shape[0] // block_size, block_size, nthreads)
+    return result
+
+
+def dequantize_tensor(source, name, out=None, threads=None):
+    """A tensor of a GGUF file as float32, by name.
+
+    ``source`` is a ``GGUFReader`` or ``GGUFModelLoader`` (anything with
+    ``tensor_info(name)`` and ``tensor(name)``). The tensor's bytes are read in
+    place from the file's map; ``out`` and ``threads`` are as for ``dequantize``.
+    Big-endian files store plain multi-byte types swapped (block formats are
+    stored as written), so those are converted by numpy. Returns a float32
+    Tensor of the tensor's shape (numpy order), or ``out``.
+    """
+    info = source.tensor_info(name)
+    data = source.tensor(name)
+    type_id = int(info.ggml_type)
+    if data.dtype.byteorder != ">":
+        return dequantize(data, type_id, info.shape, out=out, threads=threads)
+    if type_id == ZL_GGML_BF16:  # bit patterns, byte-swapped
+        converted = (data.astype(np.uint32) << 16).view(np.float32)
+    else:
+        converted = data.astype(np.float32)
+    if out is None:
+        return Tensor.from_numpy(converted)
+    np.copyto(_check_out(out, info.shape, converted.size).reshape(info.shape), converted)
+    return out

@@ -1,0 +1,272 @@
+/* K-quants: super-blocks of 256 elements in 8 or 16 sub-blocks, each sub-block
+ * scale (and min) quantized against the super-block's f16 scale.
+ *
+ * Order of operations as in gguf.quants (ggml's dequantize_row_*_K agrees):
+ *   Q2_K         y = (d * sc) * q - (dmin * m)     sc, m: 4 bits each
+ *   Q3_K         y = (d * (sc - 32)) * q           sc: 6 bits, q in [-4, 3]
+ *   Q4_K, Q5_K   y = (d * sc) * q - (dmin * m)     sc, m: 6 bits (get_scale_min_k4)
+ *   Q6_K         y = (d * sc) * (q - 32)           sc: int8
+ *   Q8_K         y = d * q                         d: f32
+ */
+#include "zl_quants_impl.h"
+
+enum {
+    Q2_K_SIZE = 84,
+    Q3_K_SIZE = 110,
+    Q4_K_SIZE = 144,
+    Q5_K_SIZE = 176,
+    Q6_K_SIZE = 210,
+    Q8_K_SIZE = 292,
+};
+
+/* The 16 signed 6-bit scales of a Q3_K block (minus 32). */
+static inline void q3_k_scales(const uint8_t *s, int8_t *out) {
+    for (int i = 0; i < 16; i++) {
+        const int low = i < 8 ? (s[i] & 0x0F) : (s[i - 8] >> 4);
+        const int high = (s[8 + (i & 3)] >> (2 * (i >> 2))) & 3;
+        out[i] = (int8_t)((low | (high << 4)) - 32);
+    }
+}
+
+/* ---- portable ---- */
+
+static void q2_k_portable(const uint8_t *restrict src, float *restrict dst, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, src += Q2_K_SIZE, dst += QK_K) {
+        const uint8_t *scales = src;
+        const uint8_t *qs = src + 16;
+        const float d = zl_load_f16(src + 80);
+        const float dmin = zl_load_f16(src + 82);
+        for (int half = 0; half < 2; half++) {
+            for (int s = 0; s < 4; s++) {
+                for (int l = 0; l < 32; l++) {
+                    const int is = half * 8 + s * 2 + (l >> 4);
+                    const float dl = d * (float)(scales[is] & 0x0F);
+                    const float ml = dmin * (float)(scales[is] >> 4);
+                    const int q = (qs[half * 32 + l] >> (2 * s)) & 3;
+                    dst[half * 128 + s * 32 + l] = dl * (float)q - ml;
+                }
+            }
+        }
+    }
+}
+
+static void q3_k_portable(const uint8_t *restrict src, float *restrict dst, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, src += Q3_K_SIZE, dst += QK_K) {
+        const uint8_t *hmask = src;
+        const uint8_t *qs = src + 32;
+        int8_t sc[16];
+        q3_k_scales(src + 96, sc);
+        const float d = zl_load_f16(src + 108);
+        for (int half = 0; half < 2; half++) {
+            for (int s = 0; s < 4; s++) {
+                const int hbit = half * 4 + s;
+                for (int l = 0; l < 32; l++) {
+                    const float dl = d * (float)sc[half * 8 + s * 2 + (l >> 4)];
+                    const int low = (qs[half * 32 + l] >> (2 * s)) & 3;
+                    const int q = low - (((hmask[l] >> hbit) & 1) ? 0 : 4);
+                    dst[half * 128 + s * 32 + l] = dl * (float)q;
+                }
+            }
+        }
+    }
+}
+
+/* Q4_K and Q5_K share everything but the fifth bit (qh == NULL for Q4_K). */
+static void q45_k_portable(const uint8_t *restrict src, float *restrict dst, int64_t nb, int size) {
+    for (int64_t i = 0; i < nb; i++, src += size, dst += QK_K) {
+        const float d = zl_load_f16(src);
+        const float dmin = zl_load_f16(src + 2);
+        const uint8_t *scales = src + 4;
+        const uint8_t *qh = size == Q5_K_SIZE ? src + 16 : NULL;
+        const uint8_t *qs = qh ? src + 48 : src + 16;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, m;
+            zl_get_scale_min_k4(j, scales, &sc, &m);
+            const float d1 = d * (float)sc;
+            const float m1 = dmin * (float)m;
+            const int shift = 4 * (j & 1);
+            for (int l = 0; l < 32; l++) {
+                int q = (qs[(j >> 1) * 32 + l] >> shift) & 0x0F;
+                if (qh) q |= ((qh[l] >> j) & 1) << 4;
+                dst[j * 32 + l] = d1 * (float)q - m1;
+            }
+        }
+    }
+}
+
+static void q6_k_portable(const uint8_t *restrict src, float *restrict dst, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, src += Q6_K_SIZE, dst += QK_K) {
+        const float d = zl_load_f16(src + 208);
+        const int8_t *sc = (const int8_t *)(src + 192);
+        for (int half = 0; half < 2; half++) {
+            const uint8_t *ql = src + half * 64;
+            const uint8_t *qh = src + 128 + half * 32;
+            float *y = dst + half * 128;
+            for (int l = 0; l < 32; l++) {
+                const int is = half * 8 + (l >> 4);
+                const int q1 = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l] = (d * (float)sc[is]) * (float)q1;
+                y[l + 32] = (d * (float)sc[is + 2]) * (float)q2;
+                y[l + 64] = (d * (float)sc[is + 4]) * (float)q3;
+                y[l + 96] = (d * (float)sc[is + 6]) * (float)q4;
+            }
+        }
+    }
+}
+
+static void q8_k_portable(const uint8_t *restrict src, float *restrict dst, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, src += Q8_K_SIZE, dst += QK_K) {
+        const float d = zl_load_f32(src);
+        const int8_t *qs = (const int8_t *)(src + 4);
+        for (int j = 0; j < QK_K; j++) dst[j] = d * (float)qs[j];
+    }
+}
+
+/* ---- AVX2 ---- */
+#if ZL_X86
+
+/* 32 quants (bytes) spanning two sub-blocks of 16, with their own scales. */
+ZL_TARGET_AVX2 static inline void store32_two_scales(float *dst, __m256i q, float d0, float d1) {
+    zl_store16_mul(dst, _mm256_castsi256_si128(q), _mm256_set1_ps(d0));
+    zl_store16_mul(dst + 16, _mm256_extracti128_si256(q, 1), _mm256_set1_ps(d1));
+}
+
+ZL_TARGET_AVX2 static void q2_k_avx2(const uint8_t *restrict src, float *restrict dst, int64_t nb) {
+    const __m256i three = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < nb; i++, src += Q2_K_SIZE, dst += QK_K) {
+        const uint8_t *scales = src;
+        const float d = zl_load_f16(src + 80);
+        const float dmin = zl_load_f16(src + 82);
+        for (int half = 0; half < 2; half++) {
+            const __m256i qs = _mm256_loadu_si256((const __m256i *)(src + 16 + half * 32));
+            for (int s = 0; s < 4; s++) {
+                const int is = half * 8 + s * 2;
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * s), three);
+                float *y = dst + half * 128 + s * 32;
+                zl_store16_mul_sub(y, _mm256_castsi256_si128(q), _mm256_set1_ps(d * (float)(scales[is] & 0x0F)),
+                                   _mm256_set1_ps(dmin * (float)(scales[is] >> 4)));
+                zl_store16_mul_sub(y + 16, _mm256_extracti128_si256(q, 1),
+                                   _mm256_set1_ps(d * (float)(scales[is + 1] & 0x0F)),
+                                   _mm256_set1_ps(dmin * (float)(scales[is + 1] >> 4)));
+            }
+        }
+    }
+}
+
+ZL_TARGET_AVX2 static void q3_k_avx2(const uint8_t *restrict src, float *restrict dst, int64_t nb) {
+    const __m256i three = _mm256_set1_epi8(3);
+    const __m256i four = _mm256_set1_epi8(4);
+    for (int64_t i = 0; i < nb; i++, src += Q3_K_SIZE, dst += QK_K) {
+        int8_t sc[16];
+        q3_k_scales(src + 96, sc);
+        const float d = zl_load_f16(src + 108);
+        const __m256i hmask = _mm256_loadu_si256((const __m256i *)src);
+        for (int half = 0; half < 2; half++) {
+            const __m256i qs = _mm256_loadu_si256((const __m256i *)(src + 32 + half * 32));
+            for (int s = 0; s < 4; s++) {
+                const int hbit = half * 4 + s;
+                const __m256i bit = _mm256_set1_epi8((char)(1 << hbit));
+                /* 4 where the high bit is clear, 0 where it is set. */
+                const __m256i off = _mm256_andnot_si256(
+                    _mm256_cmpeq_epi8(_mm256_and_si256(hmask, bit), bit), four);
+                const __m256i q = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(qs, 2 * s), three), off);
+                const int is = half * 8 + s * 2;
+                store32_two_scales(dst + half * 128 + s * 32, q, d * (float)sc[is], d * (float)sc[is + 1]);
+            }
+        }
+    }
+}
+
+ZL_TARGET_AVX2 static void q45_k_avx2(const uint8_t *restrict src, float *restrict dst, int64_t nb, int size) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < nb; i++, src += size, dst += QK_K) {
+        const float d = zl_load_f16(src);
+        const float dmin = zl_load_f16(src + 2);
+        const uint8_t *scales = src + 4;
+        const int has_qh = size == Q5_K_SIZE;
+        const uint8_t *qs = has_qh ? src + 48 : src + 16;
+        const __m256i qh = has_qh ? _mm256_loadu_si256((const __m256i *)(src + 16)) : _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            const __m256i packed = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            for (int h = 0; h < 2; h++) {
+                const int j = 2 * c + h;
+                __m256i q = _mm256_and_si256(h ? _mm256_srli_epi16(packed, 4) : packed, low4);
+                if (has_qh) {
+                    const __m256i fifth = _mm256_and_si256(_mm256_srli_epi16(qh, j), one);
+                    q = _mm256_or_si256(q, _mm256_slli_epi16(fifth, 4));
+                }
+                uint8_t sc, m;
+                zl_get_scale_min_k4(j, scales, &sc, &m);
+                const __m256 d1 = _mm256_set1_ps(d * (float)sc);
+                const __m256 m1 = _mm256_set1_ps(dmin * (float)m);
+                zl_store16_mul_sub(dst + 32 * j, _mm256_castsi256_si128(q), d1, m1);
+                zl_store16_mul_sub(dst + 32 * j + 16, _mm256_extracti128_si256(q, 1), d1, m1);
+            }
+        }
+    }
+}
+
+ZL_TARGET_AVX2 static void q6_k_avx2(const uint8_t *restrict src, float *restrict dst, int64_t nb) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i three = _mm256_set1_epi8(3);
+    const __m256i bias = _mm256_set1_epi8(32);
+    for (int64_t i = 0; i < nb; i++, src += Q6_K_SIZE, dst += QK_K) {
+        const float d = zl_load_f16(src + 208);
+        const int8_t *sc = (const int8_t *)(src + 192);
+        for (int half = 0; half < 2; half++) {
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(src + half * 64));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(src + half * 64 + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(src + 128 + half * 32));
+            const __m256i lows[4] = {
+                _mm256_and_si256(ql0, low4),
+                _mm256_and_si256(ql1, low4),
+                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+            };
+            for (int k = 0; k < 4; k++) {
+                const __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), three);
+                const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lows[k], _mm256_slli_epi16(high, 4)), bias);
+                const int is = half * 8 + 2 * k;
+                store32_two_scales(dst + half * 128 + 32 * k, q, d * (float)sc[is], d * (float)sc[is + 1]);
+            }
+        }
+    }
+}
+
+ZL_TARGET_AVX2 static void q8_k_avx2(const uint8_t *restrict src, float *restrict dst, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, src += Q8_K_SIZE, dst += QK_K) {
+        const __m256 d = _mm256_set1_ps(zl_load_f32(src));
+        for (int j = 0; j < QK_K; j += 16) zl_store16_mul(dst + j, _mm_loadu_si128((const __m128i *)(src + 4 + j)), d);
+    }
+}
+#endif
+
+/* ---- public kernels ---- */
+
+void zl_dequantize_row_q2_k(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    ZL_PICK(q2_k_avx2(src, dst, n / QK_K), q2_k_portable(src, dst, n / QK_K));
+}
+
+void zl_dequantize_row_q3_k(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    ZL_PICK(q3_k_avx2(src, dst, n / QK_K), q3_k_portable(src, dst, n / QK_K));
+}
+
+void zl_dequantize_row_q4_k(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    ZL_PICK(q45_k_avx2(src, dst, n / QK_K, Q4_K_SIZE), q45_k_portable(src, dst, n / QK_K, Q4_K_SIZE));
+}
+
+void zl_dequantize_row_q5_k(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    ZL_PICK(q45_k_avx2(src, dst, n / QK_K, Q5_K_SIZE), q45_k_portable(src, dst, n / QK_K, Q5_K_SIZE));
+}
+
+void zl_dequantize_row_q6_k(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    ZL_PICK(q6_k_avx2(src, dst, n / QK_K), q6_k_portable(src, dst, n / QK_K));
+}
+
+void zl_dequantize_row_q8_k(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    ZL_PICK(q8_k_avx2(src, dst, n / QK_K), q8_k_portable(src, dst, n / QK_K));
+}

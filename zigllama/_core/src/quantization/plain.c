@@ -1,0 +1,99 @@
+/* Plain element types to float32: F32 (copy), F16, BF16, F64 and the integers.
+ *
+ * The reference is numpy's astype(np.float32): exact for F16 (NaN payloads and
+ * signalling NaNs kept), BF16 (a shift), I8 and I16; round to nearest even for
+ * F64, I32 and I64, which is what the C casts do.
+ */
+#include "zl_quants_impl.h"
+
+void zl_dequantize_row_f32(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+static void f16_portable(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = zl_f16_to_f32(zl_load_u16(src + 2 * i));
+}
+
+static void bf16_portable(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = zl_bf16_to_f32(zl_load_u16(src + 2 * i));
+}
+
+static void f64_portable(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double v;
+        memcpy(&v, src + 8 * i, 8);
+        dst[i] = (float)v;
+    }
+}
+
+#if ZL_X86
+/* F16C converts exactly except that it quiets signalling NaNs; numpy keeps them.
+ * Sixteen halves are checked at once and the rare signalling NaN is redone. */
+ZL_TARGET_AVX2 static void f16_avx2(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    const __m256i exp_quiet = _mm256_set1_epi16(0x7e00);
+    const __m256i snan_exp = _mm256_set1_epi16(0x7c00);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(src + 2 * i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm256_castsi256_si128(h)));
+        _mm256_storeu_ps(dst + i + 8, _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
+        __m256i maybe_snan = _mm256_cmpeq_epi16(_mm256_and_si256(h, exp_quiet), snan_exp);
+        if (__builtin_expect(!_mm256_testz_si256(maybe_snan, maybe_snan), 0)) {
+            f16_portable(src + 2 * i, dst + i, 16);
+        }
+    }
+    f16_portable(src + 2 * i, dst + i, n - i);
+}
+
+ZL_TARGET_AVX2 static void bf16_avx2(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(src + 2 * i));
+        __m256i zero = _mm256_setzero_si256();
+        /* Interleaving a zero below each half gives h << 16 per 32-bit lane;
+         * unpack works within 128-bit lanes, so fix the order with a permute. */
+        __m256i lo = _mm256_unpacklo_epi16(zero, h);
+        __m256i hi = _mm256_unpackhi_epi16(zero, h);
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_permute2x128_si256(lo, hi, 0x20));
+        _mm256_storeu_si256((__m256i *)(dst + i + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+    }
+    bf16_portable(src + 2 * i, dst + i, n - i);
+}
+
+ZL_TARGET_AVX2 static void f64_avx2(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128 a = _mm256_cvtpd_ps(_mm256_loadu_pd((const double *)(src + 8 * i)));
+        __m128 b = _mm256_cvtpd_ps(_mm256_loadu_pd((const double *)(src + 8 * i + 32)));
+        _mm256_storeu_ps(dst + i, _mm256_set_m128(b, a));
+    }
+    f64_portable(src + 8 * i, dst + i, n - i);
+}
+#endif
+
+void zl_dequantize_row_f16(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    ZL_PICK(f16_avx2(src, dst, n), f16_portable(src, dst, n));
+}
+
+void zl_dequantize_row_bf16(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    ZL_PICK(bf16_avx2(src, dst, n), bf16_portable(src, dst, n));
+}
+
+void zl_dequantize_row_f64(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    ZL_PICK(f64_avx2(src, dst, n), f64_portable(src, dst, n));
+}
+
+/* The integer conversions vectorise well at -O3 without help. */
+#define ZL_INT_ROW(name, ctype)                                                              \
+    void zl_dequantize_row_##name(const uint8_t *restrict src, float *restrict dst, int64_t n) { \
+        for (int64_t i = 0; i < n; i++) {                                                    \
+            ctype v;                                                                         \
+            memcpy(&v, src + sizeof(ctype) * i, sizeof(ctype));                              \
+            dst[i] = (float)v;                                                               \
+        }                                                                                    \
+    }
+
+ZL_INT_ROW(i8, int8_t)
+ZL_INT_ROW(i16, int16_t)
+ZL_INT_ROW(i32, int32_t)
+ZL_INT_ROW(i64, int64_t)

@@ -1,0 +1,26 @@
+"""``zigllama validate FILE...``: check GGUF files against every rule of the format."""
+import sys
+
+HELP = "check GGUF files: exit 0 if every file is valid, 1 with the reason if not"
+
+
+def add_arguments(parser):
+    parser.add_argument("files", nargs="+", metavar="FILE", help="a .gguf file")
+
+
+def run(args):
+    from .._core.gguf_format import GGUFReader
+    from ..errors import GGUFError
+
+    status = 0
+    for path in args.files:
+        try:
+            with GGUFReader(path) as r:
+                r.validate()
+                summary = f"GGUF v{r.version}, {r.kv_count} keys, {r.tensor_count} tensors"
+        except (GGUFError, OSError) as e:
+            print(f"{path}: invalid: {type(e).__name__}: {e}", file=sys.stderr)
+            status = 1
+        else:
+            print(f"{path}: valid ({summary})")
+    return status

@@ -13,7 +13,11 @@ def test_ids_and_names_match_gguf_package():
 
 @pytest.mark.parametrize("t", list(GGMLType))
 def test_block_layout_matches_gguf_package(t):
-    assert GGML_TYPE_TRAITS[t] == gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(t.value)]
+    theirs = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(t.value)]
+    if t == GGMLType.Q8_1 and theirs == (32, 40):
+        # gguf-py's stale entry (f32 d and s); ggml's block_q8_1 holds two f16: 36 bytes.
+        theirs = (32, 36)
+    assert GGML_TYPE_TRAITS[t] == theirs
     assert (t.block_size, t.type_size) == GGML_TYPE_TRAITS[t]
 
 

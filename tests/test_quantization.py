@@ -609,3 +609,44 @@ def test_outside_extension_cimports_the_kernels(tmp_path):
     assert_same_bits(out.reshape(x.shape), gq.dequantize(raw, T.Q8_0))
     assert outside.has_quantizer(12) == (True, True)
     assert outside.has_quantizer(10) == (False, True) and outside.has_quantizer(99) == (False, False)
+
+
+def test_reader_load_and_loader_load_tensor_decode_every_written_type(tmp_path):
+    """GGUFReader.load / GGUFModelLoader.load_tensor equal the gguf package's decode."""
+    import gguf
+
+    import zigllama as zl
+
+    rng = np.random.default_rng(7)
+    data = rng.standard_normal((4, 256)).astype(np.float32)
+    path = str(tmp_path / "m.gguf")
+    types = [T.F32, T.F16, T.Q8_0, T.Q4_0, T.Q4_K, T.Q6_K]
+    with zl.GGUFWriter(path) as w:
+        w.add_string("general.architecture", "llama")
+        encoded = {t: (data if t == T.F32 else data.astype(np.float16) if t == T.F16 else zl.quantize(data, t))
+                   for t in types}
+        for t in types:
+            w.add_tensor_info(f"w.{t.name}", data.shape, t)
+        w.write_header()
+        for t in types:
+            w.write_tensor(f"w.{t.name}", encoded[t], t)
+    theirs = {str(tt.name): tt for tt in gguf.GGUFReader(path).tensors}
+    reader = zl.GGUFReader(path)
+    loader = zl.GGUFModelLoader(path)
+    for t in types:
+        name = f"w.{t.name}"
+        expected = gguf.quants.dequantize(theirs[name].data, gguf.GGMLQuantizationType(int(t)))
+        expected = np.asarray(expected, dtype=np.float32).reshape(data.shape)
+        got = np.asarray(reader.load(name))
+        assert got.shape == data.shape
+        assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), name
+        assert np.array_equal(np.asarray(loader.load_tensor(name)), got)
+        out = np.empty(data.shape, dtype=np.float32)
+        assert reader.load(name, out=out, threads=2) is out and np.array_equal(out, got)
+    with pytest.raises(zl.UnsupportedDtype):
+        reader.load("w.F32", dtype="float64")
+    with pytest.raises(zl.UnsupportedDtype):
+        reader.load("w.F32", dtype="no such dtype")
+    with pytest.raises(zl.GGUFError):
+        reader.load("missing")
+    loader.close()

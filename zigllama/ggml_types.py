@@ -74,7 +74,7 @@ GGML_TYPE_TRAITS = {
     GGMLType.Q5_0: (32, 22),
     GGMLType.Q5_1: (32, 24),
     GGMLType.Q8_0: (32, 34),
-    GGMLType.Q8_1: (32, 40),
+    GGMLType.Q8_1: (32, 36),  # ggml's block_q8_1: f16 d, f16 s, 32 x int8 (gguf-py still says 40)
     GGMLType.Q2_K: (256, 84),
     GGMLType.Q3_K: (256, 110),
     GGMLType.Q4_K: (256, 144),

@@ -32,6 +32,7 @@ from ..errors import (
     GGUFUnknownType,
     GGUFUnsupportedVersion,
     OutOfMemory,
+    UnsupportedDtype,
 )
 from ..ggml_types import GGML_TYPE_TRAITS, GGMLType
 from .tensor import Tensor
@@ -662,6 +663,19 @@ cdef class GGUFReader:
         arr = np.frombuffer(self.base, dtype=dt, count=info.nbytes // dt.itemsize, offset=info.data_offset)
         return arr.reshape(shape)
 
+    def load(self, name, dtype="float32", out=None, threads=None):
+        """A tensor dequantized to float32 (every GGML type): a new ``Tensor`` of the
+        tensor's shape, or ``out`` (float32, C-contiguous, that many elements) filled.
+        The bytes are decoded straight from the map, rows split across ``threads``."""
+        try:
+            is_f32 = np.dtype(dtype) == np.float32
+        except TypeError:
+            is_f32 = False
+        if not is_f32:
+            raise UnsupportedDtype(f"load decodes to float32, not {dtype!r}")
+        from .quantization import dequantize_tensor
+        return dequantize_tensor(self, name, out=out, threads=threads)
+
     def raw_tensor(self, name):
         """A tensor's bytes as a flat uint8 view."""
         self.check_open()
@@ -861,6 +875,10 @@ class GGUFModelLoader:
     def tensor(self, name):
         """A zero-copy view of a tensor's bytes (see GGUFReader.tensor)."""
         return self._reader_of(name).tensor(name)
+
+    def load_tensor(self, name, out=None, threads=None):
+        """A tensor of the model dequantized to float32 (see GGUFReader.load)."""
+        return self._reader_of(name).load(name, out=out, threads=threads)
 
     def _reader_of(self, name):
         try:

@@ -357,7 +357,7 @@ def dequantize_tensor(source, name, out=None, threads=None):
     Tensor of the tensor's shape (numpy order), or ``out``.
     """
     info = source.tensor_info(name)
-    data = source.tensor(name)
+    data = np.asarray(source.tensor(name))  # a Tensor for plain types, numpy otherwise
     type_id = int(info.ggml_type)
     if data.dtype.byteorder != ">":
         return dequantize(data, type_id, info.shape, out=out, threads=threads)

@@ -51,18 +51,13 @@ static const struct {
 
 static zl_quant_type table[N_TYPES];
 
-/* Q8_1 is 36 bytes in ggml (f16 d and s, then 32 quants: block_q8_1 in
- * ggml-common.h); gguf-py listed 4 + 4 + 32 until llama.cpp fixed it, and the
- * shared table still follows the older gguf release. The kernel reads ggml's layout. */
-#define Q8_1_TYPE_SIZE 36
-
 static void build_table(void) {
     for (int i = 0; i < N_TYPES; i++) {
         const zl_ggml_type_traits *t = zl_ggml_type_get((uint32_t)kernels[i].type_id);
         table[i].type_id = kernels[i].type_id;
         table[i].name = t->name;
         table[i].block_size = t->block_size;
-        table[i].type_size = kernels[i].type_id == ZL_GGML_Q8_1 ? Q8_1_TYPE_SIZE : t->type_size;
+        table[i].type_size = t->type_size;
         table[i].dequantize = kernels[i].kernel;
     }
 }

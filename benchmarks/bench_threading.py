@@ -95,14 +95,16 @@ def main(argv=None):
 
     # The empty loop above lets the caller run both chunks before the worker looks:
     # with 20 us of work per chunk, both threads must take part.
-    fj = {"pool": [], "serial": []}
+    fj = {"pool": [], "omp": [], "serial": []}
     for _ in range(repeat):
         fj["pool"].append(zt._bench_fork_join(pool, max(100, iters // 20), 2, 20000))
+        fj["omp"].append(zt._bench_omp_fork_join(max(100, iters // 20), 2, 20000, 2))
         fj["serial"].append(zt._bench_fork_join(None, max(100, iters // 20), 2, 20000))
     f = {k: statistics.median(v) for k, v in fj.items()}
-    rows.append(("parallel_for, 2 chunks of 20 us: time (overhead over 20 us)",
-                 f"{f['pool'] / 1000:.2f} us (+{(f['pool'] - 20000) / 1000:.2f} us)", "-",
-                 f"1 thread: {f['serial'] / 1000:.2f} us", f"speed-up {f['serial'] / f['pool']:.2f}x"))
+    rows.append(("2 chunks of 20 us each (1 thread: %.1f us): time, speed-up over 1 thread" % (f["serial"] / 1000),
+                 f"{f['pool'] / 1000:.2f} us, {f['serial'] / f['pool']:.2f}x",
+                 f"{f['omp'] / 1000:.2f} us, {f['serial'] / f['omp']:.2f}x", "-",
+                 f"{f['omp'] / f['pool']:.2f}x / -"))
 
     per = {"submit": [], "e2e": [], "omp": [], "executor": []}
     for _ in range(repeat):

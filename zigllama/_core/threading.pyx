@@ -1350,3 +1350,15 @@ def _bench_fork_join(pool, int64_t iters, int64_t nchunks, int64_t work_ns):
                     zl_probe_spin_rows(&work_ns, j, j + 1)
         t1 = zl_probe_now_ns()
     return (t1 - t0) / iters
+
+
+def _bench_omp_fork_join(int64_t iters, int64_t nchunks, int64_t work_ns, int num_threads):
+    """The OpenMP peer of _bench_fork_join: prange over the same busy chunks."""
+    cdef int64_t i, j, t0, t1
+    with nogil:
+        t0 = zl_probe_now_ns()
+        for i in range(iters):
+            for j in prange(nchunks, num_threads=num_threads, schedule="static"):
+                zl_probe_spin_rows(&work_ns, j, j + 1)
+        t1 = zl_probe_now_ns()
+    return (t1 - t0) / iters

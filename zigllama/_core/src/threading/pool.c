@@ -529,13 +529,17 @@ static void *worker_main(void *arg) {
                 found = work_available(p) || atomic_load_explicit(&p->closing, memory_order_relaxed);
                 if (!found && now_ns() > deadline) break;
             }
+            if ((i & 1023) == 1023) sched_yield(); /* let a preempted producer run */
         }
         if (found) continue;
         /* Sleep until notify() bumps epoch. */
         uint32_t e = atomic_load_explicit(&p->epoch, memory_order_seq_cst);
         atomic_fetch_add_explicit(&p->sleepers, 1, memory_order_seq_cst);
         if (work_available(p) || atomic_load_explicit(&p->closing, memory_order_seq_cst)) {
+            /* A producer that saw us in `sleepers` may have set wake_pending:
+             * clear it, or later producers would skip waking real sleepers. */
             atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
+            atomic_store_explicit(&p->wake_pending, 0, memory_order_seq_cst);
             continue;
         }
         BUMP(w->sleeps);
@@ -959,10 +963,15 @@ int zl_parallel_for(zl_pool *p, int64_t n, int64_t grain, zl_range_fn fn, void *
 
     job_work(job);
 
-    /* Wait for chunks other threads claimed: spin first, they are usually short. */
+    /* Wait for chunks other threads claimed: spin first (they are usually short),
+     * then yield (the thread running them may be waiting for this CPU), then sleep. */
     for (int i = 0; atomic_load_explicit(&job->remaining, memory_order_acquire) > 0; i++) {
-        if (i < 4096) {
+        if (i < 1024) {
             cpu_relax();
+            continue;
+        }
+        if (i < 1024 + 64) {
+            sched_yield();
             continue;
         }
         atomic_store_explicit(&job->waiting, 1, memory_order_seq_cst);

@@ -208,7 +208,6 @@ struct zl_pool {
     /* Sleep and wake-up. */
     _Alignas(ZL_CACHE_LINE) _Atomic uint32_t epoch;
     _Atomic int sleepers;
-    _Atomic int wake_pending;
     _Alignas(ZL_CACHE_LINE) _Atomic uint32_t group_seq;
     _Atomic int group_waiters;
 
@@ -333,15 +332,13 @@ static zl_deque *external_deque(zl_pool *p, int create) {
 /* Wake-ups                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Wake up to `count` sleeping workers after making work visible. While a woken
- * worker has not yet come back (wake_pending), further calls skip the system call:
- * that worker will look at the queues and wake the next one if work remains. */
+/* Wake up to `count` sleeping workers after making work visible. Only when some
+ * worker sleeps (or is about to) is there a system call. */
 static void notify(zl_pool *p, int count) {
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0) {
         atomic_fetch_add_explicit(&p->epoch, 1, memory_order_seq_cst);
-        if (count > 1 || !atomic_exchange_explicit(&p->wake_pending, 1, memory_order_seq_cst))
-            futex_wake(&p->epoch, count);
+        futex_wake(&p->epoch, count);
     }
 }
 
@@ -536,19 +533,13 @@ static void *worker_main(void *arg) {
         uint32_t e = atomic_load_explicit(&p->epoch, memory_order_seq_cst);
         atomic_fetch_add_explicit(&p->sleepers, 1, memory_order_seq_cst);
         if (work_available(p) || atomic_load_explicit(&p->closing, memory_order_seq_cst)) {
-            /* A producer that saw us in `sleepers` may have set wake_pending:
-             * clear it, or later producers would skip waking real sleepers. */
             atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
-            atomic_store_explicit(&p->wake_pending, 0, memory_order_seq_cst);
             continue;
         }
         BUMP(w->sleeps);
         futex_wait(&p->epoch, e);
         atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
-        atomic_store_explicit(&p->wake_pending, 0, memory_order_seq_cst);
         BUMP(w->wakes);
-        /* Pass the wake-up on if there is more work than this worker can start on. */
-        if (work_available(p)) notify(p, 1);
     }
     tls_worker = NULL;
     return NULL;

@@ -11,9 +11,9 @@ from . import errors
 from ._config import num_threads, set_num_threads
 from ._core.allocator import Allocator, ArenaAllocator, FailingAllocator, FixedBufferAllocator, GeneralPurposeAllocator, HeapAllocator, PageAllocator  # noqa: E501
 from ._core.tensor import Tensor
+from ._core.quantization import dequantize, quantize
 from ._core.blas_integration import BlasConfig, BlasInterface, BlasManager, BlasStats, get_blas
 from ._core.threading import CpuTopology, NumaAllocator, NumaPolicy, ParallelOps, ThreadPool, ThreadPoolConfig, ThreadPoolStats, WorkStealingQueue, default_pool  # noqa: E501
-from ._core.quantization import dequantize, quantize
 from .errors import *  # noqa: F401,F403  (the error family is public API)
 from .ggml_types import GGMLType
 from ._core.gguf_format import GGUFModelLoader, GGUFReader, GGUFValueType

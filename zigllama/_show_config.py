@@ -32,14 +32,7 @@ def _blas_section():
 
 
 # Modules that arrive later (BLAS, threading) add sections here.
-def _threading_section():
-    from ._core.threading import ThreadPoolConfig
-
-    config = ThreadPoolConfig.detect()
-    return {"threading": dict(config.as_dict(), topology=config.topology.as_dict())}
-
-
-_EXTRA_SECTIONS = [_blas_section, _threading_section]
+_EXTRA_SECTIONS = [_blas_section]
 
 
 def _memory_mapping_section():
@@ -49,6 +42,16 @@ def _memory_mapping_section():
 
 
 _EXTRA_SECTIONS.append(_memory_mapping_section)
+
+
+def _threading_section():
+    from ._core.threading import ThreadPoolConfig
+
+    config = ThreadPoolConfig.detect()
+    return {"threading": dict(config.as_dict(), topology=config.topology.as_dict())}
+
+
+_EXTRA_SECTIONS.append(_threading_section)
 
 
 def config_lines():

@@ -10,8 +10,9 @@ Rows:
   - the same with 20 us of work per chunk, so that both threads must run one:
     the fork-join overhead is the time above 20 us;
   - per-task cost of submitting an empty C task from Cython (the submit call
-    alone, and submit + run + wait per task), against an OpenMP
-    prange(schedule(dynamic, 1)) iteration and ThreadPoolExecutor.submit;
+    alone, and submit + run + wait per task), and per chunk of a parallel_for
+    of one-row chunks, against an OpenMP prange(schedule(dynamic, 1)) iteration
+    and ThreadPoolExecutor.submit;
   - softmax over the rows of a (1024, 4096) float32 matrix: one thread (the whole
     range as one chunk, run by the caller) against the 2-thread pool (speed-up),
     with numpy's softmax for scale.
@@ -106,11 +107,12 @@ def main(argv=None):
                  f"{f['omp'] / 1000:.2f} us, {f['serial'] / f['omp']:.2f}x", "-",
                  f"{f['omp'] / f['pool']:.2f}x / -"))
 
-    per = {"submit": [], "e2e": [], "omp": [], "executor": []}
+    per = {"submit": [], "e2e": [], "chunk": [], "omp": [], "executor": []}
     for _ in range(repeat):
         call, e2e = zt._bench_submit_split(pool, ntasks)
         per["submit"].append(call)
         per["e2e"].append(e2e)
+        per["chunk"].append(zt._bench_parallel_for(pool, 3, ntasks) / ntasks)
         per["omp"].append(zt._bench_omp_tasks(ntasks, 2))
         per["executor"].append(executor_per_task(ex, max(2000, ntasks // 20)))
     p = {k: statistics.median(v) for k, v in per.items()}
@@ -120,6 +122,8 @@ def main(argv=None):
     rows.append(("submit + run + wait, per task",
                  f"{p['e2e']:.0f} ns", f"{p['omp']:.0f} ns", f"{p['executor']:.0f} ns",
                  f"{p['omp'] / p['e2e']:.1f}x / {p['executor'] / p['e2e']:.0f}x"))
+    rows.append(("parallel_for over %d one-row chunks, per chunk (OpenMP: dynamic,1)" % ntasks,
+                 f"{p['chunk']:.0f} ns", f"{p['omp']:.0f} ns", "-", f"{p['omp'] / p['chunk']:.1f}x / -"))
 
     x = np.random.default_rng(0).standard_normal((1024, 4096)).astype(np.float32)
     out = np.empty_like(x)

@@ -5,10 +5,12 @@
 # it gets them from these cdef functions, exported through the module's C API:
 #   quant_type(type_id)    the table entry: name, block size, bytes per block,
 #                          and the kernel (nogil, over whole blocks)
-#   dequantize_into(...)   lookup, checks and the split across threads
+#   dequantize_into(...)   lookup, checks and the split over the thread pool
 #   quantizer_for(type_id) the quantizer of a type, if there is one
 
 from libc.stdint cimport int64_t, uint8_t
+
+from .threading cimport zl_pool
 
 cdef extern from "zigllama/zl_quants.h" nogil:
     # One kernel: n / block_size whole blocks at src -> n float32 values at dst.
@@ -24,9 +26,19 @@ cdef extern from "zigllama/zl_quants.h" nogil:
 # Work on blocks [first, first + count) of one call.
 ctypedef void (*block_range_fn)(void *ctx, int64_t first, int64_t count) noexcept nogil
 
-# Split n_blocks blocks (block_size elements each) across up to nthreads threads
-# and call fn on each contiguous range. Rows are whole blocks and contiguous, so
-# this is the row split; the one place that decides how work is divided.
+# Split n_blocks blocks (block_size elements each) into contiguous ranges and
+# call fn on each, on up to nthreads threads of the pool: the row split, the one
+# place that decides how work is divided. Chunks hold at least 64 KiB of float32
+# output; nthreads <= 1 or a small call runs fn once on the caller, with no pool.
+# Returns 0 or the pool's failure (ZL_POOL_E*, for check_pool_status). pool NULL
+# runs on the caller. Safe inside a pool task (parallel_for nests).
+cdef int split_blocks_on(zl_pool *pool, block_range_fn fn, void *ctx, int64_t n_blocks,
+                         int64_t block_size, int nthreads) noexcept nogil
+
+# split_blocks_on on the default pool (zigllama.default_pool()), which it looks
+# up holding the GIL briefly, so a caller must not hold the GIL while waiting
+# for this call in another thread; code that has a zl_pool * uses the _on form.
+# A pool failure is not reported: fn then runs over all the blocks on the caller.
 cdef void split_blocks(block_range_fn fn, void *ctx, int64_t n_blocks, int64_t block_size,
                        int nthreads) noexcept nogil
 
@@ -39,8 +51,13 @@ ctypedef void (*quantize_fn)(const float *src, uint8_t *dst, int64_t n) noexcept
 # The quantizer of a ggml type id, or NULL when zigllama cannot quantize to it.
 cdef quantize_fn quantizer_for(int type_id) noexcept nogil
 
-# n_elements values of ggml type `type_id` from src into dst with nthreads
-# threads. Returns 0, or -1 for an unknown type or a missing kernel and -2 for
-# a count that is not a whole number of blocks (nothing written).
+# n_elements values of ggml type `type_id` from src into dst on up to nthreads
+# threads of the default pool (looked up as for split_blocks). Returns 0, -1 for
+# an unknown type or a missing kernel and -2 for a count that is not a whole
+# number of blocks (nothing written), or a pool failure (ZL_POOL_E*, negative).
 cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_elements,
                          int nthreads) noexcept nogil
+
+# dequantize_into on a given pool (NULL: on the caller), without the GIL at all.
+cdef int dequantize_into_on(zl_pool *pool, int type_id, const uint8_t *src, float *dst,
+                            int64_t n_elements, int nthreads) noexcept nogil

@@ -6,16 +6,19 @@ and of the seed's GGUF loader (which dequantizes Q4_0, Q4_1, Q8_0 and F16).
 Every kernel is C over whole blocks (``zigllama/zl_quants.h``), bit-exact with
 ``gguf.quants.dequantize``, with an AVX2/F16C path chosen at run time and a
 portable one always; this module checks arguments once, then splits the blocks
-across threads without the GIL.
+over the work-stealing pool (``zigllama.default_pool()``) without the GIL.
 """
 import operator
 
 import numpy as np
 
-from cython.parallel cimport prange
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int64_t, uint8_t
 
+from .threading cimport check_pool_status, parallel_for_status, pool_ptr, pool_threads, zl_pool
+
 from .._config import resolve_threads
+from .threading import default_pool
 from ..errors import QuantizationError
 from .tensor import Tensor
 
@@ -44,26 +47,95 @@ cdef extern from "zigllama/zl_ggml_types.h":
         ZL_GGML_Q6_K
         ZL_GGML_BF16
 
-# Below this many output elements one thread is faster than waking a team.
-cdef int64_t PARALLEL_MIN_ELEMENTS = 1 << 16
+# A chunk writes at least this many output bytes: much more than the few
+# microseconds a parallel_for costs. Smaller calls run on the caller alone.
+cdef int64_t CHUNK_MIN_BYTES = 64 << 10
+# Chunks per thread when every pool thread may help: stealing evens out a thread
+# that starts late or shares its core.
+cdef int64_t CHUNKS_PER_THREAD = 4
 # From this many output bytes on, write with streaming stores: the output is far
 # larger than the caches, so keeping it there would only evict the source.
 cdef int64_t STREAMING_MIN_BYTES = 16 << 20
 
 
+ctypedef struct split_ctx:
+    block_range_fn fn
+    void *ctx
+    int64_t n_blocks
+    int64_t nchunks
+
+
+cdef int run_chunks(void *vctx, int64_t begin, int64_t end) noexcept nogil:
+    # Chunks [begin, end) of the split: contiguous, near-equal block ranges.
+    cdef split_ctx *s = <split_ctx *>vctx
+    cdef int64_t first = s.n_blocks * begin // s.nchunks
+    cdef int64_t last = s.n_blocks * end // s.nchunks
+    if last > first:
+        s.fn(s.ctx, first, last - first)
+    return 0
+
+
+cdef int split_blocks_on(zl_pool *pool, block_range_fn fn, void *ctx, int64_t n_blocks,
+                         int64_t block_size, int nthreads) noexcept nogil:
+    cdef split_ctx s
+    cdef int64_t limit = pool_threads(pool) if pool != NULL else 1
+    cdef int64_t by_size = n_blocks * block_size * <int64_t>sizeof(float) // CHUNK_MIN_BYTES
+    if n_blocks <= 0:
+        return 0
+    # Fewer chunks than pool threads also caps the threads that take part (one
+    # chunk each); with all of them allowed, several per thread for balance.
+    if nthreads < limit:
+        s.nchunks = nthreads
+    else:
+        s.nchunks = limit * CHUNKS_PER_THREAD
+    if s.nchunks > by_size:
+        s.nchunks = by_size
+    if s.nchunks <= 1 or pool == NULL:
+        fn(ctx, 0, n_blocks)
+        return 0
+    s.fn = fn
+    s.ctx = ctx
+    s.n_blocks = n_blocks
+    return parallel_for_status(pool, s.nchunks, 1, run_chunks, &s)
+
+
+cdef zl_pool *acquire_default_pool(void **ref) noexcept nogil:
+    # The default pool, with a reference held until release_pool(ref); NULL
+    # (run on the caller) if it cannot be had.
+    with gil:
+        try:
+            pool = default_pool()
+            result = pool_ptr(pool)
+        except BaseException:
+            ref[0] = NULL
+            return NULL
+        Py_INCREF(pool)
+        ref[0] = <void *>pool
+        return result
+
+
+cdef void release_pool(void *ref) noexcept nogil:
+    if ref != NULL:
+        with gil:
+            Py_DECREF(<object>ref)
+
+
+cdef bint worth_splitting(int64_t n_blocks, int64_t block_size, int nthreads) noexcept nogil:
+    return nthreads > 1 and n_blocks * block_size * <int64_t>sizeof(float) >= 2 * CHUNK_MIN_BYTES
+
+
 cdef void split_blocks(block_range_fn fn, void *ctx, int64_t n_blocks, int64_t block_size,
                        int nthreads) noexcept nogil:
-    cdef int64_t parts = nthreads if nthreads > 1 else 1
-    cdef int64_t p
-    if parts > n_blocks:
-        parts = n_blocks
-    if parts <= 1 or n_blocks * block_size < PARALLEL_MIN_ELEMENTS:
-        if n_blocks > 0:
-            fn(ctx, 0, n_blocks)
-        return
-    # One contiguous range per thread: equal shares of a bandwidth-bound loop.
-    for p in prange(parts, num_threads=parts, schedule="static", chunksize=1):
-        fn(ctx, n_blocks * p // parts, n_blocks * (p + 1) // parts - n_blocks * p // parts)
+    cdef void *ref = NULL
+    cdef zl_pool *pool = NULL
+    if worth_splitting(n_blocks, block_size, nthreads):
+        pool = acquire_default_pool(&ref)
+    if split_blocks_on(pool, fn, ctx, n_blocks, block_size, nthreads) != 0:
+        # The pool failed before or while sharing out the chunks (shut down,
+        # out of memory): a range function only writes its own output, so
+        # running every range here gives the same result.
+        fn(ctx, 0, n_blocks)
+    release_pool(ref)
 
 
 ctypedef struct dequantize_ctx:
@@ -85,8 +157,8 @@ cdef const zl_quant_type *quant_type(int type_id) noexcept nogil:
     return zl_quant_type_find(type_id)
 
 
-cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_elements,
-                         int nthreads) noexcept nogil:
+cdef int dequantize_into_on(zl_pool *pool, int type_id, const uint8_t *src, float *dst,
+                            int64_t n_elements, int nthreads) noexcept nogil:
     cdef const zl_quant_type *t = zl_quant_type_find(type_id)
     cdef dequantize_ctx ctx
     if t == NULL or t.dequantize == NULL:
@@ -99,8 +171,21 @@ cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_
     ctx.block_size = t.block_size
     ctx.type_size = t.type_size
     ctx.streaming = n_elements * <int64_t>sizeof(float) >= STREAMING_MIN_BYTES
-    split_blocks(dequantize_range, &ctx, n_elements // t.block_size, t.block_size, nthreads)
-    return 0
+    return split_blocks_on(pool, dequantize_range, &ctx, n_elements // t.block_size, t.block_size,
+                           nthreads)
+
+
+cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_elements,
+                         int nthreads) noexcept nogil:
+    cdef void *ref = NULL
+    cdef zl_pool *pool = NULL
+    cdef const zl_quant_type *t = zl_quant_type_find(type_id)
+    cdef int status
+    if t != NULL and worth_splitting(n_elements // t.block_size, t.block_size, nthreads):
+        pool = acquire_default_pool(&ref)
+    status = dequantize_into_on(pool, type_id, src, dst, n_elements, nthreads)
+    release_pool(ref)
+    return status
 
 
 ctypedef struct quantize_ctx:
@@ -279,6 +364,8 @@ def dequantize(raw, ggml_type, shape, out=None, threads=None):
         raise QuantizationError(
             f"shape {dims} of {name} needs {expected} bytes ({n // block_size} blocks), got {buf.size}")
     cdef int nthreads = resolve_threads(threads)
+    # One thread needs no pool (and creates none); `owner` keeps it alive meanwhile.
+    owner = default_pool() if nthreads > 1 else None
     if out is None:
         result = Tensor.empty(dims, "float32")
         target = np.asarray(result)
@@ -293,9 +380,10 @@ def dequantize(raw, ggml_type, shape, out=None, threads=None):
     cdef float[::1] dst = target.reshape(-1)
     cdef int64_t count = n
     cdef int status
+    cdef zl_pool *pool = pool_ptr(owner) if owner is not None else NULL
     with nogil:
-        status = dequantize_into(type_id, &src[0], &dst[0], count, nthreads)
-    if status != 0:  # unreachable after the checks above; kept as the C contract's guard
+        status = dequantize_into_on(pool, type_id, &src[0], &dst[0], count, nthreads)
+    if check_pool_status(status) != 0:  # unreachable after the checks above; the C contract's guard
         raise QuantizationError(f"dequantizing {name} failed with status {status}")
     return result
 
@@ -331,6 +419,8 @@ def quantize(array, ggml_type, threads=None):
         raise QuantizationError(f"cannot quantize non-finite value {a[bad]} at index {bad}")
     result = np.empty((*lead, row // block_size * type_size), dtype=np.uint8)
     cdef int nthreads = resolve_threads(threads)
+    # One thread needs no pool (and creates none); `owner` keeps it alive meanwhile.
+    owner = default_pool() if nthreads > 1 else None
     if a.size == 0:
         return result
     cdef const float[::1] src = a.reshape(-1)
@@ -341,8 +431,12 @@ def quantize(array, ggml_type, threads=None):
     ctx.dst = &dst[0]
     ctx.block_size = block_size
     ctx.type_size = type_size
+    cdef zl_pool *pool = pool_ptr(owner) if owner is not None else NULL
+    cdef int status
     with nogil:
-        split_blocks(quantize_range, &ctx, src.shape[0] // block_size, block_size, nthreads)
+        status = split_blocks_on(pool, quantize_range, &ctx, src.shape[0] // block_size, block_size,
+                                 nthreads)
+    check_pool_status(status)
     return result
 
 

@@ -16,7 +16,8 @@
 # thread runs chunks too, and a parallel_for inside a task does not deadlock.
 #
 # An extension outside zigllama links only to the cdef functions at the end of
-# this file (pool_ptr, check_pool_status, parallel_for, submit, wait) and to the
+# this file (pool_ptr, pool_threads, check_pool_status, parallel_for,
+# parallel_for_status, submit, wait) and to the
 # header's inline zl_task_group_init; the zl_* functions are compiled into
 # zigllama._core.threading itself. A task group lives until wait() returns: wait
 # even when a submit failed, since tasks already queued still point at it.
@@ -130,6 +131,14 @@ cdef zl_pool *pool_ptr(object pool) except NULL
 
 # Raise ThreadPoolError for a ZL_POOL_E* status; return any other status unchanged.
 cdef int check_pool_status(int status) except -1 nogil
+
+# Threads that work in a parallel_for on this pool: its workers and the caller.
+cdef int pool_threads(zl_pool *pool) noexcept nogil
+
+# zl_parallel_for itself, for a caller whose own API returns a status: 0, the
+# first non-zero status of a chunk, or a pool failure (ZL_POOL_E*, negative)
+# for it to turn into an exception at its boundary with check_pool_status.
+cdef int parallel_for_status(zl_pool *pool, int64_t n, int64_t grain, zl_range_fn fn, void *ctx) noexcept nogil
 
 # zl_parallel_for, zl_pool_submit and zl_task_group_wait with the pool's own
 # failures raised as ThreadPoolError. They return 0 or the first positive status

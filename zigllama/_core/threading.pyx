@@ -110,6 +110,14 @@ cdef int check_pool_status(int status) except -1 nogil:
         raise _pool_error(status)
 
 
+cdef int pool_threads(zl_pool *pool) noexcept nogil:
+    return zl_pool_num_workers(pool) + 1
+
+
+cdef int parallel_for_status(zl_pool *pool, int64_t n, int64_t grain, zl_range_fn fn, void *ctx) noexcept nogil:
+    return zl_parallel_for(pool, n, grain, fn, ctx)
+
+
 cdef int parallel_for(zl_pool *pool, int64_t n, int64_t grain, zl_range_fn fn, void *ctx) except -1 nogil:
     return check_pool_status(zl_parallel_for(pool, n, grain, fn, ctx))
 

@@ -227,6 +227,58 @@ def test_large_outputs_stream_the_same_bits(t):
     assert_same_bits(out.reshape(rows, cols), whole)
 
 
+def pool_data(t, rows=512, cols=1024):
+    x = np.random.default_rng(11).standard_normal((rows, cols), dtype=np.float32)
+    return zigllama.quantize(x, t), (rows, cols)
+
+
+@pytest.mark.parametrize("t", [T.Q4_K, T.Q8_0], ids=lambda t: t.name)
+def test_pool_split_agrees_and_one_thread_does_not_dispatch(t):
+    raw, shape = pool_data(t)  # 2 MiB of output: many 64 KiB chunks
+    ref = gq.dequantize(raw, t)
+    pool = zigllama.default_pool()
+    pool.reset_stats()
+    out = np.empty(shape, np.float32)
+    zigllama.dequantize(raw, t, shape, out=out, threads=1)
+    assert pool.stats().parallel_fors == 0
+    assert_same_bits(out, ref)
+    for threads in (2, 3):
+        assert_same_bits(deq(raw, t, shape, threads=threads), ref)
+    assert pool.stats().parallel_fors == 2
+    # quantize splits the same way: the same bytes on any thread count.
+    x = np.asarray(ref)
+    np.testing.assert_array_equal(zigllama.quantize(x, t, threads=2), zigllama.quantize(x, t, threads=1))
+
+
+def test_dequantize_inside_pool_tasks_does_not_deadlock():
+    raw, shape = pool_data(T.Q4_K)
+    ref = gq.dequantize(raw, T.Q4_K)
+    # Tasks of the default pool dequantizing on the default pool (a nested
+    # parallel_for), and tasks of another pool doing the same.
+    for pool in (zigllama.default_pool(), zigllama.ThreadPool(2)):
+        futures = [pool.submit(deq, raw, T.Q4_K, shape, threads=2) for _ in range(4)]
+        for f in futures:
+            assert_same_bits(f.result(timeout=60), ref)
+        if pool is not zigllama.default_pool():
+            pool.shutdown()
+
+
+def test_tiny_and_zero_row_inputs_on_many_threads():
+    assert deq(b"", T.Q8_0, (0, 64), out=np.empty((0, 64), np.float32), threads=3).shape == (0, 64)
+    x = np.random.default_rng(2).standard_normal((1, 32)).astype(np.float32)
+    raw = gq.quantize(x, T.Q8_0)
+    assert_same_bits(deq(raw, T.Q8_0, x.shape, threads=3), gq.dequantize(raw, T.Q8_0))
+
+
+def test_bad_input_on_the_pool_path_raises_and_the_pool_still_works():
+    raw, shape = pool_data(T.Q8_0)
+    with pytest.raises(QuantizationError, match="needs"):
+        zigllama.dequantize(raw[:-1], T.Q8_0, shape, threads=2)
+    with pytest.raises(QuantizationError, match="non-finite"):
+        zigllama.quantize(np.full(shape, np.nan, np.float32), T.Q8_0, threads=2)
+    assert_same_bits(deq(raw, T.Q8_0, shape, threads=2), gq.dequantize(raw, T.Q8_0))
+
+
 def test_thread_count_from_environment():
     code = ("import numpy as np, zigllama;"
             "raw = np.zeros(34 * 4096, np.uint8);"
@@ -562,7 +614,20 @@ def test_load_command(tmp_path):
 
 OUTSIDE_PYX = """
 from libc.stdint cimport uint8_t
-from zigllama._core.quantization cimport dequantize_into, quant_type, quantizer_for, zl_quant_type
+from zigllama._core.quantization cimport (
+    dequantize_into, dequantize_into_on, quant_type, quantizer_for, zl_quant_type)
+from zigllama._core.threading cimport check_pool_status, pool_ptr, zl_pool
+
+
+def dequantize_on(pool, int type_id, const uint8_t[::1] raw, float[::1] out, int threads):
+    # On a given pool without the GIL; the status is raised here, at the boundary.
+    cdef zl_pool *p = pool_ptr(pool)
+    cdef int status
+    with nogil:
+        status = dequantize_into_on(p, type_id, &raw[0], &out[0], out.shape[0], threads)
+    if status == -1 or status == -2:
+        return status
+    return check_pool_status(status)
 
 
 def dequantize_q8_0(const uint8_t[::1] raw, float[::1] out, int threads):
@@ -607,6 +672,21 @@ def test_outside_extension_cimports_the_kernels(tmp_path):
     out = np.empty(x.size, np.float32)
     assert outside.dequantize_q8_0(raw.reshape(-1), out, 2) == (0, "Q8_0", 32, 34)
     assert_same_bits(out.reshape(x.shape), gq.dequantize(raw, T.Q8_0))
+    # Big enough to be split: the default pool, found by dequantize_into itself.
+    raw, shape = pool_data(T.Q8_0)
+    out = np.empty(shape[0] * shape[1], np.float32)
+    assert outside.dequantize_q8_0(raw.reshape(-1), out, 2)[0] == 0
+    assert_same_bits(out.reshape(shape), gq.dequantize(raw, T.Q8_0))
+    assert outside.dequantize_q8_0(raw.reshape(-1), out[:-32], 2)[0] == 0  # a prefix
+    assert outside.dequantize_q8_0(raw.reshape(-1), out[:-1], 2)[0] == -2  # not whole blocks
+    out[:] = 0
+    pool = zigllama.ThreadPool(2)
+    assert outside.dequantize_on(pool, 8, raw.reshape(-1), out, 2) == 0
+    assert_same_bits(out.reshape(shape), gq.dequantize(raw, T.Q8_0))
+    assert outside.dequantize_on(pool, 99, raw.reshape(-1), out, 2) == -1
+    pool.shutdown()
+    with pytest.raises(zigllama.ThreadPoolError, match="shut down"):
+        outside.dequantize_on(pool, 8, raw.reshape(-1), out, 2)
     assert outside.has_quantizer(12) == (True, True)
     assert outside.has_quantizer(10) == (False, True) and outside.has_quantizer(99) == (False, False)
 

@@ -389,6 +389,23 @@ def test_one_setting_sizes_the_blas_threads():
             pass
 
 
+def test_single_threaded_view():
+    a = np.random.default_rng(4).standard_normal((130, 140))
+    b = np.random.default_rng(5).standard_normal((140, 70))
+    zigllama.set_num_threads(2)
+    generic = get_blas("generic")
+    view = generic.single_threaded()
+    assert view.threads == 1 and view.name == "generic"
+    # The view's calls apply the thread setting to the shared context, never to its own.
+    np.testing.assert_allclose(view.gemm(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    assert view.threads == 1 and generic.threads == 2
+    # One thread gives the same bits as the team (each element is one dot product).
+    np.testing.assert_array_equal(view.gemm(a, b), generic.gemm(a, b))
+    assert get_blas("naive").single_threaded().threads == 1
+    with pytest.raises(BlasError, match="limit_blas_threads"):
+        get_blas("scipy").single_threaded()
+
+
 def test_blas_manager_ops_and_stats():
     rng = np.random.default_rng(7)
     mgr = BlasManager("generic")

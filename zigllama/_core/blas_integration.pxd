@@ -78,3 +78,11 @@ cdef class BlasInterface:
     cdef readonly str name
     # Index into the module's backend table.
     cdef int index
+
+
+# The backend `blas` with every call run on the calling thread: for callers that
+# split work over threads of their own (a pool's blocks), so that no call starts
+# a team of its own. The generic backend gets a one-thread context; naive has
+# no threads; the scipy backend is returned unchanged (its BLAS has one
+# process-wide thread count: pin it with limit_blas_threads(1) or threadpoolctl).
+cdef zl_blas single_threaded(zl_blas blas) noexcept nogil

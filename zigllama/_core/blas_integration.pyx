@@ -266,6 +266,11 @@ BACKENDS = ("scipy", "generic", "naive")
 cdef zl_generic_ctx _generic_ctx
 zl_generic_ctx_init(&_generic_ctx)
 
+# The generic backend with its OpenMP team pinned to one thread: the context of
+# single_threaded() views, for callers that run blocks on threads of their own.
+cdef zl_generic_ctx _generic_ctx_one = _generic_ctx
+_generic_ctx_one.num_threads = 1
+
 cdef zl_blas _backends[3]
 _backends[0].name = b"scipy"
 _backends[0].ctx = NULL
@@ -572,6 +577,30 @@ cdef class BlasInterface:
         """The ``zl_blas *`` as an integer (for ctypes.cast / cffi.cast)."""
         return <uintptr_t>&_backends[self.index]
 
+    @property
+    def threads(self):
+        """Threads the next large call may use: the generic backend's OpenMP
+        team, the threads of the BLAS behind scipy, 1 for naive."""
+        if self.c.vtable == &zl_blas_generic_vtable:
+            return (<zl_generic_ctx *>self.c.ctx).num_threads
+        if self.index == 0:
+            return max(lib.num_threads for lib in _scipy_blas_libraries())
+        return 1
+
+    def single_threaded(self):
+        """This backend as a view whose calls run on the calling thread only
+        (``single_threaded(blas)`` of blas_integration.pxd), for work already
+        split over threads. The BLAS behind scipy has one process-wide thread
+        count: pin it with ``limit_blas_threads(1)`` instead."""
+        if self.index == 0:
+            raise BlasError("the scipy backend's threads are process-wide: "
+                            "use zigllama.limit_blas_threads(1)")
+        view = <BlasInterface>BlasInterface.__new__(BlasInterface)
+        view.c = single_threaded(self.c)
+        view.name = self.name
+        view.index = self.index
+        return view
+
     def gemm(self, a, b, out=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
              bint trans_b=False):
         """``out = alpha * op(a) @ op(b) + beta * out``; returns ``out``.
@@ -729,6 +758,12 @@ cdef class BlasInterface:
                 status = c.vtable.dnrm2(c.ctx, vx.n, <const double *>vx.data, vx.inc, &rd)
         _raise_status(status, "nrm2")
         return rs if vx.type_num == cnp.NPY_FLOAT32 else rd
+
+
+cdef zl_blas single_threaded(zl_blas blas) noexcept nogil:
+    if blas.vtable == &zl_blas_generic_vtable:
+        blas.ctx = &_generic_ctx_one
+    return blas
 
 
 cdef list _interfaces = []

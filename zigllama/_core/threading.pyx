@@ -59,15 +59,9 @@ cdef extern from "probes.h" nogil:
     size_t zl_pool_worker_stride() noexcept
 
 from .blas_integration cimport (
-    BlasInterface, zl_blas, zl_blas_int, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_BLAS_EINVAL, ZL_BLAS_ENOMEM,
+    BlasInterface, single_threaded, zl_blas, zl_blas_int, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_BLAS_EINVAL,
+    ZL_BLAS_ENOMEM,
 )
-
-# The generic backend's context: its first field is the size of the OpenMP team
-# one call starts. matmul gives each block a copy with 1 there, so that the blocks
-# running on the pool's threads do not each start a team.
-cdef extern from "src/blas_integration/zl_blas_backends.h" nogil:
-    ctypedef struct zl_generic_ctx:
-        int num_threads
 
 #: Default worker stack: 8 MiB, as in threading.zig (Python tasks need room too).
 DEFAULT_STACK_SIZE = 8 * 1024 * 1024
@@ -1129,7 +1123,6 @@ class ParallelOps:
         from .blas_integration import get_blas
 
         cdef _MatmulCtx ctx
-        cdef zl_generic_ctx one_thread
         cdef BlasInterface iface = get_blas(blas)
         a = _matrix(a, "a")
         b = _matrix(b, "b")
@@ -1149,11 +1142,7 @@ class ParallelOps:
             # About two blocks per thread: big enough for the GEMM to run at full
             # speed, small enough for stealing to even out the threads.
             grain = max(8, -(-m // (2 * self.pool.num_threads)))
-        ctx.blas = iface.c
-        if iface.name == "generic":
-            one_thread = (<zl_generic_ctx *>iface.c.ctx)[0]
-            one_thread.num_threads = 1
-            ctx.blas.ctx = &one_thread
+        ctx.blas = single_threaded(iface.c)
         ctx.a = <const void *><size_t>a.ctypes.data
         ctx.b = <const void *><size_t>b.ctypes.data
         ctx.c = <void *><size_t>out.ctypes.data

@@ -11,9 +11,9 @@ must explain, not code.
   library allocator concepts the foundation layer is written with
 - memory-mapping.md: the public declarations of ZigLlama's src/foundation/memory_mapping.zig
 - gguf-format.md: the public declarations of ZigLlama's src/foundation/gguf_format.zig
-- quantization.md: the public declarations of ZigLlama's src/linear_algebra/quantization.zig
-  (the format's dequantizers in gguf_format.zig are private; `GGUFModelLoader.loadTensor`
-  is listed with gguf-format.md)
+- quantization.md: the public declarations of ZigLlama's src/linear_algebra/quantization.zig,
+  k_quantization.zig and iq_quantization.zig (the GGUF loader's dequantizers in
+  gguf_format.zig are private; `GGUFModelLoader.loadTensor` is listed with gguf-format.md)
 - blas-integration.md: the public declarations of ZigLlama's src/foundation/blas_integration.zig
 - threading.md: the public declarations of ZigLlama's src/foundation/threading.zig
 """
@@ -28,7 +28,7 @@ ZIG_SOURCES = {
     "memory-management.md": "Zig std: std.mem and std.heap allocators, defer, errdefer",
     "memory-mapping.md": "src/foundation/memory_mapping.zig",
     "gguf-format.md": "src/foundation/gguf_format.zig",
-    "quantization.md": "src/linear_algebra/quantization.zig",
+    "quantization.md": "src/linear_algebra/quantization.zig, k_quantization.zig, iq_quantization.zig",
     "blas-integration.md": "src/foundation/blas_integration.zig",
     "threading.md": "src/foundation/threading.zig",
 }
@@ -112,6 +112,34 @@ ZIG_PUBLIC_NAMES = {
         *_members("QuantizedTensor", "deinit compressionRatio"),
         "quantizeTensor",
         "dequantizeTensor",
+        # k_quantization.zig
+        "KQuantType",
+        *_members("KQuantType", "Q4_K Q5_K Q6_K"),
+        "QK_K",
+        "K_SCALE_SIZE",
+        "BlockQ4K",
+        "BlockQ4K.size",
+        "BlockQ5K",
+        "BlockQ5K.size",
+        "BlockQ6K",
+        "BlockQ6K.size",
+        "KQuantizer",
+        *_members("KQuantizer", "init quantize dequantize getCompressionRatio getQualityRetention"),
+        # iq_quantization.zig
+        "IQType",
+        *_members("IQType", "IQ1_S IQ1_M IQ2_XXS IQ2_XS IQ2_S IQ2_M IQ3_XXS IQ3_XS IQ3_S IQ3_M "
+                            "IQ4_XS IQ4_NL"),
+        "QK_IQ",
+        "BlockIQ1S",
+        "BlockIQ1S.size",
+        "BlockIQ2XS",
+        "BlockIQ2XS.size",
+        "BlockIQ3S",
+        "BlockIQ3S.size",
+        "BlockIQ4NL",
+        "BlockIQ4NL.size",
+        "IQuantizer",
+        *_members("IQuantizer", "init quantize dequantize getCompressionRatio getQualityRetention"),
     ],
     "blas-integration.md": [
         "BlasLibrary",

@@ -13,6 +13,7 @@ from ._core.allocator import Allocator, ArenaAllocator, FailingAllocator, FixedB
 from ._core.tensor import Tensor
 from ._core.quantization import dequantize, quantize
 from ._core.blas_integration import BlasConfig, BlasInterface, BlasManager, BlasStats, get_blas
+from ._core.threading import CpuTopology, NumaAllocator, NumaPolicy, ParallelOps, ThreadPool, ThreadPoolConfig, ThreadPoolStats, WorkStealingQueue, default_pool  # noqa: E501
 from .errors import *  # noqa: F401,F403  (the error family is public API)
 from .ggml_types import GGMLType
 from ._core.gguf_format import GGUFModelLoader, GGUFReader, GGUFValueType

@@ -44,6 +44,16 @@ def _memory_mapping_section():
 _EXTRA_SECTIONS.append(_memory_mapping_section)
 
 
+def _threading_section():
+    from ._core.threading import ThreadPoolConfig
+
+    config = ThreadPoolConfig.detect()
+    return {"threading": dict(config.as_dict(), topology=config.topology.as_dict())}
+
+
+_EXTRA_SECTIONS.append(_threading_section)
+
+
 def config_lines():
     info = config_dict()
     lines = [f"zigllama {info['version']}"]

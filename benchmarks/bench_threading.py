@@ -1,0 +1,154 @@
+"""The work-stealing pool against concurrent.futures and OpenMP, in the same run.
+
+    python benchmarks/bench_threading.py           # the full table
+    python benchmarks/bench_threading.py --quick   # fewer repeats
+
+Rows:
+  - dispatch + join of an empty parallel_for over 2 chunks on a 2-thread pool
+    (one worker plus the caller), against an OpenMP prange over 2 iterations on
+    2 threads and ThreadPoolExecutor(2) running 2 empty tasks (submit + result);
+  - the same with 20 us of work per chunk, so that both threads must run one:
+    the fork-join overhead is the time above 20 us;
+  - per-task cost of submitting an empty C task from Cython (the submit call
+    alone, and submit + run + wait per task), and per chunk of a parallel_for
+    of one-row chunks, against an OpenMP prange(schedule(dynamic, 1)) iteration
+    and ThreadPoolExecutor.submit;
+  - softmax over the rows of a (1024, 4096) float32 matrix: one thread (the whole
+    range as one chunk, run by the caller) against the 2-thread pool (speed-up),
+    with numpy's softmax for scale.
+Every cell is the median of --repeat measurements; contenders alternate within
+each repetition so that machine noise hits them alike.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+
+import numpy as np
+
+import zigllama
+from zigllama._core import platform
+from zigllama._core import threading as zt
+
+
+def median_of(fn, repeat):
+    return statistics.median(fn() for _ in range(repeat))
+
+
+def executor_dispatch(ex, n, iters):
+    """ns per round of n empty tasks submitted to ex and waited for."""
+    noop = int
+    start = time.perf_counter_ns()
+    for _ in range(iters):
+        wait([ex.submit(noop) for _ in range(n)])
+    return (time.perf_counter_ns() - start) / iters
+
+
+def executor_per_task(ex, ntasks):
+    noop = int
+    start = time.perf_counter_ns()
+    futs = [ex.submit(noop) for _ in range(ntasks)]
+    wait(futs)
+    return (time.perf_counter_ns() - start) / ntasks
+
+
+def seconds(fn, min_seconds=0.05):
+    fn()
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return elapsed / calls
+
+
+def np_softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=None)
+    args = parser.parse_args(argv)
+    repeat = args.repeat or (5 if args.quick else 15)
+    iters = 2000 if args.quick else 20000
+    ntasks = 20000 if args.quick else 100000
+    built_omp = platform.openmp()[0]
+
+    pool = zt.ThreadPool(2)
+    ex = ThreadPoolExecutor(max_workers=2)
+    rows = []
+
+    disp = {"pool": [], "omp": [], "executor": []}
+    for _ in range(repeat):
+        disp["pool"].append(zt._bench_parallel_for(pool, iters, 2))
+        disp["omp"].append(zt._bench_omp(iters, 2, 2))
+        disp["executor"].append(executor_dispatch(ex, 2, max(200, iters // 20)))
+    d = {k: statistics.median(v) for k, v in disp.items()}
+    rows.append(("empty parallel_for, 2 chunks, dispatch + join (goal <= 5 us)",
+                 f"{d['pool'] / 1000:.2f} us", f"{d['omp'] / 1000:.2f} us" + ("" if built_omp else " (no OpenMP)"),
+                 f"{d['executor'] / 1000:.2f} us", f"{d['omp'] / d['pool']:.1f}x / {d['executor'] / d['pool']:.1f}x"))
+
+    # The empty loop above lets the caller run both chunks before the worker looks:
+    # with 20 us of work per chunk, both threads must take part.
+    fj = {"pool": [], "omp": [], "serial": []}
+    for _ in range(repeat):
+        fj["pool"].append(zt._bench_fork_join(pool, max(100, iters // 20), 2, 20000))
+        fj["omp"].append(zt._bench_omp_fork_join(max(100, iters // 20), 2, 20000, 2))
+        fj["serial"].append(zt._bench_fork_join(None, max(100, iters // 20), 2, 20000))
+    f = {k: statistics.median(v) for k, v in fj.items()}
+    rows.append(("2 chunks of 20 us each (1 thread: %.1f us): time, speed-up over 1 thread" % (f["serial"] / 1000),
+                 f"{f['pool'] / 1000:.2f} us, {f['serial'] / f['pool']:.2f}x",
+                 f"{f['omp'] / 1000:.2f} us, {f['serial'] / f['omp']:.2f}x", "-",
+                 f"{f['omp'] / f['pool']:.2f}x / -"))
+
+    per = {"submit": [], "e2e": [], "chunk": [], "omp": [], "executor": []}
+    for _ in range(repeat):
+        call, e2e = zt._bench_submit_split(pool, ntasks)
+        per["submit"].append(call)
+        per["e2e"].append(e2e)
+        per["chunk"].append(zt._bench_parallel_for(pool, 3, ntasks) / ntasks)
+        per["omp"].append(zt._bench_omp_tasks(ntasks, 2))
+        per["executor"].append(executor_per_task(ex, max(2000, ntasks // 20)))
+    p = {k: statistics.median(v) for k, v in per.items()}
+    rows.append(("submit an empty C task from Cython: the call (goal <= 200 ns)",
+                 f"{p['submit']:.0f} ns", f"{p['omp']:.0f} ns", f"{p['executor']:.0f} ns",
+                 f"{p['omp'] / p['submit']:.1f}x / {p['executor'] / p['submit']:.0f}x"))
+    rows.append(("submit + run + wait, per task",
+                 f"{p['e2e']:.0f} ns", f"{p['omp']:.0f} ns", f"{p['executor']:.0f} ns",
+                 f"{p['omp'] / p['e2e']:.1f}x / {p['executor'] / p['e2e']:.0f}x"))
+    rows.append(("parallel_for over %d one-row chunks, per chunk (OpenMP: dynamic,1)" % ntasks,
+                 f"{p['chunk']:.0f} ns", f"{p['omp']:.0f} ns", "-", f"{p['omp'] / p['chunk']:.1f}x / -"))
+
+    x = np.random.default_rng(0).standard_normal((1024, 4096)).astype(np.float32)
+    out = np.empty_like(x)
+    ops = zt.ParallelOps(pool)
+    soft = {"one": [], "pool": [], "numpy": []}
+    for _ in range(repeat):
+        soft["one"].append(seconds(lambda: ops.softmax(x, out=out, grain=x.shape[0])))
+        soft["pool"].append(seconds(lambda: ops.softmax(x, out=out)))
+        soft["numpy"].append(seconds(lambda: np_softmax(x)))
+    s = {k: statistics.median(v) for k, v in soft.items()}
+    rows.append(("softmax (1024, 4096) f32: 1 thread vs pool of 2 (goal >= 1.8x)",
+                 f"{s['pool'] * 1e3:.2f} ms (1 thread: {s['one'] * 1e3:.2f} ms)", "-",
+                 f"numpy: {s['numpy'] * 1e3:.2f} ms", f"speed-up {s['one'] / s['pool']:.2f}x"))
+    pool.shutdown()
+    ex.shutdown()
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"zigllama {zigllama.__version__}, {os.cpu_count()} CPUs, load average {load:.1f}, "
+          f"OpenMP {'on' if built_omp else 'off'}, median of {repeat}\n")
+    print("| measurement | zigllama pool | OpenMP prange | ThreadPoolExecutor | pool faster by (OpenMP / executor) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1364 @@
+"""CPU topology, a work-stealing thread pool and parallel row operations.
+
+The twin of ZigLlama's ``threading.zig``. The lock-free parts (the Chase-Lev deque,
+the pool, ``parallel_for``) are C in ``src/threading/`` behind
+``zigllama/zl_threading.h``; this module reads the machine's topology, builds pool
+configurations, runs Python callables on the pool (taking the GIL in the worker)
+and gives the ``parallel_for`` C API to Cython callers (see ``threading.pxd``).
+"""
+import atexit
+import contextlib
+import enum
+import os
+import re
+import threading as _pythreading
+import weakref
+from concurrent.futures import Executor, Future
+
+import numpy as np
+
+from cpython.buffer cimport PyBUF_FORMAT
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+
+from .._config import resolve_threads
+from ..errors import (
+    BlasError,
+    IncompatibleShapes,
+    InvalidShape,
+    OutOfMemory,
+    ThreadPoolError,
+    UnsupportedDtype,
+)
+
+cdef extern from "probes.h" nogil:
+    ctypedef struct zl_probe_ctx:
+        void *hits
+        int64_t calls
+        int64_t fail_at
+        int fail_status
+        zl_pool *pool
+        int64_t inner_n
+        zl_probe_ctx *inner_template
+    ctypedef struct zl_probe_sleep:
+        long ns
+        int64_t done
+        int64_t cancelled
+    int zl_probe_count_rows(void *ctx, int64_t begin, int64_t end) noexcept
+    int zl_probe_nested_rows(void *ctx, int64_t begin, int64_t end) noexcept
+    int zl_probe_empty_rows(void *ctx, int64_t begin, int64_t end) noexcept
+    int zl_probe_spin_rows(void *ctx, int64_t begin, int64_t end) noexcept
+    int zl_probe_empty_task(void *ctx) noexcept
+    int zl_probe_count_task(void *ctx) noexcept
+    int zl_probe_sleep_task(void *ctx) noexcept
+    void zl_probe_sleep_cancel(void *ctx) noexcept
+    int64_t zl_probe_now_ns() noexcept
+    size_t zl_pool_worker_stride() noexcept
+
+from .blas_integration cimport (
+    BlasInterface, zl_blas, zl_blas_int, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_BLAS_EINVAL, ZL_BLAS_ENOMEM,
+)
+
+# The generic backend's context: its first field is the size of the OpenMP team
+# one call starts. matmul gives each block a copy with 1 there, so that the blocks
+# running on the pool's threads do not each start a team.
+cdef extern from "src/blas_integration/zl_blas_backends.h" nogil:
+    ctypedef struct zl_generic_ctx:
+        int num_threads
+
+#: Default worker stack: 8 MiB, as in threading.zig (Python tasks need room too).
+DEFAULT_STACK_SIZE = 8 * 1024 * 1024
+#: How long an idle worker spins before it sleeps, in microseconds.
+DEFAULT_SPIN_US = 50
+CACHE_LINE = ZL_CACHE_LINE
+# The pool's own status codes (zl_threading.h), for C-level callers and tests.
+POOL_ECLOSED = ZL_POOL_ECLOSED
+POOL_ENOMEM = ZL_POOL_ENOMEM
+POOL_EFORKED = ZL_POOL_EFORKED
+POOL_EINVAL = ZL_POOL_EINVAL
+_EFORKED = ZL_POOL_EFORKED
+
+_POOL_ERRORS = {
+    ZL_POOL_ECLOSED: "the thread pool is shut down",
+    ZL_POOL_ENOMEM: "out of memory in the thread pool",
+    ZL_POOL_EFORKED: ("the thread pool was created in the parent process before fork(); "
+                      "its workers do not exist here: create a new pool in the child "
+                      "(zigllama.default_pool() does so by itself)"),
+    ZL_POOL_EINVAL: "invalid argument to the thread pool",
+    ZL_POOL_ECANCELLED: "the task was cancelled by a shutdown",
+    ZL_POOL_ESELF: "a thread pool cannot be shut down from one of its own tasks",
+    ZL_POOL_ETHREAD: "could not start the worker threads (pthread_create failed)",
+}
+
+
+def _pool_error(int status):
+    if status == ZL_POOL_ENOMEM:
+        return OutOfMemory(_POOL_ERRORS.get(status))
+    msg = _POOL_ERRORS.get(status)
+    if msg is None:
+        msg = f"a task failed with status {status}"
+    return ThreadPoolError(msg)
+
+
+cdef int check_pool_status(int status) except -1 nogil:
+    if status >= 0:
+        return status
+    with gil:
+        raise _pool_error(status)
+
+
+cdef int parallel_for(zl_pool *pool, int64_t n, int64_t grain, zl_range_fn fn, void *ctx) except -1 nogil:
+    return check_pool_status(zl_parallel_for(pool, n, grain, fn, ctx))
+
+
+cdef int submit(zl_pool *pool, zl_task_group *group, zl_task_fn fn, void *ctx) except -1 nogil:
+    return check_pool_status(zl_pool_submit(pool, group, fn, NULL, ctx))
+
+
+cdef int wait(zl_pool *pool, zl_task_group *group) except -1 nogil:
+    return check_pool_status(zl_task_group_wait(pool, group))
+
+
+# --------------------------------------------------------------------------
+# Topology
+# --------------------------------------------------------------------------
+
+class NumaPolicy(enum.IntEnum):
+    """Where a worker's memory goes (threading.zig's NumaPolicy).
+
+    DISABLED: no NUMA system calls. LOCAL: each worker allocates on the node it
+    runs on; workers fill one node before the next. INTERLEAVE: every worker's
+    pages go round-robin over all nodes (bandwidth over latency). BALANCED:
+    workers are spread evenly over the nodes, each allocating locally.
+    On a machine with one node all four are the same and nothing is called.
+    """
+
+    DISABLED = ZL_NUMA_DISABLED
+    LOCAL = ZL_NUMA_LOCAL
+    INTERLEAVE = ZL_NUMA_INTERLEAVE
+    BALANCED = ZL_NUMA_BALANCED
+
+    @classmethod
+    def coerce(cls, value):
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper()]
+            except KeyError:
+                pass
+        elif isinstance(value, int) and not isinstance(value, bool):
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        names = ", ".join(m.name.lower() for m in cls)
+        raise ValueError(f"numa_policy must be one of {names}, got {value!r}")
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
+
+
+def _parse_size(text):
+    """'48K' -> 49152 (sysfs cache sizes), None if unreadable."""
+    if text is None:
+        return None
+    m = _SIZE_RE.match(text)
+    if not m:
+        return None
+    return int(m.group(1)) * {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}[m.group(2).upper()]
+
+
+def _parse_cpulist(text):
+    """'0-3,8,10-11' -> [0, 1, 2, 3, 8, 10, 11]; None if malformed."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not text:
+        return []
+    out = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                lo, hi = part.split("-")
+                lo, hi = int(lo), int(hi)
+                if hi < lo or lo < 0 or hi - lo > 65536:
+                    return None
+                out.extend(range(lo, hi + 1))
+            else:
+                v = int(part)
+                if v < 0:
+                    return None
+                out.append(v)
+    except ValueError:
+        return None
+    return sorted(set(out))
+
+
+class CpuTopology:
+    """The machine's CPUs as the OS reports them (threading.zig's CpuTopology).
+
+    ``detect(root="/")`` reads ``/sys/devices/system/{cpu,node}`` and
+    ``/proc/cpuinfo`` under ``root`` (a fake tree in tests). Whatever is missing
+    falls back to the next source (sysfs, then /proc/cpuinfo, then
+    ``os.cpu_count()``, one package, one NUMA node, 64-byte lines); ``fallbacks``
+    lists which facts were not read from the system.
+    """
+
+    __slots__ = ("cpus", "cores", "packages", "numa_nodes", "cache_line",
+                 "l1d_size", "l2_size", "l3_size", "fallbacks")
+
+    def __init__(self, cpus, cores, packages, numa_nodes, cache_line=64,
+                 l1d_size=None, l2_size=None, l3_size=None, fallbacks=()):
+        self.cpus = tuple(cpus)
+        self.cores = tuple(tuple(c) for c in cores)
+        self.packages = int(packages)
+        self.numa_nodes = {int(k): tuple(v) for k, v in numa_nodes.items()}
+        self.cache_line = int(cache_line)
+        self.l1d_size = l1d_size
+        self.l2_size = l2_size
+        self.l3_size = l3_size
+        self.fallbacks = tuple(fallbacks)
+
+    @property
+    def num_cpus(self):
+        """Logical CPUs (hardware threads) online."""
+        return len(self.cpus)
+
+    @property
+    def num_cores(self):
+        return len(self.cores)
+
+    @property
+    def num_numa_nodes(self):
+        return len(self.numa_nodes)
+
+    @property
+    def threads_per_core(self):
+        return max((len(c) for c in self.cores), default=1)
+
+    def node_of(self, cpu):
+        """The NUMA node of a CPU (0 if unknown)."""
+        for node, cpus in self.numa_nodes.items():
+            if cpu in cpus:
+                return node
+        return 0
+
+    def as_dict(self):
+        return {
+            "cpus": self.num_cpus,
+            "cores": self.num_cores,
+            "threads_per_core": self.threads_per_core,
+            "packages": self.packages,
+            "numa_nodes": {k: list(v) for k, v in self.numa_nodes.items()},
+            "cache_line": self.cache_line,
+            "l1d": self.l1d_size,
+            "l2": self.l2_size,
+            "l3": self.l3_size,
+            "fallbacks": list(self.fallbacks),
+        }
+
+    def __repr__(self):
+        return (f"CpuTopology(cpus={self.num_cpus}, cores={self.num_cores}, packages={self.packages}, "
+                f"numa_nodes={self.num_numa_nodes}, cache_line={self.cache_line}, l1d={self.l1d_size}, "
+                f"l2={self.l2_size}, l3={self.l3_size})")
+
+    @classmethod
+    def detect(cls, root="/"):
+        def read(*parts):
+            try:
+                with open(os.path.join(root, *parts)) as f:
+                    return f.read().strip()
+            except (OSError, UnicodeDecodeError):
+                return None
+
+        def read_int(*parts):
+            text = read(*parts)
+            try:
+                return int(text) if text is not None else None
+            except ValueError:
+                return None
+
+        fallbacks = []
+        cpu_dir = os.path.join("sys", "devices", "system", "cpu")
+        cpuinfo = _parse_cpuinfo(read("proc", "cpuinfo"))
+
+        cpus = _parse_cpulist(read(cpu_dir, "online"))
+        if not cpus:
+            try:
+                names = os.listdir(os.path.join(root, cpu_dir))
+            except OSError:
+                names = []
+            cpus = sorted(int(n[3:]) for n in names if re.fullmatch(r"cpu\d+", n))
+            if not cpus:
+                cpus = sorted(cpuinfo) or list(range(os.cpu_count() or 1))
+                fallbacks.append("cpus")
+
+        # Cores: CPUs sharing (package, core id) are SMT siblings of one core.
+        core_key = {}
+        package_of = {}
+        for cpu in cpus:
+            pkg = read_int(cpu_dir, f"cpu{cpu}", "topology", "physical_package_id")
+            core = read_int(cpu_dir, f"cpu{cpu}", "topology", "core_id")
+            if pkg is None or core is None:
+                info = cpuinfo.get(cpu, {})
+                pkg = info.get("physical id", pkg)
+                core = info.get("core id", core)
+            if core is None:
+                siblings = _parse_cpulist(read(cpu_dir, f"cpu{cpu}", "topology", "thread_siblings_list"))
+                core = ("siblings", min(siblings)) if siblings else ("cpu", cpu)
+                if not siblings and "cores" not in fallbacks:
+                    fallbacks.append("cores")
+            package_of[cpu] = pkg if pkg is not None else 0
+            core_key[cpu] = (package_of[cpu], core)
+        groups = {}
+        for cpu in cpus:
+            groups.setdefault(core_key[cpu], []).append(cpu)
+        cores = sorted((tuple(sorted(g)) for g in groups.values()), key=lambda c: c[0])
+        packages = len(set(package_of.values())) or 1
+        if all(read_int(cpu_dir, f"cpu{c}", "topology", "physical_package_id") is None for c in cpus) \
+                and not any("physical id" in cpuinfo.get(c, {}) for c in cpus):
+            fallbacks.append("packages")
+
+        # NUMA nodes and their CPUs.
+        node_dir = os.path.join("sys", "devices", "system", "node")
+        nodes = _parse_cpulist(read(node_dir, "online"))
+        if nodes is None:
+            try:
+                names = os.listdir(os.path.join(root, node_dir))
+            except OSError:
+                names = []
+            nodes = sorted(int(n[4:]) for n in names if re.fullmatch(r"node\d+", n))
+        numa = {}
+        online = set(cpus)
+        for node in nodes or []:
+            node_cpus = _parse_cpulist(read(node_dir, f"node{node}", "cpulist"))
+            numa[node] = tuple(c for c in (node_cpus or []) if c in online)
+        if not numa or not any(numa.values()):
+            numa = {0: tuple(cpus)}
+            fallbacks.append("numa_nodes")
+
+        # Caches of the first CPU: L1 data, L2, L3 and the coherency line size.
+        sizes = {}
+        line = None
+        first = cpus[0]
+        try:
+            indexes = sorted(n for n in os.listdir(os.path.join(root, cpu_dir, f"cpu{first}", "cache"))
+                             if re.fullmatch(r"index\d+", n))
+        except OSError:
+            indexes = []
+        for idx in indexes:
+            base = (cpu_dir, f"cpu{first}", "cache", idx)
+            level = read_int(*base, "level")
+            kind = (read(*base, "type") or "").lower()
+            size = _parse_size(read(*base, "size"))
+            if level is None or kind == "instruction":
+                continue
+            if size is not None:
+                sizes.setdefault(level, size)
+            line = line or read_int(*base, "coherency_line_size")
+        if not line:
+            line = cpuinfo.get(first, {}).get("cache_alignment")
+        if not line:
+            line = 64
+            fallbacks.append("cache_line")
+        if not sizes:
+            fallbacks.append("caches")
+            last = cpuinfo.get(first, {}).get("cache size")
+            if last:
+                sizes[3] = last  # /proc/cpuinfo reports the last-level cache
+        return cls(cpus, cores, packages, numa, line, sizes.get(1), sizes.get(2), sizes.get(3), fallbacks)
+
+
+def _parse_cpuinfo(text):
+    """processor -> {"physical id", "core id", "cache_alignment", "cache size"} from /proc/cpuinfo."""
+    out = {}
+    if not text:
+        return out
+    current = None
+    for line in text.splitlines():
+        if ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "processor":
+            try:
+                current = int(value)
+            except ValueError:
+                current = None
+                continue
+            out[current] = {}
+        elif current is not None and key in ("physical id", "core id", "cache_alignment"):
+            try:
+                out[current][key] = int(value)
+            except ValueError:
+                pass
+        elif current is not None and key == "cache size":
+            size = _parse_size(value.replace(" ", ""))
+            if size:
+                out[current][key] = size
+    return out
+
+
+# --------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------
+
+class ThreadPoolConfig:
+    """How a ThreadPool is built (threading.zig's ThreadPoolConfig).
+
+    num_threads counts every thread that works in a ``parallel_for``: the
+    ``num_workers = num_threads - 1`` workers plus the calling thread, which helps
+    (at least one worker, so that submitted tasks always make progress).
+    """
+
+    __slots__ = ("num_threads", "numa_policy", "affinity", "stack_size", "spin_us", "topology")
+
+    def __init__(self, num_threads=None, numa_policy=NumaPolicy.BALANCED, affinity=False,
+                 stack_size=DEFAULT_STACK_SIZE, spin_us=DEFAULT_SPIN_US, topology=None):
+        self.num_threads = resolve_threads(num_threads)
+        if self.num_threads > 4097:
+            raise ValueError(f"num_threads must be at most 4097, got {self.num_threads}")
+        self.numa_policy = NumaPolicy.coerce(numa_policy)
+        self.affinity = bool(affinity)
+        stack_size = int(stack_size)
+        if stack_size < 0 or (0 < stack_size < 64 * 1024) or stack_size > (1 << 40):
+            raise ValueError(f"stack_size must be 0 (system default) or 64 KiB .. 1 TiB, got {stack_size}")
+        self.stack_size = stack_size
+        spin_us = int(spin_us)
+        if not 0 <= spin_us <= 1_000_000:
+            raise ValueError(f"spin_us must be in [0, 1000000], got {spin_us}")
+        self.spin_us = spin_us
+        self.topology = topology
+
+    @classmethod
+    def detect(cls, num_threads=None, **options):
+        """Size from the argument, else ZIGLLAMA_NUM_THREADS, else the CPUs this
+        process may use; read the topology for pinning and NUMA."""
+        topology = options.pop("topology", None) or CpuTopology.detect()
+        return cls(num_threads, topology=topology, **options)
+
+    @property
+    def num_workers(self):
+        return max(1, self.num_threads - 1)
+
+    def worker_cpus(self):
+        """The CPU each worker is pinned to (all -1 when affinity is off).
+
+        One worker per physical core before any SMT sibling; BALANCED takes the
+        nodes in turn, the other policies fill one node before the next.
+        """
+        n = self.num_workers
+        if not self.affinity:
+            return [-1] * n
+        topo = self.topology or CpuTopology.detect()
+        try:
+            allowed = os.sched_getaffinity(0)
+        except (AttributeError, OSError):
+            allowed = set(topo.cpus)
+        per_node = []
+        for node in sorted(topo.numa_nodes):
+            cpus = set(topo.numa_nodes[node]) & allowed
+            cores = [[c for c in core if c in cpus] for core in topo.cores]
+            cores = [c for c in cores if c]
+            depth = max((len(c) for c in cores), default=0)
+            order = [core[k] for k in range(depth) for core in cores if k < len(core)]
+            if order:
+                per_node.append(order)
+        if not per_node:
+            return [-1] * n
+        if self.numa_policy == NumaPolicy.BALANCED:
+            order = [cpus[k] for k in range(max(map(len, per_node))) for cpus in per_node if k < len(cpus)]
+        else:
+            order = [c for cpus in per_node for c in cpus]
+        return [order[i % len(order)] for i in range(n)]
+
+    def worker_nodes(self):
+        """The NUMA node each worker allocates on (-1: wherever it runs)."""
+        topo = self.topology or CpuTopology.detect()
+        cpus = self.worker_cpus()
+        if self.affinity:
+            return [topo.node_of(c) if c >= 0 else -1 for c in cpus]
+        if self.numa_policy == NumaPolicy.BALANCED and topo.num_numa_nodes > 1:
+            nodes = sorted(topo.numa_nodes)
+            return [nodes[i % len(nodes)] for i in range(self.num_workers)]
+        return [-1] * self.num_workers
+
+    def as_dict(self):
+        return {
+            "num_threads": self.num_threads,
+            "num_workers": self.num_workers,
+            "numa_policy": self.numa_policy.name.lower(),
+            "affinity": self.affinity,
+            "stack_size": self.stack_size,
+            "spin_us": self.spin_us,
+        }
+
+    def __repr__(self):
+        return "ThreadPoolConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
+
+
+# --------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------
+
+class ThreadPoolStats:
+    """Counters of a pool since it started (or since ``reset_stats()``)."""
+
+    __slots__ = ("tasks_executed", "tasks_submitted", "tasks_stolen", "failed_steals", "injected",
+                 "queue_high_water", "sleeps", "wakes", "parallel_fors", "affinity_failures",
+                 "numa_applied")
+
+    def __init__(self, **counters):
+        for name in self.__slots__:
+            setattr(self, name, int(counters.get(name, 0)))
+
+    def as_dict(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __eq__(self, other):
+        return isinstance(other, ThreadPoolStats) and self.as_dict() == other.as_dict()
+
+    def __repr__(self):
+        return "ThreadPoolStats(" + ", ".join(f"{k}={v}" for k, v in self.as_dict().items()) + ")"
+
+
+# --------------------------------------------------------------------------
+# The pool
+# --------------------------------------------------------------------------
+
+cdef class PoolHandle:
+    """Owns a native pool. Built by ThreadPool; Cython code gets at the
+    ``zl_pool *`` with ``pool_ptr(pool)``."""
+
+    def __cinit__(self, config):
+        cdef zl_pool_config c
+        cdef int status = 0
+        cdef int *cpus = NULL
+        cdef int *nodes = NULL
+        n = config.num_workers
+        cpu_list = config.worker_cpus()
+        node_list = config.worker_nodes()
+        topo = config.topology
+        cpus = <int *>malloc(n * sizeof(int))
+        nodes = <int *>malloc(n * sizeof(int))
+        if cpus == NULL or nodes == NULL:
+            free(cpus)
+            free(nodes)
+            raise OutOfMemory("out of memory for the pool configuration")
+        for i in range(n):
+            cpus[i] = cpu_list[i]
+            nodes[i] = node_list[i]
+        memset(&c, 0, sizeof(c))
+        c.num_workers = n
+        c.stack_size = config.stack_size
+        c.spin_us = config.spin_us
+        c.numa_policy = int(config.numa_policy)
+        c.num_nodes = topo.num_numa_nodes if topo is not None else 1
+        c.worker_cpu = cpus
+        c.worker_node = nodes
+        with nogil:
+            self.ptr = zl_pool_create(&c, &status)
+        free(cpus)
+        free(nodes)
+        if self.ptr == NULL:
+            raise _pool_error(status)
+        self.num_workers = n
+        self.fork_generation = zl_fork_generation()
+
+    def __dealloc__(self):
+        if self.ptr != NULL:
+            # Joining may need the GIL (a running Python task): release it.
+            with nogil:
+                zl_pool_free(self.ptr)
+            self.ptr = NULL
+
+    def close(self, bint cancel=False):
+        with nogil:
+            zl_pool_close(self.ptr, cancel)
+
+    def shutdown(self, bint cancel=False):
+        cdef int rc
+        with nogil:
+            rc = zl_pool_shutdown(self.ptr, cancel)
+        if rc != 0:
+            raise _pool_error(rc)
+
+    def check(self):
+        cdef int rc = zl_pool_check(self.ptr)
+        if rc != 0:
+            raise _pool_error(rc)
+
+    @property
+    def usable(self):
+        return zl_pool_check(self.ptr) == 0
+
+    @property
+    def forked(self):
+        return zl_pool_check(self.ptr) == ZL_POOL_EFORKED
+
+    def current_worker(self):
+        return zl_pool_current_worker(self.ptr)
+
+    def stats(self):
+        cdef zl_pool_stats s
+        zl_pool_get_stats(self.ptr, &s)
+        counters = s
+        return ThreadPoolStats(**counters)
+
+    def reset_stats(self):
+        zl_pool_reset_stats(self.ptr)
+
+
+cdef zl_pool *pool_ptr(object pool) except NULL:
+    if pool is None:
+        pool = default_pool()
+    if isinstance(pool, ThreadPool):
+        pool = (<object>pool)._handle
+    if not isinstance(pool, PoolHandle):
+        raise TypeError(f"expected a ThreadPool or None, got {type(pool).__name__}")
+    return (<PoolHandle>pool).ptr
+
+
+cdef inline object _adopt(void *ref):
+    # The object behind a reference that travelled through C (taken with
+    # Py_INCREF by whoever queued it): returned as an owned Python object.
+    obj = <object>ref
+    Py_DECREF(obj)
+    return obj
+
+
+# A Python task is a tuple (pending set, future, fn, args, kwargs) whose reference
+# travels through the C queue as its ctx.
+
+cdef int _run_python_task(void *ctx) noexcept nogil:
+    with gil:
+        item = _adopt(ctx)  # the reference submit took
+        try:
+            pending, future, fn, args, kwargs = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            # Only now: a fork while it runs must still find it (and fail it in the child).
+            pending.discard(future)
+        except BaseException:
+            pass  # a future already resolved elsewhere (fork): nothing to report to
+    return 0
+
+
+cdef void _cancel_python_task(void *ctx) noexcept nogil:
+    with gil:
+        item = _adopt(ctx)
+        try:
+            pending, future = item[0], item[1]
+            pending.discard(future)
+            future.cancel()
+        except BaseException:
+            pass
+
+
+_live_pools = weakref.WeakSet()
+
+
+class ThreadPool(Executor):
+    """A work-stealing pool of native threads (threading.zig's ThreadPool).
+
+    ``ThreadPool(num_threads=None, *, numa_policy="balanced", affinity=False,
+    stack_size=8 MiB, spin_us=50, config=None)``: ``num_threads`` threads work in
+    a ``parallel_for``, the caller and ``num_threads - 1`` workers (at least one).
+    A ``concurrent.futures.Executor``: ``submit`` returns a Future whose
+    ``result()`` re-raises the task's exception; ``map``; ``shutdown``/``close``;
+    a context manager. Python tasks take the GIL in the worker; C tasks submitted
+    through the Cython API (``threading.pxd``) run without it.
+    """
+
+    def __init__(self, num_threads=None, *, config=None, **options):
+        if config is None:
+            config = ThreadPoolConfig.detect(num_threads, **options)
+        elif num_threads is not None or options:
+            raise TypeError("pass either config or num_threads/options, not both")
+        self.config = config
+        self._handle = PoolHandle(config)
+        self._pending = set()
+        self._shutdown_lock = _pythreading.Lock()
+        self._closed = False
+        _live_pools.add(self)
+
+    @property
+    def num_threads(self):
+        """Threads that work in a parallel_for: the workers and the caller."""
+        return self._handle.num_workers + 1
+
+    @property
+    def num_workers(self):
+        return self._handle.num_workers
+
+    @property
+    def closed(self):
+        return not self._handle.usable
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Run ``fn(*args, **kwargs)`` on a worker; returns a Future."""
+        cdef PoolHandle h = self._handle
+        cdef int rc
+        if not callable(fn):
+            raise TypeError(f"{fn!r} is not callable")
+        h.check()
+        future = Future()
+        item = (self._pending, future, fn, args, kwargs)
+        self._pending.add(future)
+        Py_INCREF(item)
+        rc = zl_pool_submit(h.ptr, NULL, _run_python_task, _cancel_python_task, <void *>item)
+        if rc != 0:
+            Py_DECREF(item)
+            self._pending.discard(future)
+            raise _pool_error(rc)
+        return future
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        """Refuse new tasks; with ``wait``, run the queued ones (or cancel them with
+        ``cancel_futures``) and join the workers. Idempotent."""
+        with self._shutdown_lock:
+            self._closed = True
+            if wait:
+                self._handle.shutdown(cancel_futures)
+            else:
+                self._handle.close(cancel_futures)
+
+    def close(self):
+        """shutdown(wait=True)."""
+        self.shutdown(wait=True)
+
+    def stats(self):
+        """A ThreadPoolStats snapshot."""
+        return self._handle.stats()
+
+    def reset_stats(self):
+        self._handle.reset_stats()
+
+    def _after_fork_in_child(self):
+        # The workers did not survive the fork: fail what waited on them.
+        self._handle.close(True)
+        for future in list(self._pending):
+            try:
+                future.set_exception(ThreadPoolError(_POOL_ERRORS.get(_EFORKED)))
+            except Exception:
+                pass
+        self._pending.clear()
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        return f"<ThreadPool {state} threads={self.num_threads} workers={self.num_workers}>"
+
+
+_default = None
+_default_lock = _pythreading.Lock()
+
+
+def default_pool():
+    """The process-wide pool, created on first use and sized from the thread
+    setting (``zigllama.set_num_threads`` / ZIGLLAMA_NUM_THREADS). A new one is
+    made when the setting changed, after fork(), or if it was shut down."""
+    global _default
+    pool = _default
+    want = resolve_threads(None)
+    if pool is not None and not pool.closed and pool.num_threads == max(2, want):
+        return pool
+    with _default_lock:
+        pool = _default
+        if pool is None or pool.closed or pool.num_threads != max(2, want):
+            _default = pool = ThreadPool(want)
+        return pool
+
+
+def _shutdown_all_pools():
+    # Before the interpreter finalizes, while workers may still take the GIL.
+    for pool in list(_live_pools):
+        try:
+            pool.shutdown(wait=True)
+        except Exception:
+            pass
+
+
+def _after_fork_in_child():
+    global _default, _default_lock
+    _default = None
+    _default_lock = _pythreading.Lock()
+    for pool in list(_live_pools):
+        pool._after_fork_in_child()
+
+
+atexit.register(_shutdown_all_pools)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------------
+# The deque, for tests and teaching
+# --------------------------------------------------------------------------
+
+cdef class WorkStealingQueue:
+    """The pool's Chase-Lev deque holding Python objects.
+
+    The owner (the thread that created it) pushes and takes at the bottom (LIFO);
+    any thread steals at the top (FIFO). ``take`` and ``push`` from another
+    thread raise ThreadPoolError, as they would corrupt a real deque.
+    """
+
+    cdef zl_deque *q
+    cdef readonly object owner
+
+    def __cinit__(self, int log_capacity=4):
+        if not 1 <= log_capacity <= 30:
+            raise ValueError(f"log_capacity must be in [1, 30], got {log_capacity}")
+        self.q = zl_deque_create(log_capacity)
+        if self.q == NULL:
+            raise OutOfMemory("out of memory for the deque")
+        self.owner = _pythreading.get_ident()
+
+    def __dealloc__(self):
+        cdef void *x
+        cdef int r
+        if self.q != NULL:
+            while True:
+                x = zl_deque_steal(self.q, &r)
+                if x == NULL:
+                    if r == ZL_STEAL_ABORT:
+                        continue
+                    break
+                _adopt(x)
+            zl_deque_destroy(self.q)
+
+    cdef _check_owner(self, what):
+        if _pythreading.get_ident() != self.owner:
+            raise ThreadPoolError(f"{what}() is for the deque's owner thread only; other threads steal()")
+
+    def push(self, item):
+        """Push at the bottom (owner only)."""
+        self._check_owner("push")
+        Py_INCREF(item)
+        if zl_deque_push(self.q, <void *>item) != 0:
+            Py_DECREF(item)
+            raise OutOfMemory("out of memory growing the deque")
+
+    def take(self):
+        """The newest item (owner only); IndexError when empty."""
+        self._check_owner("take")
+        cdef void *x = zl_deque_take(self.q)
+        if x == NULL:
+            raise IndexError("take from an empty WorkStealingQueue")
+        return _adopt(x)
+
+    def steal(self):
+        """The oldest item (any thread); IndexError when empty. A lost race with
+        another taker is retried."""
+        cdef void *x
+        cdef int r = ZL_STEAL_ABORT
+        while r == ZL_STEAL_ABORT:
+            x = zl_deque_steal(self.q, &r)
+        if x == NULL:
+            raise IndexError("steal from an empty WorkStealingQueue")
+        return _adopt(x)
+
+    def __len__(self):
+        return zl_deque_size(self.q)
+
+    @property
+    def capacity(self):
+        return zl_deque_capacity(self.q)
+
+    @property
+    def retired_arrays(self):
+        """Outgrown arrays kept until the deque is destroyed (a thief may still read them)."""
+        return zl_deque_retired(self.q)
+
+
+# --------------------------------------------------------------------------
+# NUMA-aware allocation
+# --------------------------------------------------------------------------
+
+cdef class _NumaBuffer:
+    cdef void *ptr
+    cdef size_t size
+    cdef readonly bint bound
+    cdef readonly int node
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
+
+    def __cinit__(self, size_t size, int node, int num_nodes):
+        cdef int bound = 0
+        self.ptr = zl_numa_alloc(size, node, num_nodes, &bound)
+        if self.ptr == NULL:
+            raise OutOfMemory(f"could not map {size} bytes for NUMA node {node}")
+        self.size = size
+        self.bound = bound
+        self.node = node
+
+    def __dealloc__(self):
+        zl_numa_free(self.ptr, self.size)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        self.shape[0] = self.size
+        self.strides[0] = 1
+        view.buf = self.ptr
+        view.obj = self
+        view.len = self.size
+        view.readonly = 0
+        view.itemsize = 1
+        if flags & PyBUF_FORMAT:
+            view.format = b"B"
+        else:
+            view.format = NULL
+        view.ndim = 1
+        view.shape = self.shape
+        view.strides = self.strides
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+
+class NumaAllocator:
+    """Arrays whose pages live on one NUMA node (threading.zig's NumaAllocator).
+
+    Memory is mapped fresh and bound with mbind(2) before first touch, so each
+    page is placed on ``node``. On a single-node machine (or with node=None) no
+    system call is made and this is a plain anonymous mapping: ``bound`` says
+    which happened.
+    """
+
+    def __init__(self, node=None, topology=None):
+        self.topology = topology or CpuTopology.detect()
+        if node is not None and int(node) not in self.topology.numa_nodes:
+            raise ValueError(f"no NUMA node {node}; this machine has {sorted(self.topology.numa_nodes)}")
+        self.node = None if node is None else int(node)
+
+    def empty(self, shape, dtype=np.float32):
+        """A zero-filled C-contiguous array (fresh pages are zero)."""
+        dtype = np.dtype(dtype)
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape):
+            raise InvalidShape(f"negative dimension in shape {shape}")
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        nbytes = count * dtype.itemsize
+        buf = _NumaBuffer(max(nbytes, 1), -1 if self.node is None else self.node,
+                          self.topology.num_numa_nodes)
+        arr = np.frombuffer(buf, dtype=np.uint8, count=nbytes).view(dtype).reshape(shape)
+        return arr
+
+    zeros = empty
+
+    @staticmethod
+    def is_bound(array):
+        """True when the array's memory was bound to a node with mbind."""
+        base = array
+        while base is not None and not isinstance(base, _NumaBuffer):
+            base = getattr(base, "base", None)
+            if isinstance(base, memoryview):
+                base = base.obj
+        return bool(base is not None and base.bound)
+
+    @staticmethod
+    def node_of(array):
+        """The NUMA node holding the array's first page, or -1 if the kernel will not say."""
+        array = np.asarray(array)
+        if array.nbytes == 0:
+            return -1
+        return zl_numa_node_of(<const void *><size_t>array.ctypes.data)
+
+
+# --------------------------------------------------------------------------
+# Parallel operations
+# --------------------------------------------------------------------------
+
+def _as_rows(x, name):
+    """A C-contiguous float32/float64 array and its (rows, last axis) view."""
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        raise UnsupportedDtype(f"{name} must be float32 or float64, got {x.dtype}")
+    if x.ndim < 1:
+        raise InvalidShape(f"{name} must have at least one dimension, got shape {x.shape}")
+    x = np.ascontiguousarray(x)
+    cols = x.shape[x.ndim - 1]
+    return x, x.reshape(x.size // cols if cols else int(np.prod(x.shape[:x.ndim - 1])), cols)
+
+
+def _out_array(out, shape, dtype, name="out"):
+    """`out` checked to be a writeable C-contiguous array of this shape and dtype,
+    or a new one."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array")
+    if out.shape != tuple(shape):
+        raise IncompatibleShapes(f"{name} has shape {out.shape}, expected {tuple(shape)}")
+    if out.dtype != dtype:
+        raise UnsupportedDtype(f"{name} has dtype {out.dtype}, expected {np.dtype(dtype)}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name} must be C-contiguous and writeable")
+    return out
+
+
+cdef int _run_rows(zl_pool *pool, int64_t rows, int64_t grain, zl_range_fn fn, zl_rows_ctx *ctx) except -1:
+    cdef int status
+    with nogil:
+        status = parallel_for(pool, rows, grain, fn, ctx)
+    if status != 0:
+        raise ThreadPoolError(f"a row kernel failed with status {status}")
+    return 0
+
+
+ctypedef struct _MatmulCtx:
+    zl_blas blas
+    const void *a
+    const void *b
+    void *c
+    int64_t n
+    int64_t k
+    bint f32
+
+
+cdef int _matmul_rows(void *vctx, int64_t begin, int64_t end) noexcept nogil:
+    # Rows [begin, end) of C = A @ B: one GEMM of (end - begin) x n x k. BLAS
+    # status codes are negative; a chunk reports failures as positive numbers.
+    cdef _MatmulCtx *c = <_MatmulCtx *>vctx
+    cdef int rc
+    if c.f32:
+        rc = c.blas.vtable.sgemm(c.blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
+                                 end - begin, c.n, c.k, 1.0, <const float *>c.a + begin * c.k, c.k,
+                                 <const float *>c.b, c.n, 0.0, <float *>c.c + begin * c.n, c.n)
+    else:
+        rc = c.blas.vtable.dgemm(c.blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
+                                 end - begin, c.n, c.k, 1.0, <const double *>c.a + begin * c.k, c.k,
+                                 <const double *>c.b, c.n, 0.0, <double *>c.c + begin * c.n, c.n)
+    return -rc
+
+
+@contextlib.contextmanager
+def _one_blas_thread(backend):
+    """Pin the threads of the BLAS behind scipy to one, and restore them after.
+
+    Only the scipy backend has threads of its own (generic gets a one-thread
+    context, naive has none). threadpoolctl's controllers of that library are
+    looked up once (a threadpool_limits() context would scan every loaded library
+    on each call: milliseconds)."""
+    if backend != "scipy":
+        yield
+        return
+    from .blas_integration import _scipy_blas_libraries
+
+    libs = _scipy_blas_libraries()
+    saved = [lib.num_threads for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(libs, saved):
+            lib.set_num_threads(n)
+
+
+def _matrix(x, name):
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        raise UnsupportedDtype(f"{name} must be float32 or float64, got {x.dtype}")
+    if x.ndim != 2:
+        raise InvalidShape(f"{name} must be a 2-D matrix, got shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+class ParallelOps:
+    """Row-parallel operations on a pool (threading.zig's ParallelOps).
+
+    Each row is independent, so rows are split in blocks of ``grain`` (default:
+    about four blocks per thread) and run on the workers and the caller.
+    """
+
+    def __init__(self, pool=None):
+        self.pool = pool if pool is not None else default_pool()
+        if not isinstance(self.pool, ThreadPool):
+            raise TypeError(f"pool must be a ThreadPool or None, got {type(pool).__name__}")
+
+    def _grain(self, grain):
+        if grain is None:
+            return 0
+        grain = int(grain)
+        if grain < 1:
+            raise ValueError(f"grain must be >= 1, got {grain}")
+        return grain
+
+    def softmax(self, x, out=None, grain=None):
+        """softmax over the last axis, max-subtracted (never overflows); equals
+        ``exp(x - max) / sum(exp(x - max))`` computed by numpy."""
+        cdef zl_rows_ctx ctx
+        x, rows = _as_rows(x, "x")
+        out = _out_array(out, x.shape, x.dtype)
+        if x.size == 0:
+            return out
+        ctx.x = <const void *><size_t>rows.ctypes.data
+        ctx.out = <void *><size_t>out.ctypes.data
+        ctx.weight = NULL
+        ctx.cols = rows.shape[1]
+        ctx.eps = 0.0
+        _run_rows(pool_ptr(self.pool), rows.shape[0], self._grain(grain),
+                  zl_softmax_rows_f32 if x.dtype == np.float32 else zl_softmax_rows_f64, &ctx)
+        return out
+
+    def matmul(self, a, b, out=None, blas=None, grain=None):
+        """``a @ b`` by blocks of ``grain`` rows of ``a``, each block one GEMM
+        through the BLAS vtable (``zigllama.get_blas(blas)``). The BLAS's own
+        threads are pinned to one meanwhile (threadpoolctl for scipy's BLAS, a
+        one-thread context for the generic backend): the pool is the only
+        parallel layer, nothing nests."""
+        from .blas_integration import get_blas
+
+        cdef _MatmulCtx ctx
+        cdef zl_generic_ctx one_thread
+        cdef BlasInterface iface = get_blas(blas)
+        a = _matrix(a, "a")
+        b = _matrix(b, "b")
+        if a.dtype != b.dtype:
+            raise UnsupportedDtype(f"a is {a.dtype} and b is {b.dtype}: use one dtype")
+        if a.shape[1] != b.shape[0]:
+            raise IncompatibleShapes(f"cannot multiply {a.shape} by {b.shape}: "
+                                     f"inner dimensions {a.shape[1]} != {b.shape[0]}")
+        m, k, n = a.shape[0], a.shape[1], b.shape[1]
+        out = _out_array(out, (m, n), a.dtype)
+        if m == 0 or n == 0:
+            return out
+        if k == 0:
+            out[...] = 0
+            return out
+        if grain is None:
+            # About two blocks per thread: big enough for the GEMM to run at full
+            # speed, small enough for stealing to even out the threads.
+            grain = max(8, -(-m // (2 * self.pool.num_threads)))
+        ctx.blas = iface.c
+        if iface.name == "generic":
+            one_thread = (<zl_generic_ctx *>iface.c.ctx)[0]
+            one_thread.num_threads = 1
+            ctx.blas.ctx = &one_thread
+        ctx.a = <const void *><size_t>a.ctypes.data
+        ctx.b = <const void *><size_t>b.ctypes.data
+        ctx.c = <void *><size_t>out.ctypes.data
+        ctx.n = n
+        ctx.k = k
+        ctx.f32 = a.dtype == np.float32
+        cdef zl_pool *p = pool_ptr(self.pool)
+        cdef int status = 0
+        cdef int64_t rows = m
+        cdef int64_t g = self._grain(grain)
+        with _one_blas_thread(iface.name):
+            with nogil:
+                status = parallel_for(p, rows, g, _matmul_rows, &ctx)
+        if status != 0:
+            raise BlasError(f"the {iface.name} BLAS refused a {m}x{k} @ {k}x{n} block "
+                            f"(status {-status}: {'out of memory' if -status == ZL_BLAS_ENOMEM else 'invalid argument or size'})")
+        return out
+
+    def rmsnorm(self, x, weight=None, eps=1e-6, out=None, grain=None):
+        """``x / sqrt(mean(x**2, axis=-1) + eps) * weight`` over the last axis."""
+        cdef zl_rows_ctx ctx
+        x, rows = _as_rows(x, "x")
+        eps = float(eps)
+        if not eps >= 0.0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        if weight is not None:
+            weight = np.ascontiguousarray(weight)
+            cols = x.shape[x.ndim - 1]
+            if weight.shape != (cols,):
+                raise IncompatibleShapes(f"weight has shape {weight.shape}, expected ({cols},)")
+            if weight.dtype != x.dtype:
+                raise UnsupportedDtype(f"weight has dtype {weight.dtype}, expected {x.dtype}")
+        out = _out_array(out, x.shape, x.dtype)
+        if x.size == 0:
+            return out
+        ctx.x = <const void *><size_t>rows.ctypes.data
+        ctx.out = <void *><size_t>out.ctypes.data
+        ctx.weight = NULL
+        if weight is not None:
+            ctx.weight = <const void *><size_t>weight.ctypes.data
+        ctx.cols = rows.shape[1]
+        ctx.eps = eps
+        _run_rows(pool_ptr(self.pool), rows.shape[0], self._grain(grain),
+                  zl_rmsnorm_rows_f32 if x.dtype == np.float32 else zl_rmsnorm_rows_f64, &ctx)
+        return out
+
+
+# --------------------------------------------------------------------------
+# Probes for the tests and benchmarks (not public API)
+# --------------------------------------------------------------------------
+
+def _probe_parallel_for(pool, int64_t n, int64_t grain=1, int64_t fail_at=-1, int fail_status=7):
+    """Run a counting chunk over [0, n); returns (status, hits per row, chunks run)."""
+    cdef zl_pool *p = pool_ptr(pool)
+    cdef zl_probe_ctx ctx
+    cdef int status
+    hits = np.zeros(max(n, 1), dtype=np.uint8)
+    cdef uint8_t[::1] h = hits
+    memset(&ctx, 0, sizeof(ctx))
+    ctx.hits = <void *>&h[0]
+    ctx.fail_at = fail_at
+    ctx.fail_status = fail_status
+    with nogil:
+        status = zl_parallel_for(p, n, grain, zl_probe_count_rows, &ctx)
+    return status, hits[:n], ctx.calls
+
+
+def _probe_nested(pool, int64_t outer, int64_t inner):
+    """parallel_for over outer rows, each running a parallel_for over inner rows."""
+    cdef zl_pool *p = pool_ptr(pool)
+    cdef zl_probe_ctx ctx, template
+    cdef int status
+    hits = np.zeros(max(outer * inner, 1), dtype=np.uint8)
+    cdef uint8_t[::1] h = hits
+    memset(&ctx, 0, sizeof(ctx))
+    memset(&template, 0, sizeof(template))
+    template.fail_at = -1
+    ctx.hits = <void *>&h[0]
+    ctx.fail_at = -1
+    ctx.pool = p
+    ctx.inner_n = inner
+    ctx.inner_template = &template
+    with nogil:
+        status = zl_parallel_for(p, outer, 1, zl_probe_nested_rows, &ctx)
+    return status, hits[:outer * inner]
+
+
+def _probe_submit_count(pool, int64_t ntasks):
+    """Submit ntasks C tasks in one group and wait; returns (status, times run)."""
+    cdef zl_pool *p = pool_ptr(pool)
+    cdef zl_task_group g
+    cdef int64_t counter = 0
+    cdef int64_t i
+    cdef int rc = 0
+    zl_task_group_init(&g)
+    with nogil:
+        for i in range(ntasks):
+            rc = zl_pool_submit(p, &g, zl_probe_count_task, NULL, &counter)
+            if rc != 0:
+                break
+        if rc == 0:
+            rc = zl_task_group_wait(p, &g)
+        else:
+            zl_task_group_wait(p, &g)
+    return rc, counter
+
+
+def _probe_shutdown_busy(int num_threads, int64_t ntasks, long sleep_ns, bint cancel):
+    """Fill a pool with sleeping tasks and shut it down at once; returns (done, cancelled)."""
+    cdef zl_probe_sleep s
+    cdef int64_t i
+    s.ns = sleep_ns
+    s.done = 0
+    s.cancelled = 0
+    pool = ThreadPool(num_threads)
+    cdef zl_pool *p = pool_ptr(pool)
+    with nogil:
+        for i in range(ntasks):
+            zl_pool_submit(p, NULL, zl_probe_sleep_task, zl_probe_sleep_cancel, &s)
+    pool.shutdown(wait=True, cancel_futures=cancel)
+    return s.done, s.cancelled
+
+
+def _bench_parallel_for(pool, int64_t iters, int64_t n):
+    """Nanoseconds per empty parallel_for(n, grain=1) dispatch and join."""
+    cdef zl_pool *p = pool_ptr(pool)
+    cdef int64_t i, t0, t1
+    with nogil:
+        zl_parallel_for(p, n, 1, zl_probe_empty_rows, NULL)
+        t0 = zl_probe_now_ns()
+        for i in range(iters):
+            zl_parallel_for(p, n, 1, zl_probe_empty_rows, NULL)
+        t1 = zl_probe_now_ns()
+    return (t1 - t0) / iters
+
+
+def _bench_omp(int64_t iters, int64_t n, int num_threads):
+    """Nanoseconds per OpenMP prange(n) region with a trivial body (the peer)."""
+    cdef int64_t i, j, t0, t1
+    sink = np.zeros(max(n, 1), dtype=np.int64)
+    cdef int64_t[::1] out = sink
+    with nogil:
+        for j in prange(n, num_threads=num_threads, schedule="static"):
+            out[j] = j
+        t0 = zl_probe_now_ns()
+        for i in range(iters):
+            for j in prange(n, num_threads=num_threads, schedule="static"):
+                out[j] = i
+        t1 = zl_probe_now_ns()
+    return (t1 - t0) / iters
+
+
+def _bench_submit_split(pool, int64_t ntasks):
+    """(ns per submit call, ns per task for submit + run + wait) for empty C tasks."""
+    cdef zl_pool *p = pool_ptr(pool)
+    cdef zl_task_group g
+    cdef int64_t i, t0, t1, t2
+    zl_task_group_init(&g)
+    with nogil:
+        t0 = zl_probe_now_ns()
+        for i in range(ntasks):
+            zl_pool_submit(p, &g, zl_probe_empty_task, NULL, NULL)
+        t1 = zl_probe_now_ns()
+        zl_task_group_wait(p, &g)
+        t2 = zl_probe_now_ns()
+    return (t1 - t0) / ntasks, (t2 - t0) / ntasks
+
+
+def _worker_stride():
+    """sizeof the per-worker data: padded to whole cache lines against false sharing."""
+    return zl_pool_worker_stride()
+
+
+def _bench_omp_tasks(int64_t ntasks, int num_threads):
+    """Nanoseconds per iteration of an OpenMP prange with schedule(dynamic, 1):
+    OpenMP's cost of handing out one unit of work (the peer of submit)."""
+    cdef int64_t i, t0, t1
+    sink = np.zeros(max(ntasks, 1), dtype=np.int64)
+    cdef int64_t[::1] out = sink
+    with nogil:
+        t0 = zl_probe_now_ns()
+        for i in prange(ntasks, num_threads=num_threads, schedule="dynamic", chunksize=1):
+            out[i] = i
+        t1 = zl_probe_now_ns()
+    return (t1 - t0) / ntasks
+
+
+def _bench_fork_join(pool, int64_t iters, int64_t nchunks, int64_t work_ns):
+    """Nanoseconds per parallel_for of nchunks chunks busy work_ns each; with
+    pool=None, the same chunks run one after another on the caller (the baseline)."""
+    cdef zl_pool *p = NULL
+    cdef int64_t i, j, t0, t1
+    if pool is not None:
+        p = pool_ptr(pool)
+    with nogil:
+        t0 = zl_probe_now_ns()
+        for i in range(iters):
+            if p != NULL:
+                zl_parallel_for(p, nchunks, 1, zl_probe_spin_rows, &work_ns)
+            else:
+                for j in range(nchunks):
+                    zl_probe_spin_rows(&work_ns, j, j + 1)
+        t1 = zl_probe_now_ns()
+    return (t1 - t0) / iters
+
+
+def _bench_omp_fork_join(int64_t iters, int64_t nchunks, int64_t work_ns, int num_threads):
+    """The OpenMP peer of _bench_fork_join: prange over the same busy chunks."""
+    cdef int64_t i, j, t0, t1
+    with nogil:
+        t0 = zl_probe_now_ns()
+        for i in range(iters):
+            for j in prange(nchunks, num_threads=num_threads, schedule="static"):
+                zl_probe_spin_rows(&work_ns, j, j + 1)
+        t1 = zl_probe_now_ns()
+    return (t1 - t0) / iters

@@ -102,6 +102,15 @@ def test_rows_say_what_replaces_the_zig_name_and_why(page):
 
 
 @pytest.mark.parametrize("page", PAGES)
+def test_side_by_side_rows_have_the_header_cells(page):
+    # A stray `|` shifts the text into the wrong column; an escaped `\|` does not.
+    for header, rows in tables(read_page(page)):
+        if is_side_by_side(header):
+            for row in rows:
+                assert len(row) == len(header), f"docs/{page}: {len(row)} cells in row {row[0]}"
+
+
+@pytest.mark.parametrize("page", PAGES)
 def test_page_has_a_runnable_example(page):
     assert "```python" in read_page(page), f"docs/{page} has no ```python example"
 

@@ -2,10 +2,11 @@ import enum
 import os
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
 
 _Path = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -27,6 +28,7 @@ class MappingStats(NamedTuple):
     resident_bytes: int
     locked: bool
 
+@disjoint_base
 class MemoryMap:
     @property
     def size(self) -> int: ...
@@ -73,7 +75,7 @@ class MemoryMap:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool: ...
 
-class MappingStrategy(NamedTuple):
+class _MappingStrategyFields(NamedTuple):
     name: str
     reason: str
     prefault: bool
@@ -82,6 +84,9 @@ class MappingStrategy(NamedTuple):
     file_size: int
     mem_available: int | None
     memlock_limit: int | None
+
+class MappingStrategy(_MappingStrategyFields):
+    NAMES: ClassVar[tuple[str, ...]]
     @classmethod
     def named(cls, name: str, file_size: int = 0) -> MappingStrategy: ...
     def apply(self, mapping: MemoryMap) -> None: ...

@@ -38,7 +38,7 @@ from ._core.gguf_format import (
     GGUFReader as GGUFReader,
     GGUFValueType as GGUFValueType,
 )
-from ._core.gguf_format import validate as validate_gguf
+from ._core.gguf_format import validate as _validate
 from .gguf_writer import (
     GGUFValue as GGUFValue,
     GGUFWriter as GGUFWriter,
@@ -53,6 +53,7 @@ from ._core.memory_mapping import (
 )
 
 __version__: str
+validate_gguf = _validate
 
 def get_include() -> str: ...
 def show_config(file: IO[str] | None = None) -> None: ...

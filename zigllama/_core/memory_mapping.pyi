@@ -8,6 +8,8 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import disjoint_base
 
+from .tensor import Tensor
+
 _Path = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 class Protection(enum.IntFlag):
@@ -63,7 +65,7 @@ class MemoryMap:
     def view(self, offset: int, count: int | tuple[int, ...] | list[int] | None = None,
              dtype: npt.DTypeLike = "uint8") -> np.ndarray[Any, Any]: ...
     def tensor(self, offset: int, shape: int | tuple[int, ...] | list[int],
-               dtype: Any = "float32") -> Any: ...  # a zigllama.Tensor
+               dtype: Any = "float32") -> Tensor: ...
     def lock(self) -> None: ...
     def unlock(self) -> None: ...
     def prefault(self, offset: int = 0, length: int | None = None) -> None: ...

@@ -9,7 +9,6 @@ from typing_extensions import Self
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-_Float = TypeVar("_Float", np.float32, np.float64)
 
 DEFAULT_STACK_SIZE: int
 DEFAULT_SPIN_US: int
@@ -158,7 +157,7 @@ class ParallelOps:
     pool: ThreadPool
     def __init__(self, pool: ThreadPool | None = None) -> None: ...
     def softmax(
-        self, x: npt.ArrayLike, out: npt.NDArray[_Float] | None = None, grain: int | None = None
+        self, x: npt.ArrayLike, out: npt.NDArray[Any] | None = None, grain: int | None = None
     ) -> npt.NDArray[np.floating[Any]]: ...
     def matmul(
         self, a: npt.ArrayLike, b: npt.ArrayLike, out: npt.NDArray[Any] | None = None,

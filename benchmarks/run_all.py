@@ -86,7 +86,7 @@ def run_demo():
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
-    p.add_argument("--output", default=os.path.join(HERE, "README.md"))
+    p.add_argument("--output", default=os.path.join(HERE, "README.md"), help="where to write; - for stdout")
     p.add_argument("--only", default="", help="comma-separated scripts to run (default all)")
     args = p.parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
@@ -106,8 +106,12 @@ def main(argv=None):
         parts += ["", f"## {title}", "", f"{what}. `{cmd}` ({took:.0f} s)", ""]
         is_markdown = any(line.startswith("|") for line in out.splitlines())
         parts.append(out if is_markdown else "```\n" + out + "\n```")
+    text = "\n".join(parts) + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
     with open(args.output, "w") as f:
-        f.write("\n".join(parts) + "\n")
+        f.write(text)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

@@ -1,12 +1,13 @@
 from types import TracebackType
 from typing import Any, Literal
 
-from typing_extensions import Buffer, Self
+from typing_extensions import Buffer, Self, disjoint_base
 
 TRACEMALLOC_DOMAIN: int
 DEFAULT_ALIGNMENT: int
 MAX_ALIGNMENT: int
 
+@disjoint_base
 class Allocator:
     @property
     def generation(self) -> int: ...
@@ -39,6 +40,7 @@ class Allocator:
     def failed_allocations(self) -> int: ...
     def stats(self) -> dict[str, Any]: ...
 
+@disjoint_base
 class Block(Buffer):
     @property
     def allocator(self) -> Allocator: ...
@@ -61,6 +63,7 @@ class Block(Buffer):
 class HeapAllocator(Allocator):
     def __init__(self) -> None: ...
 
+@disjoint_base
 class PageAllocator(Allocator):
     def __init__(self, *, lock: bool = False) -> None: ...
     @property
@@ -68,6 +71,7 @@ class PageAllocator(Allocator):
     @property
     def page_size(self) -> int: ...
 
+@disjoint_base
 class ArenaAllocator(Allocator):
     def __init__(self, child: Allocator | None = None, *, chunk_size: int = 65536) -> None: ...
     @property
@@ -81,6 +85,7 @@ class ArenaAllocator(Allocator):
     @property
     def chunks(self) -> int: ...
 
+@disjoint_base
 class FixedBufferAllocator(Allocator):
     def __init__(self, buffer: Buffer) -> None: ...
     def reset(self) -> None: ...
@@ -89,6 +94,7 @@ class FixedBufferAllocator(Allocator):
     @property
     def used(self) -> int: ...
 
+@disjoint_base
 class GeneralPurposeAllocator(Allocator):
     def __init__(self, child: Allocator | None = None, *, stack_traces: bool = False) -> None: ...
     @property
@@ -102,6 +108,7 @@ class GeneralPurposeAllocator(Allocator):
     def report(self) -> str: ...
     def deinit(self) -> Literal["ok", "leak"]: ...
 
+@disjoint_base
 class FailingAllocator(Allocator):
     def __init__(
         self, child: Allocator, fail_index: int = 0, *, resize_fail_index: int | None = None

@@ -2,10 +2,13 @@ import enum
 import os
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
+
+from .tensor import Tensor
 
 _Path = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -27,6 +30,7 @@ class MappingStats(NamedTuple):
     resident_bytes: int
     locked: bool
 
+@disjoint_base
 class MemoryMap:
     @property
     def size(self) -> int: ...
@@ -61,7 +65,7 @@ class MemoryMap:
     def view(self, offset: int, count: int | tuple[int, ...] | list[int] | None = None,
              dtype: npt.DTypeLike = "uint8") -> np.ndarray[Any, Any]: ...
     def tensor(self, offset: int, shape: int | tuple[int, ...] | list[int],
-               dtype: Any = "float32") -> Any: ...  # a zigllama.Tensor
+               dtype: Any = "float32") -> Tensor: ...
     def lock(self) -> None: ...
     def unlock(self) -> None: ...
     def prefault(self, offset: int = 0, length: int | None = None) -> None: ...
@@ -71,9 +75,9 @@ class MemoryMap:
     def close(self) -> None: ...
     def __enter__(self) -> MemoryMap: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool: ...
+                 tb: TracebackType | None) -> Literal[False]: ...
 
-class MappingStrategy(NamedTuple):
+class _MappingStrategyFields(NamedTuple):
     name: str
     reason: str
     prefault: bool
@@ -82,6 +86,9 @@ class MappingStrategy(NamedTuple):
     file_size: int
     mem_available: int | None
     memlock_limit: int | None
+
+class MappingStrategy(_MappingStrategyFields):
+    NAMES: ClassVar[tuple[str, ...]]
     @classmethod
     def named(cls, name: str, file_size: int = 0) -> MappingStrategy: ...
     def apply(self, mapping: MemoryMap) -> None: ...
@@ -115,6 +122,6 @@ class ModelFileMapper:
     def total_resident_bytes(self) -> int: ...
     def __enter__(self) -> ModelFileMapper: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool: ...
+                 tb: TracebackType | None) -> Literal[False]: ...
 
 def mapping_config() -> dict[str, int | str | None]: ...

@@ -49,7 +49,7 @@ def run(args):
             print(f"wrote {path}: {os.path.getsize(path):,} bytes in {(time.perf_counter() - t0) * 1e3:.1f} ms "
                   f"(GGUFWriter, quantize to Q8_0/Q4_K/Q6_K)")
         with zl.GGUFModelLoader(path) as loader:
-            arch = loader.architecture
+            arch = llama_block.BlockConfig.from_metadata(loader.metadata).architecture  # llama-like, or an error
             n_vocab = loader.tensor_info("token_embd.weight").shape[0]
             n_blocks = loader.block_count
         if not 0 <= args.block < n_blocks:

@@ -1,0 +1,59 @@
+from typing import IO
+
+from . import errors as errors
+from ._config import num_threads as num_threads, set_num_threads as set_num_threads
+from ._core.allocator import (
+    Allocator as Allocator,
+    ArenaAllocator as ArenaAllocator,
+    FailingAllocator as FailingAllocator,
+    FixedBufferAllocator as FixedBufferAllocator,
+    GeneralPurposeAllocator as GeneralPurposeAllocator,
+    HeapAllocator as HeapAllocator,
+    PageAllocator as PageAllocator,
+)
+from ._core.tensor import Tensor as Tensor
+from ._core.quantization import dequantize as dequantize, quantize as quantize
+from ._core.blas_integration import (
+    BlasConfig as BlasConfig,
+    BlasInterface as BlasInterface,
+    BlasManager as BlasManager,
+    BlasStats as BlasStats,
+    get_blas as get_blas,
+)
+from ._core.threading import (
+    CpuTopology as CpuTopology,
+    NumaAllocator as NumaAllocator,
+    NumaPolicy as NumaPolicy,
+    ParallelOps as ParallelOps,
+    ThreadPool as ThreadPool,
+    ThreadPoolConfig as ThreadPoolConfig,
+    ThreadPoolStats as ThreadPoolStats,
+    WorkStealingQueue as WorkStealingQueue,
+    default_pool as default_pool,
+)
+from .errors import *
+from .ggml_types import GGMLType as GGMLType
+from ._core.gguf_format import (
+    GGUFModelLoader as GGUFModelLoader,
+    GGUFReader as GGUFReader,
+    GGUFValueType as GGUFValueType,
+)
+from ._core.gguf_format import validate as _validate
+from .gguf_writer import (
+    GGUFValue as GGUFValue,
+    GGUFWriter as GGUFWriter,
+    rewrite_metadata as rewrite_metadata,
+)
+from ._core.memory_mapping import (
+    MapFlags as MapFlags,
+    MappingOptimizer as MappingOptimizer,
+    MemoryMap as MemoryMap,
+    ModelFileMapper as ModelFileMapper,
+    Protection as Protection,
+)
+
+__version__: str
+validate_gguf = _validate
+
+def get_include() -> str: ...
+def show_config(file: IO[str] | None = None) -> None: ...

@@ -613,9 +613,10 @@ def test_load_command(tmp_path):
 # ---- from another extension module ----
 
 OUTSIDE_PYX = """
-from libc.stdint cimport uint8_t
+import numpy
+from libc.stdint cimport int64_t, uint8_t
 from zigllama._core.quantization cimport (
-    dequantize_into, dequantize_into_on, quant_type, quantizer_for, zl_quant_type)
+    dequantize_into, dequantize_into_on, quant_type, quantizer_for, split_blocks, zl_quant_type)
 from zigllama._core.threading cimport check_pool_status, pool_ptr, zl_pool
 
 
@@ -628,6 +629,22 @@ def dequantize_on(pool, int type_id, const uint8_t[::1] raw, float[::1] out, int
     if status == -1 or status == -2:
         return status
     return check_pool_status(status)
+
+
+cdef void count_blocks(void *ctx, int64_t first, int64_t count) noexcept nogil:
+    cdef int64_t *seen = <int64_t *>ctx
+    cdef int64_t i
+    for i in range(first, first + count):
+        seen[i] += 1
+
+
+def split_counts(int64_t n_blocks, int threads):
+    # How many times split_blocks hands each block to the range function.
+    counts = numpy.zeros(n_blocks, numpy.int64)
+    cdef int64_t[::1] seen = counts
+    with nogil:
+        split_blocks(count_blocks, &seen[0], n_blocks, 256, threads)
+    return counts
 
 
 def dequantize_q8_0(const uint8_t[::1] raw, float[::1] out, int threads):
@@ -687,6 +704,8 @@ def test_outside_extension_cimports_the_kernels(tmp_path):
     pool.shutdown()
     with pytest.raises(zigllama.ThreadPoolError, match="shut down"):
         outside.dequantize_on(pool, 8, raw.reshape(-1), out, 2)
+    for n_blocks, threads in ((1000, 2), (1000, 3), (1000, 1), (3, 2)):
+        assert (outside.split_counts(n_blocks, threads) == 1).all()
     assert outside.has_quantizer(12) == (True, True)
     assert outside.has_quantizer(10) == (False, True) and outside.has_quantizer(99) == (False, False)
 

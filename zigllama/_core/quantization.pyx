@@ -364,8 +364,6 @@ def dequantize(raw, ggml_type, shape, out=None, threads=None):
         raise QuantizationError(
             f"shape {dims} of {name} needs {expected} bytes ({n // block_size} blocks), got {buf.size}")
     cdef int nthreads = resolve_threads(threads)
-    # One thread needs no pool (and creates none); `owner` keeps it alive meanwhile.
-    owner = default_pool() if nthreads > 1 else None
     if out is None:
         result = Tensor.empty(dims, "float32")
         target = np.asarray(result)
@@ -380,6 +378,9 @@ def dequantize(raw, ggml_type, shape, out=None, threads=None):
     cdef float[::1] dst = target.reshape(-1)
     cdef int64_t count = n
     cdef int status
+    # A call too small to split needs no pool (and creates none); `owner` keeps
+    # the pool alive through the call.
+    owner = default_pool() if worth_splitting(count // block_size, block_size, nthreads) else None
     cdef zl_pool *pool = pool_ptr(owner) if owner is not None else NULL
     with nogil:
         status = dequantize_into_on(pool, type_id, &src[0], &dst[0], count, nthreads)
@@ -420,8 +421,6 @@ def quantize(array, ggml_type, threads=None):
         raise QuantizationError(f"cannot quantize non-finite value {a[bad]} at index {bad}")
     result = np.empty((*lead, row // block_size * type_size), dtype=np.uint8)
     cdef int nthreads = resolve_threads(threads)
-    # One thread needs no pool (and creates none); `owner` keeps it alive meanwhile.
-    owner = default_pool() if nthreads > 1 else None
     if a.size == 0:
         return result
     cdef const float[::1] src = a.reshape(-1)
@@ -432,6 +431,7 @@ def quantize(array, ggml_type, threads=None):
     ctx.dst = &dst[0]
     ctx.block_size = block_size
     ctx.type_size = type_size
+    owner = default_pool() if worth_splitting(src.shape[0] // block_size, block_size, nthreads) else None
     cdef zl_pool *pool = pool_ptr(owner) if owner is not None else NULL
     cdef int status
     with nogil:

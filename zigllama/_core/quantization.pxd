@@ -35,9 +35,10 @@ ctypedef void (*block_range_fn)(void *ctx, int64_t first, int64_t count) noexcep
 cdef int split_blocks_on(zl_pool *pool, block_range_fn fn, void *ctx, int64_t n_blocks,
                          int64_t block_size, int nthreads) noexcept nogil
 
-# split_blocks_on on the default pool (zigllama.default_pool()), which it looks
-# up holding the GIL briefly, so a caller must not hold the GIL while waiting
-# for this call in another thread; code that has a zl_pool * uses the _on form.
+# split_blocks_on on the default pool (zigllama.default_pool()), which a call
+# big enough to split looks up holding the GIL briefly: so inside a pool task
+# whose waiter holds the GIL, or wherever the GIL is unwelcome, code that has a
+# zl_pool * (threading's pool_ptr) uses the _on form, which never takes it.
 # A pool failure is not reported: fn then runs over all the blocks on the caller.
 cdef void split_blocks(block_range_fn fn, void *ctx, int64_t n_blocks, int64_t block_size,
                        int nthreads) noexcept nogil

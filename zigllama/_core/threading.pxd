@@ -17,8 +17,8 @@
 #
 # An extension outside zigllama links only to the cdef functions at the end of
 # this file (pool_ptr, pool_threads, check_pool_status, parallel_for,
-# parallel_for_status, submit, wait) and to the
-# header's inline zl_task_group_init; the zl_* functions are compiled into
+# parallel_for_status, submit, wait) and to the header's inline
+# zl_task_group_init; the zl_* functions are compiled into
 # zigllama._core.threading itself. A task group lives until wait() returns: wait
 # even when a submit failed, since tasks already queued still point at it.
 

@@ -40,7 +40,13 @@ def time_call(fn, min_seconds):
             return elapsed / calls
 
 
-def measure(m, k, n, dtype, backends, repeat, min_seconds):
+# Idle time before each contender's turn. Every library keeps its own threads and
+# lets them spin for a while after a call (OpenBLAS, libgomp): on 2 cores, the
+# previous contender's spinning threads would steal the next one's cores.
+SETTLE_SECONDS = 0.1
+
+
+def measure(m, k, n, dtype, backends, repeat, min_seconds, settle=0.0):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k)).astype(dtype)
     b = rng.standard_normal((k, n)).astype(dtype)
@@ -55,6 +61,8 @@ def measure(m, k, n, dtype, backends, repeat, min_seconds):
     times = {name: [] for name in contenders}
     for _ in range(repeat):
         for name, fn in contenders.items():
+            if settle:
+                time.sleep(settle)
             times[name].append(time_call(fn, min_seconds))
     return {name: flops / statistics.median(t) / 1e9 for name, t in times.items()}
 
@@ -92,7 +100,8 @@ def main(argv=None):
 
     print("# zigllama BLAS benchmark\n")
     print("\n".join(library_lines()))
-    print(f"- median of {repeat}; GFLOPS = 2mnk / time; (x) = ratio to numpy.matmul in the same run\n")
+    print(f"- median of {repeat}; GFLOPS = 2mnk / time; (x) = ratio to numpy.matmul in the same run; "
+          f"with 2+ threads each contender starts after {SETTLE_SECONDS:g} s idle (no other library's threads spinning)\n")
     header = ["dtype", "threads", "m x k @ k x n", "numpy"] + backends
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -101,7 +110,8 @@ def main(argv=None):
         with threadpool_limits(limits=threads, user_api="blas"):
             for dtype in args.dtypes.split(","):
                 for m, k, n in shapes:
-                    g = measure(m, k, n, np.dtype(dtype), backends, repeat, min_seconds)
+                    g = measure(m, k, n, np.dtype(dtype), backends, repeat, min_seconds,
+                                settle=SETTLE_SECONDS if threads > 1 else 0.0)
                     cells = [f"{g['numpy']:.1f}"]
                     for name in backends:
                         cells.append(f"{g[name]:.1f} ({g[name] / g['numpy']:.2f}x)" if name in g else "-")

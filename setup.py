@@ -4,7 +4,7 @@ Every ``zigllama/_core/<name>.pyx`` becomes the extension ``zigllama._core.<name
 C sources in ``zigllama/_core/src/<name>/`` are compiled into it. Compiler
 directives and flags are set here once, for every module.
 
-No ``-march=native``: kernels that want AVX2/FMA/F16C carry ``target`` attributes
+No tuning for the build machine's CPU: kernels that want AVX2/FMA/F16C carry ``target`` attributes
 and are picked at run time (see ``include/zigllama/zl_cpu.h``), so a wheel built
 here runs on any x86-64 machine.
 """

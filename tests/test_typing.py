@@ -85,7 +85,7 @@ def test_stubtest_finds_the_stubs_true_to_the_modules():
     # __buffer__ at run time, and their allowlist entries are then unused
     result = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "zigllama", "--allowlist", ALLOWLIST,
-         "--ignore-unused-allowlist"],
+         "--ignore-unused-allowlist", "--mypy-config-file", os.path.join(HERE, "stubtest_mypy.ini")],
         capture_output=True, text=True, cwd=HERE, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

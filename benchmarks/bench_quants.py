@@ -46,6 +46,11 @@ def random_blocks(type_id, rows, cols, rng):
         if name == "BF16":
             return (x.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16).view(np.uint8).reshape(rows, -1)
         return x.astype({"F16": np.float16, "F32": np.float32, "F64": np.float64}[name]).view(np.uint8)
+    if name in ("I8", "I16", "I32", "I64"):
+        # Integer tensors hold ids and positions: small values, not random bit patterns.
+        dtype = {"I8": np.int8, "I16": np.int16, "I32": np.int32, "I64": np.int64}[name]
+        bound = min(2**20, int(np.iinfo(dtype).max))
+        return rng.integers(-bound, bound, size=(rows, cols), dtype=dtype).view(np.uint8)
     raw = rng.integers(0, 256, size=(rows, cols // block * size), dtype=np.uint8)
     blocks = raw.reshape(-1, size)
     if name == "Q8_K":

@@ -178,6 +178,21 @@ def test_simd_state_matches_environment():
     assert zq.simd_active() == (f["avx2"] and f["fma"] and f["f16c"] and not SIMD_DISABLED)
 
 
+INT32_EDGES = [0, 1, -1, 2**31 - 1, -2**31, 2**31, -2**31 - 1, 2**24 + 1, -(2**24 + 1),
+               2**53 + 1, 2**63 - 1, -2**63]
+
+
+@given(st.lists(st.one_of(st.integers(-2**31, 2**31 - 1), st.sampled_from(INT32_EDGES),
+                          st.integers(-2**63, 2**63 - 1)), min_size=1, max_size=70))
+@settings(max_examples=200)
+def test_hand_checked_i64_as_numpy_casts(values):
+    """I64 takes a vector path for groups of eight that all fit in int32 and the
+    scalar cast otherwise: both round exactly as numpy's astype."""
+    raw = np.array(values, dtype="<i8")
+    got = deq(raw.view(np.uint8), T.I64, (len(values),))
+    np.testing.assert_array_equal(got.view(np.uint32), raw.astype(np.float32).view(np.uint32))
+
+
 @pytest.mark.skipif(SIMD_DISABLED or not zq.simd_active(),
                     reason="this process already runs the portable kernels")
 def test_portable_path_in_subprocess():

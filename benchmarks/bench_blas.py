@@ -8,18 +8,21 @@ Square n = 16 .. 2048 and the transformer shapes (1x2048)@(2048x8192),
 threads. Each cell is the median of --repeat timings; within one repetition the
 contenders run back to back, so machine noise hits them alike. Ratios are
 against numpy.matmul measured in the same repetition set. The header says which
-BLAS library (and which of its CPU kernels) numpy and scipy run.
+BLAS library (and which of its CPU kernels) numpy and scipy run; the
+scipy.linalg.blas column is scipy's own wrapper of the library our scipy backend
+calls. A last table pairs the generic backend's one- and two-thread runs.
 """
 import argparse
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
+from _timing import SETTLE_SECONDS, alternating, speedup
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import zigllama
+from scipy.linalg import blas as scipy_blas
 from zigllama import get_blas
 from zigllama._core.blas_integration import generic_info
 
@@ -28,25 +31,7 @@ TRANSFORMER = ((1, 2048, 8192), (32, 2048, 2048), (512, 640, 2048))  # (m, k, n)
 NAIVE_MAX_FLOPS = 2 * 256**3   # the triple loop is for teaching, not for 2048^3
 
 
-def time_call(fn, min_seconds):
-    """Seconds per call of fn, looping until min_seconds have passed."""
-    fn()
-    calls, start = 0, time.perf_counter()
-    while True:
-        fn()
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            return elapsed / calls
-
-
-# Idle time before each contender's turn. Every library keeps its own threads and
-# lets them spin for a while after a call (OpenBLAS, libgomp): on 2 cores, the
-# previous contender's spinning threads would steal the next one's cores.
-SETTLE_SECONDS = 0.1
-
-
-def measure(m, k, n, dtype, backends, repeat, min_seconds, settle=0.0):
+def measure(m, k, n, dtype, backends, repeat, min_seconds, settle=0.0, same_library=False):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k)).astype(dtype)
     b = rng.standard_normal((k, n)).astype(dtype)
@@ -58,13 +43,46 @@ def measure(m, k, n, dtype, backends, repeat, min_seconds, settle=0.0):
             continue
         blas = get_blas(name)
         contenders[name] = lambda blas=blas: blas.gemm(a, b, out=out)
-    times = {name: [] for name in contenders}
-    for _ in range(repeat):
-        for name, fn in contenders.items():
-            if settle:
-                time.sleep(settle)
-            times[name].append(time_call(fn, min_seconds))
-    return {name: flops / statistics.median(t) / 1e9 for name, t in times.items()}
+    if same_library:
+        # scipy's own wrapper of the library our scipy backend calls: C = AB as
+        # C^T = B^T A^T on Fortran-order views, so nothing is copied.
+        f2py_gemm = scipy_blas.sgemm if dtype == np.float32 else scipy_blas.dgemm
+        contenders["scipy.linalg.blas"] = lambda: f2py_gemm(1.0, b.T, a.T, c=out.T, overwrite_c=True)
+    times = alternating(contenders, repeat, min_seconds, settle)
+    # GFLOPS from the median time; the ratio to numpy is the median of the
+    # per-round ratios (a round's timings share the load of their moment).
+    return {name: (flops / statistics.median(t) / 1e9,
+                   statistics.median(ref / mine for ref, mine in zip(times["numpy"], t)))
+            for name, t in times.items()}
+
+
+def print_scaling(args, repeat, min_seconds):
+    """The generic backend on two threads against itself on one, in alternation."""
+    sizes = (512, 1024) if args.quick else (512, 1024, 2048)
+    print("\n## generic backend: two threads against one (goal >= 1.8x at n = 1024)\n")
+    print("One- and two-thread calls alternate (each after the idle time above); the speed-up is "
+          "the median of the per-round ratios.\n")
+    print("| dtype | n | 1 thread GFLOPS | 2 threads GFLOPS | speed-up |")
+    print("|---|---|---|---|---|")
+    generic = get_blas("generic")
+    for dtype in args.dtypes.split(","):
+        for n in sizes:
+            rng = np.random.default_rng(0)
+            a = rng.standard_normal((n, n)).astype(dtype)
+            b = rng.standard_normal((n, n)).astype(dtype)
+            out = np.empty((n, n), dtype)
+
+            def on(threads):
+                def run():
+                    zigllama.set_num_threads(threads)
+                    generic.gemm(a, b, out=out)
+                return run
+
+            one, two, ratio = speedup(on(1), on(2), max(repeat, 7), min_seconds, SETTLE_SECONDS)
+            flops = 2.0 * n ** 3
+            print(f"| {dtype} | {n} | {flops / one / 1e9:.1f} | {flops / two / 1e9:.1f} | {ratio:.2f}x |",
+                  flush=True)
+    zigllama.set_num_threads(None)
 
 
 def library_lines():
@@ -100,9 +118,14 @@ def main(argv=None):
 
     print("# zigllama BLAS benchmark\n")
     print("\n".join(library_lines()))
-    print(f"- median of {repeat}; GFLOPS = 2mnk / time; (x) = ratio to numpy.matmul in the same run; "
-          f"with 2+ threads each contender starts after {SETTLE_SECONDS:g} s idle (no other library's threads spinning)\n")
-    header = ["dtype", "threads", "m x k @ k x n", "numpy"] + backends
+    print(f"- median of {repeat}; GFLOPS = 2mnk / time; (x) = median of the per-round ratios to numpy.matmul in the same run; "
+          f"contenders alternate within each repetition; with 2+ threads each starts after "
+          f"{SETTLE_SECONDS:g} s idle (no other library's threads spinning)")
+    print("- scipy.linalg.blas: scipy's own (f2py) wrapper of the library the scipy backend calls, "
+          "as C^T = B^T A^T without copies: what that library gives, for comparing our scipy "
+          "backend with its own library as well as with numpy's\n")
+    columns = backends + ["scipy.linalg.blas"]
+    header = ["dtype", "threads", "m x k @ k x n", "numpy"] + columns
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for threads in (int(t) for t in args.threads.split(",")):
@@ -111,11 +134,14 @@ def main(argv=None):
             for dtype in args.dtypes.split(","):
                 for m, k, n in shapes:
                     g = measure(m, k, n, np.dtype(dtype), backends, repeat, min_seconds,
-                                settle=SETTLE_SECONDS if threads > 1 else 0.0)
-                    cells = [f"{g['numpy']:.1f}"]
-                    for name in backends:
-                        cells.append(f"{g[name]:.1f} ({g[name] / g['numpy']:.2f}x)" if name in g else "-")
+                                settle=SETTLE_SECONDS if threads > 1 else 0.0, same_library=True)
+                    cells = [f"{g['numpy'][0]:.1f}"]
+                    for name in columns:
+                        cells.append(f"{g[name][0]:.1f} ({g[name][1]:.2f}x)" if name in g else "-")
                     print(f"| {dtype} | {threads} | {m}x{k} @ {k}x{n} | " + " | ".join(cells) + " |", flush=True)
+
+    if "generic" in backends:
+        print_scaling(args, repeat, min_seconds)
     return 0
 
 

@@ -145,7 +145,7 @@ def main(argv=None):
             ("zigllama.GGUFReader: open + decode all 262,144 tokens", ours_all, max(5, args.repeat // 5)),
             ("gguf.GGUFReader (gguf package): open", theirs, args.gguf_repeat),
         ]
-        print(f"\n| reader | runs | median ms | gguf / this |")
+        print("\n| reader | runs | median ms | gguf / this |")
         print("|---|---:|---:|---:|")
         for name, ms, n in rows:
             print(f"| {name} | {n} | {ms:.2f} | {theirs / ms:.0f}x |")

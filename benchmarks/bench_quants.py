@@ -10,10 +10,10 @@ reported per element; for F32 it returns a view, so there is nothing to time.
 Timings are medians of ``--repeat`` runs.
 """
 import argparse
-import time
 import warnings
 
 import numpy as np
+from _timing import median_time
 from gguf import GGMLQuantizationType as T
 from gguf import quants as gq
 
@@ -22,16 +22,6 @@ from zigllama._core import quantization as zq
 
 # Goals for one thread (M/s); others 1,000.
 GOALS = {"Q8_0": 1700, "Q4_K": 1700, "Q5_K": 1700, "Q4_0": 1200, "Q4_1": 1200}
-
-
-def median_time(fn, repeat):
-    fn()  # warm caches and page tables
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def random_blocks(type_id, rows, cols, rng):

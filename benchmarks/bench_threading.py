@@ -16,9 +16,12 @@ Rows:
   - softmax over the rows of a (1024, 4096) float32 matrix: one thread (the whole
     range as one chunk, run by the caller) against the 2-thread pool (speed-up),
     with numpy's softmax for scale;
-  - dequantization of Q4_K and Q8_0 (4096, 4096) into a preallocated float32
-    `out` (so page faults do not count): threads=1 (on the caller, no dispatch)
-    against threads=2 on the default pool (speed-up).
+  - dequantization of Q4_K and Q8_0 into a preallocated float32 `out` (so page
+    faults do not count): threads=1 (on the caller, no dispatch) against
+    threads=2 on the default pool, for a (4096, 4096) output (64 MB: memory
+    bandwidth bounds both) and a (256, 4096) one (4 MB, within L3).
+Speed-ups alternate their one- and two-thread runs and report the median of
+the per-round ratios, each contender starting after a short idle time.
 Every cell is the median of --repeat measurements; contenders alternate within
 each repetition so that machine noise hits them alike.
 """
@@ -30,14 +33,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
+from _timing import SETTLE_SECONDS, median_time, speedup
 
 import zigllama
 from zigllama._core import platform
 from zigllama._core import threading as zt
-
-
-def median_of(fn, repeat):
-    return statistics.median(fn() for _ in range(repeat))
 
 
 def executor_dispatch(ex, n, iters):
@@ -55,17 +55,6 @@ def executor_per_task(ex, ntasks):
     futs = [ex.submit(noop) for _ in range(ntasks)]
     wait(futs)
     return (time.perf_counter_ns() - start) / ntasks
-
-
-def seconds(fn, min_seconds=0.05):
-    fn()
-    calls, start = 0, time.perf_counter()
-    while True:
-        fn()
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            return elapsed / calls
 
 
 def np_softmax(x):
@@ -128,35 +117,38 @@ def main(argv=None):
     rows.append(("parallel_for over %d one-row chunks, per chunk (OpenMP: dynamic,1)" % ntasks,
                  f"{p['chunk']:.0f} ns", f"{p['omp']:.0f} ns", "-", f"{p['omp'] / p['chunk']:.1f}x / -"))
 
+    # Speed-ups: the one-thread and two-thread runs alternate, and the speed-up is
+    # the median of the per-round ratios (each round's pair shares the load of
+    # its moment).
     x = np.random.default_rng(0).standard_normal((1024, 4096)).astype(np.float32)
     out = np.empty_like(x)
     ops = zt.ParallelOps(pool)
-    soft = {"one": [], "pool": [], "numpy": []}
-    for _ in range(repeat):
-        soft["one"].append(seconds(lambda: ops.softmax(x, out=out, grain=x.shape[0])))
-        soft["pool"].append(seconds(lambda: ops.softmax(x, out=out)))
-        soft["numpy"].append(seconds(lambda: np_softmax(x)))
-    s = {k: statistics.median(v) for k, v in soft.items()}
+    one, two, ratio = speedup(lambda: ops.softmax(x, out=out, grain=x.shape[0]),
+                              lambda: ops.softmax(x, out=out), repeat, 0.05, SETTLE_SECONDS)
+    numpy_time = median_time(lambda: np_softmax(x), repeat)
     rows.append(("softmax (1024, 4096) f32: 1 thread vs pool of 2 (goal >= 1.8x)",
-                 f"{s['pool'] * 1e3:.2f} ms (1 thread: {s['one'] * 1e3:.2f} ms)", "-",
-                 f"numpy: {s['numpy'] * 1e3:.2f} ms", f"speed-up {s['one'] / s['pool']:.2f}x"))
+                 f"{two * 1e3:.2f} ms (1 thread: {one * 1e3:.2f} ms)", "-",
+                 f"numpy: {numpy_time * 1e3:.2f} ms", f"speed-up {ratio:.2f}x"))
     pool.shutdown()
     ex.shutdown()
 
+    # Dequantization is bound by memory bandwidth once its output outgrows the
+    # caches: a 64 MB output shows the bandwidth bound, a 4 MB one (within L3)
+    # the speed-up where bandwidth allows.
     zigllama.set_num_threads(2)  # the default pool that dequantize runs on: 2 threads
     w = np.random.default_rng(1).standard_normal((4096, 4096)).astype(np.float32)
-    out = np.empty_like(w)
-    for qtype in ("Q4_K", "Q8_0"):
-        raw = zigllama.quantize(w, qtype)
-        dq = {1: [], 2: []}
-        for _ in range(repeat):
-            for threads in (1, 2):
-                dq[threads].append(seconds(lambda: zigllama.dequantize(raw, qtype, w.shape, out=out,
-                                                                       threads=threads)))
-        q = {k: statistics.median(v) for k, v in dq.items()}
-        rows.append((f"dequantize {qtype} (4096, 4096) into out: 1 thread vs pool of 2 (goal >= 1.8x)",
-                     f"{q[2] * 1e3:.2f} ms (1 thread: {q[1] * 1e3:.2f} ms)", "-", "-",
-                     f"speed-up {q[1] / q[2]:.2f}x"))
+    for qtype, nrows in (("Q4_K", 4096), ("Q8_0", 4096), ("Q4_K", 256), ("Q8_0", 256)):
+        raw = zigllama.quantize(w[:nrows], qtype)
+        out = np.empty((nrows, w.shape[1]), np.float32)
+        one, two, ratio = speedup(
+            lambda: zigllama.dequantize(raw, qtype, out.shape, out=out, threads=1),
+            lambda: zigllama.dequantize(raw, qtype, out.shape, out=out, threads=2),
+            repeat, 0.05, SETTLE_SECONDS)
+        where = "64 MB, memory-bound" if nrows == 4096 else "4 MB, in L3"
+        rows.append((f"dequantize {qtype} ({nrows}, 4096) into out ({where}): 1 thread vs pool of 2 "
+                     f"(goal >= 1.8x)",
+                     f"{two * 1e3:.2f} ms (1 thread: {one * 1e3:.2f} ms)", "-", "-",
+                     f"speed-up {ratio:.2f}x"))
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"zigllama {zigllama.__version__}, {os.cpu_count()} CPUs, load average {load:.1f}, "

@@ -406,8 +406,16 @@ def test_context_manager_and_closed_pool():
 
 def test_cancel_futures_on_shutdown():
     p = ThreadPool(2)
-    gate = threading.Event()
-    first = p.submit(gate.wait, 30)
+    gate, started = threading.Event(), threading.Event()
+
+    def blocker():
+        started.set()
+        return gate.wait(30)
+
+    first = p.submit(blocker)
+    # A task not yet started when the pool shuts down is cancelled: the blocker
+    # must be running first, however slowly a loaded machine starts it.
+    assert started.wait(30)
     rest = [p.submit(lambda: 1) for _ in range(50)]
     closer = threading.Thread(target=p.shutdown, kwargs=dict(cancel_futures=True))
     closer.start()

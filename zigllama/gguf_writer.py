@@ -11,8 +11,7 @@ multiples, alignment), so every file it writes reads back.
 """
 import os
 import struct
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

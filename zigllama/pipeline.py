@@ -162,7 +162,7 @@ def run_block(path, tokens, block=0, threads=None, blas=None, pool=None):
     seq = len(tokens)
     x = clock.run("embed tokens", lambda: _embed(reader, cfg, tokens, threads), nbytes=seq * cfg.n_embd * 4)
     p = f"blk.{block}."
-    d, hd, nh, nkv = cfg.n_embd, cfg.head_dim, cfg.n_head, cfg.n_head_kv
+    hd, nh, nkv = cfg.head_dim, cfg.n_head, cfg.n_head_kv
 
     def linear(h, name):
         w = weights[p + name + ".weight"]
@@ -175,6 +175,12 @@ def run_block(path, tokens, block=0, threads=None, blas=None, pool=None):
     def lin_flops(h, name):
         return 2 * h.shape[0] * weights[p + name + ".weight"].size
 
+    # The backend's first sizeable call looks up the BLAS library's thread
+    # controls and starts its threads (milliseconds, once per process): a stage
+    # of its own, so that the projections' GFLOPS are those of the products.
+    warm = np.ones((96, 96), dtype=np.float32)
+    clock.run("BLAS first call (library lookup, threads)", lambda: blas.gemm(warm, warm),
+              backend=blas.name, threads=threads)
     h = clock.run("attn rmsnorm", lambda: ops.rmsnorm(x, weights[p + "attn_norm.weight"], cfg.rms_eps),
                   backend="pool", threads=n_pool)
     h = np.asarray(h)

@@ -3,6 +3,7 @@
 Runs the benchmarks that ship with the package (``zigllama.benchmarks``) and prints
 their tables: tensor operations and allocators against numpy, GGUF open and
 dequantization against the ``gguf`` package (``pip install gguf`` for those peers),
+loading a whole model against the cost of fresh memory,
 GEMM backends against numpy.matmul, the pool against ThreadPoolExecutor and
 OpenMP, and the demo's stage table.
 """
@@ -10,7 +11,7 @@ import sys
 
 HELP = "run the benchmarks against their peers (numpy, gguf, ThreadPoolExecutor) and print the tables"
 
-NAMES = ("tensor", "allocator", "gguf", "quants", "blas", "threading", "demo")
+NAMES = ("tensor", "allocator", "gguf", "quants", "load", "blas", "threading", "demo")
 
 
 def add_arguments(parser):

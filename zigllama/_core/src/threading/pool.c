@@ -898,7 +898,10 @@ int zl_parallel_for(zl_pool *p, int64_t n, int64_t grain, zl_range_fn fn, void *
     atomic_fetch_add_explicit(&p->parallel_fors, 1, memory_order_relaxed);
     int threads = p->nworkers + 1;
     if (grain <= 0) {
-        grain = n / ((int64_t)threads * 4);
+        /* Chunks are claimed one at a time (an atomic add, tens of ns), so many
+         * small ones cost little, and a thread the OS preempts holds back at
+         * most one small chunk. */
+        grain = n / ((int64_t)threads * ZL_PFOR_CHUNKS_PER_THREAD);
         if (grain < 1) grain = 1;
     }
     int64_t nchunks = (n - 1) / grain + 1;

@@ -131,6 +131,23 @@ def test_pipeline_equals_reference_on_each_backend(tmp_path):
         assert {s.backend for s in stages if "projection" in s.name} == {backend}
 
 
+def test_median_stages_takes_each_stage_median_and_keeps_its_metadata():
+    S = pipeline.Stage
+    passes = [[S("gemm", 9.0, flops=90, backend="scipy", threads=2), S("add", 1.0)],
+              [S("gemm", 1.0, flops=90, backend="scipy", threads=2), S("add", 4.0)],
+              [S("gemm", 2.0, flops=90, backend="scipy", threads=2), S("add", 3.0)]]
+    gemm, add = pipeline.median_stages(passes)
+    assert (gemm.name, gemm.seconds, gemm.flops, gemm.backend, gemm.threads) == ("gemm", 2.0, 90, "scipy", 2)
+    assert (add.name, add.seconds) == ("add", 3.0)
+    assert pipeline.median_stages(passes[:2])[1].seconds == 2.5  # an even count: the mean of the middle two
+
+
+def test_demo_single_pass(capsys):
+    assert main(["demo", "--repeat", "1", "--tokens", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "stage times: one pass" in out and ": match" in out
+
+
 def test_demo_model_reads_back_with_gguf_package(tmp_path):
     path = pipeline.write_demo_model(str(tmp_path / "d.gguf"))
     r = gguf.GGUFReader(path)
@@ -146,6 +163,7 @@ def test_demo_model_reads_back_with_gguf_package(tmp_path):
 @pytest.mark.parametrize("argv, expected", [
     (["demo", "--tokens", "0"], "InvalidShape"),
     (["demo", "--threads", "0"], "InvalidShape"),
+    (["demo", "--repeat", "0"], "InvalidShape"),
     (["demo", "--block", "7"], "InvalidIndex"),
 ])
 def test_demo_rejects_bad_arguments(argv, expected, capsys):

@@ -103,6 +103,21 @@ class Stage:
         return self.flops / self.seconds / 1e9 if self.flops and self.seconds > 0 else 0.0
 
 
+def median_stages(passes):
+    """One stage list from several passes of ``run_block`` (the same stages in
+    the same order): each stage's median time. A single pass on a shared machine
+    is at the mercy of one preemption, and a first pass also pays one-time costs
+    (the BLAS library's thread start-up, first page faults)."""
+    merged = []
+    for same in zip(*passes):
+        times = sorted(s.seconds for s in same)
+        mid = len(times) // 2
+        median = times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) / 2
+        first = same[0]
+        merged.append(Stage(first.name, median, first.nbytes, first.flops, first.backend, first.threads))
+    return merged
+
+
 class _Clock:
     def __init__(self):
         self.stages = []
@@ -175,12 +190,6 @@ def run_block(path, tokens, block=0, threads=None, blas=None, pool=None):
     def lin_flops(h, name):
         return 2 * h.shape[0] * weights[p + name + ".weight"].size
 
-    # The backend's first sizeable call looks up the BLAS library's thread
-    # controls and starts its threads (milliseconds, once per process): a stage
-    # of its own, so that the projections' GFLOPS are those of the products.
-    warm = np.ones((96, 96), dtype=np.float32)
-    clock.run("BLAS first call (library lookup, threads)", lambda: blas.gemm(warm, warm),
-              backend=blas.name, threads=threads)
     h = clock.run("attn rmsnorm", lambda: ops.rmsnorm(x, weights[p + "attn_norm.weight"], cfg.rms_eps),
                   backend="pool", threads=n_pool)
     h = np.asarray(h)

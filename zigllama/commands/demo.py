@@ -29,6 +29,8 @@ def add_arguments(parser):
     parser.add_argument("--blas", choices=("scipy", "generic", "naive"), default=None,
                         help="BLAS backend (default: ZIGLLAMA_BLAS or scipy)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the demo model and the token ids")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="passes over the block; the table shows each stage's median (default 5)")
 
 
 def run(args):
@@ -39,6 +41,8 @@ def run(args):
         raise zl.InvalidShape(f"--tokens must be at least 1, got {args.tokens}")
     if args.threads is not None and args.threads < 1:
         raise zl.InvalidShape(f"--threads must be at least 1, got {args.threads}")
+    if args.repeat < 1:
+        raise zl.InvalidShape(f"--repeat must be at least 1, got {args.repeat}")
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="zigllama-demo-") as tmp:
         path = args.model
@@ -56,13 +60,23 @@ def run(args):
             raise zl.InvalidIndex(f"--block {args.block} is out of range: the model has {n_blocks} blocks")
         rng = np.random.default_rng(args.seed)
         tokens = rng.integers(0, n_vocab, size=args.tokens)
-        out, stages, weights, x, cfg = pipeline.run_block(path, tokens, block=args.block,
-                                                          threads=args.threads, blas=args.blas)
+        passes = []
+        for _ in range(args.repeat):
+            out, stages, weights, x, cfg = pipeline.run_block(path, tokens, block=args.block,
+                                                              threads=args.threads, blas=args.blas)
+            passes.append(stages)
     print(f"model: {arch}, n_embd {cfg.n_embd}, heads {cfg.n_head}/{cfg.n_head_kv} (head_dim {cfg.head_dim}), "
           f"n_ff {cfg.n_ff}, rope {'neox' if cfg.rope_neox else 'normal'}; block {args.block}, {len(tokens)} tokens")
     print()
-    print(pipeline.format_stages(stages))
+    print(pipeline.format_stages(pipeline.median_stages(passes)))
     print()
+    one_time = "one-time costs: the BLAS library's threads starting, first page faults"
+    if args.repeat > 1:
+        first = sum(s.seconds for s in passes[0]) * 1e3
+        print(f"stage times: medians of {args.repeat} passes; the first pass took {first:.2f} ms in all "
+              f"(it also pays {one_time})")
+    else:
+        print(f"stage times: one pass (which also pays {one_time})")
     expected = llama_block.reference_block(cfg, weights, x, block=args.block)
     err = float(np.max(np.abs(out - expected)))
     scale = float(np.max(np.abs(expected))) or 1.0

@@ -632,7 +632,7 @@ import numpy
 from libc.stdint cimport int64_t, uint8_t
 from zigllama._core.quantization cimport (
     dequantize_into, dequantize_into_on, quant_type, quantizer_for, split_blocks, zl_quant_type)
-from zigllama._core.threading cimport check_pool_status, pool_ptr, zl_pool
+from zigllama._core.threading cimport check_pool_status, parallel_for_status, pool_ptr, zl_pool
 
 
 def dequantize_on(pool, int type_id, const uint8_t[::1] raw, float[::1] out, int threads):
@@ -660,6 +660,32 @@ def split_counts(int64_t n_blocks, int threads):
     with nogil:
         split_blocks(count_blocks, &seen[0], n_blocks, 256, threads)
     return counts
+
+
+ctypedef struct task_split:
+    int64_t *seen
+    int64_t n_blocks
+
+
+cdef int split_in_task(void *ctx, int64_t begin, int64_t end) noexcept nogil:
+    # A pool task that splits its own work: split_blocks must use this task's
+    # pool, without the GIL, which the thread waiting for the task holds.
+    cdef task_split *t = <task_split *>ctx
+    cdef int64_t i
+    for i in range(begin, end):
+        split_blocks(count_blocks, t.seen + i * t.n_blocks, t.n_blocks, 256, 2)
+    return 0
+
+
+def split_counts_in_tasks(pool, int64_t ntasks, int64_t n_blocks):
+    # The GIL stays held here while the pool runs the tasks (no `with nogil`).
+    counts = numpy.zeros((ntasks, n_blocks), numpy.int64)
+    cdef int64_t[:, ::1] seen = counts
+    cdef task_split t
+    t.seen = &seen[0, 0]
+    t.n_blocks = n_blocks
+    status = parallel_for_status(pool_ptr(pool), ntasks, 1, split_in_task, &t)
+    return status, counts
 
 
 def dequantize_q8_0(const uint8_t[::1] raw, float[::1] out, int threads):
@@ -721,6 +747,16 @@ def test_outside_extension_cimports_the_kernels(tmp_path):
         outside.dequantize_on(pool, 8, raw.reshape(-1), out, 2)
     for n_blocks, threads in ((1000, 2), (1000, 3), (1000, 1), (3, 2)):
         assert (outside.split_counts(n_blocks, threads) == 1).all()
+    # split_blocks inside pool tasks whose waiter holds the GIL: each task splits
+    # on its own pool. Looking up the default pool would need the GIL and hang,
+    # so this runs in a child process under a timeout.
+    child = ("import sys, zigllama; sys.path.insert(0, sys.argv[1]); import zl_quant_outside as o; "
+             "pool = zigllama.ThreadPool(2); status, counts = o.split_counts_in_tasks(pool, 16, 100000); "
+             "assert status == 0 and (counts == 1).all(), (status, counts); "
+             "s = pool.stats(); assert s.parallel_fors >= 2, s; print('ok')")  # >= 1 split by the worker
+    r = subprocess.run([sys.executable, "-c", child, str(tmp_path)], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout[-2000:] + r.stderr[-2000:]
     assert outside.has_quantizer(12) == (True, True)
     assert outside.has_quantizer(10) == (False, True) and outside.has_quantizer(99) == (False, False)
 

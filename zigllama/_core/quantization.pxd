@@ -35,10 +35,10 @@ ctypedef void (*block_range_fn)(void *ctx, int64_t first, int64_t count) noexcep
 cdef int split_blocks_on(zl_pool *pool, block_range_fn fn, void *ctx, int64_t n_blocks,
                          int64_t block_size, int nthreads) noexcept nogil
 
-# split_blocks_on on the default pool (zigllama.default_pool()), which a call
-# big enough to split looks up holding the GIL briefly: so inside a pool task
-# whose waiter holds the GIL, or wherever the GIL is unwelcome, code that has a
-# zl_pool * (threading's pool_ptr) uses the _on form, which never takes it.
+# split_blocks_on on the pool at hand: inside a pool's task, that pool (found
+# without the GIL); elsewhere the default pool (zigllama.default_pool()), which
+# a call big enough to split looks up holding the GIL briefly. Code that has a
+# zl_pool * (threading's pool_ptr) and never wants the GIL uses the _on form.
 # A pool failure is not reported: fn then runs over all the blocks on the caller.
 cdef void split_blocks(block_range_fn fn, void *ctx, int64_t n_blocks, int64_t block_size,
                        int nthreads) noexcept nogil
@@ -53,7 +53,7 @@ ctypedef void (*quantize_fn)(const float *src, uint8_t *dst, int64_t n) noexcept
 cdef quantize_fn quantizer_for(int type_id) noexcept nogil
 
 # n_elements values of ggml type `type_id` from src into dst on up to nthreads
-# threads of the default pool (looked up as for split_blocks). Returns 0, -1 for
+# threads of the pool at hand (found as for split_blocks). Returns 0, -1 for
 # an unknown type or a missing kernel and -2 for a count that is not a whole
 # number of blocks (nothing written), or a pool failure (ZL_POOL_E*, negative).
 cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_elements,

@@ -15,7 +15,8 @@ import numpy as np
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int64_t, uint8_t
 
-from .threading cimport check_pool_status, parallel_for_status, pool_ptr, pool_threads, zl_pool
+from .threading cimport (
+    check_pool_status, current_thread_pool, parallel_for_status, pool_ptr, pool_threads, zl_pool)
 
 from .._config import resolve_threads
 from .threading import default_pool
@@ -99,9 +100,9 @@ cdef int split_blocks_on(zl_pool *pool, block_range_fn fn, void *ctx, int64_t n_
     return parallel_for_status(pool, s.nchunks, 1, run_chunks, &s)
 
 
-cdef zl_pool *acquire_default_pool(void **ref) noexcept nogil:
+cdef zl_pool *lookup_default_pool(void **ref) noexcept nogil:
     # The default pool, with a reference held until release_pool(ref); NULL
-    # (run on the caller) if it cannot be had.
+    # (run on the caller) if it cannot be had. Takes the GIL.
     with gil:
         try:
             pool = default_pool()
@@ -112,6 +113,19 @@ cdef zl_pool *acquire_default_pool(void **ref) noexcept nogil:
         Py_INCREF(pool)
         ref[0] = <void *>pool
         return result
+
+
+cdef zl_pool *acquire_pool(void **ref) noexcept nogil:
+    # The pool to split on (see lookup_default_pool for `ref`). Inside a pool's
+    # task that is the task's own pool, found without the GIL: the thread
+    # waiting for the task may hold the GIL, and taking it here would deadlock.
+    # (This function has no Python locals, so Cython takes no GIL on its way
+    # out either.) Elsewhere the default pool.
+    cdef zl_pool *own = current_thread_pool()
+    if own != NULL:
+        ref[0] = NULL
+        return own
+    return lookup_default_pool(ref)
 
 
 cdef void release_pool(void *ref) noexcept nogil:
@@ -129,7 +143,7 @@ cdef void split_blocks(block_range_fn fn, void *ctx, int64_t n_blocks, int64_t b
     cdef void *ref = NULL
     cdef zl_pool *pool = NULL
     if worth_splitting(n_blocks, block_size, nthreads):
-        pool = acquire_default_pool(&ref)
+        pool = acquire_pool(&ref)
     if split_blocks_on(pool, fn, ctx, n_blocks, block_size, nthreads) != 0:
         # The pool failed before or while sharing out the chunks (shut down,
         # out of memory): a range function only writes its own output, so
@@ -182,7 +196,7 @@ cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_
     cdef const zl_quant_type *t = zl_quant_type_find(type_id)
     cdef int status
     if t != NULL and worth_splitting(n_elements // t.block_size, t.block_size, nthreads):
-        pool = acquire_default_pool(&ref)
+        pool = acquire_pool(&ref)
     status = dequantize_into_on(pool, type_id, src, dst, n_elements, nthreads)
     release_pool(ref)
     return status

@@ -93,6 +93,7 @@ cdef extern from "zigllama/zl_threading.h" nogil:
     int zl_pool_num_workers(const zl_pool *p) noexcept
     int zl_pool_check(const zl_pool *p) noexcept
     int zl_pool_current_worker(const zl_pool *p) noexcept
+    zl_pool *zl_pool_of_current_thread() noexcept
     void zl_pool_get_stats(const zl_pool *p, zl_pool_stats *out) noexcept
     void zl_pool_reset_stats(zl_pool *p) noexcept
     void zl_task_group_init(zl_task_group *g) noexcept
@@ -134,6 +135,10 @@ cdef int check_pool_status(int status) except -1 nogil
 
 # Threads that work in a parallel_for on this pool: its workers and the caller.
 cdef int pool_threads(zl_pool *pool) noexcept nogil
+
+# The pool whose worker the calling thread is (it stays alive while the caller
+# runs one of its tasks), or NULL: code inside a task splits its own work on it.
+cdef zl_pool *current_thread_pool() noexcept nogil
 
 # zl_parallel_for itself, for a caller whose own API returns a status: 0, the
 # first non-zero status of a chunk, or a pool failure (ZL_POOL_E*, negative)

@@ -108,6 +108,10 @@ cdef int pool_threads(zl_pool *pool) noexcept nogil:
     return zl_pool_num_workers(pool) + 1
 
 
+cdef zl_pool *current_thread_pool() noexcept nogil:
+    return zl_pool_of_current_thread()
+
+
 cdef int parallel_for_status(zl_pool *pool, int64_t n, int64_t grain, zl_range_fn fn, void *ctx) noexcept nogil:
     return zl_parallel_for(pool, n, grain, fn, ctx)
 

@@ -137,6 +137,10 @@ int zl_pool_num_workers(const zl_pool *p);
 int zl_pool_check(const zl_pool *p);
 /* The index of the calling thread among p's workers, or -1. */
 int zl_pool_current_worker(const zl_pool *p);
+/* The pool whose worker the calling thread is, or NULL. It stays alive while
+ * the caller runs one of its tasks: code inside a task can split its own work
+ * on it (parallel_for nests) without looking a pool up elsewhere. */
+zl_pool *zl_pool_of_current_thread(void);
 void zl_pool_get_stats(const zl_pool *p, zl_pool_stats *out);
 void zl_pool_reset_stats(zl_pool *p);
 

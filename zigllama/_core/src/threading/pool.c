@@ -244,6 +244,8 @@ int zl_pool_current_worker(const zl_pool *p) {
     return w ? w->index : -1;
 }
 
+zl_pool *zl_pool_of_current_thread(void) { return tls_worker != NULL ? tls_worker->pool : NULL; }
+
 int zl_pool_num_workers(const zl_pool *p) { return p->nworkers; }
 
 size_t zl_pool_worker_stride(void) { return sizeof(zl_worker); }

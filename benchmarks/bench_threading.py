@@ -19,7 +19,8 @@ Rows:
   - dequantization of Q4_K and Q8_0 into a preallocated float32 `out` (so page
     faults do not count): threads=1 (on the caller, no dispatch) against
     threads=2 on the default pool, for a (4096, 4096) output (64 MB: memory
-    bandwidth bounds both) and a (256, 4096) one (4 MB, within L3).
+    bandwidth bounds both) and a (256, 4096) one (4 MB, within L3); and of
+    IQ2_S (4096, 4096), whose grid lookups make one thread compute-bound.
 Speed-ups alternate their one- and two-thread runs and report the median of
 the per-round ratios, each contender starting after a short idle time.
 Every cell is the median of --repeat measurements; contenders alternate within
@@ -133,18 +134,24 @@ def main(argv=None):
     ex.shutdown()
 
     # Dequantization is bound by memory bandwidth once its output outgrows the
-    # caches: a 64 MB output shows the bandwidth bound, a 4 MB one (within L3)
-    # the speed-up where bandwidth allows.
+    # caches and one thread already writes near the machine's bandwidth: a 64 MB
+    # output of Q4_K and Q8_0 shows the bound; a 4 MB one (within L3), and IQ2_S
+    # (a grid lookup per 8 weights: compute-bound on one thread), show the
+    # speed-up where bandwidth allows.
     zigllama.set_num_threads(2)  # the default pool that dequantize runs on: 2 threads
     w = np.random.default_rng(1).standard_normal((4096, 4096)).astype(np.float32)
-    for qtype, nrows in (("Q4_K", 4096), ("Q8_0", 4096), ("Q4_K", 256), ("Q8_0", 256)):
-        raw = zigllama.quantize(w[:nrows], qtype)
+    iq2_s = np.random.default_rng(2).integers(0, 256, size=(4096, 16 * 82), dtype=np.uint8)
+    iq2_s.reshape(-1, 82)[:, 0:2] = np.array([0.01], "<f2").view(np.uint8)  # a finite scale per block
+    cases = [("Q4_K", 4096, "64 MB, memory-bound"), ("Q8_0", 4096, "64 MB, memory-bound"),
+             ("Q4_K", 256, "4 MB, in L3"), ("Q8_0", 256, "4 MB, in L3"),
+             ("IQ2_S", 4096, "64 MB, compute-bound type")]
+    for qtype, nrows, where in cases:
+        raw = iq2_s if qtype == "IQ2_S" else zigllama.quantize(w[:nrows], qtype)
         out = np.empty((nrows, w.shape[1]), np.float32)
         one, two, ratio = speedup(
             lambda: zigllama.dequantize(raw, qtype, out.shape, out=out, threads=1),
             lambda: zigllama.dequantize(raw, qtype, out.shape, out=out, threads=2),
             repeat, 0.05, SETTLE_SECONDS)
-        where = "64 MB, memory-bound" if nrows == 4096 else "4 MB, in L3"
         rows.append((f"dequantize {qtype} ({nrows}, 4096) into out ({where}): 1 thread vs pool of 2 "
                      f"(goal >= 1.8x)",
                      f"{two * 1e3:.2f} ms (1 thread: {one * 1e3:.2f} ms)", "-", "-",

@@ -51,13 +51,34 @@ def alternating(contenders, repeat, min_seconds, settle=0.0):
     return samples
 
 
-def speedup(serial, parallel, repeat, min_seconds, settle=0.0):
+def speedup(serial, parallel, repeat, min_seconds, settle=0.0, control=None):
     """How much faster `parallel` runs than `serial`, measured in alternation.
 
     Returns (median seconds of serial, median seconds of parallel, median of the
     per-round ratios serial / parallel): a round's two timings share the
     machine's load of that moment, so their ratio is steadier than a ratio of
-    medians taken far apart."""
-    s = alternating({"serial": serial, "parallel": parallel}, repeat, min_seconds, settle)
+    medians taken far apart. With `control` (a pair of callables: busy work on
+    one thread and the same work split over two), the control's speed-up is
+    measured in the same rounds and its median returned as a fourth value: what
+    the machine's cores gave at that time, a ceiling no code could beat."""
+    contenders = {"serial": serial, "parallel": parallel}
+    if control is not None:
+        contenders["control serial"], contenders["control parallel"] = control
+    s = alternating(contenders, repeat, min_seconds, settle)
     ratios = [a / b for a, b in zip(s["serial"], s["parallel"])]
-    return statistics.median(s["serial"]), statistics.median(s["parallel"]), statistics.median(ratios)
+    result = (statistics.median(s["serial"]), statistics.median(s["parallel"]), statistics.median(ratios))
+    if control is None:
+        return result
+    control_ratios = [a / b for a, b in zip(s["control serial"], s["control parallel"])]
+    return result + (statistics.median(control_ratios),)
+
+
+def two_core_control(pool, iters=1000, work_ns=20000):
+    """The control pair for `speedup`: two chunks of `work_ns` busy-waiting,
+    one after the other on the caller, or on a 2-thread `pool` (the caller and
+    its worker). Nothing is shared and nothing is read from memory, so the
+    ratio is the share of two cores the machine gives at that moment."""
+    from zigllama._core import threading as zt
+
+    return (lambda: zt._bench_fork_join(None, iters, 2, work_ns),
+            lambda: zt._bench_fork_join(pool, iters, 2, work_ns))

@@ -5,8 +5,8 @@
 Writes the ~230 MB model of ``q4_k_m_model.py`` (unless --model names one), then
 runs, alternately and each in a fresh process (as a user's ``zigllama load`` is):
   - ``zigllama load`` itself (every tensor into a new float32 array);
-  - first touch: the same arrays allocated and set to zero by C memset on as
-    many threads, no dequantization: what the kernel charges for handing out
+  - first touch: the same arrays (zigllama Tensors, as the load allocates)
+    set to zero by C memset on as many threads, no dequantization: what the kernel charges for handing out
     that much fresh memory (the floor under any load into fresh arrays);
   - the dequantization alone: every tensor into arrays already filled (so
     paged in) before the clock starts.
@@ -33,6 +33,7 @@ import ctypes, sys, time, threading
 import numpy as np
 from zigllama._core.gguf_format import GGUFModelLoader
 from zigllama._core.quantization import dequantize_tensor
+from zigllama._core.tensor import Tensor
 
 path, mode, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
@@ -54,13 +55,19 @@ def fill_zeros(arrays):
         w.join()
 
 
+def new_arrays(infos):
+    # What `zigllama load` allocates: Tensors (numpy's own large arrays are
+    # madvised for huge pages, which fault in differently).
+    return [np.asarray(Tensor.empty(i.shape, "float32")) for i in infos]
+
+
 with GGUFModelLoader(path) as model:
     infos = model.tensors
     if mode == "touch":
         t0 = time.perf_counter()
-        fill_zeros([np.empty(i.shape, np.float32) for i in infos])
+        fill_zeros(new_arrays(infos))
     elif mode == "warm":
-        outs = [np.empty(i.shape, np.float32) for i in infos]
+        outs = new_arrays(infos)
         fill_zeros(outs)
         t0 = time.perf_counter()
         for i, out in zip(infos, outs):

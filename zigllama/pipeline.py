@@ -7,6 +7,7 @@ pieces and times each stage; ``zigllama demo`` checks it against the numpy
 reference of ``llama_block``.
 """
 import os
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -110,11 +111,9 @@ def median_stages(passes):
     (the BLAS library's thread start-up, first page faults)."""
     merged = []
     for same in zip(*passes):
-        times = sorted(s.seconds for s in same)
-        mid = len(times) // 2
-        median = times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) / 2
         first = same[0]
-        merged.append(Stage(first.name, median, first.nbytes, first.flops, first.backend, first.threads))
+        merged.append(Stage(first.name, statistics.median(s.seconds for s in same), first.nbytes, first.flops,
+                            first.backend, first.threads))
     return merged
 
 

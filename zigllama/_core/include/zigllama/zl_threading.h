@@ -163,7 +163,8 @@ int zl_task_group_wait(zl_pool *p, zl_task_group *g);
 #define ZL_PFOR_CHUNKS_PER_THREAD 8
 
 /* Run fn over [0, n) in chunks of grain rows (grain <= 0: about
- * ZL_PFOR_CHUNKS_PER_THREAD chunks per thread) on the workers and the calling thread, and return when all are done.
+ * ZL_PFOR_CHUNKS_PER_THREAD chunks per thread) on the workers and the calling
+ * thread, and return when all are done.
  * After a chunk fails, chunks not yet started are skipped; the first non-zero
  * status is returned. Safe to call from inside a task (nested): the caller runs
  * whatever no idle worker picks up, so it never waits for a busy worker. */

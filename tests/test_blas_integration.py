@@ -111,6 +111,27 @@ def test_generic_gemm_crosses_cache_blocks(threads, dtype):
         np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.sqrt(k))
 
 
+@pytest.mark.parametrize("threads", (1, 2))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_generic_short_a_reads_b_in_place_or_packs_each_panel(threads, dtype):
+    """A short A (one block of rows) reads a row-major B in place with few rows of
+    tiles, and packs each micro-panel of B as it goes with more: both sides of
+    the switch, a B with a row stride wider than its rows, and edge panels."""
+    zigllama.set_num_threads(threads)
+    blk = blas_integration.generic_info()["blocking_" + np.dtype(dtype).name]
+    rng = np.random.default_rng(11)
+    for m in (29, 30, 31, 36, 37, blk["mc"]):
+        k, n = blk["kc"] + 3, 3 * 16 + 5
+        a = rng.standard_normal((m, k)).astype(dtype)
+        wide = rng.standard_normal((k, n + 7)).astype(dtype)
+        b = wide[:, 2:n + 2]                       # row stride n + 7
+        out = np.full((m, n), np.nan, dtype)
+        get_blas("generic").gemm(a, b, out=out, beta=0.0)
+        ref = a.astype(np.float64) @ b.astype(np.float64)
+        tol = 2e-4 if dtype == np.float32 else 1e-11
+        np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.sqrt(k))
+
+
 def test_generic_gemm_same_bits_on_one_and_two_threads():
     rng = np.random.default_rng(5)
     a = rng.standard_normal((301, 517)).astype(np.float32)

@@ -21,6 +21,9 @@
  * the OpenMP team costs more than it saves. */
 #define ZL_GEMM_SERIAL_WORK (96.0 * 96.0 * 96.0)
 #define ZL_GEMV_SERIAL_WORK (256.0 * 256.0)
+/* A short A (one block of rows) with at least this many rows of tiles gets each
+ * micro-panel of B packed as it is reached; with fewer, B is read in place. */
+#define ZL_PACK_B_MIN_TILE_ROWS 6
 /* Blocks of rows of C per thread a parallel GEMM aims for (load balance). */
 #define ZL_BLOCKS_PER_THREAD 4
 

@@ -120,7 +120,7 @@ def test_generic_short_a_reads_b_in_place_or_packs_each_panel(threads, dtype):
     zigllama.set_num_threads(threads)
     blk = blas_integration.generic_info()["blocking_" + np.dtype(dtype).name]
     rng = np.random.default_rng(11)
-    for m in (29, 30, 31, 36, 37, blk["mc"]):
+    for m in (29, 30, 31, 36, 37, 54, 55, 60, 61, blk["mc"]):  # the switch: 6 (float64), 10 (float32) rows of tiles
         k, n = blk["kc"] + 3, 3 * 16 + 5
         a = rng.standard_normal((m, k)).astype(dtype)
         wide = rng.standard_normal((k, n + 7)).astype(dtype)

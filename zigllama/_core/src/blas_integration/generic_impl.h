@@ -183,9 +183,9 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
      * in a few cache sets and are fetched again for every row of tiles: with
      * enough rows of tiles to meet it, copying the micro-panel to a contiguous
      * buffer (while the next one is prefetched) pays for itself. With few rows
-     * of tiles, reading in place is cheaper (measured on 2048-wide B: m = 96
-     * float32 1.2x, float64 1.4x faster packed; m = 8 1.2x to 1.5x slower). */
-    const int pack_b_panels = direct_b && (m + ZL_MR - 1) / ZL_MR >= ZL_PACK_B_MIN_TILE_ROWS &&
+     * of tiles in a thread's block, reading in place is cheaper (measured on a
+     * 2048-wide B: m = 8 was 1.2x to 1.5x slower packed). */
+    const int pack_b_panels = direct_b && (mc_blk + ZL_MR - 1) / ZL_MR >= ZL_PACK_B_MIN_TILE_ROWS &&
                               (double)kc_max * (double)rsb * sizeof(ZL_T) > (double)ctx->l1d;
     const zl_blas_int n_pc = (k + blk.kc - 1) / blk.kc;
     const size_t apack_elems = (size_t)mc_blk * kc_max;

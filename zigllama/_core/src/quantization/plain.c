@@ -18,13 +18,18 @@ static void bf16_portable(const uint8_t *restrict src, float *restrict dst, int6
     for (int64_t i = 0; i < n; i++) dst[i] = zl_bf16_to_f32(zl_load_u16(src + 2 * i));
 }
 
-static void f64_portable(const uint8_t *restrict src, float *restrict dst, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        double v;
-        memcpy(&v, src + 8 * i, 8);
-        dst[i] = (float)v;
+/* A C cast per element, from unaligned little-endian values: how F64 and the
+ * integers convert without SIMD (the I8, I16 and I32 loops vectorise at -O3). */
+#define ZL_CAST_ROW(fn, ctype)                                                     \
+    void fn(const uint8_t *restrict src, float *restrict dst, int64_t n) {        \
+        for (int64_t i = 0; i < n; i++) {                                          \
+            ctype v;                                                               \
+            memcpy(&v, src + sizeof(ctype) * i, sizeof(ctype));                    \
+            dst[i] = (float)v;                                                     \
+        }                                                                          \
     }
-}
+
+static ZL_CAST_ROW(f64_portable, double)
 
 #if ZL_X86
 /* F16C converts exactly except that it quiets signalling NaNs; numpy keeps them.
@@ -83,27 +88,10 @@ void zl_dequantize_row_f64(const uint8_t *restrict src, float *restrict dst, int
     ZL_PICK(f64_avx2(src, dst, n), f64_portable(src, dst, n));
 }
 
-/* The integer conversions vectorise well at -O3 without help. */
-#define ZL_INT_ROW(name, ctype)                                                              \
-    void zl_dequantize_row_##name(const uint8_t *restrict src, float *restrict dst, int64_t n) { \
-        for (int64_t i = 0; i < n; i++) {                                                    \
-            ctype v;                                                                         \
-            memcpy(&v, src + sizeof(ctype) * i, sizeof(ctype));                              \
-            dst[i] = (float)v;                                                               \
-        }                                                                                    \
-    }
-
-ZL_INT_ROW(i8, int8_t)
-ZL_INT_ROW(i16, int16_t)
-ZL_INT_ROW(i32, int32_t)
-
-static void i64_portable(const uint8_t *restrict src, float *restrict dst, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        int64_t v;
-        memcpy(&v, src + 8 * i, 8);
-        dst[i] = (float)v;
-    }
-}
+ZL_CAST_ROW(zl_dequantize_row_i8, int8_t)
+ZL_CAST_ROW(zl_dequantize_row_i16, int16_t)
+ZL_CAST_ROW(zl_dequantize_row_i32, int32_t)
+static ZL_CAST_ROW(i64_portable, int64_t)
 
 #if ZL_X86
 /* AVX2 has no int64 -> float conversion, and going through double would round

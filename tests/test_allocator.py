@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import outside_extension
 import zigllama as zl
 from zigllama._core import allocator as A
 from zigllama.errors import (
@@ -1119,14 +1120,8 @@ print("outside extension ok")
 
 def test_outside_extension_cimports_the_allocator(tmp_path):
     package_root = os.path.dirname(os.path.dirname(zl.__file__))
-    (tmp_path / "outside_alloc.pyx").write_text(OUTSIDE_PYX)
-    (tmp_path / "setup.py").write_text(OUTSIDE_SETUP)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), package_root]))
-    build = subprocess.run(
-        [sys.executable, "setup.py", zl.get_include(), package_root, "build_ext", "--inplace"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    env = outside_extension.build(tmp_path, {"outside_alloc.pyx": OUTSIDE_PYX, "setup.py": OUTSIDE_SETUP},
+                                  setup_args=(zl.get_include(), package_root))
     run = subprocess.run([sys.executable, "-c", OUTSIDE_RUN], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr

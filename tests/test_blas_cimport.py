@@ -2,7 +2,6 @@
 installed zigllama (cimport of the .pxd, headers from get_include()) calls sgemm
 without the GIL, and ctypes calls every backend through the PyCapsule."""
 import ctypes
-import os
 import subprocess
 import sys
 import textwrap
@@ -10,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-import zigllama
+import outside_extension
 from zigllama import get_blas
 
 BACKENDS = ("scipy", "generic", "naive")
@@ -138,16 +137,7 @@ CHECK = textwrap.dedent("""
 
 
 def test_outside_cython_extension_calls_sgemm_without_the_gil(tmp_path):
-    (tmp_path / "outside_blas.pyx").write_text(EXTENSION)
-    (tmp_path / "setup.py").write_text(SETUP)
-    (tmp_path / "check.py").write_text(CHECK)
-    # The extension must find zigllama as installed (or as on sys.path here).
-    env = dict(os.environ)
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(zigllama.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
-    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    env = outside_extension.build(tmp_path, {"outside_blas.pyx": EXTENSION, "setup.py": SETUP, "check.py": CHECK})
     run = subprocess.run([sys.executable, "check.py"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "outside extension ok" in run.stdout

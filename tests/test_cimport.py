@@ -1,14 +1,11 @@
 """An outside Cython extension, built against the installed package, cimports the
 tensor and allocator APIs and adds two arena tensors without the GIL."""
-import importlib
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
+import outside_extension
 import zigllama
 
 PYX = textwrap.dedent(
@@ -81,20 +78,8 @@ SETUP = textwrap.dedent(
 @pytest.fixture(scope="module")
 def outside(tmp_path_factory):
     build = tmp_path_factory.mktemp("outside")
-    (build / "zl_outside.pyx").write_text(PYX)
-    (build / "setup.py").write_text(SETUP)
-    # cimport finds the .pxd files through the installed package on sys.path
-    env = dict(os.environ)
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(zigllama.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([pkg_parent, env.get("PYTHONPATH", "")])
-    r = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=build,
-                       env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    sys.path.insert(0, str(build))
-    try:
-        yield importlib.import_module("zl_outside")
-    finally:
-        sys.path.remove(str(build))
+    outside_extension.build(build, {"zl_outside.pyx": PYX, "setup.py": SETUP})
+    return outside_extension.load(build, "zl_outside")
 
 
 def test_outside_extension_adds_arena_tensors_without_the_gil(outside):

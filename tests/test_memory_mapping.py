@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import outside_extension
 import zigllama as zl
 import zigllama._show_config
 from zigllama._core.memory_mapping import MappingStats, MappingStrategy
@@ -814,22 +815,16 @@ def test_cython_authors_can_cimport_the_map(tmp_path, small_file):
     docs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
     page = open(os.path.join(docs, "memory-mapping.md"), encoding="utf-8").read()
     source = page.split("```cython\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "mm_checksum.pyx").write_text(source + "\n\ndef py_checksum(m):\n    return checksum(m)\n")
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(zl.__file__)))
-    (tmp_path / "setup.py").write_text(textwrap.dedent(f"""
-        from Cython.Build import cythonize
-        from setuptools import setup
-        setup(ext_modules=cythonize("mm_checksum.pyx", include_path=[{package_parent!r}],
-                                    compiler_directives={{"language_level": 3}}))
-    """))
-    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert build.returncode == 0, build.stderr[-3000:]
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import mm_checksum
-    finally:
-        sys.path.remove(str(tmp_path))
+    outside_extension.build(tmp_path, {
+        "mm_checksum.pyx": source + "\n\ndef py_checksum(m):\n    return checksum(m)\n",
+        "setup.py": textwrap.dedent(f"""
+            from Cython.Build import cythonize
+            from setuptools import setup
+            setup(ext_modules=cythonize("mm_checksum.pyx", include_path=[{package_parent!r}],
+                                        compiler_directives={{"language_level": 3}}))
+        """)}, timeout=300)
+    mm_checksum = outside_extension.load(tmp_path, "mm_checksum")
     m = zl.MemoryMap.from_file(small_file)
     assert mm_checksum.py_checksum(m) == sum(small_file.read_bytes())
     assert m.exports == 0  # unpinned

@@ -21,6 +21,7 @@ from gguf import quants as gq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import outside_extension
 import zigllama
 from zigllama import QuantizationError
 from zigllama._core import quantization as zq
@@ -713,19 +714,8 @@ setup(name="zl_quant_outside", ext_modules=cythonize(
 
 
 def test_outside_extension_cimports_the_kernels(tmp_path):
-    (tmp_path / "zl_quant_outside.pyx").write_text(OUTSIDE_PYX)
-    (tmp_path / "setup.py").write_text(OUTSIDE_SETUP)
-    env = dict(os.environ)
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(zigllama.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([pkg_parent, env.get("PYTHONPATH", "")])
-    r = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tmp_path,
-                       env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import zl_quant_outside as outside
-    finally:
-        sys.path.remove(str(tmp_path))
+    env = outside_extension.build(tmp_path, {"zl_quant_outside.pyx": OUTSIDE_PYX, "setup.py": OUTSIDE_SETUP})
+    outside = outside_extension.load(tmp_path, "zl_quant_outside")
     x, raw = q8_0_data(1, 4)
     out = np.empty(x.size, np.float32)
     assert outside.dequantize_q8_0(raw.reshape(-1), out, 2) == (0, "Q8_0", 32, 34)

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import outside_extension
 import zigllama
 from zigllama._core import threading as zt
 from zigllama._core.threading import (
@@ -959,12 +960,7 @@ def test_outside_cython_extension_uses_parallel_for_without_the_gil(tmp_path):
             compiler_directives={"language_level": 3}))
     """))
     (tmp_path / "check.py").write_text(OUTSIDE_CHECK)
-    env = dict(os.environ)
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(zigllama.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
-    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=TIMEOUT)
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    env = outside_extension.build(tmp_path, {}, timeout=TIMEOUT)
     run = subprocess.run([sys.executable, "check.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=TIMEOUT)
     assert run.returncode == 0, run.stderr

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import zigllama
 
 
@@ -46,6 +48,41 @@ def test_cpu_features_match_proc_cpuinfo():
         assert feats["avx2"] == ("avx2" in flags)
         assert feats["fma"] == ("fma" in flags)
         assert feats["f16c"] == ("f16c" in flags)
+        for ours, linux in (("avx512f", "avx512f"), ("avx512bw", "avx512bw"), ("avx512vl", "avx512vl"),
+                            ("avx512dq", "avx512dq"), ("avx512_vnni", "avx512_vnni"), ("avx_vnni", "avx_vnni")):
+            assert feats[ours] == (linux in flags), ours
+
+
+def test_simd_path_is_the_widest_the_cpu_and_os_support():
+    from zigllama._core import platform
+
+    feats = platform.cpu_features()
+    avx2 = all(feats[k] for k in ("avx", "avx2", "fma", "f16c", "os_avx"))
+    avx512 = avx2 and all(feats[k] for k in ("avx512f", "avx512bw", "avx512vl", "avx512dq", "os_avx512"))
+    supported = ["portable"] + (["avx2"] if avx2 else []) + (["avx512"] if avx512 else [])
+    assert platform.simd_supported_paths() == supported
+    if not os.environ.get("ZIGLLAMA_SIMD") and not os.environ.get("ZIGLLAMA_DISABLE_SIMD"):
+        assert platform.simd_path() == supported[-1]
+        assert platform.simd_vnni() == (avx512 and feats["avx512_vnni"], avx2 and feats["avx_vnni"])
+
+
+@pytest.mark.parametrize("request_, disable", [("portable", ""), ("avx2", ""), ("avx512", ""),
+                                               ("nonsense", ""), ("", "1"), ("avx512", "1")])
+def test_simd_env_picks_the_path(request_, disable):
+    """ZIGLLAMA_SIMD caps the path at what the CPU supports; ZIGLLAMA_DISABLE_SIMD=1 means
+    portable unless ZIGLLAMA_SIMD names a path; an unknown name is ignored."""
+    from zigllama._core import platform
+
+    supported = platform.simd_supported_paths()
+    code = ("from zigllama._core import platform as p; import zigllama, io; b = io.StringIO();"
+            "zigllama.show_config(file=b); print(p.simd_path(), p.simd_kernels(), 'path: ' + p.simd_path() in b.getvalue())")
+    env = dict(os.environ, ZIGLLAMA_SIMD=request_, ZIGLLAMA_DISABLE_SIMD=disable)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    if request_ in ("portable", "avx2", "avx512"):
+        expected = supported[min(["portable", "avx2", "avx512"].index(request_), len(supported) - 1)]
+    else:
+        expected = "portable" if disable else supported[-1]
+    assert out.stdout.split() == [expected, str(expected != "portable"), "True"]
 
 
 def test_disable_simd_env_forces_portable_kernels():

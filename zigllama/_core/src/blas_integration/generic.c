@@ -275,6 +275,6 @@ void zl_generic_ctx_init(zl_generic_ctx *ctx) {
     ctx->l3 = zl_cache_size(3, 4 << 20);
     ctx->s = zl_blocking_for(ctx->l1d, ctx->l2, ctx->l3, sizeof(float), ZL_SGEMM_MR, ZL_SGEMM_NR);
     ctx->d = zl_blocking_for(ctx->l1d, ctx->l2, ctx->l3, sizeof(double), ZL_DGEMM_MR, ZL_DGEMM_NR);
-    ctx->s512 = zl_blocking_for(2 * ctx->l1d, ctx->l2, ctx->l3, sizeof(float), ZL_SGEMM512_MR, ZL_SGEMM512_NR);
-    ctx->d512 = zl_blocking_for(2 * ctx->l1d, ctx->l2, ctx->l3, sizeof(double), ZL_DGEMM512_MR, ZL_DGEMM512_NR);
+    ctx->s512 = zl_blocking_for(ctx->l1d, ctx->l2, ctx->l3, sizeof(float), ZL_SGEMM512_MR, ZL_SGEMM512_NR);
+    ctx->d512 = zl_blocking_for(ctx->l1d, ctx->l2, ctx->l3, sizeof(double), ZL_DGEMM512_MR, ZL_DGEMM512_NR);
 }

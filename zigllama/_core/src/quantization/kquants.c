@@ -314,14 +314,33 @@ ZL_TARGET_AVX512 static void q3_k_avx512(const uint8_t *restrict src, float *res
     }
 }
 
+/* The eight d * sc and eight dmin * m of a Q4_K/Q5_K block at once: the 12 bytes of
+ * 6-bit scales and mins rearranged in four 32-bit words into eight scale bytes
+ * then eight min bytes (as get_scale_min_k4 picks them), widened, converted and
+ * multiplied by [d x 8, dmin x 8]. */
+ZL_TARGET_AVX512 static inline void q45_k_scales_avx512(const uint8_t *src, float *dm) {
+    const uint32_t k1 = 0x3f3f3f3fu, k2 = 0x0f0f0f0fu, k3 = 0x03030303u;
+    uint32_t u[4];
+    memcpy(u, src + 4, 12);
+    u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4); /* mins 4..7 */
+    const uint32_t mins_lo = u[1] & k1;                    /* mins 0..3 */
+    u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);        /* scales 4..7 */
+    u[2] = mins_lo;
+    u[0] &= k1;                                            /* scales 0..3 */
+    const __m512 ints = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)u)));
+    const __m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128((int)zl_load_u32(src)));
+    const __m512 scale = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                               _mm512_castps128_ps512(d_dmin));
+    _mm512_storeu_ps(dm, _mm512_mul_ps(scale, ints));
+}
+
 /* Q4_K and Q5_K: y = d1 * q - m1 per sub-block of 32, from a table of 16 (or 32) values. */
 ZL_TARGET_AVX512 static void q45_k_avx512(const uint8_t *restrict src, float *restrict dst, int64_t nb, int size) {
     const __m512 lo = zl512_iota(0.0f), hi = zl512_iota(16.0f);
     const int has_qh = size == Q5_K_SIZE;
     for (int64_t i = 0; i < nb; i++, src += size, dst += QK_K) {
-        const float d = zl_load_f16(src);
-        const float dmin = zl_load_f16(src + 2);
-        const uint8_t *scales = src + 4;
+        float dm[16];
+        q45_k_scales_avx512(src, dm);
         const uint8_t *qs = has_qh ? src + 48 : src + 16;
         __m128i qh0 = _mm_setzero_si128(), qh1 = _mm_setzero_si128();
         if (has_qh) {
@@ -329,17 +348,14 @@ ZL_TARGET_AVX512 static void q45_k_avx512(const uint8_t *restrict src, float *re
             qh1 = _mm_loadu_si128((const __m128i *)(src + 32));
         }
         for (int j = 0; j < 8; j++) {
-            uint8_t sc, m;
-            zl_get_scale_min_k4(j, scales, &sc, &m);
-            const __m512 d1 = _mm512_set1_ps(d * (float)sc), m1 = _mm512_set1_ps(dmin * (float)m);
+            const __m512 d1 = _mm512_set1_ps(dm[j]), m1 = _mm512_set1_ps(dm[8 + j]);
             const __m512 tlo = _mm512_sub_ps(_mm512_mul_ps(d1, lo), m1);
-            __m128i q0 = _mm_loadu_si128((const __m128i *)(qs + (j >> 1) * 32));
-            __m128i q1 = _mm_loadu_si128((const __m128i *)(qs + (j >> 1) * 32 + 16));
-            if (j & 1) {
-                q0 = _mm_srli_epi16(q0, 4);
-                q1 = _mm_srli_epi16(q1, 4);
+            __m512i i0 = zl512_idx(_mm_loadu_si128((const __m128i *)(qs + (j >> 1) * 32)));
+            __m512i i1 = zl512_idx(_mm_loadu_si128((const __m128i *)(qs + (j >> 1) * 32 + 16)));
+            if (j & 1) { /* the high nibbles */
+                i0 = _mm512_srli_epi32(i0, 4);
+                i1 = _mm512_srli_epi32(i1, 4);
             }
-            const __m512i i0 = zl512_idx(q0), i1 = zl512_idx(q1);
             float *y = dst + 32 * j;
             if (has_qh) {
                 const __m512 thi = _mm512_sub_ps(_mm512_mul_ps(d1, hi), m1);

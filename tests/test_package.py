@@ -12,9 +12,12 @@ import zigllama
 
 
 def test_imports_installed_package_not_sources(repo_root):
-    pkg_dir = os.path.dirname(os.path.abspath(zigllama.__file__))
-    assert os.path.realpath(pkg_dir) != os.path.realpath(os.path.join(repo_root, "zigllama")) or \
-        glob.glob(os.path.join(pkg_dir, "_core", "*.so")), "tests must run against a built package"
+    pkg_dir = os.path.realpath(os.path.dirname(zigllama.__file__))
+    assert pkg_dir != os.path.realpath(os.path.join(repo_root, "zigllama")), (
+        f"the tests imported zigllama from the source tree ({pkg_dir}): install the package "
+        "(pip install '.[test]') and run them from tests/, as the README says"
+    )
+    assert glob.glob(os.path.join(pkg_dir, "_core", "*.so")), f"no compiled extensions in {pkg_dir}"
 
 
 def test_show_config_reports_build():
@@ -54,16 +57,16 @@ def test_cpu_features_match_proc_cpuinfo():
 
 
 def test_simd_path_is_the_widest_the_cpu_and_os_support():
+    from conftest import expected_simd_path, kernel_cpu_flags, kernel_simd_paths
     from zigllama._core import platform
 
-    feats = platform.cpu_features()
-    avx2 = all(feats[k] for k in ("avx", "avx2", "fma", "f16c", "os_avx"))
-    avx512 = avx2 and all(feats[k] for k in ("avx512f", "avx512bw", "avx512vl", "avx512dq", "os_avx512"))
-    supported = ["portable"] + (["avx2"] if avx2 else []) + (["avx512"] if avx512 else [])
+    supported = kernel_simd_paths()
     assert platform.simd_supported_paths() == supported
-    if not os.environ.get("ZIGLLAMA_SIMD") and not os.environ.get("ZIGLLAMA_DISABLE_SIMD"):
-        assert platform.simd_path() == supported[-1]
-        assert platform.simd_vnni() == (avx512 and feats["avx512_vnni"], avx2 and feats["avx_vnni"])
+    assert platform.simd_path() == expected_simd_path()
+    if platform.simd_path() == supported[-1]:
+        flags = kernel_cpu_flags()
+        assert platform.simd_vnni() == ("avx512" in supported and "avx512_vnni" in flags,
+                                        "avx2" in supported and "avx_vnni" in flags)
 
 
 @pytest.mark.parametrize("request_, disable", [("portable", ""), ("avx2", ""), ("avx512", ""),
@@ -71,15 +74,15 @@ def test_simd_path_is_the_widest_the_cpu_and_os_support():
 def test_simd_env_picks_the_path(request_, disable):
     """ZIGLLAMA_SIMD caps the path at what the CPU supports; ZIGLLAMA_DISABLE_SIMD=1 means
     portable unless ZIGLLAMA_SIMD names a path; an unknown name is ignored."""
-    from zigllama._core import platform
+    from conftest import SIMD_PATHS, kernel_simd_paths
 
-    supported = platform.simd_supported_paths()
+    supported = kernel_simd_paths()
     code = ("from zigllama._core import platform as p; import zigllama, io; b = io.StringIO();"
             "zigllama.show_config(file=b); print(p.simd_path(), p.simd_kernels(), 'path: ' + p.simd_path() in b.getvalue())")
     env = dict(os.environ, ZIGLLAMA_SIMD=request_, ZIGLLAMA_DISABLE_SIMD=disable)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    if request_ in ("portable", "avx2", "avx512"):
-        expected = supported[min(["portable", "avx2", "avx512"].index(request_), len(supported) - 1)]
+    if request_ in SIMD_PATHS:
+        expected = supported[min(SIMD_PATHS.index(request_), len(supported) - 1)]
     else:
         expected = "portable" if disable else supported[-1]
     assert out.stdout.split() == [expected, str(expected != "portable"), "True"]

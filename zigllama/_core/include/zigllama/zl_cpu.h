@@ -73,9 +73,9 @@ static inline unsigned long long zl_xgetbv0(void) {
 }
 #endif
 
-/* Bit set of ZL_CPU_* flags the running CPU supports (ignores the environment).
- * An instruction-set flag says the CPU has the instructions; the ZL_CPU_OS_* flags
- * say the OS saves the registers they use. */
+/* Bit set of ZL_CPU_* flags the running CPU supports (ignores the environment):
+ * an instruction set counts when CPUID lists it and XCR0 says the OS saves its
+ * registers (the ZL_CPU_OS_* flags). */
 static inline int zl_cpu_features(void) {
     int f = 0;
 #if ZL_X86 && (defined(__GNUC__) || defined(__clang__))
@@ -107,6 +107,11 @@ static inline int zl_cpu_features(void) {
             if (r[0] & (1u << 4)) f |= ZL_CPU_AVXVNNI;
         }
     }
+    /* As the Linux kernel (and libgcc) do: an instruction set whose registers the
+     * OS does not save is not there. */
+    if (!(f & ZL_CPU_OS_AVX)) f &= ~(ZL_CPU_AVX | ZL_CPU_AVX2 | ZL_CPU_FMA | ZL_CPU_F16C | ZL_CPU_AVXVNNI);
+    if (!(f & ZL_CPU_OS_AVX512))
+        f &= ~(ZL_CPU_AVX512F | ZL_CPU_AVX512BW | ZL_CPU_AVX512VL | ZL_CPU_AVX512DQ | ZL_CPU_AVX512VNNI);
 #endif
     return f;
 }

@@ -1,14 +1,19 @@
 """Dequantization against ggml's own C dequantizers, built here and timed in the same run.
 
     GGML_SRC=<ggml checkout> python benchmarks/bench_ggml_dequant.py [--rows 1024] [--cols 4096]
-        [--repeat 9] [--types Q4_K,Q8_0] [--paths best|all]
+        [--repeat 101] [--types Q4_K,Q8_0] [--paths best|all]
 
 ggml's ``src/ggml-quants.c`` (and ``ggml_fp16_to_fp32_row`` / ``ggml_bf16_to_fp32_row``
 from ``src/ggml.c``) are compiled the way ggml builds itself for the machine it runs
 on (``-O3 -march=native``) into a shared library loaded with ctypes. Both sides decode
 the same blocks into preallocated float32 arrays on one thread; each round times
-ggml then zigllama (loops of at least --min-seconds), and "x ggml" is the median of
-the per-round ratios. "same bits" says whether the two outputs are identical
+one call of each (the order swapping every round), rates come from the median
+times and "x ggml" is the median of the per-round ratios. Single calls, not loops:
+on a shared machine a loop's time includes its share of everyone else's, while
+the median of single calls is the kernel's own speed. "kernel x ggml" calls
+zigllama's C kernel itself (``zl_dequantize_row_<type>``, exported by the
+quantization extension) through ctypes as ggml's is called: the same call cost on
+both sides, where "x ggml" includes ``zigllama.dequantize``'s argument checks. "same bits" says whether the two outputs are identical
 (ggml's -march=native build may fuse a multiply-add where the reference does not).
 With --paths all, each SIMD path this CPU supports runs in its own process
 (ZIGLLAMA_SIMD), each against ggml measured again in that process.
@@ -24,9 +29,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
-from _timing import alternating
 from bench_quants import random_blocks
 
 import zigllama
@@ -103,9 +108,25 @@ def build_ggml(ggml_src, workdir):
     return lib
 
 
-def measure(lib_path, names, rows, cols, repeat, min_seconds):
+def paired_times(first, second, rounds):
+    """Seconds of single calls of two functions, `rounds` rounds (after a warm-up
+    call of each), the one that goes first swapping every round."""
+    first(), second()
+    times = ([], [])
+    for r in range(rounds):
+        order = (0, 1) if r % 2 == 0 else (1, 0)
+        for k in order:
+            fn = first if k == 0 else second
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def measure(lib_path, names, rows, cols, repeat):
     """{type: {ggml, zigllama (M elements/s), ratio, same}} on this process's SIMD path."""
     lib = ctypes.CDLL(lib_path)
+    ours = ctypes.CDLL(zq.__file__)
     rng = np.random.default_rng(0)
     n = rows * cols
     out_ggml = np.zeros((rows, cols), np.float32)
@@ -128,12 +149,20 @@ def measure(lib_path, names, rows, cols, repeat, min_seconds):
         def run_zig():
             zigllama.dequantize(raw, type_id, (rows, cols), out=out_zig, threads=1)
 
-        s = alternating({"ggml": run_ggml, "zigllama": run_zig}, repeat, min_seconds)
-        ratios = [g / z for g, z in zip(s["ggml"], s["zigllama"])]
+        t_ggml, t_zig = paired_times(run_ggml, run_zig, repeat)
         same = bool(np.array_equal(out_ggml.view(np.uint32), out_zig.view(np.uint32)))
-        results[name] = {"ggml": n / statistics.median(s["ggml"]) / 1e6,
-                         "zigllama": n / statistics.median(s["zigllama"]) / 1e6,
-                         "ratio": statistics.median(ratios), "same": same}
+        kernel = getattr(ours, "zl_dequantize_row_" + name.lower(), None)
+        kernel_ratio = None
+        if kernel is not None:
+            kernel.restype = None
+            kernel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+            zig_ptr = out_zig.ctypes.data
+            t_g, t_k = paired_times(run_ggml, lambda: kernel(src_ptr, zig_ptr, n), repeat)
+            kernel_ratio = statistics.median(g / k for g, k in zip(t_g, t_k))
+        results[name] = {"ggml": n / statistics.median(t_ggml) / 1e6,
+                         "zigllama": n / statistics.median(t_zig) / 1e6,
+                         "ratio": statistics.median(g / z for g, z in zip(t_ggml, t_zig)),
+                         "kernel_ratio": kernel_ratio, "same": same}
     return results
 
 
@@ -141,8 +170,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=1024)
     p.add_argument("--cols", type=int, default=4096)
-    p.add_argument("--repeat", type=int, default=9, help="rounds per type (medians taken)")
-    p.add_argument("--min-seconds", type=float, default=0.05, help="shortest timed loop per contender and round")
+    p.add_argument("--repeat", type=int, default=101, help="rounds (one call of each) per type; medians taken")
     p.add_argument("--types", default="", help="comma-separated type names (default: the hot types)")
     p.add_argument("--paths", choices=("best", "all"), default="best",
                    help="zigllama's widest SIMD path only, or every path the CPU supports")
@@ -151,7 +179,7 @@ def main(argv=None):
     names = [s.strip().upper() for s in args.types.split(",") if s.strip()] or HOT_TYPES
 
     if args.worker:
-        print(json.dumps(measure(args.worker, names, args.rows, args.cols, args.repeat, args.min_seconds)))
+        print(json.dumps(measure(args.worker, names, args.rows, args.cols, args.repeat)))
         return 0
 
     ggml_src = os.environ.get("GGML_SRC", "")
@@ -165,11 +193,10 @@ def main(argv=None):
         per_path = {}
         for path in paths:
             if path == platform.simd_path():
-                per_path[path] = measure(lib, names, args.rows, args.cols, args.repeat, args.min_seconds)
+                per_path[path] = measure(lib, names, args.rows, args.cols, args.repeat)
                 continue
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--rows", str(args.rows),
-                   "--cols", str(args.cols), "--repeat", str(args.repeat), "--min-seconds", str(args.min_seconds),
-                   "--types", ",".join(names)]
+                   "--cols", str(args.cols), "--repeat", str(args.repeat), "--types", ",".join(names)]
             proc = subprocess.run(cmd, env=dict(os.environ, ZIGLLAMA_SIMD=path), capture_output=True, text=True,
                                   check=True)
             per_path[path] = json.loads(proc.stdout)
@@ -181,27 +208,29 @@ def main(argv=None):
     except OSError:
         load = "n/a"
     print(f"{args.rows} x {args.cols} float32 output, one thread, ggml built with -O3 -march=native; "
-          f"medians of {args.repeat} rounds; load average {load}")
+          f"medians of {args.repeat} rounds of single calls; load average {load}")
     print()
     head = "| type | ggml M/s |"
     rule = "|---|---:|"
     for path in paths:
-        head += f" {path} M/s | {path} x ggml | same bits |"
-        rule += "---:|---:|:---:|"
+        head += f" {path} M/s | {path} x ggml | kernel x ggml | same bits |"
+        rule += "---:|---:|---:|:---:|"
     print(head)
     print(rule)
     short = []
     for name in names:
         cells = per_path[paths[0]].get(name)
         if cells is None:
-            print(f"| {name} | n/a (no such function in this ggml) |" + " |" * (3 * len(paths) - 1))
+            print(f"| {name} | n/a (no such function in this ggml) |" + " |" * (4 * len(paths) - 1))
             continue
         line = f"| {name} | {cells['ggml']:,.0f} |"
         for path in paths:
             r = per_path[path][name]
-            line += f" {r['zigllama']:,.0f} | {r['ratio']:.2f}x | {'yes' if r['same'] else 'no'} |"
-            if path == paths[0] and r["ratio"] < 1.0:
-                short.append(f"{name} {r['ratio']:.2f}x")
+            kr = r["kernel_ratio"]
+            line += (f" {r['zigllama']:,.0f} | {r['ratio']:.2f}x | {'n/a' if kr is None else f'{kr:.2f}x'} |"
+                     f" {'yes' if r['same'] else 'no'} |")
+            if path == paths[0] and min(r["ratio"], kr or r["ratio"]) < 1.0:
+                short.append(f"{name} {r['ratio']:.2f}x (kernel {'n/a' if kr is None else f'{kr:.2f}x'})")
         print(line, flush=True)
     print()
     print(f"{paths[0]} below 1.00x ggml: " + (", ".join(short) if short else "none"))

@@ -52,7 +52,7 @@ static void *zl_blas_alloc(size_t size) {
 #define ZL_PICK_KERNEL() ZL_X(kernel_avx512)
 #define ZL_T float
 #define ZL_X(name) s512_##name
-#define ZL_PACK_B_MIN_TILE_ROWS 4
+#define ZL_PACK_B_MIN_TILE_ROWS 2
 #define ZL_MR ZL_SGEMM512_MR
 #define ZL_NR ZL_SGEMM512_NR
 #define ZL_BLOCKING(ctx) ((ctx)->s512)
@@ -87,7 +87,7 @@ static void *zl_blas_alloc(size_t size) {
 
 #define ZL_T double
 #define ZL_X(name) d512_##name
-#define ZL_PACK_B_MIN_TILE_ROWS 3
+#define ZL_PACK_B_MIN_TILE_ROWS 2
 #define ZL_MR ZL_DGEMM512_MR
 #define ZL_NR ZL_DGEMM512_NR
 #define ZL_BLOCKING(ctx) ((ctx)->d512)

@@ -792,9 +792,10 @@ class GGUFModelLoader:
         n = len(self.readers)
         first = self.readers[0].metadata
         count = first.get_int("split.count")
-        if count is None:
+        if not count:  # absent, or 0: llama-gguf-split's merge leaves split.count = 0 in its output
             if n > 1:
-                raise GGUFError(f"{self.paths[0]}: named as a split model but has no split.count key")
+                raise GGUFError(f"{self.paths[0]}: named as a split model but its split.count is "
+                                f"{'missing' if count is None else 0}")
             return
         if count != n:
             raise _gguf_error(GGUFInvalidValue, "kv 'split.count'", first.offset("split.count"),

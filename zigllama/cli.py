@@ -96,6 +96,11 @@ def _error_line(command, e):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     command = _requested_command(argv)
+    if command is None and argv[:1] == ["--version"]:  # answered without importing any command
+        from . import __version__
+
+        print(f"zigllama {__version__}")
+        return 0
     try:
         parser = build_parser(command)
         args = parser.parse_args(argv)

@@ -11,6 +11,7 @@ def add_arguments(parser):
 def run(args):
     from .._core.gguf_format import GGUFReader
     from ..errors import GGUFError
+    from ._terminal import escape
 
     status = 0
     for path in args.files:
@@ -19,8 +20,8 @@ def run(args):
                 r.validate()
                 summary = f"GGUF v{r.version}, {r.kv_count} keys, {r.tensor_count} tensors"
         except (GGUFError, OSError) as e:
-            print(f"{path}: invalid: {type(e).__name__}: {e}", file=sys.stderr)
+            print(f"{escape(path)}: invalid: {type(e).__name__}: {escape(e)}", file=sys.stderr)
             status = 1
         else:
-            print(f"{path}: valid ({summary})")
+            print(f"{escape(path)}: valid ({summary})")
     return status

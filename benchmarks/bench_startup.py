@@ -72,7 +72,7 @@ def main(argv=None):
     py = sys.executable
     with tempfile.TemporaryDirectory() as d:
         model = os.path.join(d, "model.gguf")
-        make_model(model, (10 if args.quick else 100) * 1024)
+        make_model(model, (10 if args.quick else 256) * 1024)
         size = os.path.getsize(model)
         contenders = {
             "python -c pass (the interpreter)": [py, "-c", "pass"],

@@ -639,3 +639,22 @@ def test_a_converted_big_endian_model_loads_to_the_same_numbers(tmp_path):
             assert np.array_equal(want, got, equal_nan=True), t.name
             checked += 1
         assert checked >= 20
+
+
+@pytest.mark.parametrize("command,numpy_first,expect", [
+    ("inspect", False, "1"), ("inspect", True, None), ("load", False, None)])
+def test_commands_without_blas_skip_openblas_threads_only_in_a_fresh_process(tmp_path, command, numpy_first,
+                                                                             expect):
+    m = tmp_path / "m.gguf"
+    with GGUFWriter(m) as w:
+        w.add("general.architecture", "llama")
+        w.add_tensor("t", np.zeros(4, np.float32))
+    code = ("import os, sys\n" + ("import numpy\n" if numpy_first else "") +
+            "from zigllama.cli import main\n"
+            f"main([{command!r}, '--quiet' if {command!r} == 'load' else '--json', sys.argv[1]])\n"
+            "print(os.environ.get('OPENBLAS_NUM_THREADS'))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    proc = subprocess.run([sys.executable, "-c", code, str(m)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == str(expect)

@@ -1,8 +1,9 @@
 """The ``zigllama`` command line.
 
 Each subcommand lives in ``zigllama/commands/<module>.py`` and provides ``HELP``,
-``add_arguments(parser)`` and ``run(args) -> int``; a command's module is imported
-only when that command runs (``--help`` imports them all), so start-up stays short.
+``add_arguments(parser)`` and ``run(args) -> int`` (and ``USES_BLAS = False`` if it
+never multiplies matrices); a command's module is imported only when that command
+runs (``--help`` imports them all), so start-up stays short.
 Errors become a one-line message on stderr and exit status 1
 (``ZIGLLAMA_TRACEBACK=1`` shows the traceback); bad arguments exit 2; a closed
 pipe (``zigllama inspect MODEL | head -1``) ends quietly with 141, as ``cat`` does.
@@ -66,6 +67,14 @@ def _requested_command(argv):
     return None
 
 
+def _no_blas_thread_pool():
+    """For a command that never multiplies matrices: OpenBLAS starts a thread per
+    core when numpy is imported, which costs start-up time for nothing. Only before
+    numpy is loaded (a fresh process), and never over the user's own setting."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def _silence_stdout():
     """After EPIPE: point stdout at /dev/null so the interpreter's final flush is quiet."""
     try:
@@ -107,6 +116,8 @@ def main(argv=None):
         if not getattr(args, "_run", None):
             parser.print_help()
             return 2
+        if not getattr(sys.modules[args._run.__module__], "USES_BLAS", True):
+            _no_blas_thread_pool()
         status = int(args._run(args) or 0)
         sys.stdout.flush()
         return status

@@ -1,6 +1,7 @@
 """``zigllama convert-endian IN OUT big|little``: a GGUF file in the other byte order."""
 import sys
 
+USES_BLAS = False
 HELP = ("write a GGUF file in the other byte order: header, metadata, tensor infos, plain "
         "tensors and the scales inside quantized blocks")
 

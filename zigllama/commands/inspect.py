@@ -3,6 +3,7 @@ import json
 
 from ._terminal import escape
 
+USES_BLAS = False
 HELP = ("show a GGUF file's summary (parameters, bits per weight, bytes per type, file type), "
         "header, metadata (long arrays summarised) and tensor table")
 

@@ -1,6 +1,7 @@
 """``zigllama merge FIRST-SHARD OUT``: the shards of a split model as one GGUF file."""
 import sys
 
+USES_BLAS = False
 HELP = ("merge the shards of a split model (llama-gguf-split's or zigllama's) into one GGUF "
         "file; split then merge gives the original back byte for byte")
 

@@ -1,4 +1,5 @@
 """``zigllama new-metadata IN OUT ...``: a copy of a GGUF file with metadata changed."""
+USES_BLAS = False
 HELP = ("copy a GGUF file with metadata keys set or removed (the options of gguf-new-metadata); "
         "tensor bytes are copied, never decoded")
 

@@ -1,4 +1,5 @@
 """``zigllama set-metadata FILE KEY VALUE``: change one metadata value of a GGUF file."""
+USES_BLAS = False
 HELP = ("set one metadata key of a GGUF file: in place when the value keeps its size "
         "(as gguf-set-metadata), otherwise by rewriting the file safely")
 

@@ -1,6 +1,7 @@
 """``zigllama split IN [PREFIX]``: a GGUF model in shards, as llama-gguf-split writes them."""
 import sys
 
+USES_BLAS = False
 HELP = ("split a GGUF model into shards PREFIX-00001-of-0000N.gguf (llama-gguf-split's keys and "
         "names), by tensor count or by size")
 

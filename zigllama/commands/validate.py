@@ -1,6 +1,7 @@
 """``zigllama validate FILE...``: check GGUF files against every rule of the format."""
 import sys
 
+USES_BLAS = False
 HELP = "check GGUF files: exit 0 if every file is valid, 1 with the reason if not"
 
 

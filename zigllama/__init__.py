@@ -6,7 +6,8 @@ work-stealing thread pool: from a model file on disk to a matrix product on
 every core. Each module mirrors a Zig module of ZigLlama (see ``docs/``).
 
 The names below are imported on first use (PEP 562), so ``import zigllama`` and
-the command line load only the extensions a program actually touches.
+the command line load only the extensions a program actually touches. (A program
+that drops privileges or chroots should touch the names it needs first.)
 """
 import importlib as _importlib
 import os as _os

@@ -73,30 +73,29 @@ def swap_block_bytes(raw, ggml_type):
     return blocks.reshape(-1)
 
 
-def _swap_value(raw, t, e_from):
-    """Swap one metadata value's bytes (without its type field); returns (bytes, length used)."""
+def _swap_value(raw, pos, t, order):
+    """The value of type `t` at `raw[pos:]` (after its type field), swapped:
+    returns (a list of byte pieces, the position after the value)."""
     t = GGUFValueType(t)
     if t == GGUFValueType.STRING:
-        n = int(np.frombuffer(raw[:8], dtype=e_from + "u8")[0])
-        return raw[:8][::-1] + raw[8:8 + n], 8 + n
+        n = int.from_bytes(raw[pos:pos + 8], order)
+        return [raw[pos:pos + 8][::-1], raw[pos + 8:pos + 8 + n]], pos + 8 + n
     if t != GGUFValueType.ARRAY:
         width = np.dtype(_SCALAR_WIDTH[t]).itemsize
-        return raw[:width][::-1], width
-    et = int(np.frombuffer(raw[:4], dtype=e_from + "u4")[0])
-    count = int(np.frombuffer(raw[4:12], dtype=e_from + "u8")[0])
-    out = [raw[:4][::-1], raw[4:12][::-1]]
-    pos = 12
+        return [raw[pos:pos + width][::-1]], pos + width
+    et = int.from_bytes(raw[pos:pos + 4], order)
+    count = int.from_bytes(raw[pos + 4:pos + 12], order)
+    out = [raw[pos:pos + 4][::-1], raw[pos + 4:pos + 12][::-1]]
+    pos += 12
     if et in _SCALAR_WIDTH:
         width = np.dtype(_SCALAR_WIDTH[et]).itemsize
         body = np.frombuffer(raw, dtype=np.uint8, count=width * count, offset=pos)
         out.append(body.reshape(count, width)[:, ::-1].tobytes())
-        pos += width * count
-    else:
-        for _ in range(count):
-            b, used = _swap_value(raw[pos:], et, e_from)
-            out.append(b)
-            pos += used
-    return b"".join(out), pos
+        return out, pos + width * count
+    for _ in range(count):
+        pieces, pos = _swap_value(raw, pos, et, order)
+        out += pieces
+    return out, pos
 
 
 _SCALAR_WIDTH = {
@@ -111,12 +110,11 @@ def swapped_raw_value(raw, byte_order_from):
     """A metadata value's stored bytes (type field first, as ``Metadata.raw_value``
     gives them) converted to the other byte order."""
     raw = bytes(raw)
-    e = ">" if byte_order_from == "big" else "<"
-    t = int(np.frombuffer(raw[:4], dtype=e + "u4")[0])
-    body, used = _swap_value(raw[4:], t, e)
-    if used != len(raw) - 4:
-        raise GGUFError(f"a {GGUFValueType(t).name.lower()} value of {len(raw) - 4} bytes swapped as {used}")
-    return raw[:4][::-1] + body
+    t = int.from_bytes(raw[:4], byte_order_from)
+    pieces, end = _swap_value(raw, 4, t, byte_order_from)
+    if end != len(raw):
+        raise GGUFError(f"a {GGUFValueType(t).name.lower()} value of {len(raw) - 4} bytes swapped as {end - 4}")
+    return raw[:4][::-1] + b"".join(pieces)
 
 
 def convert_endian(src, dst, byte_order, *, progress=None):

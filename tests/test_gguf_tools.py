@@ -127,6 +127,12 @@ def test_human_output_escapes_every_untrusted_string(hostile_file, argv, capsys)
             assert escape(s) in out  # shown, escaped, not dropped
 
 
+def test_writer_refuses_a_scalar_inside_an_array_of_arrays(tmp_path):
+    with pytest.raises(zl.GGUFInvalidValue, match="must be an array"):
+        with GGUFWriter(tmp_path / "x.gguf") as w:
+            w.add("a.b", [zl.GGUFValue(0, VT.UINT32)], VT.ARRAY, VT.ARRAY)
+
+
 def test_json_output_is_escaped_and_exact(hostile_file, capsys):
     assert cli_main(["inspect", "--json", str(hostile_file)]) == 0
     out = capsys.readouterr().out
@@ -658,3 +664,65 @@ def test_commands_without_blas_skip_openblas_threads_only_in_a_fresh_process(tmp
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == str(expect)
+
+
+# ---- generated files: every round trip on whatever the writer can write -------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_SCALARS = {
+    VT.UINT8: st.integers(0, 255), VT.INT8: st.integers(-128, 127), VT.UINT16: st.integers(0, 65535),
+    VT.INT16: st.integers(-2**15, 2**15 - 1), VT.UINT32: st.integers(0, 2**32 - 1),
+    VT.INT32: st.integers(-2**31, 2**31 - 1), VT.UINT64: st.integers(0, 2**64 - 1),
+    VT.INT64: st.integers(-2**63, 2**63 - 1), VT.FLOAT64: st.floats(allow_nan=False),
+    VT.FLOAT32: st.floats(width=32, allow_nan=False), VT.BOOL: st.booleans(),
+    VT.STRING: st.text(max_size=12),
+}
+
+
+@st.composite
+def _values(draw, depth=0):
+    t = draw(st.sampled_from(list(_SCALARS) + ([VT.ARRAY] if depth < 2 else [])))
+    if t != VT.ARRAY:
+        return t, None, draw(_SCALARS[t])
+    et = draw(st.sampled_from(list(_SCALARS) + ([VT.ARRAY] if depth < 1 else [])))
+    if et == VT.ARRAY:
+        items = draw(st.lists(_arrays(), min_size=1, max_size=3))
+        return t, et, [zl.GGUFValue(v, it, iet) for it, iet, v in items]
+    return t, et, draw(st.lists(_SCALARS[et], max_size=5))
+
+
+def _arrays():
+    return st.sampled_from(list(_SCALARS)).flatmap(
+        lambda et: st.lists(_SCALARS[et], max_size=4).map(lambda v: (VT.ARRAY, et, v)))
+
+
+_TYPES = [t for t in GGMLType if t in BLOCK_SWAPS]
+
+
+@settings(max_examples=15)
+@given(keys=st.dictionaries(st.from_regex(r"[a-z]{1,6}\.[a-z_]{1,8}", fullmatch=True), _values(), max_size=6),
+       tensors=st.lists(st.tuples(st.sampled_from(_TYPES), st.integers(0, 3)), min_size=1, max_size=6),
+       max_tensors=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
+def test_generated_files_round_trip(tmp_path_factory, keys, tensors, max_tensors, seed):
+    d = tmp_path_factory.mktemp("gen")
+    rng = np.random.default_rng(seed)
+    src = d / "m.gguf"
+    with GGUFWriter(src) as w:
+        for k, (t, et, v) in keys.items():
+            w.add(k, v, t, et)
+        for i, (t, rows) in enumerate(tensors):
+            block, size = GGML_TYPE_TRAITS[t]
+            raw = rng.integers(0, 256, (rows, size), dtype=np.uint8)
+            if t.is_quantized:
+                w.add_tensor(f"t{i}", raw, t, (rows, block))
+            else:
+                w.add_tensor(f"t{i}", raw.view(_TENSOR_NUMPY[t]), t)
+    original = src.read_bytes()
+    assert convert_endian(src, d / "big.gguf", "big") and convert_endian(d / "big.gguf", d / "back.gguf", "little")
+    assert (d / "back.gguf").read_bytes() == original
+    assert gguf.GGUFReader(str(d / "big.gguf")).fields.keys() == gguf.GGUFReader(str(src)).fields.keys()
+    plan = split_model(src, d / "s", max_tensors=max_tensors)
+    assert len(plan) == -(-len(tensors) // max_tensors)
+    merge_model(plan[0][0], d / "merged.gguf")
+    assert (d / "merged.gguf").read_bytes() == original

@@ -609,9 +609,12 @@ def test_lazy_package_exports_what_its_stub_says():
     import ast
 
     stub = ast.parse(open(os.path.join(os.path.dirname(zl.__file__), "__init__.pyi")).read())
-    (listed,) = [ast.literal_eval(n.value) for n in stub.body
-                 if isinstance(n, ast.Assign) and n.targets[0].id == "__all__"]
-    assert listed == zl.__all__
+    declared = {a.asname or a.name for n in stub.body if isinstance(n, ast.ImportFrom) for a in n.names}
+    declared |= {n.targets[0].id for n in stub.body if isinstance(n, ast.Assign)}
+    declared |= {n.name for n in stub.body if isinstance(n, ast.FunctionDef)}
+    errors = {n for n, v in vars(zl.errors).items() if isinstance(v, type) and issubclass(v, Exception)}
+    assert set(zl.__all__) - errors <= declared  # the error family: `from .errors import *` in both
+    assert errors <= set(zl.__all__)
     for name in zl.__all__:
         assert getattr(zl, name) is not None and name in dir(zl)
     assert zl.GGUFReader is GGUFReader and zl.validate_gguf is zl._core.gguf_format.validate

@@ -53,23 +53,6 @@ from ._core.memory_mapping import (
 )
 
 __version__: str
-__all__ = [
-    "errors", "get_include", "show_config", "ZigLlamaError", "TensorError", "InvalidShape",
-    "IncompatibleShapes", "InvalidIndex", "UnsupportedDtype", "InvalidLayout", "ReadOnlyTensor",
-    "OutOfMemory", "AllocatorError", "InvalidAllocation", "DoubleFree", "InvalidFree",
-    "UseAfterReset", "LeakError", "MappingError", "MappingInUse", "InvalidMappingArgument",
-    "GGUFError", "GGUFTruncated", "GGUFUnsupportedVersion", "GGUFUnknownType", "GGUFDuplicate",
-    "GGUFLimitExceeded", "GGUFInvalidValue", "GGUFLayoutError", "GGUFTypeMismatch",
-    "GGUFMissingKey", "QuantizationError", "BlasError", "ThreadPoolError", "num_threads",
-    "set_num_threads", "Allocator", "ArenaAllocator", "FailingAllocator",
-    "FixedBufferAllocator", "GeneralPurposeAllocator", "HeapAllocator", "PageAllocator",
-    "Tensor", "dequantize", "quantize", "BlasConfig", "BlasInterface", "BlasManager",
-    "BlasStats", "get_blas", "CpuTopology", "NumaAllocator", "NumaPolicy", "ParallelOps",
-    "ThreadPool", "ThreadPoolConfig", "ThreadPoolStats", "WorkStealingQueue", "default_pool",
-    "GGMLType", "GGUFModelLoader", "GGUFReader", "GGUFValueType", "validate_gguf", "GGUFValue",
-    "GGUFWriter", "rewrite_metadata", "MapFlags", "MappingOptimizer", "MemoryMap",
-    "ModelFileMapper", "Protection"
-]
 validate_gguf = _validate
 
 def get_include() -> str: ...

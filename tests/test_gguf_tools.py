@@ -354,8 +354,12 @@ def test_split_by_tensor_count_then_merge_gives_the_original(tmp_path, max_tenso
     assert out.read_bytes() == m.read_bytes()
 
 
-def test_split_by_size_follows_llama_gguf_split(tmp_path):
-    m = write_model(tmp_path / "m.gguf", types=("F32", "Q8_0", "Q6_K"), n_layers=4)
+@pytest.mark.parametrize("alignment,byte_order", [(None, "little"), (64, "little"), (None, "big")])
+def test_split_by_size_follows_llama_gguf_split(tmp_path, alignment, byte_order):
+    m = write_model(tmp_path / "m.gguf", types=("F32", "Q8_0", "Q6_K"), n_layers=4, alignment=alignment)
+    if byte_order == "big":
+        assert convert_endian(m, tmp_path / "big.gguf", "big")
+        m = tmp_path / "big.gguf"
     with GGUFReader(m) as r:
         sizes = [-(-t.nbytes // 32) * 32 for t in r.tensors]
     limit = 3 * max(sizes)

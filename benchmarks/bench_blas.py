@@ -12,8 +12,9 @@ BLAS library (and which of its CPU kernels) numpy and scipy run; the
 scipy.linalg.blas column is scipy's own wrapper of the library our scipy backend
 calls. A last table pairs the generic backend's one- and two-thread runs. With
 --paths all, the generic backend runs again, one thread, on each narrower SIMD
-path this CPU supports (AVX-512 14x32 / 14x16 tiles, AVX2 6x16 / 6x8, portable),
-each in its own process (ZIGLLAMA_SIMD) against numpy measured in that process.
+path this CPU supports (AVX-512 14x32 / 14x16 tiles, AVX2 6x16 / 6x8, portable
+on the --quick sizes), each in its own process (ZIGLLAMA_SIMD) against numpy
+measured in that process.
 """
 import argparse
 import os
@@ -168,7 +169,10 @@ def print_other_paths(args):
             continue
         print(f"\n## generic backend on the {path} path (ZIGLLAMA_SIMD={path}), one thread\n")
         cmd = [sys.executable, os.path.abspath(__file__), "--backends", "generic", "--threads", "1",
-               "--dtypes", args.dtypes, "--no-scaling"] + (["--quick"] if args.quick else [])
+               "--dtypes", args.dtypes, "--no-scaling"]
+        # The portable kernel runs 1-3 GFLOPS: its table keeps to the small sizes.
+        if args.quick or path == "portable":
+            cmd.append("--quick")
         if args.repeat:
             cmd += ["--repeat", str(args.repeat)]
         proc = subprocess.run(cmd, env=dict(os.environ, ZIGLLAMA_SIMD=path), capture_output=True, text=True,

@@ -56,3 +56,8 @@ def expected_simd_path():
     else:
         cap = len(SIMD_PATHS) - 1
     return supported[min(cap, len(supported) - 1)]
+
+
+def other_simd_paths():
+    """The paths this CPU supports besides this process's: tests rerun on each."""
+    return [p for p in kernel_simd_paths() if p != expected_simd_path()]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from conftest import other_simd_paths
 import zigllama
 from zigllama import BlasConfig, BlasError, BlasInterface, BlasManager, BlasStats, get_blas
 from zigllama._core import blas_integration
@@ -272,16 +273,8 @@ PATH_RERUN = (
 )
 
 
-def _other_paths():
-    from conftest import expected_simd_path, kernel_simd_paths
-
-    return [p for p in kernel_simd_paths() if p != expected_simd_path()]
-
-
-@pytest.mark.parametrize("path", ("portable", "avx2", "avx512"))
+@pytest.mark.parametrize("path", other_simd_paths())
 def test_generic_every_simd_path_matches_numpy(path):
-    if path not in _other_paths():
-        pytest.skip(f"{path}: this process's path or not supported by this CPU")
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, ZIGLLAMA_SIMD=path)
     ids = [f"{os.path.basename(__file__)}::{name}" for name in PATH_RERUN]

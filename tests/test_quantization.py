@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import outside_extension
+from conftest import other_simd_paths
 import zigllama
 from zigllama import QuantizationError
 from zigllama._core import quantization as zq
@@ -196,13 +197,9 @@ def test_hand_checked_i64_as_numpy_casts(values):
     np.testing.assert_array_equal(got.view(np.uint32), raw.astype(np.float32).view(np.uint32))
 
 
-@pytest.mark.parametrize("path", ["portable", "avx2", "avx512"])
+@pytest.mark.parametrize("path", other_simd_paths())
 def test_every_simd_path_in_subprocess(path):
     """The bit-exact tests again on each other path the CPU supports (ZIGLLAMA_SIMD)."""
-    from conftest import expected_simd_path, kernel_simd_paths
-
-    if path == expected_simd_path() or path not in kernel_simd_paths():
-        pytest.skip(f"{path}: this process's path or not supported by this CPU")
     env = dict(os.environ, ZIGLLAMA_SIMD=path)
     tests = os.path.dirname(os.path.abspath(__file__))
     code = "from zigllama._core import quantization as q; print(q.simd_path())"

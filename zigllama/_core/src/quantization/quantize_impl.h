@@ -90,6 +90,14 @@ float zlq_make_qx_quants(int n, int nmax, const float *restrict x, int8_t *restr
 float zlq_make_q3_quants(int n, int nmax, const float *restrict x, int8_t *restrict L, int do_rmse);
 float zlq_make_qp_quants(int n, int nmax, const float *restrict x, uint8_t *restrict L, const float *restrict qw);
 
+#if ZL_X86
+/* The candidate loop of make_qkx2/qkx3_quants, eight candidates per step
+ * (quantize_simd.c), bit-identical to the portable loop. */
+void zlq_search_scale_min_avx2(int n, int nmax, const float *restrict x, const float *restrict w, float sum_w,
+                               float sum_x, float *min_io, float max, uint8_t *restrict L, float *scale_io,
+                               float *best_error_io, float rmin, float rdelta, int nstep, int use_mad);
+#endif
+
 /* The K-quant kernels (quantize_k.c), the non-linear 4-bit ones (quantize_nl.c)
  * and the rest (quantize_legacy.c). */
 #define ZLQ_RUN_DECL(name) \

@@ -29,6 +29,14 @@ static float search_scale_min(int n, int nmax, const float *restrict x, const fl
         *the_min = -min;
         return scale;
     }
+#if ZL_X86
+    if (n <= 256 && zl_cpu_has_avx2()) {
+        zlq_search_scale_min_avx2(n, nmax, x, w, sum_w, sum_x, &min, max, L, &scale, &best_error, rmin, rdelta,
+                                  nstep, use_mad);
+        *the_min = -min;
+        return scale;
+    }
+#endif
     for (int is = 0; is <= nstep; ++is) {
         iscale = (rmin + rdelta * is + nmax) / (max - min);
         float sum_l = 0, sum_l2 = 0, sum_xl = 0;

@@ -27,6 +27,8 @@ BENCHMARKS = [
      "open (header, metadata, tensor infos) of a 262,144-token vocabulary file against gguf.GGUFReader"),
     ("Dequantization", "bench_quants.py", [], ["--rows", "1024", "--repeat", "3"],
      "million elements per second per type, one and two threads, against gguf.quants.dequantize and np.copyto"),
+    ("Quantization", "bench_quantize.py", [], ["--rows", "64", "--repeat", "3"],
+     "million values per second per type against gguf.quants.quantize and (with GGML_SRC) ggml's C quantizers"),
     ("Loading a whole model", "bench_load.py", [], ["--repeat", "2"],
      "`zigllama load` of a Q4_K_M-like model against the cost of first touching that much fresh memory"),
     ("GEMM backends", "bench_blas.py", [], ["--quick"],

@@ -66,6 +66,15 @@ static inline int zlq_nearest_int(float f) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
+/* True when the squares of a super-block's values overflow float32 (values
+ * beyond about 1.8e19 / sqrt(n)): the K-quant and IQ4 searches weight by them
+ * and would turn the block into NaN or zeros. */
+static inline int zlq_squares_overflow(const float *x, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += x[i] * x[i];
+    return !isfinite(s);
+}
+
 static inline int zlq_clamp(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 /* Packs 256 2-bit quants the K-quant way: byte l of each 32-byte group holds
@@ -96,6 +105,15 @@ float zlq_make_qp_quants(int n, int nmax, const float *restrict x, uint8_t *rest
 void zlq_search_scale_min_avx2(int n, int nmax, const float *restrict x, const float *restrict w, float sum_w,
                                float sum_x, float *min_io, float max, uint8_t *restrict L, float *scale_io,
                                float *best_error_io, float rmin, float rdelta, int nstep, int use_mad);
+/* The 18 neighbouring candidates of make_qx_quants in lanes (quantize_simd.c);
+ * w holds each value's weight. */
+void zlq_qx_candidates_avx2(int n, int nmax, const float *restrict x, const float *restrict w, float max,
+                            int8_t *restrict L, float *scale_io, float *best_io);
+/* IQ4 (quantize_nl.c): nearest levels of id * x for n values (a multiple of 8),
+ * and the 15 scale tries of a block of 32, in lanes. levels: the table as floats. */
+void zlq_iq4_indices_avx2(const float *restrict x, float id, int n, const float *levels, uint8_t *restrict L);
+void zlq_iq4_tries_avx2(const float *restrict xb, const float *restrict weight, float max, const float *levels,
+                        float *d_io, float *best_io);
 #endif
 
 /* The K-quant kernels (quantize_k.c), the non-linear 4-bit ones (quantize_nl.c)

@@ -20,6 +20,7 @@ static inline int all_finite(const float *v, int n) {
 /* ---- Q2_K: 16 sub-blocks of 16, 2-bit quants, 4-bit scales and mins ---- */
 
 static int q2_k_block(const float *restrict x, uint8_t *restrict y, const float *restrict qw) {
+    if (zlq_squares_overflow(x, QK_K)) return 1;
     uint8_t L[QK_K], Laux[16], Ls[16], Lm[16];
     float weights[16], mins[16], scales[16], sw[16];
     uint8_t *sc = y, *qs = y + 16, *dp = y + 80, *mp = y + 82;
@@ -76,6 +77,7 @@ static int q2_k_block(const float *restrict x, uint8_t *restrict y, const float 
 /* ---- Q3_K: 16 sub-blocks of 16, 3-bit quants (high bit apart), 6-bit scales ---- */
 
 static int q3_k_block(const float *restrict x, uint8_t *restrict y, const float *restrict qw) {
+    if (zlq_squares_overflow(x, QK_K)) return 1;
     int8_t L[QK_K], Ls[16];
     float scales[16], weight[16], sw[16];
     uint8_t *hmask = y, *qs = y + 32, *sc = y + 96, *dp = y + 108;
@@ -163,6 +165,7 @@ static inline void pack_scales_k4(uint8_t *sc, int j, uint8_t ls, uint8_t lm) {
 /* Scales, mins and the sub-block quants of a Q4_K (nmax 15) or Q5_K (nmax 31)
  * block into y (d, dmin, 12 scale bytes) and L; 1 on overflow. */
 static int scales_k4(const float *restrict x, uint8_t *restrict y, const float *restrict qw, int nmax, uint8_t *L) {
+    if (zlq_squares_overflow(x, QK_K)) return 1;
     uint8_t Laux[32], Ls[8], Lm[8];
     float weights[32], mins[8], scales[8], sw[8];
     uint8_t *sc = y + 4;
@@ -257,6 +260,7 @@ static int q5_k_block(const float *restrict x, uint8_t *restrict y, const float 
 /* ---- Q6_K: 16 sub-blocks of 16, 6-bit quants, 8-bit signed scales ---- */
 
 static int q6_k_block(const float *restrict x, uint8_t *restrict y, const float *restrict qw) {
+    if (zlq_squares_overflow(x, QK_K)) return 1;
     int8_t L[QK_K];
     float scales[16];
     uint8_t *ql = y, *qh = y + 128;

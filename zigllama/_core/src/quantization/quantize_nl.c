@@ -6,6 +6,7 @@
 #include "quantize_impl.h"
 
 static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+static const float levels_f[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 #define NTRY 7
 
@@ -23,6 +24,17 @@ static inline int nearest_level(float x) {
     return x - val[mu - 1] < val[mu] - x ? mu - 1 : mu;
 }
 
+/* Nearest level indices of id * x[j] for n values. */
+static void indices(const float *x, float id, int n, uint8_t *L) {
+#if ZL_X86
+    if (zl_cpu_has_avx2()) {
+        zlq_iq4_indices_avx2(x, id, n, levels_f, L);
+        return;
+    }
+#endif
+    for (int j = 0; j < n; ++j) L[j] = (uint8_t)nearest_level(id * x[j]);
+}
+
 /* Best scale of one block of 32 (0 for a block of zeros); its indices in Lb. */
 static float block_scale(const float *xb, const float *weight, uint8_t *Lb) {
     float amax = 0, max = 0;
@@ -37,15 +49,21 @@ static float block_scale(const float *xb, const float *weight, uint8_t *Lb) {
     float d = -max / kvalues_iq4nl[0];
     float id = 1 / d;
     float sumqx = 0, sumq2 = 0;
+    indices(xb, id, 32, Lb);
     for (int j = 0; j < 32; ++j) {
-        const int l = nearest_level(id * xb[j]);
-        Lb[j] = (uint8_t)l;
+        const int l = Lb[j];
         const float q = kvalues_iq4nl[l];
         sumqx += weight[j] * q * xb[j];
         sumq2 += weight[j] * q * q;
     }
     d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
     float best = d * sumqx;
+#if ZL_X86
+    if (zl_cpu_has_avx2()) {
+        zlq_iq4_tries_avx2(xb, weight, max, levels_f, &d, &best);
+        return d;
+    }
+#endif
     for (int itry = -NTRY; itry <= NTRY; ++itry) {
         id = (itry + kvalues_iq4nl[0]) / max;
         sumqx = sumq2 = 0;
@@ -85,6 +103,7 @@ ZLQ_RUN_DECL(iq4_nl) {
     float weight[32];
     for (int64_t i = 0; i < nb; i++, x += 32, y += 18) {
         const float *w = qw ? qw + 32 * i : NULL;
+        if (zlq_squares_overflow(x, 32)) return i;
         block_weights(x, w, mean_square_x2(x, 32), weight);
         /* L keeps its last contents for a block of zeros, as in ggml: the
          * re-indexing below overwrites them anyway. */
@@ -93,7 +112,7 @@ ZLQ_RUN_DECL(iq4_nl) {
         zlq_store_f16(y, d);
         if (zlq_f16_overflowed(y)) return i;
         const float id = d ? 1 / d : 0;
-        for (int j = 0; j < 32; ++j) L[j] = (uint8_t)nearest_level(id * x[j]);
+        indices(x, id, 32, L);
         pack_nibbles(L, y + 2, 32);
     }
     return -1;
@@ -104,6 +123,7 @@ ZLQ_RUN_DECL(iq4_xs) {
     float weight[32], scales[8];
     for (int64_t i = 0; i < nb; i++, x += QK_K, y += 136) {
         const float *w = qw ? qw + QK_K * i : NULL;
+        if (zlq_squares_overflow(x, QK_K)) return i;
         const float sigma2 = mean_square_x2(x, QK_K);
         float max_scale = 0, amax_scale = 0;
         for (int ib = 0; ib < 8; ++ib) {
@@ -125,7 +145,7 @@ ZLQ_RUN_DECL(iq4_xs) {
             int l = zlq_clamp(zlq_nearest_int(id * scales[ib]), -32, 31);
             const float dl = d * l;
             const float idl = dl ? 1 / dl : 0.f;
-            for (int j = 0; j < 32; ++j) L[32 * ib + j] = (uint8_t)nearest_level(idl * x[32 * ib + j]);
+            indices(x + 32 * ib, idl, 32, L + 32 * ib);
             l += 32;
             if (ib % 2 == 0) scales_l[ib / 2] = (uint8_t)(l & 0xf);
             else scales_l[ib / 2] |= (uint8_t)((l & 0xf) << 4);

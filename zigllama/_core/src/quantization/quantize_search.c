@@ -174,6 +174,14 @@ float zlq_make_qx_quants(int n, int nmax, const float *restrict x, int8_t *restr
     float scale = suml2 ? sumlx / suml2 : 0.0f;
     if (return_early) return suml2 > 0 ? 0.5f * (scale + 1 / iscale) : 1 / iscale;
     float best = scale * sumlx;
+#if ZL_X86
+    if (n <= 256 && zl_cpu_has_avx2()) {
+        float w[256];
+        for (int i = 0; i < n; ++i) w[i] = rmse_weight(qw, x, i, rmse_type);
+        zlq_qx_candidates_avx2(n, nmax, x, w, max, L, &scale, &best);
+        return scale;
+    }
+#endif
     for (int is = -9; is <= 9; ++is) {
         if (is == 0) continue;
         iscale = -(nmax + 0.1f * is) / max;

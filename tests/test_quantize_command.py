@@ -247,3 +247,12 @@ def test_format_plan_totals(tmp_path):
     with zigllama.GGUFReader(src) as r:
         text = format_plan(plan_quantization(r, "Q8_0"))
     assert text.splitlines()[-1].startswith("total: ") and "8.50 bpw" not in text.splitlines()[0]
+
+
+def test_imatrix_for_legacy_types_is_refused(tmp_path):
+    src, dst = tmp_path / "m.gguf", tmp_path / "q.gguf"
+    data = write_model(src, n_layer=1)
+    w = {n: np.ones(x.shape[-1], np.float32) for n, x in data.items() if x.ndim == 2}
+    with pytest.raises(QuantizationError, match="importance matrices for Q4_0 are not supported"):
+        quantize_model(str(src), str(dst), "Q4_0", imatrix=w)
+    assert not dst.exists()

@@ -276,7 +276,7 @@ def _nbytes(t, ne):
     return n * (ne[0] // block) * size
 
 
-def plan_quantization(reader, file_type, *, has_imatrix=False, imatrix_names=None):
+def plan_quantization(reader, file_type, *, has_imatrix=False):
     """The per-tensor plan (a list of TensorPlan, in output order) for a reader."""
     fname, _, default = resolve_file_type(file_type)
     md = reader.metadata
@@ -446,23 +446,23 @@ def _quantized_chunks(reader, p, imatrix, threads, progress):
 
 
 def _imatrix_for(p, imatrix):
+    """The tensor's weights (one per column, per expert), as llama-quantize
+    matches them: by name, of size ne[0] * ne[2]; a size mismatch is an error
+    except for the token embeddings, which are then quantized without."""
     if imatrix is None or p.dst_type.name not in _IMATRIX_TYPES:
         return None
     w = imatrix.get(p.name)
     if w is None:
         return None
-    n_matrices = 1
-    for d in p.ne[2:]:
-        n_matrices *= d
-    if w.size not in (p.ne[0], p.ne[0] * n_matrices) or (w.size != p.ne[0] * (p.ne[2] if len(p.ne) > 2 else 1)):
-        if p.name not in ("token_embd.weight", "per_layer_token_embd.weight"):
-            raise QuantizationError(
-                f"imatrix size {w.size} is different from tensor size {p.ne[0] * (p.ne[2] if len(p.ne) > 2 else 1)} "
-                f"for {p.name}")
-        return None
+    expected = p.ne[0] * (p.ne[2] if len(p.ne) > 2 else 1)
+    if w.size != expected:
+        if p.name in ("token_embd.weight", "per_layer_token_embd.weight"):
+            return None
+        raise QuantizationError(f"imatrix size {w.size} is different from tensor size {expected} for {p.name}")
     return w
 
 
+_LEGACY_WEIGHTED = ("Q4_0", "Q4_1", "Q5_0", "Q5_1")
 _IMATRIX_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS")
 
 
@@ -491,6 +491,11 @@ def quantize_model(src, dst, file_type, *, allow_requantize=False, imatrix=None,
         if fname == "Q2_K_S" and imatrix is None:
             raise QuantizationError("Q2_K_S needs an importance matrix (--imatrix), as llama-quantize")
         for p in plan:
+            if imatrix is not None and p.src_type != p.dst_type and p.dst_type.name in _LEGACY_WEIGHTED \
+                    and p.name in imatrix:
+                # ggml weights these too (row-wide statistics); not reproduced here
+                raise QuantizationError(f"{p.name}: importance matrices for {p.dst_type.name} are not supported "
+                                        f"(only for {', '.join(_IMATRIX_TYPES)})")
             if p.src_type != p.dst_type and p.src_type in _QUANTIZED and not allow_requantize:
                 raise QuantizationError(f"requantizing from type {p.src_type.name} is disabled "
                                         f"({p.name}); use --allow-requantize")

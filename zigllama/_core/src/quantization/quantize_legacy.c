@@ -119,8 +119,7 @@ ZLQ_RUN_DECL(q5_1) {
     return -1;
 }
 
-ZLQ_RUN_DECL(q8_0) {
-    (void)qw;
+static int64_t q8_0_portable(const float *restrict x, uint8_t *restrict y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += QK, y += 34) {
         float amax = 0.0f;
         for (int j = 0; j < QK; j++) amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);
@@ -131,6 +130,55 @@ ZLQ_RUN_DECL(q8_0) {
         for (int j = 0; j < QK; j++) y[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
     }
     return -1;
+}
+
+#if ZL_X86
+/* roundf (half away from zero) of eight products: truncate, then step away from
+ * zero when the dropped fraction (exact: |v| < 2^23) is at least a half. */
+ZL_TARGET_AVX2 static inline __m256i round_half_away8(__m256 v) {
+    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 sign = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u)));
+    const __m256 frac = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u)), _mm256_sub_ps(v, t));
+    const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ),
+                                      _mm256_or_ps(_mm256_set1_ps(1.0f), sign));
+    return _mm256_cvttps_epi32(_mm256_add_ps(t, step));
+}
+
+ZL_TARGET_AVX2 static int64_t q8_0_avx2(const float *restrict x, uint8_t *restrict y, int64_t nb) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t i = 0; i < nb; i++, x += QK, y += 34) {
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            m = _mm256_max_ps(m, _mm256_and_ps(v[k], abs_mask));
+        }
+        /* the maximum does not depend on the order it is taken in */
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+        const float amax = _mm_cvtss_f32(h);
+        const float d = amax / 127;
+        const float id = d ? 1.0f / d : 0.0f;
+        zlq_store_f16(y, d);
+        if (zlq_f16_overflowed(y)) return i;
+        const __m256 vid = _mm256_set1_ps(id);
+        const __m256i q0 = round_half_away8(_mm256_mul_ps(v[0], vid)), q1 = round_half_away8(_mm256_mul_ps(v[1], vid));
+        const __m256i q2 = round_half_away8(_mm256_mul_ps(v[2], vid)), q3 = round_half_away8(_mm256_mul_ps(v[3], vid));
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(y + 2), p);
+    }
+    return -1;
+}
+#endif
+
+ZLQ_RUN_DECL(q8_0) {
+    (void)qw;
+#if ZL_X86
+    if (zl_cpu_has_avx2()) return q8_0_avx2(x, y, nb);
+#endif
+    return q8_0_portable(x, y, nb);
 }
 
 /* ---- MXFP4: an E8M0 exponent and 32 FP4 (E2M1) values, doubled ---- */
@@ -274,9 +322,8 @@ ZLQ_RUN_DECL(f16) {
 
 /* ggml_compute_fp32_to_bf16: NaN keeps its top half, forced quiet; everything
  * else rounds to nearest even (overflowing to inf). */
-ZLQ_RUN_DECL(bf16) {
-    (void)qw;
-    for (int64_t i = 0; i < nb; i++) {
+static int64_t bf16_portable(const float *restrict x, uint8_t *restrict y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
         const uint32_t u = zlq_bits(x[i]);
         const uint16_t h = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 64)
                                                             : (uint16_t)((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);
@@ -284,4 +331,40 @@ ZLQ_RUN_DECL(bf16) {
         if (overflowed_to_inf(x[i], h, 0x7F80u)) return i;
     }
     return -1;
+}
+
+#if ZL_X86
+/* The same integer steps, eight at a time; a group with an infinite result
+ * goes the scalar way, which tells an overflow from an inf input. */
+ZL_TARGET_AVX2 static int64_t bf16_avx2(const float *restrict x, uint8_t *restrict y, int64_t n) {
+    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff), quiet = _mm256_set1_epi32(64);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i u = _mm256_loadu_si256((const __m256i *)(x + i));
+        const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
+        const __m256i rounded = _mm256_srli_epi32(
+            _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u, 16), one))), 16);
+        const __m256i h = _mm256_blendv_epi8(rounded, _mm256_or_si256(_mm256_srli_epi32(u, 16), quiet), nan);
+        const __m256i is_inf = _mm256_cmpeq_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x7fff)),
+                                                  _mm256_set1_epi32(0x7f80));
+        if (_mm256_movemask_epi8(is_inf)) {
+            const int64_t bad = bf16_portable(x + i, y + 2 * i, 8);
+            if (bad >= 0) return i + bad;
+            continue;
+        }
+        const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), 0x08);
+        _mm_storeu_si128((__m128i *)(y + 2 * i), _mm256_castsi256_si128(packed));
+    }
+    const int64_t bad = bf16_portable(x + i, y + 2 * i, n - i);
+    return bad >= 0 ? i + bad : -1;
+}
+#endif
+
+ZLQ_RUN_DECL(bf16) {
+    (void)qw;
+#if ZL_X86
+    if (zl_cpu_has_avx2()) return bf16_avx2(x, y, nb);
+#endif
+    return bf16_portable(x, y, nb);
 }

@@ -21,11 +21,11 @@ import time
 
 import numpy as np
 
-from ._core.gguf_format import GGUFReader
+from ._core.gguf_format import GGUFReader, GGUFValueType
 from ._core.quantization import dequantize, quantize
 from .errors import GGUFError, QuantizationError
 from .ggml_types import GGML_TYPE_TRAITS, GGMLType
-from .gguf_writer import GGUFValueType, GGUFWriter
+from .gguf_writer import GGUFWriter
 
 #: llama-quantize's file types: name -> (general.file_type, default tensor type)
 FILE_TYPES = {

@@ -90,33 +90,14 @@ float zlq_make_qkx2_quants(int n, int nmax, const float *restrict x, const float
                             use_mad);
 }
 
-/* As make_qkx2_quants, with weights x^2 when none are given and `max <= min`
- * as the degenerate test. */
+/* ggml's make_qkx3_quants differs from make_qkx2_quants only by testing
+ * `max <= min` for a constant block instead of `max == min`; with the min
+ * clamped to at most 0 and both taken over the same values, max >= min, so the
+ * two tests agree (weights are always given here). */
 float zlq_make_qkx3_quants(int n, int nmax, const float *restrict x, const float *restrict weights,
                            uint8_t *restrict L, float *restrict the_min, uint8_t *restrict Laux,
                            float rmin, float rdelta, int nstep, int use_mad) {
-    float squares[256];
-    if (!weights) {
-        for (int i = 0; i < n; ++i) squares[i] = x[i] * x[i];
-        weights = squares;
-    }
-    float min = x[0], max = x[0];
-    float sum_w = weights[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        sum_w += weights[i];
-        sum_x += weights[i] * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max <= min) {
-        memset(L, 0, (size_t)n);
-        *the_min = -min;
-        return 0.f;
-    }
-    return search_scale_min(n, nmax, x, weights, sum_w, sum_x, min, max, L, the_min, Laux, rmin, rdelta, nstep,
-                            use_mad);
+    return zlq_make_qkx2_quants(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep, use_mad);
 }
 
 /* The value of largest magnitude (the first on ties) and that magnitude. */

@@ -256,3 +256,24 @@ def test_imatrix_for_legacy_types_is_refused(tmp_path):
     with pytest.raises(QuantizationError, match="importance matrices for Q4_0 are not supported"):
         quantize_model(str(src), str(dst), "Q4_0", imatrix=w)
     assert not dst.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x02\x00\x00\x00", "truncated imatrix"),
+    (b"\xff\xff\xff\x7f", "not an imatrix file"),
+    (struct.pack("<i", 1) + struct.pack("<i", 0), "bad entry name length 0"),
+    (struct.pack("<i", 1) + struct.pack("<i", 3) + b"abc" + struct.pack("<ii", 1, 1000), "bad value count 1000"),
+])
+def test_bad_imatrix_files(tmp_path, content, message):
+    path = tmp_path / "bad.dat"
+    path.write_bytes(content)
+    with pytest.raises(QuantizationError, match=message):
+        load_imatrix(path)
+
+
+def test_imatrix_size_mismatch_is_an_error(tmp_path):
+    src, dst = tmp_path / "m.gguf", tmp_path / "q.gguf"
+    write_model(src, n_layer=1)
+    with pytest.raises(QuantizationError, match="imatrix size 3 is different from tensor size 256 for blk.0.attn_q"):
+        quantize_model(str(src), str(dst), "Q4_K_M", imatrix={"blk.0.attn_q.weight": np.ones(3, np.float32)})
+    assert not dst.exists()

@@ -154,7 +154,7 @@ def test_quantize_writes_what_llama_quantize_writes(tmp_path, ftype):
         else:
             want = zigllama.quantize(x, p.dst_type.name)
             np.testing.assert_array_equal(np.asarray(t.data).view(np.uint8).reshape(-1), want.reshape(-1))
-    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    assert sorted(os.listdir(tmp_path)) == ["m.gguf", "q.gguf"]
 
 
 def test_requantize_needs_the_flag(tmp_path):
@@ -188,7 +188,7 @@ def test_failure_leaves_no_output(tmp_path):
 def test_refuses_to_overwrite_its_input(tmp_path):
     src = tmp_path / "m.gguf"
     write_model(src, n_layer=1)
-    with pytest.raises(QuantizationError, match="overwrite the input"):
+    with pytest.raises(zigllama.errors.ZigLlamaError, match="is an input of this command"):
         quantize_model(str(src), str(src), "Q8_0")
 
 
@@ -237,6 +237,9 @@ def test_cli_dry_run_and_write(tmp_path, capsys):
     assert not dst.exists()
     assert cli.main(["quantize", "--quiet", "--threads", "1", str(src), str(dst), "q8_0"]) == 0
     assert dst.exists()
+    assert cli.main(["quantize", "--quiet", str(src), str(dst), "q8_0"]) == 1  # exists: --force
+    assert "already exists" in capsys.readouterr().err
+    assert cli.main(["quantize", "--quiet", "--force", str(src), str(dst), "Q4_0"]) == 0
     assert cli.main(["quantize", str(src), str(tmp_path / "x.gguf"), "Q9_Z"]) == 1
     assert "unknown file type" in capsys.readouterr().err
 

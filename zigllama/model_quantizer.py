@@ -25,18 +25,19 @@ from ._core.gguf_format import GGUFReader, GGUFValueType
 from ._core.quantization import dequantize, quantize
 from .errors import GGUFError, QuantizationError
 from .ggml_types import GGML_TYPE_TRAITS, GGMLType
+from .gguf_summary import FILE_TYPE_NAMES
 from .gguf_writer import GGUFWriter
 
-#: llama-quantize's file types: name -> (general.file_type, default tensor type)
-FILE_TYPES = {
-    "F32": (0, "F32"), "F16": (1, "F16"), "BF16": (32, "BF16"),
-    "Q4_0": (2, "Q4_0"), "Q4_1": (3, "Q4_1"), "Q5_0": (8, "Q5_0"), "Q5_1": (9, "Q5_1"), "Q8_0": (7, "Q8_0"),
-    "Q2_K": (10, "Q2_K"), "Q2_K_S": (21, "Q2_K"),
-    "Q3_K_S": (11, "Q3_K"), "Q3_K_M": (12, "Q3_K"), "Q3_K_L": (13, "Q3_K"),
-    "Q4_K_S": (14, "Q4_K"), "Q4_K_M": (15, "Q4_K"), "Q5_K_S": (16, "Q5_K"), "Q5_K_M": (17, "Q5_K"),
-    "Q6_K": (18, "Q6_K"), "IQ4_NL": (25, "IQ4_NL"), "IQ4_XS": (30, "IQ4_XS"),
-    "TQ1_0": (36, "TQ1_0"), "TQ2_0": (37, "TQ2_0"), "MXFP4_MOE": (38, "MXFP4"),
+# llama-quantize's file types that zigllama writes -> their default tensor type
+_DEFAULT_TYPE = {
+    "F32": "F32", "F16": "F16", "BF16": "BF16", "Q4_0": "Q4_0", "Q4_1": "Q4_1", "Q5_0": "Q5_0",
+    "Q5_1": "Q5_1", "Q8_0": "Q8_0", "Q2_K": "Q2_K", "Q2_K_S": "Q2_K", "Q3_K_S": "Q3_K", "Q3_K_M": "Q3_K",
+    "Q3_K_L": "Q3_K", "Q4_K_S": "Q4_K", "Q4_K_M": "Q4_K", "Q5_K_S": "Q5_K", "Q5_K_M": "Q5_K", "Q6_K": "Q6_K",
+    "IQ4_NL": "IQ4_NL", "IQ4_XS": "IQ4_XS", "TQ1_0": "TQ1_0", "TQ2_0": "TQ2_0", "MXFP4_MOE": "MXFP4",
 }
+_FILE_TYPE_IDS = {name: value for value, name in FILE_TYPE_NAMES.items()}
+#: llama-quantize's file types: name -> (general.file_type, default tensor type)
+FILE_TYPES = {name: (_FILE_TYPE_IDS[name], default) for name, default in _DEFAULT_TYPE.items()}
 #: llama-quantize's aliases
 FILE_TYPE_ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "MXFP4": "MXFP4_MOE"}
 
@@ -467,11 +468,13 @@ _IMATRIX_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS")
 
 
 def quantize_model(src, dst, file_type, *, allow_requantize=False, imatrix=None, threads=None, progress=False,
-                   log=None):
+                   force=True):
     """Quantize the GGUF model ``src`` into ``dst`` (see the module's doc).
 
     ``imatrix`` is a path (llama.cpp's GGUF or .dat imatrix) or a mapping of
-    tensor names to weights. Returns the plan (a list of TensorPlan).
+    tensor names to weights. ``dst`` may not be ``src``; an existing ``dst`` is
+    replaced only with ``force`` (the default here, as llama-quantize; the
+    command asks for ``--force``). Returns the plan (a list of TensorPlan).
     """
     fname, ftype, _ = resolve_file_type(file_type)
     if isinstance(imatrix, (str, os.PathLike)):
@@ -480,10 +483,8 @@ def quantize_model(src, dst, file_type, *, allow_requantize=False, imatrix=None,
         for k, v in imatrix.items():
             if not np.isfinite(v).all():
                 raise QuantizationError(f"imatrix entry {k} contains non-finite values")
-    if os.path.exists(dst) and os.path.samefile(src, dst):
-        raise QuantizationError(f"{dst}: the output would overwrite the input")
-    dst_dir = os.path.dirname(os.path.abspath(dst))
-    tmp = os.path.join(dst_dir, f".{os.path.basename(dst)}.{os.getpid()}.tmp")
+    from .commands._files import atomic_output
+
     with GGUFReader(src) as r:
         if r.byte_order != "little":
             raise QuantizationError(f"{src}: big-endian models are not supported; convert it first")
@@ -499,15 +500,8 @@ def quantize_model(src, dst, file_type, *, allow_requantize=False, imatrix=None,
             if p.src_type != p.dst_type and p.src_type in _QUANTIZED and not allow_requantize:
                 raise QuantizationError(f"requantizing from type {p.src_type.name} is disabled "
                                         f"({p.name}); use --allow-requantize")
-        try:
+        with atomic_output(dst, inputs=(src,), force=force) as tmp:
             _write(r, tmp, plan, ftype, imatrix, threads, progress)
-            os.replace(tmp, dst)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
     return plan
 
 

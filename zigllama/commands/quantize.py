@@ -2,6 +2,7 @@
 import sys
 
 HELP = "quantize a GGUF model to a llama-quantize file type (Q4_K_M, Q8_0, ...) with its per-tensor rules"
+USES_BLAS = False
 
 
 def add_arguments(parser):
@@ -16,6 +17,7 @@ def add_arguments(parser):
                         help="allow quantizing tensors that are already quantized (loses quality)")
     parser.add_argument("--imatrix", metavar="FILE", help="importance matrix (llama.cpp's imatrix .gguf or .dat)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="threads (default: all)")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--quiet", action="store_true", help="no plan, no progress bar")
 
 
@@ -36,7 +38,8 @@ def run(args):
         print(format_plan(plan))
         return 0
     plan = quantize_model(args.input, args.output, args.type, allow_requantize=args.allow_requantize,
-                          imatrix=imatrix, threads=args.threads, progress=not args.quiet and sys.stderr.isatty())
+                          imatrix=imatrix, threads=args.threads, progress=not args.quiet and sys.stderr.isatty(),
+                          force=args.force)
     if not args.quiet:
         print(format_plan(plan))
         print(f"wrote {args.output}")

@@ -29,9 +29,11 @@ BENCHMARKS = [
      "`zigllama inspect` of a 262,144-token vocabulary model as a whole process against `gguf-dump`"),
     ("Dequantization", "bench_quants.py", [], ["--rows", "1024", "--repeat", "3"],
      "million elements per second per type, one and two threads, against gguf.quants.dequantize and np.copyto"),
-    ("Dequantization against ggml's C", "bench_ggml_dequant.py", ["--paths", "all"], ["--repeat", "3"],
+    ("Dequantization against ggml's C", "bench_ggml_dequant.py", ["--paths", "all"], ["--repeat", "21"],
      "the hot types decoded by ggml's own C dequantizers (built here with -march=native from the checkout "
      "named by GGML_SRC; skipped without it) and by zigllama, one thread, 1024 x 4096, on every SIMD path"),
+    ("Quantization", "bench_quantize.py", [], ["--rows", "64", "--repeat", "3"],
+     "million values per second per type against gguf.quants.quantize and (with GGML_SRC) ggml's C quantizers"),
     ("Loading a whole model", "bench_load.py", [], ["--repeat", "2"],
      "`zigllama load` of a Q4_K_M-like model against the cost of first touching that much fresh memory"),
     ("GEMM backends", "bench_blas.py", ["--paths", "all"], ["--quick"],

@@ -7,6 +7,13 @@ every core. Each module mirrors a Zig module of ZigLlama (see ``docs/``).
 """
 import os as _os
 
+# Idle OpenMP threads sleep instead of spinning (unless the user chose): with
+# numpy's and scipy's BLAS threads and the pool in the same process, a team that
+# spins after each GEMM takes the cores the next library's call needs (see
+# docs/threading.md). libgomp reads this once, when it is loaded by the first
+# extension below, so it must be set before them.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from . import errors
 from ._config import num_threads, set_num_threads
 from ._core.allocator import Allocator, ArenaAllocator, FailingAllocator, FixedBufferAllocator, GeneralPurposeAllocator, HeapAllocator, PageAllocator  # noqa: E501
@@ -22,6 +29,10 @@ from .gguf_writer import GGUFValue, GGUFWriter, rewrite_metadata
 from ._core.memory_mapping import MapFlags, MappingOptimizer, MemoryMap, ModelFileMapper, Protection
 
 __version__ = "0.1.0"
+
+from ._threadpoolctl import register as _register_threadpoolctl
+
+_register_threadpoolctl()
 
 
 def get_include():

@@ -12,11 +12,10 @@ import operator
 
 import numpy as np
 
-from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int64_t, uint8_t
 
 from .threading cimport (
-    check_pool_status, current_thread_pool, parallel_for_status, pool_ptr, pool_threads, zl_pool)
+    acquire_pool, check_pool_status, parallel_for_status, pool_ptr, pool_threads, release_pool, zl_pool)
 
 from .._config import resolve_threads
 from .threading import default_pool
@@ -98,40 +97,6 @@ cdef int split_blocks_on(zl_pool *pool, block_range_fn fn, void *ctx, int64_t n_
     s.ctx = ctx
     s.n_blocks = n_blocks
     return parallel_for_status(pool, s.nchunks, 1, run_chunks, &s)
-
-
-cdef zl_pool *lookup_default_pool(void **ref) noexcept nogil:
-    # The default pool, with a reference held until release_pool(ref); NULL
-    # (run on the caller) if it cannot be had. Takes the GIL.
-    with gil:
-        try:
-            pool = default_pool()
-            result = pool_ptr(pool)
-        except BaseException:
-            ref[0] = NULL
-            return NULL
-        Py_INCREF(pool)
-        ref[0] = <void *>pool
-        return result
-
-
-cdef zl_pool *acquire_pool(void **ref) noexcept nogil:
-    # The pool to split on (see lookup_default_pool for `ref`). Inside a pool's
-    # task that is the task's own pool, found without the GIL: the thread
-    # waiting for the task may hold the GIL, and taking it here would deadlock.
-    # (This function has no Python locals, so Cython takes no GIL on its way
-    # out either.) Elsewhere the default pool.
-    cdef zl_pool *own = current_thread_pool()
-    if own != NULL:
-        ref[0] = NULL
-        return own
-    return lookup_default_pool(ref)
-
-
-cdef void release_pool(void *ref) noexcept nogil:
-    if ref != NULL:
-        with gil:
-            Py_DECREF(<object>ref)
 
 
 cdef bint worth_splitting(int64_t n_blocks, int64_t block_size, int nthreads) noexcept nogil:

@@ -571,7 +571,7 @@ static void wake_all(zl_pool *p) {
 zl_pool *zl_pool_create(const zl_pool_config *cfg, int *status) {
     int st_dummy;
     if (status == NULL) status = &st_dummy;
-    if (cfg == NULL || cfg->num_workers < 1 || cfg->num_workers > 4096 || cfg->spin_us < 0) {
+    if (cfg == NULL || cfg->num_workers < 1 || cfg->num_workers > ZL_MAX_THREADS - 1 || cfg->spin_us < 0) {
         *status = ZL_POOL_EINVAL;
         return NULL;
     }
@@ -834,6 +834,33 @@ int zl_task_group_wait(zl_pool *p, zl_task_group *g) {
         atomic_fetch_sub_explicit(&p->group_waiters, 1, memory_order_seq_cst);
     }
     return atomic_load_explicit(&g->status, memory_order_acquire);
+}
+
+int zl_pool_help_once(zl_pool *p) {
+    if (p->fork_gen != zl_fork_generation()) return 0;
+    zl_task *t = find_task(p, current_worker(p));
+    if (t == NULL) return 0;
+    run_task(p, t);
+    return 1;
+}
+
+void *zl_pool_claim_next_if(zl_pool *p, zl_task_fn fn) {
+    zl_worker *w = current_worker(p);
+    if (w == NULL || p->fork_gen != zl_fork_generation() || atomic_load_explicit(&p->cancel, memory_order_relaxed))
+        return NULL;
+    zl_task *t = find_task(p, w);
+    if (t == NULL) return NULL;
+    if (t->kind == TASK_USER && t->fn == fn && t->group == NULL) {
+        void *ctx = t->ctx;
+        task_free(t);
+        count_executed(p, w, 1);
+        return ctx;
+    }
+    /* Another kind of task: back onto our own deque, where this worker takes it
+     * next (or a thief does), once the caller has returned. */
+    if (zl_deque_push(w->deque, t) != 0) run_task(p, t); /* no memory to queue it: run it now */
+    else notify(p, 1);
+    return NULL;
 }
 
 /* ------------------------------------------------------------------------ */

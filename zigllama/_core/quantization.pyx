@@ -47,9 +47,16 @@ cdef extern from "zigllama/zl_ggml_types.h":
         ZL_GGML_Q6_K
         ZL_GGML_BF16
 
+# A call is split over the pool from this many output bytes on; smaller ones
+# run on the caller alone. Measured on 2 cores: a 256 KiB output takes about
+# 10 us on one thread, and splitting it gained nothing even with the worker
+# awake (11 us), while a call right after other libraries ran paid for waking
+# it (45-85 us); 4 MiB (100-150 us on one thread) gains 1.3-1.5x.
+cdef int64_t SPLIT_MIN_BYTES = 1 << 20
 # A chunk writes at least this many output bytes: much more than the few
-# microseconds a parallel_for costs. Smaller calls run on the caller alone.
-cdef int64_t CHUNK_MIN_BYTES = 64 << 10
+# microseconds a parallel_for costs, and small enough that a thread which
+# claims one late (its core busy) holds back little.
+cdef int64_t CHUNK_MIN_BYTES = 128 << 10
 # Chunks per thread when every pool thread may help: stealing evens out a thread
 # that starts late or shares its core.
 cdef int64_t CHUNKS_PER_THREAD = 4
@@ -100,7 +107,7 @@ cdef int split_blocks_on(zl_pool *pool, block_range_fn fn, void *ctx, int64_t n_
 
 
 cdef bint worth_splitting(int64_t n_blocks, int64_t block_size, int nthreads) noexcept nogil:
-    return nthreads > 1 and n_blocks * block_size * <int64_t>sizeof(float) >= 2 * CHUNK_MIN_BYTES
+    return nthreads > 1 and n_blocks * block_size * <int64_t>sizeof(float) >= SPLIT_MIN_BYTES
 
 
 cdef void split_blocks(block_range_fn fn, void *ctx, int64_t n_blocks, int64_t block_size,

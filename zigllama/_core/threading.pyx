@@ -695,7 +695,7 @@ cdef inline object _adopt(void *ref):
 # and the ones queued right behind it). Fairness does not suffer: the
 # interpreter still hands the GIL over between bytecodes when another thread
 # asks, only the hand-over between consecutive tasks is saved.
-cdef int PYTHON_BATCH = 64
+cdef int PYTHON_BATCH = 1024
 
 
 cdef inline void _run_python_item(void *ctx):

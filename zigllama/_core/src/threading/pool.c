@@ -689,6 +689,11 @@ int zl_pool_shutdown(zl_pool *p, int cancel_pending) {
     return 0;
 }
 
+static void *pool_reaper(void *arg) {
+    zl_pool_free(arg);
+    return NULL;
+}
+
 void zl_pool_free(zl_pool *p) {
     if (p == NULL) return;
     if (p->fork_gen != zl_fork_generation()) {
@@ -696,7 +701,20 @@ void zl_pool_free(zl_pool *p) {
         pool_release(p);
         return;
     }
-    if (zl_pool_shutdown(p, 1) == ZL_POOL_ESELF) return; /* a worker cannot free its own pool: leak */
+    if (current_worker(p) != NULL) {
+        /* The last reference went away inside one of the pool's own tasks (a
+         * Python future dropped there): a worker cannot join itself, so a
+         * detached thread frees the pool once this task has returned. */
+        pthread_t reaper;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&reaper, &attr, pool_reaper, p);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) zl_pool_close(p, 1); /* no thread: let the workers exit, leak the memory */
+        return;
+    }
+    zl_pool_shutdown(p, 1);
     pthread_mutex_destroy(&p->inj_lock);
     pthread_mutex_destroy(&p->shutdown_lock);
     pool_release(p);

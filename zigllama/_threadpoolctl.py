@@ -25,7 +25,7 @@ def register():
     with an older one zigllama is simply not listed)."""
     global _registered
     try:
-        import threadpoolctl
+        import threadpoolctl  # type: ignore[import-untyped]
     except ImportError:
         return False
     if _registered or not hasattr(threadpoolctl, "register"):

@@ -39,6 +39,12 @@ from ..errors import BlasError, OutOfMemory
 
 cnp.import_array()
 
+# threadpoolctl lists and limits zigllama's runtimes from the moment the first
+# of its extensions that runs threads (this one) is loaded.
+from .._threadpoolctl import register as _register_threadpoolctl
+
+_register_threadpoolctl()
+
 ctypedef fused floating:
     float
     double

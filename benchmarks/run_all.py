@@ -33,6 +33,9 @@ BENCHMARKS = [
      "GFLOPS of each backend against numpy.matmul"),
     ("Thread pool", "bench_threading.py", [], ["--quick"],
      "parallel_for dispatch and submit cost against ThreadPoolExecutor and OpenMP; parallel speed-ups"),
+    ("A whole model", "bench_model.py", [], ["--repeat", "1", "--gen", "16"],
+     "pp128 and tg32 tokens per second and peak RSS on a Gemma-3-270M-shaped Q4_K_M model against llama.cpp "
+     "(llama-cpp-python, from the Python named by ZIGLLAMA_LLAMA_CPP_PYTHON), 1 and 2 threads"),
     ("The demo's stage table", None, [], [],
      "`zigllama demo` on its built-in model"),
 ]

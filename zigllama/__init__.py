@@ -20,6 +20,8 @@ from ._core.gguf_format import GGUFModelLoader, GGUFReader, GGUFValueType
 from ._core.gguf_format import validate as validate_gguf
 from .gguf_writer import GGUFValue, GGUFWriter, rewrite_metadata
 from ._core.memory_mapping import MapFlags, MappingOptimizer, MemoryMap, ModelFileMapper, Protection
+from .model import Model, Sampler
+from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
 

@@ -10,7 +10,7 @@ import sys
 
 from .errors import ZigLlamaError
 
-COMMANDS = ("demo", "inspect", "validate", "load", "bench", "topology")
+COMMANDS = ("demo", "inspect", "validate", "load", "bench", "topology", "run")
 
 
 def _available_commands():

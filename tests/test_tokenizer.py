@@ -78,9 +78,15 @@ def test_bos_and_special_tokens(tok):
     assert 2 not in tok.encode("</s>", add_special=False)
 
 
-@pytest.mark.parametrize("text", ["abc", "a  b", " ab", "é", "😀 and 你好", "ab<|user|>c"])
+@pytest.mark.parametrize("text", ["abc", "a  b", " ab", "é", "😀 and 你好"])
 def test_decode_round_trip(tok, text):
     assert tok.decode(tok.encode(text)) == text
+
+
+def test_text_after_a_special_token_gets_a_space_prefix(tok):
+    # As llama.cpp: each plain-text fragment after a token is prefixed with a space.
+    assert tok.encode("<|user|>ab", add_special=False) == ids(tok, "<|user|>", "\u2581ab")
+    assert tok.decode(tok.encode("ab<|user|>c")) == "ab<|user|> c"
 
 
 def test_stream_decoder_holds_incomplete_characters(tok):

@@ -51,6 +51,8 @@ from ._core.memory_mapping import (
     ModelFileMapper as ModelFileMapper,
     Protection as Protection,
 )
+from .model import Model as Model, Sampler as Sampler
+from .tokenizer import Tokenizer as Tokenizer
 
 __version__: str
 validate_gguf = _validate

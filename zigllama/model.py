@@ -38,7 +38,7 @@ _GEMMA3_LOCAL_ROPE_BASE = 10000.0
 
 # Floats of the buffer a weight's rows are dequantized into when qgemm is absent:
 # small enough to stay in L2 for a single row (generation), larger for prompts.
-_CHUNK_GEMV = 1 << 16
+_CHUNK_GEMV = 1 << 18
 _CHUNK_GEMM = 1 << 22
 
 
@@ -185,11 +185,19 @@ class Model:
     keeps the keys and values so that decoding one more token costs one token.
     Errors: ``UnsupportedArchitecture``, ``MissingTensor``, ``ContextOverflow``,
     ``InvalidToken`` (all ``ModelError``); after one, the model is as it was.
+
+    ``matmul="fast"`` multiplies quantized weights as llama.cpp does (activations
+    rounded to 8-bit blocks, integer dot products); ``"exact"`` multiplies float32
+    activations with dequantized weights. Both need ``zigllama.qgemm``; without it
+    every product dequantizes rows into a small buffer and uses the BLAS vtable.
     """
 
-    def __init__(self, path, threads=None, n_ctx=None):
+    def __init__(self, path, threads=None, n_ctx=None, matmul="fast"):
         from . import GGUFReader
 
+        if matmul not in ("fast", "exact"):
+            raise ModelError(f"matmul must be 'fast' or 'exact', got {matmul!r}")
+        self.matmul = matmul
         self.path = str(path)
         self.threads = _config.resolve_threads(threads)
         self.reader = GGUFReader(self.path)
@@ -200,8 +208,8 @@ class Model:
             raise
 
     @classmethod
-    def from_file(cls, path, threads=None, n_ctx=None):
-        return cls(path, threads=threads, n_ctx=n_ctx)
+    def from_file(cls, path, threads=None, n_ctx=None, matmul="fast"):
+        return cls(path, threads=threads, n_ctx=n_ctx, matmul=matmul)
 
     # ---- loading --------------------------------------------------------------------
 
@@ -301,7 +309,7 @@ class Model:
             out = np.empty((x.shape[0], n_out), dtype=np.float32)
         qgemm = self._qgemm() if self.use_qgemm else None
         if qgemm is not None and w.quantized is not None:
-            qgemm(x, w.quantized, out=out, threads=self.threads)
+            qgemm(x, w.quantized, out=out, mode=self.matmul, threads=self.threads)
             return out
         from . import dequantize, get_blas
 

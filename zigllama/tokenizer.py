@@ -121,7 +121,7 @@ class Tokenizer:
 
     def _partition(self, text, parse_special):
         """Text split into plain strings and ids of the special tokens found in it."""
-        frags = [text]
+        frags = [text] if text else []
         for tid in self._specials:
             if not parse_special and self.types[tid] in (CONTROL, UNKNOWN):
                 continue

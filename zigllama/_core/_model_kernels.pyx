@@ -36,7 +36,6 @@ def rms_norm(const float[:, ::1] x, const float[::1] weight, float eps, float[:,
             scale = <float>(1.0 / sqrt(ss / n + eps))
             for i in range(n):
                 out[r, i] = x[r, i] * scale * weight[i]
-    return out
 
 
 def rope(float[:, :, ::1] x, const float[:, ::1] cos_table, const float[:, ::1] sin_table,
@@ -71,7 +70,6 @@ def rope(float[:, :, ::1] x, const float[:, ::1] cos_table, const float[:, ::1] 
                         b = x[s, h, 2 * i + 1]
                         x[s, h, 2 * i] = a * c - b * sn
                         x[s, h, 2 * i + 1] = a * sn + b * c
-    return x
 
 
 def masked_softmax(float[:, ::1] scores, Py_ssize_t group, Py_ssize_t start_pos, Py_ssize_t window,
@@ -118,7 +116,6 @@ def masked_softmax(float[:, ::1] scores, Py_ssize_t group, Py_ssize_t start_pos,
                 scores[r, j] = 0
             for j in range(hi, n):
                 scores[r, j] = 0
-    return scores
 
 
 def gated_activation(float[:, ::1] gate, const float[:, ::1] up, bint gelu, int threads=1):
@@ -136,7 +133,6 @@ def gated_activation(float[:, ::1] gate, const float[:, ::1] up, bint gelu, int 
                 else:
                     g = g / (1.0 + expf(-g))
                 gate[r, i] = g * up[r, i]
-    return gate
 
 
 def soft_cap(float[:, ::1] x, float cap):
@@ -146,4 +142,3 @@ def soft_cap(float[:, ::1] x, float cap):
         for r in range(rows):
             for i in range(n):
                 x[r, i] = cap * tanhf(x[r, i] / cap)
-    return x

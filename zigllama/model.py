@@ -269,16 +269,17 @@ class Model:
         self.v_cache = np.zeros(shape, dtype=np.float32)
         self.n_past = 0
         self._scratch = None
-        self.use_qgemm = self._qgemm() is not None
+        import zigllama
+
+        # qgemm comes from the quantized-matmul module when this build has it.
+        self._qgemm_fn = getattr(zigllama, "qgemm", None)
+        self.use_qgemm = self._qgemm_fn is not None
+        self._blas = zigllama.get_blas("scipy")
+        self._dequantize = zigllama.dequantize
 
     @staticmethod
     def _vector_or_none(w):
         return None if w is None else w.vector()
-
-    @staticmethod
-    def _qgemm():
-        import zigllama
-        return getattr(zigllama, "qgemm", None)
 
     def close(self):
         self.k_cache = self.v_cache = None
@@ -307,25 +308,21 @@ class Model:
         n_out, n_in = w.shape
         if out is None:
             out = np.empty((x.shape[0], n_out), dtype=np.float32)
-        qgemm = self._qgemm() if self.use_qgemm else None
-        if qgemm is not None and w.quantized is not None:
-            qgemm(x, w.quantized, out=out, mode=self.matmul, threads=self.threads)
+        if self._qgemm_fn is not None and w.quantized is not None:
+            self._qgemm_fn(x, w.quantized, out=out, mode=self.matmul, threads=self.threads)
             return out
-        from . import dequantize, get_blas
-
-        blas = get_blas("scipy")
         if w.ggml_type == 0:
-            blas.gemm(x, w.data, out=out, trans_b=True)
+            self._blas.gemm(x, w.data, out=out, trans_b=True)
             return out
         chunk = max(1, (_CHUNK_GEMV if x.shape[0] <= 4 else _CHUNK_GEMM) // n_in)
         if self._scratch is None or self._scratch.size < chunk * n_in:
-            self._scratch = np.empty(max(chunk * n_in, _CHUNK_GEMV), dtype=np.float32)
+            self._scratch = np.empty(chunk * n_in, dtype=np.float32)
         raw = w.data.reshape(n_out, -1)
         for r0 in range(0, n_out, chunk):
             r1 = min(n_out, r0 + chunk)
             buf = self._scratch[: (r1 - r0) * n_in].reshape(r1 - r0, n_in)
-            dequantize(raw[r0:r1], w.ggml_type, buf.shape, out=buf, threads=self.threads)
-            blas.gemm(x, buf, out=out[:, r0:r1], trans_b=True)
+            self._dequantize(raw[r0:r1], w.ggml_type, buf.shape, out=buf, threads=self.threads)
+            self._blas.gemm(x, buf, out=out[:, r0:r1], trans_b=True)
         return out
 
     def _check_tokens(self, tokens, start_pos):

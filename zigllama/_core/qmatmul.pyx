@@ -17,7 +17,7 @@ import operator
 import numpy as np
 cimport numpy as cnp
 
-from libc.stdint cimport int64_t, uint8_t, uintptr_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -84,6 +84,7 @@ cdef extern from "qgemm_job.h" nogil:
     int zl_qgemm_fast_chunk(void *job, int64_t begin, int64_t end)
     int zl_qgemm_exact_chunk(void *job, int64_t begin, int64_t end)
     int zl_qgemm_panel_chunk(void *job, int64_t begin, int64_t end)
+    uint64_t zl_read_sweep(const uint8_t *p, int64_t n)
 
 
 # Below this many multiply-adds a product runs on the caller alone: a
@@ -484,3 +485,47 @@ def qgemm_paths():
 def qgemm_path():
     """The kernel path qgemm uses now (``ZIGLLAMA_QMATMUL_PATH`` forces a narrower one)."""
     return zl_qpath_name(zl_qpath_active()).decode()
+
+
+ctypedef struct sweep_job:
+    const uint8_t *data
+    int64_t n
+    int64_t nchunks
+    uint64_t acc[64]
+
+
+cdef int sweep_chunk(void *vjob, int64_t begin, int64_t end) noexcept nogil:
+    cdef sweep_job *j = <sweep_job *>vjob
+    cdef int64_t c, lo, hi
+    for c in range(begin, end):
+        lo = j.n * c // j.nchunks // 64 * 64
+        hi = j.n if c + 1 == j.nchunks else j.n * (c + 1) // j.nchunks // 64 * 64
+        j.acc[c] = zl_read_sweep(j.data + lo, hi - lo)
+    return 0
+
+
+def _read_sweep(data, threads=None):
+    """OR of every byte of a C-contiguous uint8 array, read once in contiguous
+    ranges on ``threads`` threads of the default pool: the memory-read peer the
+    GEMV benchmark measures against (the bytes a GEMV must read, nothing else)."""
+    cdef const uint8_t[::1] view = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    cdef sweep_job job
+    cdef int nthreads = min(resolve_threads(threads), 64)
+    cdef zl_pool *pool = NULL
+    pool_obj = None
+    job.data = &view[0] if view.shape[0] else NULL
+    job.n = view.shape[0]
+    job.nchunks = nthreads
+    cdef uint64_t acc = 0
+    cdef int64_t c
+    if nthreads > 1:
+        pool_obj = default_pool()
+        pool = pool_ptr(pool_obj)
+    with nogil:
+        if pool != NULL:
+            parallel_for_status(pool, job.nchunks, 1, sweep_chunk, &job)
+        else:
+            sweep_chunk(&job, 0, job.nchunks)
+        for c in range(job.nchunks):
+            acc |= job.acc[c]
+    return acc

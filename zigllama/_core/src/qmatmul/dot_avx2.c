@@ -4,41 +4,17 @@
 #include <math.h>
 
 #include "qmatmul_impl.h"
+#include "../quantization/iq_grids.h"
 
 #if ZL_X86
 
 /* ---- helpers ---- */
-
-ZL_TARGET_AVX2 static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 ZL_TARGET_AVX2 static inline float hmax8(__m256 v) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
-}
-
-/* 8 int32 sums of products of 32 signed bytes a and b. */
-ZL_TARGET_AVX2 static inline __m256i dot_i8(__m256i a, __m256i b) {
-    const __m256i ax = _mm256_sign_epi8(a, a);
-    const __m256i sy = _mm256_sign_epi8(b, a);
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
-}
-
-/* 8 int32 sums of products of 32 unsigned bytes u (< 128) and signed bytes s. */
-ZL_TARGET_AVX2 static inline __m256i dot_u8i8(__m256i u, __m256i s) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-
-/* 16 packed bytes -> 32 nibbles: low nibbles in bytes 0..15, high in 16..31. */
-ZL_TARGET_AVX2 static inline __m256i nibbles32(const uint8_t *p) {
-    const __m128i q = _mm_loadu_si128((const __m128i *)p);
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0F));
 }
 
 /* roundf: to nearest, halves away from zero. */
@@ -129,48 +105,19 @@ ZL_TARGET_AVX2 void zl_quantize_act_q8_k_avx2(const float *x, uint8_t *dst, int6
     }
 }
 
-/* ---- legacy types against Q8_0 ---- */
+/* ---- dot products ---- */
 
-ZL_TARGET_AVX2 static void rows_q8_0(int64_t k, const uint8_t *w, int64_t stride, int64_t nrows,
-                                     const uint8_t *xq, float *y) {
-    const int64_t nb = k / 32;
-    for (int64_t r = 0; r < nrows; r++, w += stride) {
-        __m256 acc = _mm256_setzero_ps();
-        const uint8_t *b = w, *x = xq;
-        for (int64_t i = 0; i < nb; i++, b += 34, x += ZL_Q8_0_BYTES) {
-            const __m256 d = _mm256_set1_ps(zl_q_f16(b) * zl_q_f16(x));
-            const __m256i p = dot_i8(_mm256_loadu_si256((const __m256i *)(b + 2)),
-                                     _mm256_loadu_si256((const __m256i *)(x + 2)));
-            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
-        }
-        y[r] = hsum8(acc);
-    }
-}
+#define QK_TARGET ZL_TARGET_AVX2
+#define QK_NAME(name) avx2_##name
+#define QK_DOT_U8I8(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
+#include "dot_x86_impl.h"
 
-ZL_TARGET_AVX2 static void rows_q4_0(int64_t k, const uint8_t *w, int64_t stride, int64_t nrows,
-                                     const uint8_t *xq, float *y) {
-    const int64_t nb = k / 32;
-    for (int64_t r = 0; r < nrows; r++, w += stride) {
-        __m256 acc = _mm256_setzero_ps();
-        const uint8_t *b = w, *x = xq;
-        for (int64_t i = 0; i < nb; i++, b += 18, x += ZL_Q8_0_BYTES) {
-            const __m256 d = _mm256_set1_ps(zl_q_f16(b) * zl_q_f16(x));
-            const __m256i q = _mm256_sub_epi8(nibbles32(b + 2), _mm256_set1_epi8(8));
-            const __m256i p = dot_i8(q, _mm256_loadu_si256((const __m256i *)(x + 2)));
-            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
-        }
-        y[r] = hsum8(acc);
-    }
-}
-
-const zl_qdot_fn zl_qdot_avx2[ZL_GGML_TYPE_COUNT] = {
-    [ZL_GGML_Q4_0] = rows_q4_0,
-    [ZL_GGML_Q8_0] = rows_q8_0,
-};
+const zl_qdot_fn *const zl_qdot_avx2 = avx2_table;
 
 #else /* not x86: no AVX2 kernels; the driver never picks this path */
 
-const zl_qdot_fn zl_qdot_avx2[ZL_GGML_TYPE_COUNT] = {0};
+static const zl_qdot_fn no_kernels[ZL_GGML_TYPE_COUNT];
+const zl_qdot_fn *const zl_qdot_avx2 = no_kernels;
 void zl_quantize_act_q8_0_avx2(const float *x, uint8_t *dst, int64_t k) { (void)x; (void)dst; (void)k; }
 void zl_quantize_act_q8_k_avx2(const float *x, uint8_t *dst, int64_t k) { zl_quantize_act_q8_k_portable(x, dst, k); }
 

@@ -40,4 +40,7 @@ int zl_qgemm_fast_chunk(void *job, int64_t begin, int64_t end);
 int zl_qgemm_exact_chunk(void *job, int64_t begin, int64_t end);
 int zl_qgemm_panel_chunk(void *job, int64_t begin, int64_t end);
 
+/* OR of every byte of p[0..n): a read-only sweep, the bandwidth peer of the benchmarks. */
+uint64_t zl_read_sweep(const uint8_t *p, int64_t n);
+
 #endif

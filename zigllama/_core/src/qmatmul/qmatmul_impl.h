@@ -59,8 +59,8 @@ const char *zl_qpath_name(int path);
 /* Portable kernels (dot_portable.c) and the per-path tables. */
 void zl_quantize_act_q8_k_portable(const float *x, uint8_t *dst, int64_t k);
 extern const zl_qdot_fn zl_qdot_portable[ZL_GGML_TYPE_COUNT];
-extern const zl_qdot_fn zl_qdot_avx2[ZL_GGML_TYPE_COUNT];
-extern const zl_qdot_fn zl_qdot_avx512_vnni[ZL_GGML_TYPE_COUNT];
+extern const zl_qdot_fn *const zl_qdot_avx2;
+extern const zl_qdot_fn *const zl_qdot_avx512_vnni;
 void zl_quantize_act_q8_0_avx2(const float *x, uint8_t *dst, int64_t k);
 void zl_quantize_act_q8_k_avx2(const float *x, uint8_t *dst, int64_t k);
 

@@ -16,6 +16,7 @@ from ._core.blas_integration import BlasConfig, BlasInterface, BlasManager, Blas
 from ._core.threading import CpuTopology, NumaAllocator, NumaPolicy, ParallelOps, ThreadPool, ThreadPoolConfig, ThreadPoolStats, WorkStealingQueue, default_pool  # noqa: E501
 from .errors import *  # noqa: F401,F403  (the error family is public API)
 from .ggml_types import GGMLType
+from ._core.qmatmul import QuantizedTensor, qgemm
 from ._core.gguf_format import GGUFModelLoader, GGUFReader, GGUFValueType
 from ._core.gguf_format import validate as validate_gguf
 from .gguf_writer import GGUFValue, GGUFWriter, rewrite_metadata

@@ -13,6 +13,7 @@ from ._core.allocator import (
 )
 from ._core.tensor import Tensor as Tensor
 from ._core.quantization import dequantize as dequantize, quantize as quantize
+from ._core.qmatmul import QuantizedTensor as QuantizedTensor, qgemm as qgemm
 from ._core.blas_integration import (
     BlasConfig as BlasConfig,
     BlasInterface as BlasInterface,

@@ -413,10 +413,11 @@ class Model:
                 qg = q3[:, g * group:(g + 1) * group, :].reshape(seq * group, hd)
                 if not qg.flags.c_contiguous:
                     qg = np.ascontiguousarray(qg)
-                scores = qg @ kc[g, lo:end].T
+                # Through the BLAS vtable, whose threads follow the model's setting.
+                scores = self._blas.gemm(qg, kc[g, lo:end], trans_b=True)
                 K.masked_softmax(scores, group, start_pos - lo, hp.sliding_window if L.swa else 0,
                                  hp.attn_scale, hp.attn_softcap, th)
-                a3[:, g * group:(g + 1) * group, :] = (scores @ vc[g, lo:end]).reshape(seq, group, hd)
+                a3[:, g * group:(g + 1) * group, :] = self._blas.gemm(scores, vc[g, lo:end]).reshape(seq, group, hd)
             clock.add("attention", t0)
             t0 = clock.now()
             o = self.linear(attn, L.wo)

@@ -10,9 +10,10 @@ for small inputs, where starting a team costs more than it saves).
 from cython.parallel cimport prange
 from libc.math cimport expf, sqrt, tanhf, INFINITY
 
-# Below this many elements a kernel runs on the calling thread alone.
+# Below this many elements a kernel runs on the calling thread alone: an OpenMP
+# team's start and barrier cost tens of microseconds, far more on a busy machine.
 cdef enum:
-    PARALLEL_MIN = 32768
+    PARALLEL_MIN = 1 << 17
 
 
 cdef inline int _team(Py_ssize_t work, int threads) noexcept nogil:

@@ -128,6 +128,8 @@ def main(argv=None):
                    help="a Python interpreter with llama_cpp installed (default: this one)")
     p.add_argument("--child", choices=("zigllama", "llama.cpp"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.child:
+        args.threads = int(args.threads)
     if args.child == "zigllama":
         return child_zigllama(args)
     if args.child == "llama.cpp":
@@ -152,8 +154,9 @@ def main(argv=None):
     first_ll = next((r for t in threads for r in results[t]["llama.cpp"] if "pp" in r), None)
     if first_ll is None:
         why = next((r.get("absent") or r.get("failed") for t in threads for r in results[t]["llama.cpp"]), "")
-        print(f"\nllama.cpp: absent ({why.splitlines()[-1] if why else 'no result'}): "
-              "`pip install llama-cpp-python` into the Python given by --llama-python")
+        absent = any("absent" in r for t in threads for r in results[t]["llama.cpp"])
+        print(f"\nllama.cpp: {'absent' if absent else 'failed'} ({why.splitlines()[-1] if why else 'no result'})"
+              + (": `pip install llama-cpp-python` into the Python given by --llama-python" if absent else ""))
     else:
         print(f"llama.cpp: llama-cpp-python {first_ll['version']}")
     print()

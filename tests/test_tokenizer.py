@@ -83,6 +83,16 @@ def test_decode_round_trip(tok, text):
     assert tok.decode(tok.encode(text)) == text
 
 
+def test_end_of_turn_markers_are_control_tokens():
+    # llama.cpp makes them control tokens whatever their type: text never matches them.
+    tokens = ["<unk>", "<s>", "</s>", "<end_of_turn>", "\u2581", "<", ">"] + [f"<0x{b:02X}>" for b in range(256)]
+    types = [UNKNOWN, CONTROL, CONTROL, USER_DEFINED, NORMAL, NORMAL, NORMAL] + [BYTE] * 256
+    t = Tokenizer({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": tokens,
+                   "tokenizer.ggml.token_type": types, "tokenizer.ggml.add_space_prefix": False})
+    assert 3 not in t.encode("<end_of_turn>")
+    assert t.encode("<end_of_turn>", add_special=False, parse_special=True) == [3]
+
+
 def test_text_after_a_special_token_gets_a_space_prefix(tok):
     # As llama.cpp: each plain-text fragment after a token is prefixed with a space.
     assert tok.encode("<|user|>ab", add_special=False) == ids(tok, "<|user|>", "\u2581ab")

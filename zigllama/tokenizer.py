@@ -23,6 +23,11 @@ from .errors import InvalidToken, TokenizerError
 # llama.cpp's token types (tokenizer.ggml.token_type).
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 _SPACE = "\u2581"
+# End-of-turn and fill-in-the-middle markers that llama.cpp treats as control tokens
+# whatever type the file gives them (so plain text never matches them).
+_FORCED_CONTROL = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "_<EOT>",
+                   "<|eom_id|>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>",
+                   "<|repo_name|>", "<|file_sep|>", "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<fim_pad>"}
 
 
 def _utf8_len(first_byte):
@@ -59,9 +64,12 @@ class Tokenizer:
         scores = get("tokenizer.ggml.scores")
         self.scores = np.asarray(scores, dtype=np.float32) if scores is not None else np.zeros(n, np.float32)
         types = get("tokenizer.ggml.token_type")
-        self.types = np.asarray(types, dtype=np.int32) if types is not None else np.full(n, NORMAL, np.int32)
+        self.types = np.array(types, dtype=np.int32) if types is not None else np.full(n, NORMAL, np.int32)
         if self.scores.size != n or self.types.size != n:
             raise TokenizerError(f"vocabulary of {n} tokens with {self.scores.size} scores and {self.types.size} types")
+        for i, t in enumerate(self.tokens):
+            if t in _FORCED_CONTROL and self.types[i] != CONTROL:
+                self.types[i] = CONTROL
         self.token_to_id = {}
         for i, t in enumerate(self.tokens):
             self.token_to_id.setdefault(t, i)

@@ -172,9 +172,16 @@ class Weight:
 
 
 class Layer:
-    __slots__ = ("attn_norm", "wq", "wk", "wv", "wo", "bq", "bk", "bv", "q_norm", "k_norm",
-                 "post_attn_norm", "ffn_norm", "w_gate", "w_up", "w_down", "post_ffn_norm",
-                 "swa", "rope")
+    """One block's weights (norm vectors as float32, matrices as ``Weight``), whether it
+    is a sliding-window layer, and its RoPE (cos, sin) tables."""
+
+    def __init__(self):
+        self.attn_norm = self.ffn_norm = None
+        self.wq = self.wk = self.wv = self.wo = self.w_gate = self.w_up = self.w_down = None
+        self.bq = self.bk = self.bv = self.q_norm = self.k_norm = None
+        self.post_attn_norm = self.post_ffn_norm = None
+        self.swa = False
+        self.rope = None
 
 
 class Model:

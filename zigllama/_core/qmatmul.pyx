@@ -92,11 +92,13 @@ cdef extern from "qgemm_job.h" nogil:
 cdef int64_t SPLIT_MIN_WORK = 1 << 18
 # Exact mode: up to this many x rows, W is dequantized a few rows at a time
 # and dotted with x; above, whole panels are dequantized for sgemm.
-cdef int64_t EXACT_ROWWISE_MAX_M = 8
+cdef int64_t EXACT_ROWWISE_MAX_M = 32
 # Bytes of W rows a chunk keeps hot while every x row passes over them (m > 1).
 cdef int64_t FAST_BLOCK_BYTES = 16 << 10
-# Floats of W a dequantized panel holds (exact mode, many x rows).
-cdef int64_t PANEL_FLOATS = 1 << 20
+# Floats of W a dequantized panel holds (exact mode, many x rows): 16 MiB, so
+# the hand-overs between the pool (dequantizing) and the BLAS's own threads
+# (multiplying) are few.
+cdef int64_t PANEL_FLOATS = 1 << 22
 
 
 ctypedef int (*chunk_fn)(void *job, int64_t begin, int64_t end) noexcept nogil

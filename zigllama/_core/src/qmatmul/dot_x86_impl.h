@@ -33,11 +33,12 @@ QK_TARGET static inline __m256i QK_NAME(dot_i8)(__m256i a, __m256i b) {
 #define QK_PREFETCH 16384
 #endif
 
-#define QK_PF_START(first_row) const char *pf_next = (const char *)(first_row) + QK_PREFETCH
-#define QK_PF_UPTO(addr)                                                                        \
+/* Lines covering the 2 * wbytes bytes a step of the two-row loop reads, issued
+ * with a fixed count (an unrolled loop: no branch to mispredict). */
+#define QK_PF_STEP(addr, wbytes)                                                                \
     do {                                                                                        \
-        const char *pf_end_ = (const char *)(addr) + QK_PREFETCH;                               \
-        for (; pf_next < pf_end_; pf_next += 64) _mm_prefetch(pf_next, _MM_HINT_T1);            \
+        for (int q_ = 0; q_ < (2 * (wbytes) + 63) / 64; q_++)                                   \
+            _mm_prefetch((const char *)(addr) + QK_PREFETCH + 64 * q_, _MM_HINT_T1);            \
     } while (0)
 
 /* Two-row driver: BLOCK(w, x, acc) adds one block's products into acc. */
@@ -46,12 +47,11 @@ QK_TARGET static inline __m256i QK_NAME(dot_i8)(__m256i a, __m256i b) {
                                                int64_t nrows, const uint8_t *xq, float *y) {        \
         const int64_t nb = k / (xbytes == ZL_Q8_0_BYTES ? 32 : QK_K);                               \
         int64_t r = 0;                                                                              \
-        QK_PF_START(w);                                                                             \
         for (; r + 2 <= nrows; r += 2) {                                                            \
             const uint8_t *w0 = w + r * stride, *w1 = w0 + stride, *x = xq;                         \
             __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                              \
             for (int64_t i = 0; i < nb; i++, w0 += wbytes, w1 += wbytes, x += xbytes) {             \
-                QK_PF_UPTO(w + r * stride + 2 * (i + 1) * wbytes);                                  \
+                QK_PF_STEP(w + r * stride + 2 * i * wbytes, wbytes);                                \
                 a0 = BLOCK(w0, x, a0);                                                              \
                 a1 = BLOCK(w1, x, a1);                                                              \
             }                                                                                       \

@@ -29,6 +29,8 @@ BENCHMARKS = [
      "million elements per second per type, one and two threads, against gguf.quants.dequantize and np.copyto"),
     ("Loading a whole model", "bench_load.py", [], ["--repeat", "2"],
      "`zigllama load` of a Q4_K_M-like model against the cost of first touching that much fresh memory"),
+    ("Quantized matrix products", "bench_qmatmul.py", [], ["--quick"],
+     "qgemm GEMV GB/s against a read sweep of the same bytes and sgemv; GEMM against scipy sgemm"),
     ("GEMM backends", "bench_blas.py", [], ["--quick"],
      "GFLOPS of each backend against numpy.matmul"),
     ("Thread pool", "bench_threading.py", [], ["--quick"],

@@ -41,6 +41,11 @@ class ReadOnlyTensor(TensorError, ValueError):
     """A write to a tensor over read-only memory (a read-only array, bytes, a read-only map)."""
 
 
+class DLPackError(TensorError, BufferError):
+    """A DLPack exchange that cannot share memory as asked (another device, a dtype or
+    layout zigllama lacks, a read-only tensor for a legacy consumer, a bad capsule)."""
+
+
 # Memory (std.mem.Allocator: error.OutOfMemory, and the GeneralPurposeAllocator's checks)
 class OutOfMemory(ZigLlamaError, MemoryError):
     """An allocator could not (or, for FailingAllocator, would not) provide memory."""

@@ -18,6 +18,7 @@ class _TensorSource(Protocol):
 
 GGML_QUANT_SIZES: dict[int, tuple[int, int]]
 QUANTIZE_TYPES: tuple[str, ...]
+IMATRIX_TYPES: tuple[str, ...]
 
 def ggml_type_id(ggml_type: _GGMLTypeLike) -> int: ...
 def ggml_type_name(ggml_type: _GGMLTypeLike) -> str: ...
@@ -33,7 +34,10 @@ def dequantize(
     raw: Buffer | npt.NDArray[Any], ggml_type: _GGMLTypeLike, shape: _Shape,
     out: _Out, threads: int | None = None,
 ) -> _Out: ...
-def quantize(array: npt.ArrayLike, ggml_type: _GGMLTypeLike, threads: int | None = None) -> npt.NDArray[np.uint8]: ...
+def quantize(
+    array: npt.ArrayLike, ggml_type: _GGMLTypeLike, threads: int | None = None,
+    imatrix: npt.ArrayLike | None = None,
+) -> npt.NDArray[np.uint8]: ...
 @overload
 def dequantize_tensor(source: _TensorSource, name: str, out: None = None, threads: int | None = None) -> Tensor: ...
 @overload

@@ -292,3 +292,56 @@ def test_empty_products():
     np.testing.assert_array_equal(qgemm(np.zeros((2, 0), np.float32), w), np.zeros((2, 5)))
     w = QuantizedTensor(np.zeros((5, 18), np.uint8), "Q4_0", (5, 32))
     assert qgemm(np.zeros((0, 32), np.float32), w).shape == (0, 5)
+
+
+def test_show_config_names_the_kernel_path():
+    from zigllama._show_config import config_dict
+
+    section = config_dict()["qmatmul"]
+    assert section["path"] == qgemm_path()
+    assert "portable" in section["supported_paths"]
+
+
+# ---- from Cython, without the GIL ----
+
+QGEMM_EXTENSION = """
+from zigllama._core.blas_integration cimport BlasInterface, zl_blas, ZL_BLAS_OK
+from zigllama._core.qmatmul cimport QuantizedTensor, ZL_QGEMM_FAST, ZL_QGEMM_EXACT
+import zigllama
+
+def qgemm_nogil(str backend, QuantizedTensor w, const float[:, ::1] x, float[:, ::1] y, bint exact):
+    '''y = x @ W.T through the vtable's qgemm slot, the GIL released.'''
+    cdef zl_blas blas = (<BlasInterface>zigllama.get_blas(backend)).c
+    cdef int status, mode = ZL_QGEMM_EXACT if exact else ZL_QGEMM_FAST
+    with nogil:
+        status = blas.vtable.qgemm(blas.ctx, &w.c, x.shape[0], &x[0, 0], x.shape[1], &y[0, 0], y.shape[1],
+                                   mode, 0)
+    return status
+"""
+
+QGEMM_SETUP = """
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+import zigllama
+
+setup(ext_modules=cythonize(
+    [Extension("outside_qgemm", ["outside_qgemm.pyx"], include_dirs=[zigllama.get_include()])],
+    compiler_directives={"language_level": 3}))
+"""
+
+
+def test_outside_cython_extension_calls_qgemm_without_the_gil(tmp_path):
+    import outside_extension
+
+    outside_extension.build(tmp_path, {"outside_qgemm.pyx": QGEMM_EXTENSION, "setup.py": QGEMM_SETUP})
+    mod = outside_extension.load(tmp_path, "outside_qgemm")
+    rng = np.random.default_rng(4)
+    w = QuantizedTensor(make_weight("Q4_K", 70, 512, rng), "Q4_K", (70, 512))
+    x = rng.standard_normal((40, 512)).astype(np.float32)
+    for backend in ("scipy", "generic", "naive"):
+        for exact in (False, True):
+            y = np.full((40, 70), np.nan, np.float32)
+            assert mod.qgemm_nogil(backend, w, x, y, exact) == 0
+            np.testing.assert_allclose(y, qgemm(x, w, mode="exact" if exact else "fast"), rtol=1e-5, atol=1e-4)
+    bad = np.empty((40, 69), np.float32)   # ldy shorter than a row of y: rejected, nothing written
+    assert mod.qgemm_nogil("generic", w, x, bad, False) < 0

@@ -27,6 +27,7 @@ _LAZY = {
     "Tensor": ("._core.tensor", "Tensor"),
     "dequantize": ("._core.quantization", "dequantize"),
     "quantize": ("._core.quantization", "quantize"),
+    **{n: ("._core.qmatmul", n) for n in ("QuantizedTensor", "qgemm")},
     **{n: ("._core.blas_integration", n) for n in (
         "BlasConfig", "BlasInterface", "BlasManager", "BlasStats", "get_blas")},
     **{n: ("._core.threading", n) for n in (

@@ -92,14 +92,24 @@ cdef extern from "qgemm_job.h" nogil:
 cdef int64_t SPLIT_MIN_WORK = 1 << 18
 # Exact mode: up to this many x rows, W is dequantized a few rows at a time
 # and dotted with x; above, whole panels are dequantized for sgemm.
-cdef int64_t EXACT_ROWWISE_MAX_M = 8
+cdef int64_t EXACT_ROWWISE_MAX_M = 32
 # Bytes of W rows a chunk keeps hot while every x row passes over them (m > 1).
 cdef int64_t FAST_BLOCK_BYTES = 16 << 10
-# Floats of W a dequantized panel holds (exact mode, many x rows).
-cdef int64_t PANEL_FLOATS = 1 << 20
+# Floats of W a dequantized panel holds (exact mode, many x rows): 16 MiB, so
+# the hand-overs between the pool (dequantizing) and the BLAS's own threads
+# (multiplying) are few.
+cdef int64_t PANEL_FLOATS = 1 << 22
 
 
 ctypedef int (*chunk_fn)(void *job, int64_t begin, int64_t end) noexcept nogil
+
+# The package's reference Q8_0 quantizer (ggml's quantize_row_q8_0_ref, byte for
+# byte): the portable path's activation quantizer.
+cdef quantize_fn q8_0_run = quantizer_for(ZL_GGML_Q8_0)
+
+
+cdef void q8_0_reference(const float *x, uint8_t *dst, int64_t k) noexcept nogil:
+    q8_0_run(x, dst, k // 32, NULL)
 
 
 cdef int run_split(zl_pool *pool, int64_t n, chunk_fn fn, zl_qgemm_job *job) noexcept nogil:
@@ -150,7 +160,7 @@ cdef int qgemm_on(zl_blas blas, zl_pool *pool, const zl_qtensor *w, zl_blas_int 
         job.rows_per_block = FAST_BLOCK_BYTES // w.row_stride + 1
         if job.act != ZL_ACT_F32:
             job.xq_bytes = zl_act_row_bytes(job.act, k)
-            job.quantize = zl_act_quantizer(job.act, path, <zl_act_quantize_fn>quantizer_for(ZL_GGML_Q8_0))
+            job.quantize = zl_act_quantizer(job.act, path, q8_0_reference)
             job.xq = <uint8_t *>malloc(job.xq_bytes * m + 64)
             if job.xq == NULL:
                 return ZL_BLAS_ENOMEM
@@ -468,7 +478,7 @@ def quantize_activations(x, ggml_type):
     cdef int64_t nbytes = zl_act_row_bytes(act, k)
     out = np.empty((m, nbytes), dtype=np.uint8)
     cdef zl_act_quantize_fn q = zl_act_quantizer(act, zl_qpath_active(),
-                                                 <zl_act_quantize_fn>quantizer_for(ZL_GGML_Q8_0))
+                                                 q8_0_reference)
     cdef const float *xp = <const float *><uintptr_t>X.ctypes.data
     cdef uint8_t *op = <uint8_t *><uintptr_t>out.ctypes.data
     with nogil:

@@ -39,7 +39,6 @@ _LAZY = {
     **{n: (".gguf_writer", n) for n in ("GGUFValue", "GGUFWriter", "rewrite_metadata")},
     **{n: ("._core.memory_mapping", n) for n in (
         "MapFlags", "MappingOptimizer", "MemoryMap", "ModelFileMapper", "Protection")},
-    **{n: ("._core.qmatmul", n) for n in ("QuantizedTensor", "qgemm")},
     **{n: (".model", n) for n in ("Model", "Sampler")},
     "Tokenizer": (".tokenizer", "Tokenizer"),
 }

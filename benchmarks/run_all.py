@@ -36,6 +36,8 @@ BENCHMARKS = [
      "million values per second per type against gguf.quants.quantize and (with GGML_SRC) ggml's C quantizers"),
     ("Loading a whole model", "bench_load.py", [], ["--repeat", "2"],
      "`zigllama load` of a Q4_K_M-like model against the cost of first touching that much fresh memory"),
+    ("Quantized matrix products", "bench_qmatmul.py", [], ["--quick"],
+     "qgemm GEMV GB/s against a read sweep of the same bytes and sgemv; GEMM against scipy sgemm"),
     ("GEMM backends", "bench_blas.py", ["--paths", "all"], ["--quick"],
      "GFLOPS of each backend against numpy.matmul; the generic backend also on each narrower SIMD path"),
     ("Thread pool", "bench_threading.py", [], ["--quick"],
@@ -43,6 +45,9 @@ BENCHMARKS = [
     ("Threads that cooperate (mixed loop)", "bench_mixed.py", ["--noisy"], ["--quick", "--noisy", "--repeats", "1"],
      "numpy.matmul, the scipy and generic GEMMs, dequantize and softmax called in turn in one process against "
      "each in a loop of its own, with a cache-eviction control, and beside a process that keeps one core busy"),
+    ("A whole model", "bench_model.py", [], ["--repeat", "1", "--gen", "16"],
+     "pp128 and tg32 tokens per second and peak RSS on a Gemma-3-270M-shaped Q4_K_M model against llama.cpp "
+     "(llama-cpp-python, from the Python named by ZIGLLAMA_LLAMA_CPP_PYTHON), 1 and 2 threads"),
     ("The demo's stage table", None, [], [],
      "`zigllama demo` on its built-in model"),
 ]

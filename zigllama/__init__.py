@@ -35,6 +35,7 @@ _LAZY = {
     "Tensor": ("._core.tensor", "Tensor"),
     "dequantize": ("._core.quantization", "dequantize"),
     "quantize": ("._core.quantization", "quantize"),
+    **{n: ("._core.qmatmul", n) for n in ("QuantizedTensor", "qgemm")},
     **{n: ("._core.blas_integration", n) for n in (
         "BlasConfig", "BlasInterface", "BlasManager", "BlasStats", "get_blas")},
     **{n: ("._core.threading", n) for n in (
@@ -46,6 +47,8 @@ _LAZY = {
     **{n: (".gguf_writer", n) for n in ("GGUFValue", "GGUFWriter", "rewrite_metadata")},
     **{n: ("._core.memory_mapping", n) for n in (
         "MapFlags", "MappingOptimizer", "MemoryMap", "ModelFileMapper", "Protection")},
+    **{n: (".model", n) for n in ("Model", "Sampler")},
+    "Tokenizer": (".tokenizer", "Tokenizer"),
 }
 
 __all__ = ["errors", "get_include", "show_config", *errors.__dict__.get("__all__", [

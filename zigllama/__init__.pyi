@@ -13,6 +13,7 @@ from ._core.allocator import (
 )
 from ._core.tensor import Tensor as Tensor
 from ._core.quantization import dequantize as dequantize, quantize as quantize
+from ._core.qmatmul import QuantizedTensor as QuantizedTensor, qgemm as qgemm
 from ._core.blas_integration import (
     BlasConfig as BlasConfig,
     BlasInterface as BlasInterface,
@@ -51,6 +52,8 @@ from ._core.memory_mapping import (
     ModelFileMapper as ModelFileMapper,
     Protection as Protection,
 )
+from .model import Model as Model, Sampler as Sampler
+from .tokenizer import Tokenizer as Tokenizer
 
 __version__: str
 validate_gguf = _validate

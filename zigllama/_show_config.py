@@ -69,6 +69,15 @@ def _threading_section():
 _EXTRA_SECTIONS.append(_threading_section)
 
 
+def _qmatmul_section():
+    from ._core.qmatmul import qgemm_path, qgemm_paths
+
+    return {"qmatmul": {"path": qgemm_path(), "supported_paths": ", ".join(qgemm_paths())}}
+
+
+_EXTRA_SECTIONS.append(_qmatmul_section)
+
+
 def config_lines():
     info = config_dict()
     lines = [f"zigllama {info['version']}"]

@@ -27,6 +27,7 @@ COMMANDS = {
     "split": "split",
     "merge": "merge",
     "quantize": "quantize",
+    "run": "run",
 }
 
 _EPILOG = "Run 'zigllama COMMAND --help' for a command's options."

@@ -147,3 +147,31 @@ class BlasError(ZigLlamaError, ValueError):
 # Threading
 class ThreadPoolError(ZigLlamaError, RuntimeError):
     """The thread pool is closed, was inherited across fork, or a task failed."""
+
+
+# Whole models (zigllama.model, zigllama.tokenizer)
+class ModelError(ZigLlamaError, ValueError):
+    """A model file or a request the model runner cannot serve."""
+
+
+class UnsupportedArchitecture(ModelError):
+    """A ``general.architecture`` the model runner has no forward pass for."""
+
+
+class MissingTensor(ModelError, KeyError):
+    """A tensor the architecture needs that the file does not hold."""
+
+    def __str__(self):  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class ContextOverflow(ModelError):
+    """More positions than the model's context (n_ctx) holds."""
+
+
+class InvalidToken(ModelError, IndexError):
+    """A token id outside the vocabulary, or token input of the wrong form."""
+
+
+class TokenizerError(ModelError):
+    """Text the tokenizer cannot encode, or a vocabulary it cannot read."""

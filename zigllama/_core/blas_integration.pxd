@@ -10,7 +10,7 @@
 #         status = blas.vtable.sgemm(blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
 #                                    m, n, k, 1.0, a, k, b, n, 0.0, c, n)
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
 cdef extern from "zigllama/zl_blas.h" nogil:
     ctypedef int64_t zl_blas_int
@@ -28,8 +28,17 @@ cdef extern from "zigllama/zl_blas.h" nogil:
         ZL_BLAS_EINVAL
         ZL_BLAS_ENOMEM
         ZL_BLAS_ERANGE
+        ZL_BLAS_ENOSYS
 
     const char *ZL_BLAS_CAPSULE_NAME
+
+    # A quantized weight (zigllama/zl_qmatmul.h; zigllama._core.qmatmul builds them).
+    ctypedef struct zl_qtensor:
+        const uint8_t *data
+        int type
+        int64_t rows
+        int64_t cols
+        int64_t row_stride
 
     ctypedef struct zl_blas_vtable:
         int (*sdot)(void *ctx, zl_blas_int n, const float *x, zl_blas_int incx,
@@ -58,6 +67,9 @@ cdef extern from "zigllama/zl_blas.h" nogil:
                      zl_blas_int m, zl_blas_int n, zl_blas_int k, double alpha,
                      const double *a, zl_blas_int lda, const double *b, zl_blas_int ldb,
                      double beta, double *c, zl_blas_int ldc) noexcept nogil
+        # Last entry: y = x @ W.T with W quantized (zigllama/zl_qmatmul.h).
+        int (*qgemm)(void *ctx, const zl_qtensor *w, zl_blas_int m, const float *x, zl_blas_int ldx,
+                     float *y, zl_blas_int ldy, int mode, int nthreads) noexcept nogil
 
     ctypedef struct zl_blas:
         const char *name
@@ -94,3 +106,11 @@ cdef class BlasInterface:
 # no threads; the scipy backend is returned unchanged (its BLAS has one
 # process-wide thread count: pin it with limit_blas_threads(1) or threadpoolctl).
 cdef zl_blas single_threaded(zl_blas blas) noexcept nogil
+
+
+# The implementation behind every backend's qgemm slot; zigllama._core.qmatmul
+# registers it when imported. `blas` is the backend whose sgemm the exact mode uses.
+ctypedef int (*qgemm_impl_fn)(zl_blas blas, const zl_qtensor *w, zl_blas_int m, const float *x,
+                              zl_blas_int ldx, float *y, zl_blas_int ldy, int mode,
+                              int nthreads) noexcept nogil
+cdef void register_qgemm(qgemm_impl_fn impl) noexcept nogil

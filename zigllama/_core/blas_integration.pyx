@@ -69,6 +69,9 @@ cdef extern from "zl_blas_backends.h" nogil:
     int ZL_SGEMM512_MR, ZL_SGEMM512_NR, ZL_DGEMM512_MR, ZL_DGEMM512_NR
     const zl_blas_vtable zl_blas_generic_vtable
     const zl_blas_vtable zl_blas_naive_vtable
+    void zl_blas_register_qgemm(qgemm_impl_fn impl)
+    int zl_blas_qgemm_via(zl_blas self, const zl_qtensor *w, zl_blas_int m, const float *x,
+                          zl_blas_int ldx, float *y, zl_blas_int ldy, int mode, int nthreads)
 
 cdef extern from "zigllama/zl_omp.h" nogil:
     int zl_omp_max_threads() noexcept
@@ -250,6 +253,19 @@ cdef void _fortran_gemm(char ta, char tb, blas_int m, blas_int n, blas_int k, fl
         dgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc)
 
 
+# The backends' {name, ctx, vtable}, filled in below.
+cdef zl_blas _backends[3]
+
+
+cdef int _scipy_qgemm(void *ctx, const zl_qtensor *w, zl_blas_int m, const float *x, zl_blas_int ldx,
+                      float *y, zl_blas_int ldy, int mode, int nthreads) noexcept nogil:
+    return zl_blas_qgemm_via(_backends[0], w, m, x, ldx, y, ldy, mode, nthreads)
+
+
+cdef void register_qgemm(qgemm_impl_fn impl) noexcept nogil:
+    zl_blas_register_qgemm(impl)
+
+
 cdef zl_blas_vtable _scipy_vtable
 _scipy_vtable.sdot = _scipy_dot[float]
 _scipy_vtable.ddot = _scipy_dot[double]
@@ -263,6 +279,7 @@ _scipy_vtable.sgemv = _scipy_gemv[float]
 _scipy_vtable.dgemv = _scipy_gemv[double]
 _scipy_vtable.sgemm = _scipy_gemm[float]
 _scipy_vtable.dgemm = _scipy_gemm[double]
+_scipy_vtable.qgemm = _scipy_qgemm
 
 
 # ---------------------------------------------------------------------------
@@ -279,7 +296,6 @@ zl_generic_ctx_init(&_generic_ctx)
 cdef zl_generic_ctx _generic_ctx_one = _generic_ctx
 _generic_ctx_one.num_threads = 1
 
-cdef zl_blas _backends[3]
 _backends[0].name = b"scipy"
 _backends[0].ctx = NULL
 _backends[0].vtable = &_scipy_vtable
@@ -734,6 +750,8 @@ cdef int _raise_status(int status, str op) except -1:
         raise OutOfMemory(f"{op}: no memory for the packing buffers")
     if status == ZL_BLAS_ERANGE:
         raise BlasError(f"{op}: a size or stride exceeds the 32-bit integers of the BLAS behind scipy")
+    if status == ZL_BLAS_ENOSYS:
+        raise BlasError(f"{op}: quantized products need zigllama._core.qmatmul imported first")
     raise BlasError(f"{op}: the backend rejected the arguments (status {status})")
 
 

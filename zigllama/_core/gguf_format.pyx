@@ -684,6 +684,17 @@ cdef class GGUFReader:
             return dequantize(little, int(info.ggml_type), info.shape, out=out, threads=threads)
         return dequantize_tensor(self, name, out=out, threads=threads)
 
+    def quantized(self, name):
+        """A tensor as a ``QuantizedTensor``: a zero-copy view of its blocks in the map
+        (kept alive by the view), shape in numpy order, for ``zigllama.qgemm``."""
+        self.check_open()
+        info = self.tensor_info(name)
+        if self.ctx.swapped:
+            raise GGUFError(f"{self.path or 'GGUF data'}: tensor {name!r} is in a big-endian file; "
+                            f"quantized views need native byte order (load() converts)")
+        from .qmatmul import QuantizedTensor
+        return QuantizedTensor(self.raw_tensor(name), info.ggml_type, info.shape)
+
     def raw_tensor(self, name):
         """A tensor's bytes as a flat uint8 view."""
         self.check_open()

@@ -21,6 +21,8 @@ HELP = "run one transformer block from a GGUF file through zigllama, checked aga
 
 # float32 GEMMs in different summation orders: agreement is relative to the output's scale.
 RTOL = 2e-4
+# The whole model against float64: float32 rounding through every block (see tests/test_model.py).
+WHOLE_MODEL_RTOL = 2e-3
 
 
 def add_arguments(parser):
@@ -67,6 +69,7 @@ def run(args):
             out, stages, weights, x, cfg = pipeline.run_block(path, tokens, block=args.block,
                                                               threads=args.threads, blas=args.blas)
             passes.append(stages)
+        whole_line, whole_ok = _whole_model_check(path, tokens, args.threads)
     print(f"model: {escape(arch)}, n_embd {cfg.n_embd}, heads {cfg.n_head}/{cfg.n_head_kv} (head_dim {cfg.head_dim}), "
           f"n_ff {cfg.n_ff}, rope {'neox' if cfg.rope_neox else 'normal'}; block {args.block}, {len(tokens)} tokens")
     print()
@@ -85,5 +88,37 @@ def run(args):
     ok = bool(np.all(np.isfinite(out))) and err <= RTOL * scale
     print(f"numpy reference: max |zigllama - numpy| = {err:.3g} (output scale {scale:.3g}, "
           f"tolerance {RTOL:g} x scale): {'match' if ok else 'MISMATCH'}")
+    print(whole_line)
     print(f"total run time {time.perf_counter() - t_start:.2f} s")
-    return 0 if ok else 1
+    return 0 if ok and whole_ok else 1
+
+
+# The float64 reference holds every weight as float64: past this file size it
+# would need gigabytes.
+WHOLE_MODEL_MAX_BYTES = 64 << 20
+
+
+def _whole_model_check(path, tokens, threads):
+    """(line, ok): the whole model's logits at every position (zigllama.Model, the
+    KV cache filled in one pass) against the float64 numpy reference."""
+    try:
+        import gguf  # noqa: F401  (the reference reads the file with the gguf package)
+    except ImportError:
+        return "whole model: reference check skipped (it reads weights with the gguf package, not installed)", True
+    if os.path.getsize(path) > WHOLE_MODEL_MAX_BYTES:
+        return (f"whole model: reference check skipped (the float64 reference of a file over "
+                f"{WHOLE_MODEL_MAX_BYTES >> 20} MiB would need gigabytes)"), True
+    import zigllama as zl
+    from zigllama.model_reference import reference_logits
+
+    t0 = time.perf_counter()
+    with zl.Model(path, threads=threads, n_ctx=len(tokens), matmul="exact") as m:
+        ours = m.forward(tokens, all_logits=True)
+    took = time.perf_counter() - t0
+    expected = reference_logits(path, tokens)
+    err = float(np.max(np.abs(ours - expected)))
+    scale = float(np.max(np.abs(expected))) or 1.0
+    ok = bool(np.all(np.isfinite(ours))) and err <= WHOLE_MODEL_RTOL * scale
+    return (f"whole model ({m.hparams.n_layer} blocks, logits at {len(tokens)} positions, {took * 1e3:.1f} ms): "
+            f"max |zigllama - float64 numpy| = {err:.3g} (logit scale {scale:.3g}, tolerance "
+            f"{WHOLE_MODEL_RTOL:g} x scale): {'match' if ok else 'MISMATCH'}"), ok

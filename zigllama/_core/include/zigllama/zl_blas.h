@@ -24,6 +24,8 @@
 
 #include <stdint.h>
 
+#include "zigllama/zl_qmatmul.h" /* zl_qtensor: a quantized weight */
+
 typedef int64_t zl_blas_int;
 
 typedef enum { ZL_ROW_MAJOR = 101, ZL_COL_MAJOR = 102 } zl_blas_layout;
@@ -33,10 +35,12 @@ enum {
     ZL_BLAS_OK = 0,
     ZL_BLAS_EINVAL = -1, /* an argument out of its domain (layout, trans, size, ld, inc) */
     ZL_BLAS_ENOMEM = -2, /* packing buffers could not be allocated */
-    ZL_BLAS_ERANGE = -3  /* a size larger than the backend's integer type holds */
+    ZL_BLAS_ERANGE = -3, /* a size larger than the backend's integer type holds */
+    ZL_BLAS_ENOSYS = -4  /* qgemm before zigllama._core.qmatmul was imported */
 };
 
 #define ZL_BLAS_CAPSULE_NAME "zigllama.blas_vtable"
+
 
 typedef struct zl_blas_vtable {
     /* Level 1 */
@@ -68,6 +72,11 @@ typedef struct zl_blas_vtable {
                  zl_blas_int m, zl_blas_int n, zl_blas_int k, double alpha,
                  const double *a, zl_blas_int lda, const double *b, zl_blas_int ldb,
                  double beta, double *c, zl_blas_int ldc);
+    /* Quantized weights (appended last: the entries above keep their offsets).
+     * y (m x w->rows, ldy) = x (m x w->cols, ldx) @ W.T; mode ZL_QGEMM_FAST or
+     * ZL_QGEMM_EXACT, nthreads <= 0 for every pool thread. See zl_qmatmul.h. */
+    int (*qgemm)(void *ctx, const struct zl_qtensor *w, zl_blas_int m, const float *x, zl_blas_int ldx,
+                 float *y, zl_blas_int ldy, int mode, int nthreads);
 } zl_blas_vtable;
 
 typedef struct zl_blas {

@@ -212,6 +212,7 @@ static void *zl_blas_alloc(size_t size) {
 
 const zl_blas_vtable zl_blas_generic_vtable = {
     sdot, ddot, saxpy, daxpy, sscal, dscal, snrm2, dnrm2, sgemv, dgemv, sgemm, dgemm,
+    zl_blas_generic_qgemm,
 };
 
 int zl_generic_uses_avx2(void) { return ZL_X86 && zl_cpu_has_avx2(); }

@@ -15,5 +15,5 @@
 
 const zl_blas_vtable zl_blas_naive_vtable = {
     snaive_dot, dnaive_dot, snaive_axpy, dnaive_axpy, snaive_scal, dnaive_scal, snaive_nrm2, dnaive_nrm2,
-    snaive_gemv, dnaive_gemv, snaive_gemm, dnaive_gemm,
+    snaive_gemv, dnaive_gemv, snaive_gemm, dnaive_gemm, zl_blas_naive_qgemm,
 };

@@ -35,6 +35,20 @@ void zl_generic_ctx_init(zl_generic_ctx *ctx);
 extern const zl_blas_vtable zl_blas_generic_vtable;
 extern const zl_blas_vtable zl_blas_naive_vtable;
 
+/* The qgemm slot of every backend: the implementation lives in
+ * zigllama._core.qmatmul, which registers it here when imported (a slot called
+ * before that returns ZL_BLAS_ENOSYS). `self` is the backend whose sgemm the
+ * exact mode uses. */
+typedef int (*zl_qgemm_impl_fn)(zl_blas self, const struct zl_qtensor *w, zl_blas_int m, const float *x,
+                                zl_blas_int ldx, float *y, zl_blas_int ldy, int mode, int nthreads);
+void zl_blas_register_qgemm(zl_qgemm_impl_fn impl);
+int zl_blas_qgemm_via(zl_blas self, const struct zl_qtensor *w, zl_blas_int m, const float *x,
+                      zl_blas_int ldx, float *y, zl_blas_int ldy, int mode, int nthreads);
+int zl_blas_generic_qgemm(void *ctx, const struct zl_qtensor *w, zl_blas_int m, const float *x,
+                          zl_blas_int ldx, float *y, zl_blas_int ldy, int mode, int nthreads);
+int zl_blas_naive_qgemm(void *ctx, const struct zl_qtensor *w, zl_blas_int m, const float *x,
+                        zl_blas_int ldx, float *y, zl_blas_int ldy, int mode, int nthreads);
+
 /* Which micro-kernel the generic GEMM runs: 1 for AVX2/FMA, 0 for portable C. */
 int zl_generic_uses_avx2(void);
 /* 1 when it runs the AVX-512 micro-kernel (and its tiles and blocking). */

@@ -1,0 +1,347 @@
+"""Quantized matrix products (zigllama.qgemm) against float64 oracles.
+
+fast mode: x is quantized per block (Q8_0 or Q8_K, ggml's reference
+quantizers, checked byte for byte); the oracle multiplies dequantize(W) by the
+dequantized activation blocks in float64, so the only error left is the
+kernels' float32 summation. exact mode: against dequantize(W) @ x in float64.
+Every kernel path the CPU has is run (ZIGLLAMA_QMATMUL_PATH), portable included.
+"""
+import gc
+
+import gguf
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import zigllama
+from zigllama import QuantizedTensor, qgemm
+from zigllama._core.qmatmul import qgemm_path, qgemm_paths, quantize_activations
+from zigllama.errors import GGUFError, IncompatibleShapes, QuantizationError, UnsupportedDtype
+
+FAST_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+              "IQ4_XS", "F16", "BF16", "F32")
+# Byte offsets of the f16 scales in each block: random bytes elsewhere cover every
+# bit pattern of the quants, sane scales keep the products finite.
+F16_FIELDS = {"Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "Q8_0": (0,), "IQ4_NL": (0,),
+              "Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,),
+              "IQ4_XS": (0,), "IQ3_XXS": (0,), "IQ2_XXS": (0,)}
+PATHS = qgemm_paths()
+EPS = np.finfo(np.float32).eps
+
+
+def block_of(t):
+    return gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[t]]
+
+
+def make_weight(t, n, k, rng):
+    """(n, k) weight bytes of type t: random quants with small, finite scales."""
+    if t in ("F16", "BF16", "F32"):
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        if t == "F16":
+            return w.astype(np.float16).view(np.uint8)
+        if t == "BF16":
+            return (w.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+        return w.view(np.uint8)
+    block, size = block_of(t)
+    raw = rng.integers(0, 256, size=(n, k // block, size), dtype=np.uint8)
+    for off in F16_FIELDS[t]:
+        scales = (rng.standard_normal((n, k // block)) * 0.01).astype(np.float16)
+        raw[:, :, off:off + 2] = scales.view(np.uint8).reshape(n, k // block, 2)
+    return raw.reshape(n, -1)
+
+
+@pytest.fixture(params=PATHS)
+def path(request, monkeypatch):
+    monkeypatch.setenv("ZIGLLAMA_QMATMUL_PATH", request.param)
+    assert qgemm_path() == request.param
+    return request.param
+
+
+def fast_oracle(x, w):
+    """(float64 product, float64 sum of |terms|) of what the fast kernels compute."""
+    wd = w.dequantize().astype(np.float64)
+    if w.type_name in ("F16", "BF16", "F32"):
+        xd = x.astype(np.float64)
+    else:
+        blocks, act = quantize_activations(x, w.ggml_type)
+        xd = np.asarray(zigllama.dequantize(blocks, act, x.shape)).astype(np.float64)
+    return xd @ wd.T, np.abs(xd) @ np.abs(wd).T
+
+
+def check_close(got, ref, size, terms):
+    # Sequential float32 sums of `terms` products: error <= terms * eps * sum|terms|.
+    bound = (terms + 8) * EPS * size + 1e-30
+    assert np.all(np.abs(got.astype(np.float64) - ref) <= bound), np.max(np.abs(got - ref) / bound)
+
+
+@pytest.mark.parametrize("t", FAST_TYPES)
+def test_fast_mode_against_the_oracle(t, path):
+    rng = np.random.default_rng(hash(t) % 2**32)
+    block = block_of(t)[0]
+    k = 2 * max(block, 32) * 2
+    for n, m in ((37, 1), (5, 3), (64, 17)):
+        w = QuantizedTensor(make_weight(t, n, k, rng), t, (n, k))
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        ref, size = fast_oracle(x, w)
+        check_close(qgemm(x, w), ref, size, k // max(block, 32) * 4)
+
+
+@pytest.mark.parametrize("t", FAST_TYPES + ("IQ2_XXS", "IQ3_XXS"))
+def test_exact_mode_against_dequantize(t, path):
+    rng = np.random.default_rng(7)
+    block = block_of(t)[0]
+    k = 2 * max(block, 32)
+    for n, m in ((23, 1), (40, 4), (33, 12)):
+        w = QuantizedTensor(make_weight(t, n, k, rng), t, (n, k))
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        wd = w.dequantize().astype(np.float64)
+        check_close(qgemm(x, w, mode="exact"), x.astype(np.float64) @ wd.T, np.abs(x) @ np.abs(wd).T, k)
+
+
+def test_types_without_fast_kernels_take_the_exact_path():
+    rng = np.random.default_rng(3)
+    w = QuantizedTensor(make_weight("IQ2_XXS", 9, 256, rng), "IQ2_XXS", (9, 256))
+    assert not w.fast
+    x = rng.standard_normal((2, 256)).astype(np.float32)
+    np.testing.assert_array_equal(qgemm(x, w), qgemm(x, w, mode="exact"))
+
+
+@given(t=st.sampled_from(FAST_TYPES), n=st.integers(1, 70), m=st.integers(1, 17),
+       blocks=st.integers(1, 3), transposed=st.booleans(), with_out=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_shapes_strides_and_out(t, n, m, blocks, transposed, with_out, seed):
+    rng = np.random.default_rng(seed)
+    k = blocks * max(block_of(t)[0], 32)
+    w = QuantizedTensor(make_weight(t, n, k, rng), t, (n, k))
+    x = rng.standard_normal((k, m) if transposed else (m, k)).astype(np.float32)
+    x = x.T if transposed else x       # non-contiguous x
+    out = np.full((m, n), np.nan, np.float32) if with_out else None
+    y = qgemm(x, w, out)
+    if with_out:
+        assert y is out
+    ref, size = fast_oracle(np.ascontiguousarray(x), w)
+    check_close(y, ref, size, k // max(block_of(t)[0], 32) * 4)
+
+
+@pytest.mark.parametrize("mode", ["fast", "exact"])
+def test_threads_split_rows_without_changing_a_bit(mode):
+    rng = np.random.default_rng(11)
+    w = QuantizedTensor(make_weight("Q4_K", 301, 1024, rng), "Q4_K", (301, 1024))
+    for m in (1, 5, 40):
+        x = rng.standard_normal((m, 1024)).astype(np.float32)
+        one = qgemm(x, w, mode=mode, threads=1)
+        if mode == "fast" or m <= 8:
+            np.testing.assert_array_equal(qgemm(x, w, mode=mode, threads=2), one)
+        else:   # the panels' sgemm may split its sums differently on more threads
+            np.testing.assert_allclose(qgemm(x, w, mode=mode, threads=2), one, rtol=1e-5, atol=1e-5)
+
+
+def test_vector_x_gives_a_vector():
+    rng = np.random.default_rng(1)
+    w = QuantizedTensor(make_weight("Q8_0", 7, 64, rng), "Q8_0", (7, 64))
+    x = rng.standard_normal(64).astype(np.float32)
+    y = qgemm(x, w)
+    assert y.shape == (7,)
+    np.testing.assert_array_equal(y, qgemm(x[None], w)[0])
+    out = np.empty(7, np.float32)
+    assert qgemm(x, w, out) is out
+    np.testing.assert_array_equal(out, y)
+
+
+# ---- the activation quantizers, byte for byte ----
+
+def q8_k_reference(x):
+    """quantize_row_q8_K_ref in numpy: f32 d, 256 int8, 16 int16 sums per block."""
+    out = []
+    for blk in x.reshape(-1, 256):
+        a = np.abs(blk)
+        if a.max() == 0:
+            out.append(np.zeros(292, np.uint8))
+            continue
+        mx = blk[np.argmax(a)]
+        iscale = np.float32(-127.0) / mx
+        v = np.rint((iscale * blk).astype(np.float32))      # half to even, as nearest_int
+        q = np.minimum(127, v).astype(np.int8)
+        sums = q.reshape(16, 16).astype(np.int16).sum(axis=1).astype(np.int16)
+        d = np.float32(1) / iscale
+        out.append(np.concatenate([np.array([d], np.float32).view(np.uint8), q.view(np.uint8), sums.view(np.uint8)]))
+    return np.concatenate(out)
+
+
+@given(blocks=st.integers(1, 4), scale=st.sampled_from([1e-3, 1.0, 300.0]), seed=st.integers(0, 2**32 - 1),
+       ties=st.booleans())
+def test_activation_quantizers_are_ggml_reference(blocks, scale, seed, ties):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(256 * blocks) * scale).astype(np.float32)
+    if ties:   # halves, equal magnitudes of both signs, zero blocks
+        x[:64] = np.round(x[:64] * 2) / 2
+        x[70], x[71] = 5 * scale, -5 * scale
+        x[256 * blocks - 32:] = 0
+    import os
+    before = os.environ.get("ZIGLLAMA_QMATMUL_PATH")
+    try:
+        for p in PATHS:
+            os.environ["ZIGLLAMA_QMATMUL_PATH"] = p
+            q8_0, act = quantize_activations(x, "Q4_0")
+            assert act == "Q8_0"
+            np.testing.assert_array_equal(q8_0[0], zigllama.quantize(x, "Q8_0"))
+            np.testing.assert_array_equal(q8_0[0], gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0))
+            q8_k, act = quantize_activations(x, "Q4_K")
+            assert act == "Q8_K"
+            np.testing.assert_array_equal(q8_k[0], q8_k_reference(x))
+    finally:
+        if before is None:
+            os.environ.pop("ZIGLLAMA_QMATMUL_PATH", None)
+        else:
+            os.environ["ZIGLLAMA_QMATMUL_PATH"] = before
+
+
+# ---- views ----
+
+def test_quantized_view_of_a_gguf_file(tmp_path):
+    rng = np.random.default_rng(5)
+    w_f = rng.standard_normal((48, 256)).astype(np.float32)
+    raw = zigllama.quantize(w_f, "Q4_K")
+    writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "test")
+    writer.add_tensor("w", raw, raw_dtype=gguf.GGMLQuantizationType.Q4_K)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with zigllama.GGUFReader(tmp_path / "m.gguf") as reader:
+        w = reader.quantized("w")
+        assert w.shape == (48, 256) and w.type_name == "Q4_K" and w.ggml_type == zigllama.GGMLType.Q4_K
+        assert w.row_stride == 144 and w.nbytes == raw.nbytes
+        assert np.shares_memory(w.data, reader.raw_tensor("w"))
+        dense = np.asarray(reader.load("w")).copy()
+    np.testing.assert_array_equal(w.dequantize(), dense)   # the view outlives the reader
+    x = rng.standard_normal((3, 256)).astype(np.float32)
+    ref, size = fast_oracle(x, w)
+    check_close(qgemm(x, w), ref, size, 8)
+    np.testing.assert_array_equal(w.take([[3, 0], [47, 3]]), dense[[[3, 0], [47, 3]]])
+    sub = w.rows(10, 20)
+    np.testing.assert_array_equal(qgemm(x, sub), qgemm(x, w)[:, 10:20])
+    del reader
+    gc.collect()
+
+
+def test_big_endian_file_is_refused(tmp_path):
+    writer = gguf.GGUFWriter(str(tmp_path / "be.gguf"), "test", endianess=gguf.GGUFEndian.BIG)
+    writer.add_tensor("w", np.zeros((2, 32), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with zigllama.GGUFReader(tmp_path / "be.gguf") as reader:
+        with pytest.raises(GGUFError, match="big-endian"):
+            reader.quantized("w")
+
+
+def test_closed_reader_is_an_error(tmp_path):
+    writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "test")
+    writer.add_tensor("w", np.zeros((2, 32), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reader = zigllama.GGUFReader(tmp_path / "m.gguf")
+    reader.close()
+    with pytest.raises(GGUFError, match="closed"):
+        reader.quantized("w")
+
+
+# ---- bad input ----
+
+def test_bad_input_is_a_clear_error():
+    rng = np.random.default_rng(2)
+    raw = make_weight("Q4_0", 4, 64, rng)
+    w = QuantizedTensor(raw, "Q4_0", (4, 64))
+    x = np.zeros((2, 64), np.float32)
+    with pytest.raises(IncompatibleShapes, match="columns"):
+        qgemm(np.zeros((2, 32), np.float32), w)
+    with pytest.raises(UnsupportedDtype, match="float32"):
+        qgemm(x.astype(np.float64), w)
+    with pytest.raises(IncompatibleShapes, match="out has shape"):
+        qgemm(x, w, np.zeros((2, 5), np.float32))
+    with pytest.raises(UnsupportedDtype):
+        qgemm(x, w, np.zeros((2, 4), np.float64))
+    with pytest.raises(QuantizationError, match="contiguous rows"):
+        qgemm(x, w, np.zeros((4, 2), np.float32).T)
+    with pytest.raises(QuantizationError, match="mode"):
+        qgemm(x, w, mode="sloppy")
+    with pytest.raises(QuantizationError, match="QuantizedTensor"):
+        qgemm(x, raw)
+    with pytest.raises(IncompatibleShapes, match="2-D"):
+        qgemm(x, QuantizedTensor(raw, "Q4_0", (2, 2, 64)))
+    with pytest.raises(QuantizationError, match="whole blocks"):
+        QuantizedTensor(raw, "Q4_0", (4, 60))
+    with pytest.raises(QuantizationError, match="needs 144 bytes"):
+        QuantizedTensor(raw.reshape(-1)[:-1], "Q4_0", (4, 64))
+    with pytest.raises(UnsupportedDtype, match="uint8"):
+        QuantizedTensor(raw.view(np.int8), "Q4_0", (4, 64))
+    with pytest.raises(QuantizationError, match="unknown ggml type"):
+        QuantizedTensor(raw, "Q9_9", (4, 64))
+    with pytest.raises(QuantizationError, match="shape"):
+        QuantizedTensor(raw, "Q4_0", "rows")
+
+
+def test_empty_products():
+    w = QuantizedTensor(np.zeros((0, 18), np.uint8), "Q4_0", (0, 32))
+    assert qgemm(np.zeros((3, 32), np.float32), w).shape == (3, 0)
+    w = QuantizedTensor(np.zeros((5, 0), np.uint8), "Q4_0", (5, 0))
+    np.testing.assert_array_equal(qgemm(np.zeros((2, 0), np.float32), w), np.zeros((2, 5)))
+    w = QuantizedTensor(np.zeros((5, 18), np.uint8), "Q4_0", (5, 32))
+    assert qgemm(np.zeros((0, 32), np.float32), w).shape == (0, 5)
+
+
+def test_show_config_names_the_kernel_path():
+    from zigllama._show_config import config_dict
+
+    section = config_dict()["qmatmul"]
+    assert section["path"] == qgemm_path()
+    assert "portable" in section["supported_paths"]
+
+
+# ---- from Cython, without the GIL ----
+
+QGEMM_EXTENSION = """
+from zigllama._core.blas_integration cimport BlasInterface, zl_blas, ZL_BLAS_OK
+from zigllama._core.qmatmul cimport QuantizedTensor, ZL_QGEMM_FAST, ZL_QGEMM_EXACT
+import zigllama
+
+def qgemm_nogil(str backend, QuantizedTensor w, const float[:, ::1] x, float[:, ::1] y, bint exact):
+    '''y = x @ W.T through the vtable's qgemm slot, the GIL released.'''
+    cdef zl_blas blas = (<BlasInterface>zigllama.get_blas(backend)).c
+    cdef int status, mode = ZL_QGEMM_EXACT if exact else ZL_QGEMM_FAST
+    with nogil:
+        status = blas.vtable.qgemm(blas.ctx, &w.c, x.shape[0], &x[0, 0], x.shape[1], &y[0, 0], y.shape[1],
+                                   mode, 0)
+    return status
+"""
+
+QGEMM_SETUP = """
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+import zigllama
+
+setup(ext_modules=cythonize(
+    [Extension("outside_qgemm", ["outside_qgemm.pyx"], include_dirs=[zigllama.get_include()])],
+    compiler_directives={"language_level": 3}))
+"""
+
+
+def test_outside_cython_extension_calls_qgemm_without_the_gil(tmp_path):
+    import outside_extension
+
+    outside_extension.build(tmp_path, {"outside_qgemm.pyx": QGEMM_EXTENSION, "setup.py": QGEMM_SETUP})
+    mod = outside_extension.load(tmp_path, "outside_qgemm")
+    rng = np.random.default_rng(4)
+    w = QuantizedTensor(make_weight("Q4_K", 70, 512, rng), "Q4_K", (70, 512))
+    x = rng.standard_normal((40, 512)).astype(np.float32)
+    for backend in ("scipy", "generic", "naive"):
+        for exact in (False, True):
+            y = np.full((40, 70), np.nan, np.float32)
+            assert mod.qgemm_nogil(backend, w, x, y, exact) == 0
+            np.testing.assert_allclose(y, qgemm(x, w, mode="exact" if exact else "fast"), rtol=1e-5, atol=1e-4)
+    bad = np.empty((40, 69), np.float32)   # ldy shorter than a row of y: rejected, nothing written
+    assert mod.qgemm_nogil("generic", w, x, bad, False) < 0

@@ -1,0 +1,21 @@
+/* AVX-512 VNNI kernels: the x86 kernels with vpdpbusd (four unsigned x signed
+ * byte products summed into each int32 lane in one instruction, in its 256-bit
+ * AVX-512VL form, as ggml uses it) in place of maddubs + madd. */
+#include "qmatmul_impl.h"
+#include "../quantization/iq_grids.h"
+
+#if ZL_X86
+
+#define QK_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define QK_NAME(name) avx512vnni_##name
+#define QK_DOT_U8I8(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
+#include "dot_x86_impl.h"
+
+const zl_qdot_fn *const zl_qdot_avx512_vnni = avx512vnni_table;
+
+#else
+
+static const zl_qdot_fn no_kernels[ZL_GGML_TYPE_COUNT];
+const zl_qdot_fn *const zl_qdot_avx512_vnni = no_kernels;
+
+#endif

@@ -1,0 +1,296 @@
+/* x86 dot-product kernels, written once and compiled per instruction set.
+ *
+ * The including file defines
+ *   QK_TARGET            the target attribute (AVX2, or AVX2 + AVX-512 VNNI/VL)
+ *   QK_NAME(name)        a per-path name for each kernel
+ *   QK_DOT_U8I8(u, s)    8 int32 sums of 4 products of unsigned bytes u (< 128)
+ *                        and signed bytes s: maddubs + madd, or one vpdpbusd
+ * Four rows of W go through each loop together, sharing the loads of x (a GEMV
+ * is bound by reading W: x stays in L1). Block scales are f16 read with F16C. */
+
+QK_TARGET static inline float QK_NAME(f16)(const uint8_t *p) {
+    return _cvtsh_ss(zl_load_u16(p));
+}
+
+QK_TARGET static inline float QK_NAME(hsum)(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 8 int32 sums of products of 32 signed bytes a and b (|a| applied to both). */
+QK_TARGET static inline __m256i QK_NAME(dot_i8)(__m256i a, __m256i b) {
+    return QK_DOT_U8I8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
+
+/* Software prefetch: the kernels do so much work per cache line that few lines
+ * are in flight and DRAM latency, not bandwidth, sets the pace. The rows a pass
+ * reads are (nearly) contiguous, so one pointer walks the region they span,
+ * QK_PREFETCH bytes ahead of the reads, one prefetch (into L2) per cache line:
+ * 16 KiB ahead took a DRAM-resident Q8_0 GEMV from 7 to 27 GB/s of CPU time. */
+#ifndef QK_PREFETCH
+#define QK_PREFETCH 16384
+#endif
+
+/* Lines covering the QK_NR * wbytes bytes a step of the row loop reads, issued
+ * with a fixed count (an unrolled loop: no branch to mispredict). */
+#define QK_PF_STEP(addr, wbytes)                                                                \
+    do {                                                                                        \
+        for (int q_ = 0; q_ < (QK_NR * (wbytes) + 63) / 64; q_++)                               \
+            _mm_prefetch((const char *)(addr) + QK_PREFETCH + 64 * q_, _MM_HINT_T1);            \
+    } while (0)
+
+/* Rows of W a pass of the driver reads together. */
+#define QK_NR 4
+
+/* Four-row driver: BLOCK(w, x, acc) adds one block's products into acc. */
+#define QK_ROWS(name, wbytes, xbytes, BLOCK)                                                        \
+    QK_TARGET static void QK_NAME(rows_##name)(int64_t k, const uint8_t *w, int64_t stride,         \
+                                               int64_t nrows, const uint8_t *xq, float *y) {        \
+        const int64_t nb = k / (xbytes == ZL_Q8_0_BYTES ? 32 : QK_K);                               \
+        int64_t r = 0;                                                                              \
+        for (; r + QK_NR <= nrows; r += QK_NR) {                                                    \
+            const uint8_t *w0 = w + r * stride, *w1 = w0 + stride, *w2 = w1 + stride;               \
+            const uint8_t *w3 = w2 + stride, *x = xq;                                               \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                             \
+            for (int64_t i = 0; i < nb; i++) {                                                      \
+                QK_PF_STEP(w + r * stride + QK_NR * i * wbytes, wbytes);                            \
+                a0 = BLOCK(w0, x, a0);                                                              \
+                a1 = BLOCK(w1, x, a1);                                                              \
+                a2 = BLOCK(w2, x, a2);                                                              \
+                a3 = BLOCK(w3, x, a3);                                                              \
+                w0 += wbytes, w1 += wbytes, w2 += wbytes, w3 += wbytes, x += xbytes;                \
+            }                                                                                       \
+            y[r] = QK_NAME(hsum)(a0);                                                               \
+            y[r + 1] = QK_NAME(hsum)(a1);                                                           \
+            y[r + 2] = QK_NAME(hsum)(a2);                                                           \
+            y[r + 3] = QK_NAME(hsum)(a3);                                                           \
+        }                                                                                           \
+        for (; r < nrows; r++) {                                                                    \
+            const uint8_t *w0 = w + r * stride, *x = xq;                                            \
+            __m256 a0 = _mm256_setzero_ps();                                                        \
+            for (int64_t i = 0; i < nb; i++, w0 += wbytes, x += xbytes) a0 = BLOCK(w0, x, a0);      \
+            y[r] = QK_NAME(hsum)(a0);                                                               \
+        }                                                                                           \
+    }
+
+/* ---- legacy blocks against Q8_0 (x: f16 d, 32 int8) ---- */
+
+QK_TARGET static inline __m256i QK_NAME(nibbles)(const uint8_t *p) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0F));
+}
+
+QK_TARGET static inline __m256i QK_NAME(q8x)(const uint8_t *x) { return _mm256_loadu_si256((const __m256i *)(x + 2)); }
+
+QK_TARGET static inline __m256 QK_NAME(blk_q8_0)(const uint8_t *b, const uint8_t *x, __m256 acc) {
+    const __m256 d = _mm256_set1_ps(QK_NAME(f16)(b) * QK_NAME(f16)(x));
+    const __m256i p = QK_NAME(dot_i8)(_mm256_loadu_si256((const __m256i *)(b + 2)), QK_NAME(q8x)(x));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+}
+QK_ROWS(q8_0, 34, ZL_Q8_0_BYTES, QK_NAME(blk_q8_0))
+
+QK_TARGET static inline __m256 QK_NAME(blk_q4_0)(const uint8_t *b, const uint8_t *x, __m256 acc) {
+    const __m256 d = _mm256_set1_ps(QK_NAME(f16)(b) * QK_NAME(f16)(x));
+    const __m256i q = _mm256_sub_epi8(QK_NAME(nibbles)(b + 2), _mm256_set1_epi8(8));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(QK_NAME(dot_i8)(q, QK_NAME(q8x)(x))), acc);
+}
+QK_ROWS(q4_0, 18, ZL_Q8_0_BYTES, QK_NAME(blk_q4_0))
+
+/* Q4_1: d * (q . x8) + m * (sum x8), both scaled by x's d. */
+QK_TARGET static inline __m256 QK_NAME(blk_q4_1)(const uint8_t *b, const uint8_t *x, __m256 acc) {
+    const float dx = QK_NAME(f16)(x);
+    const __m256i x8 = QK_NAME(q8x)(x);
+    const __m256i p = QK_DOT_U8I8(QK_NAME(nibbles)(b + 4), x8);
+    const __m256i s = QK_DOT_U8I8(_mm256_set1_epi8(1), x8);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b) * dx), _mm256_cvtepi32_ps(p), acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b + 2) * dx), _mm256_cvtepi32_ps(s), acc);
+}
+QK_ROWS(q4_1, 20, ZL_Q8_0_BYTES, QK_NAME(blk_q4_1))
+
+/* Byte j is 0xFF where bit j of x is set. */
+QK_TARGET static inline __m256i QK_NAME(bits32)(uint32_t v) {
+    const __m256i spread = _mm256_setr_epi64x(0x0000000000000000LL, 0x0101010101010101LL,
+                                              0x0202020202020202LL, 0x0303030303030303LL);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v), spread);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+}
+
+QK_TARGET static inline __m256 QK_NAME(blk_q5_0)(const uint8_t *b, const uint8_t *x, __m256 acc) {
+    const __m256 d = _mm256_set1_ps(QK_NAME(f16)(b) * QK_NAME(f16)(x));
+    /* (q | h << 4) - 16 = q - 16 where the high bit is clear */
+    const __m256i hi = _mm256_andnot_si256(QK_NAME(bits32)(zl_q_u32(b + 2)), _mm256_set1_epi8((char)0xF0));
+    const __m256i q = _mm256_or_si256(QK_NAME(nibbles)(b + 6), hi);
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(QK_NAME(dot_i8)(q, QK_NAME(q8x)(x))), acc);
+}
+QK_ROWS(q5_0, 22, ZL_Q8_0_BYTES, QK_NAME(blk_q5_0))
+
+QK_TARGET static inline __m256 QK_NAME(blk_q5_1)(const uint8_t *b, const uint8_t *x, __m256 acc) {
+    const float dx = QK_NAME(f16)(x);
+    const __m256i x8 = QK_NAME(q8x)(x);
+    const __m256i hi = _mm256_and_si256(QK_NAME(bits32)(zl_q_u32(b + 4)), _mm256_set1_epi8(0x10));
+    const __m256i p = QK_DOT_U8I8(_mm256_or_si256(QK_NAME(nibbles)(b + 8), hi), x8);
+    const __m256i s = QK_DOT_U8I8(_mm256_set1_epi8(1), x8);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b) * dx), _mm256_cvtepi32_ps(p), acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b + 2) * dx), _mm256_cvtepi32_ps(s), acc);
+}
+QK_ROWS(q5_1, 24, ZL_Q8_0_BYTES, QK_NAME(blk_q5_1))
+
+QK_TARGET static inline __m256 QK_NAME(blk_iq4_nl)(const uint8_t *b, const uint8_t *x, __m256 acc) {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)zl_kvalues_iq4nl));
+    const __m256 d = _mm256_set1_ps(QK_NAME(f16)(b) * QK_NAME(f16)(x));
+    const __m256i q = _mm256_shuffle_epi8(table, QK_NAME(nibbles)(b + 2));
+    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(QK_NAME(dot_i8)(q, QK_NAME(q8x)(x))), acc);
+}
+QK_ROWS(iq4_nl, 18, ZL_Q8_0_BYTES, QK_NAME(blk_iq4_nl))
+
+/* ---- K-quants against Q8_K (x: f32 d, 256 int8 at 4, 16 int16 sums at 260) ---- */
+
+/* Broadcast int16 lane i of each 128-bit half to the whole half. */
+QK_TARGET static inline __m256i QK_NAME(lane16)(__m256i v, int i) {
+    return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(((2 * i + 1) << 8) | (2 * i))));
+}
+
+/* Q4_K and Q5_K scales and mins: 16 int16, scales in 0..7, mins in 8..15. */
+QK_TARGET static inline __m256i QK_NAME(k4_scales_mins)(const uint8_t *s) {
+    uint32_t u[4];
+    memcpy(u, s, 12);
+    const uint32_t kmask1 = 0x3f3f3f3fu, kmask2 = 0x0f0f0f0fu, kmask3 = 0x03030303u;
+    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = u[1] & kmask1;
+    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    u[2] = uaux;
+    u[0] &= kmask1;
+    return _mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]));
+}
+
+/* -dmin * (mins . pair sums of x's 16-element sums), as 4 float lanes into accm. */
+QK_TARGET static inline __m256 QK_NAME(k4_mins)(__m256i sm, const uint8_t *x, float dmin, __m256 acc) {
+    const __m256i bs = _mm256_loadu_si256((const __m256i *)(x + 260));
+    const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), pairs);
+    return _mm256_fmadd_ps(_mm256_set1_ps(-dmin), _mm256_set_m128(_mm_setzero_ps(), _mm_cvtepi32_ps(prod)), acc);
+}
+
+QK_TARGET static inline __m256 QK_NAME(blk_q4_k)(const uint8_t *b, const uint8_t *x, __m256 acc) {
+    const float dx = zl_q_f32(x);
+    const __m256i sm = QK_NAME(k4_scales_mins)(b + 4);
+    acc = QK_NAME(k4_mins)(sm, x, QK_NAME(f16)(b + 2) * dx, acc);
+    const __m256i scales = _mm256_permute2x128_si256(sm, sm, 0x00);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const uint8_t *q4 = b + 16;
+    const int8_t *q8 = (const int8_t *)(x + 4);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
+        const __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
+        __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+        pl = _mm256_madd_epi16(QK_NAME(lane16)(scales, 2 * j), pl);
+        ph = _mm256_madd_epi16(QK_NAME(lane16)(scales, 2 * j + 1), ph);
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+    }
+    return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b) * dx), _mm256_cvtepi32_ps(sumi), acc);
+}
+QK_ROWS(q4_k, 144, ZL_Q8_K_BYTES, QK_NAME(blk_q4_k))
+
+QK_TARGET static inline __m256 QK_NAME(blk_q5_k)(const uint8_t *b, const uint8_t *x, __m256 acc) {
+    const float dx = zl_q_f32(x);
+    const __m256i sm = QK_NAME(k4_scales_mins)(b + 4);
+    acc = QK_NAME(k4_mins)(sm, x, QK_NAME(f16)(b + 2) * dx, acc);
+    const __m256i scales = _mm256_permute2x128_si256(sm, sm, 0x00);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), bit = _mm256_set1_epi8(0x10);
+    const __m256i hbits = _mm256_loadu_si256((const __m256i *)(b + 16));
+    const uint8_t *q4 = b + 48;
+    const int8_t *q8 = (const int8_t *)(x + 4);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
+        const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * j), 4), bit);
+        const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * j + 1), 4), bit);
+        const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), h0);
+        const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), h1);
+        __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
+        __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+        pl = _mm256_madd_epi16(QK_NAME(lane16)(scales, 2 * j), pl);
+        ph = _mm256_madd_epi16(QK_NAME(lane16)(scales, 2 * j + 1), ph);
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+    }
+    return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b) * dx), _mm256_cvtepi32_ps(sumi), acc);
+}
+QK_ROWS(q5_k, 176, ZL_Q8_K_BYTES, QK_NAME(blk_q5_k))
+
+/* Q6_K: ql[128], qh[64], int8 scales[16], f16 d; (q - 32) * x as q * x - 32 * x. */
+QK_TARGET static inline __m256 QK_NAME(blk_q6_k)(const uint8_t *b, const uint8_t *x, __m256 acc) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+    const __m128i sc = _mm_loadu_si128((const __m128i *)(b + 192));
+    const uint8_t *ql = b, *qh = b + 128;
+    const int8_t *q8 = (const int8_t *)(x + 4);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int j = 0; j < 2; j++, ql += 64, qh += 32) {
+        const __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
+        const __m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+        const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(h, m2), 4));
+        q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2), 4));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4));
+        for (int l = 0; l < 4; l++) {
+            const __m256i x8 = _mm256_loadu_si256((const __m256i *)(q8 + 128 * j + 32 * l));
+            const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[l], x8), _mm256_maddubs_epi16(m32, x8));
+            const int s = 8 * j + 2 * l;
+            const __m128i two = _mm_shuffle_epi8(sc, _mm_set_epi8(s + 1, s + 1, s + 1, s + 1, s + 1, s + 1, s + 1, s + 1,
+                                                                   s, s, s, s, s, s, s, s));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_cvtepi8_epi16(two), p));
+        }
+    }
+    return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b + 208) * zl_q_f32(x)), _mm256_cvtepi32_ps(sumi), acc);
+}
+QK_ROWS(q6_k, 210, ZL_Q8_K_BYTES, QK_NAME(blk_q6_k))
+
+/* ---- float weights against float32 x ---- */
+
+QK_TARGET static inline __m256 QK_NAME(ld_f32)(const uint8_t *p) { return _mm256_loadu_ps((const float *)p); }
+QK_TARGET static inline __m256 QK_NAME(ld_f16)(const uint8_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+QK_TARGET static inline __m256 QK_NAME(ld_bf16)(const uint8_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+#define QK_FLOAT_ROWS(name, esize, LOAD, SCALAR)                                                   \
+    QK_TARGET static void QK_NAME(rows_##name)(int64_t k, const uint8_t *w, int64_t stride,          \
+                                               int64_t nrows, const uint8_t *xq, float *y) {         \
+        const float *x = (const float *)xq;                                                          \
+        for (int64_t r = 0; r < nrows; r++) {                                                        \
+            const uint8_t *p = w + r * stride;                                                       \
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                               \
+            int64_t j = 0;                                                                           \
+            for (; j + 16 <= k; j += 16) {                                                           \
+                a0 = _mm256_fmadd_ps(LOAD(p + esize * j), _mm256_loadu_ps(x + j), a0);               \
+                a1 = _mm256_fmadd_ps(LOAD(p + esize * (j + 8)), _mm256_loadu_ps(x + j + 8), a1);     \
+            }                                                                                        \
+            float s = QK_NAME(hsum)(_mm256_add_ps(a0, a1));                                          \
+            for (; j < k; j++) s += SCALAR(p + esize * j) * x[j];                                    \
+            y[r] = s;                                                                                \
+        }                                                                                            \
+    }
+
+static inline float QK_NAME(sc_bf16)(const uint8_t *p) { return zl_bf16_to_f32(zl_load_u16(p)); }
+QK_FLOAT_ROWS(f32, 4, QK_NAME(ld_f32), zl_q_f32)
+QK_FLOAT_ROWS(f16, 2, QK_NAME(ld_f16), zl_q_f16)
+QK_FLOAT_ROWS(bf16, 2, QK_NAME(ld_bf16), QK_NAME(sc_bf16))
+
+const zl_qdot_fn QK_NAME(table)[ZL_GGML_TYPE_COUNT] = {
+    [ZL_GGML_Q4_0] = QK_NAME(rows_q4_0), [ZL_GGML_Q4_1] = QK_NAME(rows_q4_1),
+    [ZL_GGML_Q5_0] = QK_NAME(rows_q5_0), [ZL_GGML_Q5_1] = QK_NAME(rows_q5_1),
+    [ZL_GGML_Q8_0] = QK_NAME(rows_q8_0), [ZL_GGML_IQ4_NL] = QK_NAME(rows_iq4_nl),
+    [ZL_GGML_Q4_K] = QK_NAME(rows_q4_k), [ZL_GGML_Q5_K] = QK_NAME(rows_q5_k),
+    [ZL_GGML_Q6_K] = QK_NAME(rows_q6_k),
+    [ZL_GGML_F32] = QK_NAME(rows_f32), [ZL_GGML_F16] = QK_NAME(rows_f16), [ZL_GGML_BF16] = QK_NAME(rows_bf16),
+};

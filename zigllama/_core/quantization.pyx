@@ -15,6 +15,7 @@ import numpy as np
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int64_t, uint8_t
 
+from .platform cimport zl_simd_name
 from .threading cimport (
     check_pool_status, current_thread_pool, parallel_for_status, pool_ptr, pool_threads, zl_pool)
 
@@ -49,9 +50,26 @@ cdef int64_t CHUNK_MIN_BYTES = 64 << 10
 # Chunks per thread when every pool thread may help: stealing evens out a thread
 # that starts late or shares its core.
 cdef int64_t CHUNKS_PER_THREAD = 4
-# From this many output bytes on, write with streaming stores: the output is far
-# larger than the caches, so keeping it there would only evict the source.
-cdef int64_t STREAMING_MIN_BYTES = 16 << 20
+# From this many output bytes on, write with streaming stores: an output larger
+# than the last-level cache cannot stay there, so keeping it would only evict the
+# source; a smaller one is better left in cache for whoever reads it next.
+def _last_level_cache_bytes():
+    from .threading import CpuTopology
+
+    topo = CpuTopology.detect()
+    for size in (topo.l3_size, topo.l2_size):
+        if size:
+            return int(size)
+    return 16 << 20
+
+
+cdef int64_t STREAMING_MIN_BYTES = _last_level_cache_bytes() + 1
+
+
+def streaming_min_bytes():
+    """Outputs of at least this many bytes are written with streaming stores
+    (one byte more than the last-level cache)."""
+    return STREAMING_MIN_BYTES
 
 
 ctypedef struct split_ctx:
@@ -275,9 +293,14 @@ def has_kernel(ggml_type):
 
 
 def simd_active():
-    """True when the kernels take their AVX2/F16C paths (ZIGLLAMA_DISABLE_SIMD=1
-    at start-up forces the portable ones)."""
+    """True when the kernels take SIMD paths (AVX2/F16C or AVX-512;
+    ZIGLLAMA_SIMD=portable or ZIGLLAMA_DISABLE_SIMD=1 at start-up forces the portable ones)."""
     return bool(zl_quants_simd_active())
+
+
+def simd_path():
+    """The kernels' path: "avx512", "avx2" or "portable" (see zigllama._core.platform)."""
+    return zl_simd_name().decode("ascii")
 
 
 def _as_byte_buffer(raw):

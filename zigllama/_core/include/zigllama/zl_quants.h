@@ -11,9 +11,10 @@
  *
  * <name> is the lower-case ggml name (q4_0, q4_k, iq2_xxs, mxfp4, f16, bf16, ...).
  * Every kernel has a portable C path and, where it pays, an AVX2/F16C path
- * compiled with ZL_TARGET_AVX2 and chosen inside the kernel at run time with
- * zl_cpu_has_avx2() (zigllama/zl_cpu.h). Results are bit-exact with the
- * reference (gguf.quants.dequantize), so both paths give the same bits: the
+ * (ZL_TARGET_AVX2) and an AVX-512 one (ZL_TARGET_AVX512), chosen inside the kernel
+ * at run time with zl_cpu_has_avx512() / zl_cpu_has_avx2() (zigllama/zl_cpu.h).
+ * Results are bit-exact with the reference (gguf.quants.dequantize), so every
+ * path gives the same bits: the
  * build has -ffp-contract=off and kernels use no fused multiply-add where the
  * reference multiplies and adds separately.
  *

@@ -23,8 +23,9 @@ from libc.string cimport memset
 
 from .blas_integration cimport (
     BlasInterface, ZL_BLAS_EINVAL, ZL_BLAS_ENOMEM, ZL_BLAS_OK, ZL_NO_TRANS, ZL_ROW_MAJOR, ZL_TRANS, register_qgemm)
-from .quantization cimport acquire_pool, quant_type, quantize_fn, quantizer_for, release_pool, zl_quant_type
-from .threading cimport current_thread_pool, parallel_for_status, pool_ptr, pool_threads
+from .quantization cimport quant_type, quantize_fn, quantizer_for, zl_quant_type
+from .threading cimport (
+    acquire_pool, current_thread_pool, parallel_for_status, pool_ptr, pool_threads, release_pool)
 
 from .._config import resolve_threads
 from ..errors import IncompatibleShapes, OutOfMemory, QuantizationError, UnsupportedDtype

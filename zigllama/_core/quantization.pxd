@@ -63,9 +63,3 @@ cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_
 # dequantize_into on a given pool (NULL: on the caller), without the GIL at all.
 cdef int dequantize_into_on(zl_pool *pool, int type_id, const uint8_t *src, float *dst,
                             int64_t n_elements, int nthreads) noexcept nogil
-
-# The pool to split on: inside a pool's task that task's pool (no GIL taken),
-# elsewhere zigllama.default_pool(), looked up holding the GIL briefly, with a
-# reference kept in ref[0] until release_pool(ref[0]). NULL: run on the caller.
-cdef zl_pool *acquire_pool(void **ref) noexcept nogil
-cdef void release_pool(void *ref) noexcept nogil

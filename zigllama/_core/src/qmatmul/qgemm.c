@@ -3,7 +3,6 @@
 #include <stdlib.h>
 
 #include "qgemm_job.h"
-#include "qmatmul_cpu.h"
 
 /* ---- paths ---- */
 
@@ -16,10 +15,9 @@ const char *zl_qpath_name(int path) {
 int zl_qpath_supported(int path) {
     if (path == ZL_QPATH_PORTABLE) return 1;
 #if ZL_X86
-    if (zl_simd_disabled()) return 0;
     if (path == ZL_QPATH_AVX2) return zl_cpu_has_avx2();
-    if (path == ZL_QPATH_AVX_VNNI) return zl_cpu_has_avx2() && zl_q_cpu_avx_vnni();
-    if (path == ZL_QPATH_AVX512_VNNI) return zl_cpu_has_avx2() && zl_q_cpu_avx512_vnni();
+    if (path == ZL_QPATH_AVX_VNNI) return zl_cpu_has_avx_vnni();
+    if (path == ZL_QPATH_AVX512_VNNI) return zl_cpu_has_avx512_vnni();
 #endif
     return 0;
 }

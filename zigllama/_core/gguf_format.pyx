@@ -407,8 +407,14 @@ cdef class Metadata:
     def __contains__(self, key):
         return key in self.index
 
+    cdef Py_ssize_t _index(self, key) except -1:
+        try:
+            return self.index[key]
+        except (KeyError, TypeError):  # TypeError: an unhashable key
+            raise GGUFMissingKey(f"{self.reader.path or 'GGUF data'}: no metadata key {key!r}") from None
+
     def __getitem__(self, key):
-        i = self.index[key]
+        i = self._index(key)
         try:
             return self.cache[i]
         except KeyError:
@@ -445,7 +451,7 @@ cdef class Metadata:
     # reads the C tables: nothing between the check and the read can switch threads.
 
     cdef const gguf_kv *_kv(self, key) except NULL:
-        cdef Py_ssize_t i = self.index[key]
+        cdef Py_ssize_t i = self._index(key)
         self.reader.check_open()
         return &self.reader.ctx.kv[i]
 

@@ -25,6 +25,8 @@ BENCHMARKS = [
      "alloc + free of 4 MiB from each allocator against numpy.empty"),
     ("GGUF open", "bench_gguf.py", ["--gguf-repeat", "1"], ["--gguf-repeat", "1", "--repeat", "11", "--skip-big"],
      "open (header, metadata, tensor infos) of a 262,144-token vocabulary file against gguf.GGUFReader"),
+    ("Command-line start-up", "bench_startup.py", [], ["--quick"],
+     "`zigllama inspect` of a 262,144-token vocabulary model as a whole process against `gguf-dump`"),
     ("Dequantization", "bench_quants.py", [], ["--rows", "1024", "--repeat", "3"],
      "million elements per second per type, one and two threads, against gguf.quants.dequantize and np.copyto"),
     ("Loading a whole model", "bench_load.py", [], ["--repeat", "2"],

@@ -16,3 +16,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="session")
 def repo_root():
     return REPO
+
+
+def kernel_cpu_flags():
+    """The CPU flags the kernel reports in /proc/cpuinfo: an oracle independent of the
+    package's own CPUID probe (the kernel drops AVX flags the OS does not save)."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    raise RuntimeError("/proc/cpuinfo has no flags line")

@@ -490,6 +490,7 @@ def test_page_allocator_lock():
 MLOCK_LIMIT_SCRIPT = """
 import os, resource
 import zigllama as zl
+zl.PageAllocator  # names load on first use: before dropping root
 resource.setrlimit(resource.RLIMIT_MEMLOCK, (64 * 1024, 64 * 1024))
 if os.geteuid() == 0:  # root ignores RLIMIT_MEMLOCK: become nobody
     os.setgid(65534)

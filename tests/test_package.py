@@ -10,9 +10,12 @@ import zigllama
 
 
 def test_imports_installed_package_not_sources(repo_root):
-    pkg_dir = os.path.dirname(os.path.abspath(zigllama.__file__))
-    assert os.path.realpath(pkg_dir) != os.path.realpath(os.path.join(repo_root, "zigllama")) or \
-        glob.glob(os.path.join(pkg_dir, "_core", "*.so")), "tests must run against a built package"
+    pkg_dir = os.path.realpath(os.path.dirname(zigllama.__file__))
+    assert pkg_dir != os.path.realpath(os.path.join(repo_root, "zigllama")), (
+        f"the tests imported zigllama from the source tree ({pkg_dir}): install the package "
+        "(pip install '.[test]') and run them from tests/, as the README says"
+    )
+    assert glob.glob(os.path.join(pkg_dir, "_core", "*.so")), f"no compiled extensions in {pkg_dir}"
 
 
 def test_show_config_reports_build():

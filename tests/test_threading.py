@@ -693,7 +693,7 @@ def test_default_pool_follows_the_thread_setting():
 
 
 def test_interpreter_exits_with_pools_busy_and_open():
-    run_python("""
+    out = run_python("""
         import time
         from zigllama._core.threading import ThreadPool, default_pool
         p = ThreadPool(3)
@@ -701,6 +701,7 @@ def test_interpreter_exits_with_pools_busy_and_open():
         default_pool().submit(time.sleep, 0.05)
         print("exiting")
     """, timeout=60)
+    assert out.splitlines() == ["exiting"]
 
 
 # ---------------------------------------------------------------------------

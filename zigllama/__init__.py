@@ -4,24 +4,58 @@ Tensors generic over their element type, explicit allocators, memory-mapped GGUF
 model files, dequantization of every GGML block format, a BLAS vtable and a
 work-stealing thread pool: from a model file on disk to a matrix product on
 every core. Each module mirrors a Zig module of ZigLlama (see ``docs/``).
+
+The names below are imported on first use (PEP 562), so ``import zigllama`` and
+the command line load only the extensions a program actually touches. (A program
+that drops privileges or chroots should touch the names it needs first.)
 """
+import importlib as _importlib
 import os as _os
 
 from . import errors
-from ._config import num_threads, set_num_threads
-from ._core.allocator import Allocator, ArenaAllocator, FailingAllocator, FixedBufferAllocator, GeneralPurposeAllocator, HeapAllocator, PageAllocator  # noqa: E501
-from ._core.tensor import Tensor
-from ._core.quantization import dequantize, quantize
-from ._core.blas_integration import BlasConfig, BlasInterface, BlasManager, BlasStats, get_blas
-from ._core.threading import CpuTopology, NumaAllocator, NumaPolicy, ParallelOps, ThreadPool, ThreadPoolConfig, ThreadPoolStats, WorkStealingQueue, default_pool  # noqa: E501
 from .errors import *  # noqa: F401,F403  (the error family is public API)
-from .ggml_types import GGMLType
-from ._core.gguf_format import GGUFModelLoader, GGUFReader, GGUFValueType
-from ._core.gguf_format import validate as validate_gguf
-from .gguf_writer import GGUFValue, GGUFWriter, rewrite_metadata
-from ._core.memory_mapping import MapFlags, MappingOptimizer, MemoryMap, ModelFileMapper, Protection
 
 __version__ = "0.1.0"
+
+# public name -> (module, attribute in it)
+_LAZY = {
+    "num_threads": ("._config", "num_threads"),
+    "set_num_threads": ("._config", "set_num_threads"),
+    **{n: ("._core.allocator", n) for n in (
+        "Allocator", "ArenaAllocator", "FailingAllocator", "FixedBufferAllocator",
+        "GeneralPurposeAllocator", "HeapAllocator", "PageAllocator")},
+    "Tensor": ("._core.tensor", "Tensor"),
+    "dequantize": ("._core.quantization", "dequantize"),
+    "quantize": ("._core.quantization", "quantize"),
+    **{n: ("._core.blas_integration", n) for n in (
+        "BlasConfig", "BlasInterface", "BlasManager", "BlasStats", "get_blas")},
+    **{n: ("._core.threading", n) for n in (
+        "CpuTopology", "NumaAllocator", "NumaPolicy", "ParallelOps", "ThreadPool",
+        "ThreadPoolConfig", "ThreadPoolStats", "WorkStealingQueue", "default_pool")},
+    "GGMLType": (".ggml_types", "GGMLType"),
+    **{n: ("._core.gguf_format", n) for n in ("GGUFModelLoader", "GGUFReader", "GGUFValueType")},
+    "validate_gguf": ("._core.gguf_format", "validate"),
+    **{n: (".gguf_writer", n) for n in ("GGUFValue", "GGUFWriter", "rewrite_metadata")},
+    **{n: ("._core.memory_mapping", n) for n in (
+        "MapFlags", "MappingOptimizer", "MemoryMap", "ModelFileMapper", "Protection")},
+}
+
+__all__ = ["errors", "get_include", "show_config", *errors.__dict__.get("__all__", [
+    n for n, v in vars(errors).items() if isinstance(v, type) and issubclass(v, Exception)]), *_LAZY]
+
+
+def __getattr__(name):
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'zigllama' has no attribute {name!r}") from None
+    value = getattr(_importlib.import_module(module, __name__), attr)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def get_include():

@@ -59,6 +59,11 @@ class ValueOutOfRange(TensorError, OverflowError, ValueError):
     """A value an element type cannot hold: 300 in an int8 tensor, 2.5 in an integer one."""
 
 
+class DLPackError(TensorError, BufferError):
+    """A DLPack exchange that cannot share memory as asked (another device, a dtype or
+    layout zigllama lacks, a read-only tensor for a legacy consumer, a bad capsule)."""
+
+
 # Memory (std.mem.Allocator: error.OutOfMemory, and the GeneralPurposeAllocator's checks)
 class OutOfMemory(ZigLlamaError, MemoryError):
     """An allocator could not (or, for FailingAllocator, would not) provide memory."""

@@ -213,6 +213,10 @@ class _Encoder:
                     raise GGUFInvalidValue(f"{where}[{i}]: a string element must be str or bytes, "
                                            f"not {type(s).__name__}")
             return head + b"".join(self.string(s) for s in v)
+        for i, x in enumerate(v):
+            if isinstance(x, GGUFValue) and x.type != GGUFValueType.ARRAY:
+                raise GGUFInvalidValue(f"{where}[{i}]: an element of an array of arrays must be an array, "
+                                       f"not a {x.type.name.lower()}")
         return head + b"".join(self.value(GGUFValueType.ARRAY, x, None, f"{where}[{i}]", depth + 1)
                                for i, x in enumerate(v))
 
@@ -526,7 +530,7 @@ def _tensor_chunks(slot, data, byte_order):
         if data.dtype != np.uint8 or data.nbytes != slot.nbytes:
             raise GGUFLayoutError(f"tensor {slot.name!r}: {t.name} data must be {slot.nbytes} uint8 bytes, "
                                   f"got {data.nbytes} of {data.dtype}")
-        yield np.ascontiguousarray(data).data.cast("B")
+        yield np.ascontiguousarray(data).reshape(-1).data  # flat: castable even with no rows
         return
     want = _TENSOR_NUMPY[t]
     if t == GGMLType.BF16 and data.dtype.kind == "f":

@@ -593,7 +593,7 @@ cdef class ArenaAllocator(Allocator):
         if self.exports:
             raise BufferInUse(
                 f"cannot {action} {type(self).__name__}: {self.exports} buffer view(s) "
-                f"of its memory (memoryview, np.asarray of a tensor) are still alive; "
+                f"of its memory (memoryview, np.asarray or np.from_dlpack of a tensor) are still alive; "
                 f"release them first"
             )
         return 0

@@ -756,15 +756,24 @@ cdef class GGUFReader:
     def load(self, name, dtype="float32", out=None, threads=None):
         """A tensor dequantized to float32 (every GGML type): a new ``Tensor`` of the
         tensor's shape (a 0-d tensor, one element, as shape (1,), and an empty tensor as
-        an empty float32 numpy array: a Tensor has at least one element), or ``out`` (float32, C-contiguous, that many elements) filled.
-        The bytes are decoded straight from the map, rows split across ``threads``."""
+        an empty float32 numpy array: a Tensor has at least one element), or ``out``
+        (float32, C-contiguous, that many elements) filled. The bytes are decoded
+        straight from the map, rows split across ``threads`` (a big-endian file's
+        blocks from a copy with their scales swapped)."""
         try:
             is_f32 = np.dtype(dtype) == np.float32
         except Exception:  # TypeError, or a UnicodeEncodeError for a name numpy cannot even read
             is_f32 = False
         if not is_f32:
             raise UnsupportedDtype(f"load decodes to float32, not {dtype!r}")
-        from .quantization import dequantize_tensor
+        from .quantization import dequantize, dequantize_tensor
+        info = self.tensor_info(name)
+        if self.ctx.swapped and info.ggml_type.is_quantized:
+            # a big-endian file's block scales are big-endian too (as gguf-convert-endian
+            # and ggml on a big-endian host write them): decode a little-endian copy
+            from ..gguf_endian import swap_block_bytes
+            little = swap_block_bytes(self.raw_tensor(name), info.ggml_type)
+            return dequantize(little, int(info.ggml_type), info.shape, out=out, threads=threads)
         return dequantize_tensor(self, name, out=out, threads=threads)
 
     def raw_tensor(self, name):
@@ -894,9 +903,10 @@ class GGUFModelLoader:
         n = len(self.readers)
         first = self.readers[0].metadata
         count = first.get_int("split.count")
-        if count is None:
+        if not count:  # absent, or 0: llama-gguf-split's merge leaves split.count = 0 in its output
             if n > 1:
-                raise GGUFError(f"{self.paths[0]}: named as a split model but has no split.count key")
+                raise GGUFError(f"{self.paths[0]}: named as a split model but its split.count is "
+                                f"{'missing' if count is None else 0}")
             return
         if count != n:
             raise _gguf_error(GGUFInvalidValue, "kv 'split.count'", first.offset("split.count"),

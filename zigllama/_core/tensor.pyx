@@ -14,6 +14,14 @@ memory comes from an :class:`Allocator` (a ``HeapAllocator`` by default), aligne
 """
 cimport cython
 cimport numpy as cnp
+from cpython.pycapsule cimport (
+    PyCapsule_GetName,
+    PyCapsule_GetPointer,
+    PyCapsule_IsValid,
+    PyCapsule_New,
+    PyCapsule_SetName,
+)
+from cpython.ref cimport Py_DECREF, Py_INCREF, PyObject
 from cpython.buffer cimport (
     PyBUF_ANY_CONTIGUOUS,
     PyBUF_C_CONTIGUOUS,
@@ -25,7 +33,8 @@ from cpython.buffer cimport (
     PyBuffer_Release,
     PyObject_GetBuffer,
 )
-from libc.stdint cimport INT32_MIN, PTRDIFF_MAX, int8_t, int32_t, int64_t, uint8_t, uint32_t, uintptr_t
+from libc.stdint cimport INT32_MIN, PTRDIFF_MAX, int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 import numpy as np
@@ -36,12 +45,14 @@ from zigllama._core.platform cimport zl_cpu_has_avx2
 from zigllama._core.allocator import HeapAllocator
 from zigllama.errors import (
     BufferInUse,
+    DLPackError,
     IncompatibleShapes,
     InvalidArgumentType,
     NotCopyable,
     InvalidIndex,
     InvalidLayout,
     InvalidShape,
+    OutOfMemory,
     ReadOnlyTensor,
     TensorError,
     UnsupportedDtype,
@@ -1395,6 +1406,28 @@ cdef class Tensor:
         if self.allocator is not None:
             self.allocator.release_export()
 
+    # ---- DLPack (np.from_dlpack(t), torch.from_dlpack(t) share memory) ----------------------
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """Export this tensor as a DLPack capsule (the array API's protocol): the
+        consumer shares the memory, and an arena refuses to reset while it holds it.
+
+        A ``max_version`` of (1, 0) or later gets a versioned capsule that carries the
+        read-only flag; older consumers get the legacy capsule, which cannot say
+        "read-only", so read-only tensors refuse it (as numpy does). ``copy=True``
+        exports a fresh copy."""
+        return dlpack_export(self, stream, max_version, dl_device, copy)
+
+    def __dlpack_device__(self):
+        """(device type, device id) of the memory: (1, 0), the CPU."""
+        return (ZL_DL_CPU, 0)
+
+    @staticmethod
+    def from_dlpack(obj, *, copy=None):
+        """A tensor sharing the memory of any DLPack producer on the CPU (a numpy
+        array, a torch or JAX CPU tensor, another Tensor), with its strides; read-only
+        when the producer says so. ``copy=True`` copies into a new heap tensor."""
+        return dlpack_import(obj, copy)
+
     # ---- elements --------------------------------------------------------------------------
 
     def get(self, *index):
@@ -1603,3 +1636,285 @@ cdef class Tensor:
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
         body = np.array2string(arr, separator=", ", threshold=200)
         return f"Tensor({self.dtype}, shape={self.shape})\n{body}"
+
+
+# ---- DLPack -----------------------------------------------------------------------------------
+# An export is one malloc'd block: the managed tensor the consumer sees, the int64 shape
+# and strides it points into, and a strong reference to the Tensor (manager_ctx) that
+# keeps the memory alive and holds an arena export until the consumer's deleter runs.
+
+cdef extern from "zigllama/zl_dlpack.h" nogil:
+    enum:
+        ZL_DLPACK_MAJOR_VERSION
+        ZL_DLPACK_MINOR_VERSION
+        ZL_DL_CPU
+        ZL_DL_INT
+        ZL_DL_FLOAT
+        ZL_DL_BFLOAT
+    uint64_t ZL_DLPACK_FLAG_READ_ONLY
+    uint64_t ZL_DLPACK_FLAG_IS_COPIED
+    ctypedef struct zl_dl_device:
+        int32_t device_type
+        int32_t device_id
+    ctypedef struct zl_dl_data_type:
+        uint8_t code
+        uint8_t bits
+        uint16_t lanes
+    ctypedef struct zl_dl_tensor:
+        void *data
+        zl_dl_device device
+        int32_t ndim
+        zl_dl_data_type dtype
+        int64_t *shape
+        int64_t *strides
+        uint64_t byte_offset
+    ctypedef struct zl_dl_managed_tensor:
+        zl_dl_tensor dl_tensor
+        void *manager_ctx
+        void (*deleter)(zl_dl_managed_tensor *self) noexcept
+    ctypedef struct zl_dlpack_version:
+        uint32_t major
+        uint32_t minor
+    ctypedef struct zl_dl_managed_tensor_versioned:
+        zl_dlpack_version version
+        void *manager_ctx
+        void (*deleter)(zl_dl_managed_tensor_versioned *self) noexcept
+        uint64_t flags
+        zl_dl_tensor dl_tensor
+
+# Each export is one block whose first member is the managed tensor, so the deleter frees it.
+cdef struct legacy_export:
+    zl_dl_managed_tensor managed
+    int64_t shape[ZL_MAX_DIMS]
+    int64_t strides[ZL_MAX_DIMS]
+
+cdef struct versioned_export:
+    zl_dl_managed_tensor_versioned managed
+    int64_t shape[ZL_MAX_DIMS]
+    int64_t strides[ZL_MAX_DIMS]
+
+cdef const char *DLTENSOR = b"dltensor"
+cdef const char *DLTENSOR_VERSIONED = b"dltensor_versioned"
+cdef const char *USED_DLTENSOR = b"used_dltensor"
+cdef const char *USED_DLTENSOR_VERSIONED = b"used_dltensor_versioned"
+
+
+cdef inline void release_exported(PyObject *owner) noexcept:
+    cdef Tensor t = <Tensor>owner
+    if t.allocator is not None:
+        t.allocator.release_export()
+    Py_DECREF(t)
+
+
+# The deleters may be called from any thread, with or without the GIL.
+cdef void delete_legacy(zl_dl_managed_tensor *m) noexcept with gil:
+    release_exported(<PyObject *>m.manager_ctx)
+    free(m)
+
+
+cdef void delete_versioned(zl_dl_managed_tensor_versioned *m) noexcept with gil:
+    release_exported(<PyObject *>m.manager_ctx)
+    free(m)
+
+
+# A capsule nobody consumed still owns its export: its destructor runs the deleter.
+cdef void destroy_unconsumed_capsule(object capsule) noexcept:
+    cdef zl_dl_managed_tensor *legacy
+    cdef zl_dl_managed_tensor_versioned *versioned
+    if PyCapsule_IsValid(capsule, DLTENSOR_VERSIONED):
+        versioned = <zl_dl_managed_tensor_versioned *>PyCapsule_GetPointer(capsule, DLTENSOR_VERSIONED)
+        versioned.deleter(versioned)
+    elif PyCapsule_IsValid(capsule, DLTENSOR):
+        legacy = <zl_dl_managed_tensor *>PyCapsule_GetPointer(capsule, DLTENSOR)
+        legacy.deleter(legacy)
+
+
+cdef zl_dl_data_type dl_dtype_of(int dtype) noexcept:
+    cdef zl_dl_data_type d
+    d.lanes = 1
+    d.bits = <uint8_t>(8 * zl_dtype_itemsize(dtype))
+    d.code = ZL_DL_BFLOAT if dtype == ZL_BF16 else \
+        (ZL_DL_INT if dtype == ZL_I8 or dtype == ZL_I32 else ZL_DL_FLOAT)
+    return d
+
+
+cdef int dtype_of_dl(zl_dl_data_type d) except -1:
+    cdef zl_dl_data_type ours
+    for code in (ZL_F32, ZL_F64, ZL_F16, ZL_BF16, ZL_I8, ZL_I32):
+        ours = dl_dtype_of(code)
+        if d.code == ours.code and d.bits == ours.bits and d.lanes == ours.lanes:
+            return code
+    raise UnsupportedDtype(
+        f"DLPack dtype (code {d.code}, {d.bits} bits, {d.lanes} lanes) has no zigllama dtype: "
+        "float32, float64, float16, bfloat16, int8 and int32 are supported"
+    )
+
+
+cdef void fill_dl_tensor(zl_dl_tensor *dl, Tensor t, int64_t *shape, int64_t *strides) noexcept:
+    cdef int d
+    dl.data = t.view.data
+    dl.device.device_type = ZL_DL_CPU
+    dl.device.device_id = 0
+    dl.ndim = t.view.ndim
+    dl.dtype = dl_dtype_of(t.view.dtype)
+    dl.byte_offset = 0
+    for d in range(t.view.ndim):
+        shape[d] = t.view.shape[d]
+        strides[d] = t.view.strides[d] // t.view.itemsize   # bytes -> elements
+    dl.shape = shape
+    dl.strides = strides
+
+
+cdef object dlpack_export(Tensor t, stream, max_version, dl_device, copy):
+    cdef legacy_export *legacy
+    cdef versioned_export *versioned
+    cdef void *managed
+    cdef const char *name
+    t.check_alive()
+    if stream is not None:
+        raise DLPackError(f"a CPU tensor takes no stream, got stream={stream!r}")
+    if dl_device is not None and tuple(dl_device) != (ZL_DL_CPU, 0):
+        raise DLPackError(f"the tensor lives on the CPU (1, 0); cannot export to device {dl_device!r}")
+    if copy:
+        t = t.copy(None)
+    if max_version is None or tuple(max_version)[0] < ZL_DLPACK_MAJOR_VERSION:
+        if not t.writable:
+            raise DLPackError(
+                "a read-only tensor cannot go to a legacy DLPack consumer, which has no "
+                "read-only flag: the consumer must ask for max_version >= (1, 0), or copy=True"
+            )
+        legacy = <legacy_export *>malloc(sizeof(legacy_export))
+        if legacy == NULL:
+            raise OutOfMemory("no memory for a DLPack export")
+        fill_dl_tensor(&legacy.managed.dl_tensor, t, legacy.shape, legacy.strides)
+        legacy.managed.manager_ctx = <void *>t
+        legacy.managed.deleter = delete_legacy
+        managed, name = legacy, DLTENSOR
+    else:
+        versioned = <versioned_export *>malloc(sizeof(versioned_export))
+        if versioned == NULL:
+            raise OutOfMemory("no memory for a DLPack export")
+        fill_dl_tensor(&versioned.managed.dl_tensor, t, versioned.shape, versioned.strides)
+        versioned.managed.version.major = ZL_DLPACK_MAJOR_VERSION
+        versioned.managed.version.minor = ZL_DLPACK_MINOR_VERSION
+        versioned.managed.flags = (0 if t.writable else ZL_DLPACK_FLAG_READ_ONLY) | \
+            (ZL_DLPACK_FLAG_IS_COPIED if copy else 0)
+        versioned.managed.manager_ctx = <void *>t
+        versioned.managed.deleter = delete_versioned
+        managed, name = versioned, DLTENSOR_VERSIONED
+    # The export's share of the tensor: a reference, and (for arena memory) an export
+    # count that refuses resets until the consumer's deleter runs.
+    if t.allocator is not None:
+        try:
+            t.allocator.acquire_export(t.generation)
+        except BaseException:
+            free(managed)
+            raise
+    Py_INCREF(t)
+    try:
+        return PyCapsule_New(managed, name, destroy_unconsumed_capsule)
+    except BaseException:
+        if name == DLTENSOR:
+            delete_legacy(<zl_dl_managed_tensor *>managed)
+        else:
+            delete_versioned(<zl_dl_managed_tensor_versioned *>managed)
+        raise
+
+
+@cython.final
+cdef class _DLPackOwner:
+    """Holds a consumed DLPack capsule's managed tensor; its deleter runs when the last
+    Tensor over the memory goes."""
+    cdef zl_dl_managed_tensor *legacy
+    cdef zl_dl_managed_tensor_versioned *versioned
+
+    def __dealloc__(self):
+        if self.versioned != NULL and self.versioned.deleter != NULL:
+            self.versioned.deleter(self.versioned)
+        elif self.legacy != NULL and self.legacy.deleter != NULL:
+            self.legacy.deleter(self.legacy)
+
+
+cdef object dlpack_import(obj, copy):
+    cdef _DLPackOwner owner = _DLPackOwner.__new__(_DLPackOwner)
+    cdef zl_dl_tensor *dl
+    cdef bint writable = True
+    cdef int dtype, d
+    cdef ptrdiff_t itemsize
+    cdef ptrdiff_t dims[ZL_MAX_DIMS]
+    cdef Tensor t
+    cdef Py_ssize_t size
+    cdef char *data
+    if isinstance(obj, Tensor):
+        (<Tensor>obj).check_alive()
+        return (<Tensor>obj).copy(None) if copy else view_of(<Tensor>obj)
+    if not hasattr(obj, "__dlpack__"):
+        raise DLPackError(f"{type(obj).__name__} is not a DLPack producer (no __dlpack__)")
+    if hasattr(obj, "__dlpack_device__"):
+        device = tuple(obj.__dlpack_device__())
+        if device[:1] != (ZL_DL_CPU,):
+            raise DLPackError(f"{type(obj).__name__} lives on device {device}, not the CPU (1, 0)")
+    try:
+        capsule = obj.__dlpack__(max_version=(ZL_DLPACK_MAJOR_VERSION, ZL_DLPACK_MINOR_VERSION))
+    except TypeError:
+        capsule = obj.__dlpack__()   # a producer older than DLPack 1.0
+    if PyCapsule_IsValid(capsule, DLTENSOR_VERSIONED):
+        owner.versioned = <zl_dl_managed_tensor_versioned *>PyCapsule_GetPointer(
+            capsule, DLTENSOR_VERSIONED)
+        PyCapsule_SetName(capsule, USED_DLTENSOR_VERSIONED)   # now ours to delete
+        if owner.versioned.version.major > ZL_DLPACK_MAJOR_VERSION:
+            raise DLPackError(
+                f"DLPack version {owner.versioned.version.major}.{owner.versioned.version.minor} "
+                f"is newer than the {ZL_DLPACK_MAJOR_VERSION}.x this build reads"
+            )
+        dl = &owner.versioned.dl_tensor
+        writable = not (owner.versioned.flags & ZL_DLPACK_FLAG_READ_ONLY)
+    elif PyCapsule_IsValid(capsule, DLTENSOR):
+        owner.legacy = <zl_dl_managed_tensor *>PyCapsule_GetPointer(capsule, DLTENSOR)
+        PyCapsule_SetName(capsule, USED_DLTENSOR)
+        dl = &owner.legacy.dl_tensor
+    else:
+        raise DLPackError(
+            f"{type(obj).__name__}.__dlpack__() returned {type(capsule).__name__}, not an "
+            "unconsumed 'dltensor' or 'dltensor_versioned' capsule"
+        )
+    if dl.device.device_type != ZL_DL_CPU:
+        raise DLPackError(f"the DLPack tensor lives on device type {dl.device.device_type}, not the CPU")
+    dtype = dtype_of_dl(dl.dtype)
+    itemsize = zl_dtype_itemsize(dtype)
+    if dl.ndim < 1 or dl.ndim > ZL_MAX_DIMS:
+        raise InvalidShape(
+            f"a DLPack tensor of {dl.ndim} dimensions: a tensor has 1 to {ZL_MAX_DIMS}"
+        )
+    for d in range(dl.ndim):
+        if dl.shape[d] < 1 or dl.shape[d] > PTRDIFF_MAX:
+            raise InvalidShape(
+                f"a DLPack tensor of shape {tuple([dl.shape[i] for i in range(dl.ndim)])}: "
+                f"axis {d} has {dl.shape[d]} elements, and every axis must have at least 1"
+            )
+        dims[d] = <ptrdiff_t>dl.shape[d]
+    size = checked_size(dl.ndim, dims, itemsize)
+    if dl.data == NULL or dl.byte_offset > <uint64_t>PTRDIFF_MAX:
+        raise DLPackError("the DLPack tensor has no data pointer or an impossible byte offset")
+    data = <char *>dl.data + dl.byte_offset
+    if (<uintptr_t>data) % <uintptr_t>itemsize != 0:
+        raise InvalidLayout(f"DLPack data at 0x{<uintptr_t>data:x} is misaligned for {_NAME_OF[dtype]}")
+    t = new_tensor()
+    t.view.data = data
+    t.view.dtype = dtype
+    t.view.ndim = dl.ndim
+    t.view.itemsize = itemsize
+    memcpy(t.view.shape, dims, dl.ndim * sizeof(ptrdiff_t))
+    if dl.strides == NULL:
+        contiguous_strides(&t.view)
+    else:
+        for d in range(dl.ndim):
+            # |stride| * (extent - 1) * itemsize stays within the producer's allocation,
+            # whose size fits in a ptrdiff_t; a larger stride is a lie we refuse to follow.
+            if dl.strides[d] > PTRDIFF_MAX // itemsize or dl.strides[d] < -(PTRDIFF_MAX // itemsize):
+                raise InvalidLayout(f"DLPack stride {dl.strides[d]} on axis {d} is out of range")
+            t.view.strides[d] = <ptrdiff_t>dl.strides[d] * itemsize
+    t.size = size
+    t.writable = writable
+    t.owner = owner
+    return t.copy(None) if copy else t

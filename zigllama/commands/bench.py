@@ -1,8 +1,9 @@
 """``zigllama bench``: the comparison tables, each against its named peer.
 
 Runs the benchmarks that ship with the package (``zigllama.benchmarks``) and prints
-their tables: tensor operations and allocators against numpy, GGUF open and
-dequantization against the ``gguf`` package (``pip install gguf`` for those peers),
+their tables: tensor operations and allocators against numpy, GGUF open, the
+command line's start-up (against ``gguf-dump``) and dequantization against the
+``gguf`` package (``pip install gguf`` for those peers),
 loading a whole model against the cost of fresh memory,
 GEMM backends against numpy.matmul, the pool against ThreadPoolExecutor and
 OpenMP, and the demo's stage table.
@@ -11,7 +12,7 @@ import sys
 
 HELP = "run the benchmarks against their peers (numpy, gguf, ThreadPoolExecutor) and print the tables"
 
-NAMES = ("tensor", "allocator", "gguf", "quants", "load", "blas", "threading", "demo")
+NAMES = ("tensor", "allocator", "gguf", "startup", "quants", "load", "blas", "threading", "demo")
 
 
 def add_arguments(parser):

@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from ._terminal import escape
+
 HELP = "run one transformer block from a GGUF file through zigllama, checked against numpy"
 
 # float32 GEMMs in different summation orders: agreement is relative to the output's scale.
@@ -65,7 +67,7 @@ def run(args):
             out, stages, weights, x, cfg = pipeline.run_block(path, tokens, block=args.block,
                                                               threads=args.threads, blas=args.blas)
             passes.append(stages)
-    print(f"model: {arch}, n_embd {cfg.n_embd}, heads {cfg.n_head}/{cfg.n_head_kv} (head_dim {cfg.head_dim}), "
+    print(f"model: {escape(arch)}, n_embd {cfg.n_embd}, heads {cfg.n_head}/{cfg.n_head_kv} (head_dim {cfg.head_dim}), "
           f"n_ff {cfg.n_ff}, rope {'neox' if cfg.rope_neox else 'normal'}; block {args.block}, {len(tokens)} tokens")
     print()
     print(pipeline.format_stages(pipeline.median_stages(passes)))

@@ -3,6 +3,8 @@ import resource
 import sys
 import time
 
+from ._terminal import escape
+
 HELP = "dequantize every tensor of a GGUF model to float32; report time, GB/s and peak memory"
 
 
@@ -30,7 +32,8 @@ class _Progress:
         self.last = now
         filled = int(self.WIDTH * done / self.total)
         bar = "#" * filled + "." * (self.WIDTH - filled)
-        sys.stderr.write(f"\r[{bar}] {100 * done / self.total:5.1f}% {label[:40]:<40}")
+        label = escape(label)[:40]  # a tensor name: from the file
+        sys.stderr.write(f"\r[{bar}] {100 * done / self.total:5.1f}% {label:<40}")
         sys.stderr.flush()
 
     def close(self):
@@ -42,7 +45,6 @@ class _Progress:
 def run(args):
     from .._config import resolve_threads
     from .._core.gguf_format import GGUFModelLoader
-    from .._core.quantization import dequantize_tensor
 
     threads = resolve_threads(args.threads)
     loaded = []
@@ -55,7 +57,7 @@ def run(args):
         start = time.perf_counter()
         for info in infos:
             t0 = time.perf_counter()
-            loaded.append(dequantize_tensor(model, info.name, threads=threads))
+            loaded.append(model.load_tensor(info.name, threads=threads))
             elapsed = time.perf_counter() - t0
             name = info.ggml_type.name
             count, elements, seconds = per_type.get(name, (0, 0, 0.0))
@@ -67,7 +69,7 @@ def run(args):
         progress.close()
     out_bytes = sum(a.nbytes for a in loaded)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    print(f"{args.file}: {len(loaded)} tensors, {total:,} elements, {threads} thread(s)")
+    print(f"{escape(args.file)}: {len(loaded)} tensors, {total:,} elements, {threads} thread(s)")
     print(f"time {seconds * 1e3:,.1f} ms, output {out_bytes / 1e9:.3f} GB float32, "
           f"{out_bytes / 1e9 / max(seconds, 1e-9):.2f} GB/s, peak memory {peak / 2**20:,.0f} MiB")
     print("type     tensors      elements      ms     M/s")

@@ -1,6 +1,7 @@
 """``zigllama validate FILE...``: check GGUF files against every rule of the format."""
 import sys
 
+USES_BLAS = False
 HELP = "check GGUF files: exit 0 if every file is valid, 1 with the reason if not"
 
 
@@ -11,6 +12,7 @@ def add_arguments(parser):
 def run(args):
     from .._core.gguf_format import GGUFReader
     from ..errors import GGUFError
+    from ._terminal import escape
 
     status = 0
     for path in args.files:
@@ -19,8 +21,8 @@ def run(args):
                 r.validate()
                 summary = f"GGUF v{r.version}, {r.kv_count} keys, {r.tensor_count} tensors"
         except (GGUFError, OSError) as e:
-            print(f"{path}: invalid: {type(e).__name__}: {e}", file=sys.stderr)
+            print(f"{escape(path)}: invalid: {type(e).__name__}: {escape(e)}", file=sys.stderr)
             status = 1
         else:
-            print(f"{path}: valid ({summary})")
+            print(f"{escape(path)}: valid ({summary})")
     return status

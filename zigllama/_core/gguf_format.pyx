@@ -76,6 +76,12 @@ cdef extern from "zigllama/zl_gguf.h" nogil:
         uint64_t pos
         uint64_t len
     int gguf_probe_string(void *probe)
+    ctypedef struct gguf_strings_probe:
+        const gguf_ctx *ctx
+        const uint64_t *positions
+        uint64_t n
+        uint64_t bad
+    int gguf_probe_strings(void *probe)
 
 cdef extern from "zigllama/zl_ggml_types.h" nogil:
     ctypedef struct zl_ggml_type_traits:
@@ -269,7 +275,47 @@ cdef inline uint64_t _string_length(GGUFReader r, uint64_t pos, object what, Py_
 
 cdef inline object _decode_string(GGUFReader r, uint64_t pos, object what, Py_ssize_t index=-1):
     """The string whose length field is at pos. `what` (+ `[index]`) names it in errors."""
-    cdef uint64_t n = _string_length(r, pos, what, index)
+    return _decode_at(r, pos, _string_length(r, pos, what, index), what, index)
+
+
+# Elements of a string array probed together under one guarded call, then decoded: the
+# per-string guard costs about a fifth of decoding a short token.
+cdef enum:
+    _PROBE_RUN = 4096
+
+
+cdef int _probe_run(StringArray a, Py_ssize_t first, Py_ssize_t count) except -1:
+    """Elements [first, first + count) of a string array checked and paged in under the
+    SIGBUS guard, so that _decode_probed can decode them right after."""
+    cdef gguf_strings_probe probe
+    cdef int rc
+    a.reader.check_open()
+    probe.ctx = &a.reader.ctx
+    probe.positions = a.positions + first
+    probe.n = count
+    probe.bad = 0
+    rc = fault_guarded_call(gguf_probe_strings, &probe, -1)
+    if rc == 1:
+        i = first + <Py_ssize_t>probe.bad
+        raise _changed(a.reader, f"{a.what}[{i}]", a.positions[i], gguf_read_u64(&a.reader.ctx, a.positions[i]))
+    if rc != 0:
+        raise _shrank(a.reader, f"{a.what}[{first}..{first + count}]", a.positions[first])
+    return 0
+
+
+cdef inline object _decode_probed(StringArray a, Py_ssize_t i):
+    """Element i, just probed by _probe_run: its length is checked again (the bytes may
+    change in between), its pages were just read."""
+    cdef uint64_t pos = a.positions[i]
+    cdef uint64_t n
+    a.reader.check_open()
+    n = gguf_read_u64(&a.reader.ctx, pos)
+    if n > a.reader.ctx.size - pos - 8:
+        raise _changed(a.reader, f"{a.what}[{i}]", pos, n)
+    return _decode_at(a.reader, pos, n, a.what, i)
+
+
+cdef inline object _decode_at(GGUFReader r, uint64_t pos, uint64_t n, object what, Py_ssize_t index):
     cdef uint64_t bad = 0
     cdef const uint8_t *s = r.ctx.data + pos + 8
     try:
@@ -341,9 +387,22 @@ cdef class StringArray(LazyArray):
 
     def tolist(self):
         """Every element decoded, as a list."""
-        cdef Py_ssize_t i
-        self.reader.check_open()
-        return [_decode_string(self.reader, self.positions[i], self.what, i) for i in range(self.n)]
+        cdef Py_ssize_t i, start, count
+        out = []
+        for start in range(0, self.n, _PROBE_RUN):
+            count = min(_PROBE_RUN, self.n - start)
+            _probe_run(self, start, count)
+            for i in range(start, start + count):
+                out.append(_decode_probed(self, i))
+        return out
+
+    def __iter__(self):
+        cdef Py_ssize_t i, start, count
+        for start in range(0, self.n, _PROBE_RUN):
+            count = min(_PROBE_RUN, self.n - start)
+            _probe_run(self, start, count)
+            chunk = [_decode_probed(self, i) for i in range(start, start + count)]
+            yield from chunk
 
     def byte_lengths(self):
         """The length in bytes of every element, as a uint64 array (no decoding)."""

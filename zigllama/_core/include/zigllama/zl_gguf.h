@@ -137,4 +137,14 @@ typedef struct {
 } gguf_string_probe;
 int gguf_probe_string(void *probe);
 
+/* gguf_probe_string for positions[0:n] at once (one guarded call for a run of a
+ * string array): 0, or 1 with bad = the index of the first length that no longer fits. */
+typedef struct {
+    const gguf_ctx *ctx;
+    const uint64_t *positions;
+    uint64_t n;
+    uint64_t bad;
+} gguf_strings_probe;
+int gguf_probe_strings(void *probe);
+
 #endif /* ZL_GGUF_H */

@@ -694,3 +694,16 @@ int gguf_probe_string(void *probe) {
     (void)sink;
     return 0;
 }
+
+int gguf_probe_strings(void *probe) {
+    gguf_strings_probe *s = (gguf_strings_probe *)probe;
+    gguf_string_probe one = {s->ctx, 0, 0};
+    for (uint64_t i = 0; i < s->n; i++) {
+        one.pos = s->positions[i];
+        if (gguf_probe_string(&one)) {
+            s->bad = i;
+            return 1;
+        }
+    }
+    return 0;
+}

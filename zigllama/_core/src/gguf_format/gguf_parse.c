@@ -436,7 +436,7 @@ static int check_layout(gguf_ctx *ctx) {
         if (t->offset + t->nbytes > end_max) end_max = t->offset + t->nbytes;
         if (t->nbytes) ex[m++] = (extent){t->offset, t->offset + t->nbytes, i};
     }
-    qsort(ex, (size_t)m, sizeof *ex, cmp_extent);
+    if (m > 1) qsort(ex, (size_t)m, sizeof *ex, cmp_extent); /* ex is NULL without tensors */
     for (uint64_t k = 1; k < m; k++) {
         if (ex[k].start < ex[k - 1].end) {
             gguf_tensor *t = &ctx->tensors[ex[k].i];

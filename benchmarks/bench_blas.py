@@ -10,11 +10,16 @@ contenders run back to back, so machine noise hits them alike. Ratios are
 against numpy.matmul measured in the same repetition set. The header says which
 BLAS library (and which of its CPU kernels) numpy and scipy run; the
 scipy.linalg.blas column is scipy's own wrapper of the library our scipy backend
-calls. A last table pairs the generic backend's one- and two-thread runs.
+calls. A last table pairs the generic backend's one- and two-thread runs. With
+--paths all, the generic backend runs again, one thread, on each narrower SIMD
+path this CPU supports (AVX-512 14x32 / 14x16 tiles, AVX2 6x16 / 6x8, portable
+on the --quick sizes), each in its own process (ZIGLLAMA_SIMD) against numpy
+measured in that process.
 """
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 
 import numpy as np
@@ -24,6 +29,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import zigllama
 from scipy.linalg import blas as scipy_blas
 from zigllama import get_blas
+from zigllama._core import platform
 from zigllama._core.blas_integration import generic_info
 
 SQUARE = (16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -115,6 +121,9 @@ def main(argv=None):
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--backends", default="scipy,generic,naive")
+    parser.add_argument("--paths", choices=("best", "all"), default="best",
+                        help="also run the generic backend on every narrower SIMD path")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the two-threads-against-one table")
     args = parser.parse_args(argv)
     repeat = args.repeat or (3 if args.quick else 5)
     min_seconds = 0.01 if args.quick else 0.05
@@ -146,9 +155,30 @@ def main(argv=None):
                         cells.append(f"{g[name][0]:.1f} ({g[name][1]:.2f}x)" if name in g else "-")
                     print(f"| {dtype} | {threads} | {m}x{k} @ {k}x{n} | " + " | ".join(cells) + " |", flush=True)
 
-    if "generic" in backends:
+    if "generic" in backends and not args.no_scaling:
         print_scaling(args, repeat, min_seconds)
+    if args.paths == "all":
+        print_other_paths(args)
     return 0
+
+
+def print_other_paths(args):
+    """The generic backend's table again on each narrower SIMD path, one process each."""
+    for path in platform.simd_supported_paths()[::-1]:
+        if path == platform.simd_path():
+            continue
+        print(f"\n## generic backend on the {path} path (ZIGLLAMA_SIMD={path}), one thread\n")
+        cmd = [sys.executable, os.path.abspath(__file__), "--backends", "generic", "--threads", "1",
+               "--dtypes", args.dtypes, "--no-scaling"]
+        # The portable kernel runs 1-3 GFLOPS: its table keeps to the small sizes.
+        if args.quick or path == "portable":
+            cmd.append("--quick")
+        if args.repeat:
+            cmd += ["--repeat", str(args.repeat)]
+        proc = subprocess.run(cmd, env=dict(os.environ, ZIGLLAMA_SIMD=path), capture_output=True, text=True,
+                              check=True)
+        table = [line for line in proc.stdout.splitlines() if line.startswith("|") or "zigllama generic" in line]
+        print("\n".join(table), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from conftest import other_simd_paths
 import zigllama
 from zigllama import BlasConfig, BlasError, BlasInterface, BlasManager, BlasStats, get_blas
 from zigllama._core import blas_integration
@@ -231,37 +232,66 @@ def test_generic_single_row_and_column_products(threads, dtype):
             np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=tol, atol=tol * 30)
 
 
-# The portable micro-kernel ---------------------------------------------------
+# Every micro-kernel ----------------------------------------------------------
 
-# The generic backend's tests, rerun in a process where ZIGLLAMA_DISABLE_SIMD=1
-# forces the portable micro-kernel (the CPU check is cached per process).
-PORTABLE_RERUN = (
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_generic_gemm_tile_edges(dtype):
+    """Around the tile of the micro-kernel in use (14 x 32 / 14 x 16 on AVX-512,
+    6 x 16 / 6 x 8 otherwise): ragged rows and columns, beta on and off, a C
+    inside a larger array whose surroundings must stay untouched."""
+    info = blas_integration.generic_info()
+    mr, nr = map(int, info["tile_" + np.dtype(dtype).name].split("x"))
+    kc = info["blocking_" + np.dtype(dtype).name]["kc"]
+    rng = np.random.default_rng(mr * nr)
+    tol = 2e-4 if dtype == np.float32 else 1e-11
+    for m in (2, mr - 1, mr, mr + 1, 2 * mr + 3):
+        for n in (2, nr - 1, nr, nr + 1, 2 * nr + 5):
+            for k, beta in ((1, 0.0), (7, 0.5), (kc + 3, -1.0)):
+                a = rng.standard_normal((m, k)).astype(dtype)
+                b = rng.standard_normal((k, n)).astype(dtype)
+                big = rng.standard_normal((m + 2, n + 3)).astype(dtype)
+                before = big.copy()
+                out = big[1:m + 1, 1:n + 1]
+                get_blas("generic").gemm(a, b, out=out, alpha=1.5, beta=beta)
+                ref = 1.5 * (a.astype(np.float64) @ b) + beta * before[1:m + 1, 1:n + 1]
+                np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.sqrt(k), err_msg=f"{m}x{n}x{k}")
+                mask = np.ones(big.shape, bool)
+                mask[1:m + 1, 1:n + 1] = False
+                np.testing.assert_array_equal(big[mask], before[mask])
+
+
+# The generic backend's tests, rerun in a process for each other SIMD path the
+# CPU supports (ZIGLLAMA_SIMD; the CPU check is cached per process).
+PATH_RERUN = (
     "test_gemm_matches_numpy[generic]",
+    "test_generic_gemm_tile_edges",
     "test_generic_gemm_crosses_cache_blocks",
+    "test_generic_short_a_reads_b_in_place_or_packs_each_panel",
     "test_generic_gemm_same_bits_on_one_and_two_threads",
     "test_generic_single_row_and_column_products",
-    "test_generic_uses_avx2_where_the_cpu_has_it",
+    "test_generic_micro_kernel_follows_the_simd_path",
 )
 
 
-def test_generic_portable_kernel_matches_numpy():
-    if os.environ.get("ZIGLLAMA_DISABLE_SIMD"):
-        pytest.skip("already the portable run")
+@pytest.mark.parametrize("path", other_simd_paths())
+def test_generic_every_simd_path_matches_numpy(path):
     here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, ZIGLLAMA_DISABLE_SIMD="1")
-    ids = [f"{os.path.basename(__file__)}::{name}" for name in PORTABLE_RERUN]
+    env = dict(os.environ, ZIGLLAMA_SIMD=path)
+    ids = [f"{os.path.basename(__file__)}::{name}" for name in PATH_RERUN]
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *ids],
                          cwd=here, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "skipped" not in run.stdout
 
 
-def test_generic_uses_avx2_where_the_cpu_has_it():
-    from conftest import kernel_cpu_flags
+def test_generic_micro_kernel_follows_the_simd_path():
+    from conftest import expected_simd_path
 
-    simd = {"avx2", "fma"} <= kernel_cpu_flags() and os.environ.get("ZIGLLAMA_DISABLE_SIMD") != "1"
-    expected = "avx2+fma" if simd else "portable"
-    assert blas_integration.generic_info()["micro_kernel"] == expected
+    expected = {"avx512": "avx512", "avx2": "avx2+fma", "portable": "portable"}[expected_simd_path()]
+    info = blas_integration.generic_info()
+    assert info["micro_kernel"] == expected
+    wide = expected == "avx512"
+    assert (info["tile_float32"], info["tile_float64"]) == (("14x32", "14x16") if wide else ("6x16", "6x8"))
 
 
 # Bad arguments ---------------------------------------------------------------
@@ -375,7 +405,7 @@ def test_blas_config_reports_what_runs():
         assert cfg.filepath in {i["filepath"] for i in blas_libs}
         assert cfg.version in {i["version"] for i in blas_libs}
     d = cfg.as_dict()
-    assert d["generic"]["micro_kernel"] in ("avx2+fma", "portable")
+    assert d["generic"]["micro_kernel"] in ("avx512", "avx2+fma", "portable")
     assert d["generic"]["cache_bytes"]["l1d"] > 0
     # scipy's Linux wheels bundle OpenBLAS, which threadpoolctl always sees
     if any(i["internal_api"] == "openblas" for i in blas_libs):

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import zigllama
 
 
@@ -49,6 +51,41 @@ def test_cpu_features_match_proc_cpuinfo():
         assert feats["avx2"] == ("avx2" in flags)
         assert feats["fma"] == ("fma" in flags)
         assert feats["f16c"] == ("f16c" in flags)
+        for ours, linux in (("avx512f", "avx512f"), ("avx512bw", "avx512bw"), ("avx512vl", "avx512vl"),
+                            ("avx512dq", "avx512dq"), ("avx512_vnni", "avx512_vnni"), ("avx_vnni", "avx_vnni")):
+            assert feats[ours] == (linux in flags), ours
+
+
+def test_simd_path_is_the_widest_the_cpu_and_os_support():
+    from conftest import expected_simd_path, kernel_cpu_flags, kernel_simd_paths
+    from zigllama._core import platform
+
+    supported = kernel_simd_paths()
+    assert platform.simd_supported_paths() == supported
+    assert platform.simd_path() == expected_simd_path()
+    if platform.simd_path() == supported[-1]:
+        flags = kernel_cpu_flags()
+        assert platform.simd_vnni() == ("avx512" in supported and "avx512_vnni" in flags,
+                                        "avx2" in supported and "avx_vnni" in flags)
+
+
+@pytest.mark.parametrize("request_, disable", [("portable", ""), ("avx2", ""), ("avx512", ""),
+                                               ("nonsense", ""), ("", "1"), ("avx512", "1")])
+def test_simd_env_picks_the_path(request_, disable):
+    """ZIGLLAMA_SIMD caps the path at what the CPU supports; ZIGLLAMA_DISABLE_SIMD=1 means
+    portable unless ZIGLLAMA_SIMD names a path; an unknown name is ignored."""
+    from conftest import SIMD_PATHS, kernel_simd_paths
+
+    supported = kernel_simd_paths()
+    code = ("from zigllama._core import platform as p; import zigllama, io; b = io.StringIO();"
+            "zigllama.show_config(file=b); print(p.simd_path(), p.simd_kernels(), 'path: ' + p.simd_path() in b.getvalue())")
+    env = dict(os.environ, ZIGLLAMA_SIMD=request_, ZIGLLAMA_DISABLE_SIMD=disable)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    if request_ in SIMD_PATHS:
+        expected = supported[min(SIMD_PATHS.index(request_), len(supported) - 1)]
+    else:
+        expected = "portable" if disable else supported[-1]
+    assert out.stdout.split() == [expected, str(expected != "portable"), "True"]
 
 
 def test_disable_simd_env_forces_portable_kernels():

@@ -1,8 +1,9 @@
 """Dequantization and quantization of GGML block formats.
 
 The oracle is the gguf package (llama.cpp's Python twin of ggml): every type it
-can dequantize must come out with exactly its float32 bits, on the AVX2 path and
-on the portable one (the latter in a subprocess with ZIGLLAMA_DISABLE_SIMD=1).
+can dequantize must come out with exactly its float32 bits, on every SIMD path the
+CPU supports (AVX-512, AVX2) and on the portable one (the others in a subprocess
+each, with ZIGLLAMA_SIMD naming the path).
 Types gguf cannot dequantize are checked against ggml's block layouts written
 out in numpy here, and against hand-computed blocks.
 """
@@ -22,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import outside_extension
+from conftest import other_simd_paths
 import zigllama
 from zigllama import QuantizationError
 from zigllama._core import quantization as zq
@@ -173,10 +175,11 @@ def test_hand_checked_blocks():
 
 
 def test_simd_state_matches_environment():
-    from conftest import kernel_cpu_flags
+    from conftest import expected_simd_path
 
-    has_avx2 = {"avx2", "fma", "f16c"} <= kernel_cpu_flags()
-    assert zq.simd_active() == (has_avx2 and not SIMD_DISABLED)
+    path = expected_simd_path()
+    assert zq.simd_path() == path
+    assert zq.simd_active() == (path != "portable")
 
 
 INT32_EDGES = [0, 1, -1, 2**31 - 1, -2**31, 2**31, -2**31 - 1, 2**24 + 1, -(2**24 + 1),
@@ -194,11 +197,14 @@ def test_hand_checked_i64_as_numpy_casts(values):
     np.testing.assert_array_equal(got.view(np.uint32), raw.astype(np.float32).view(np.uint32))
 
 
-@pytest.mark.skipif(SIMD_DISABLED or not zq.simd_active(),
-                    reason="this process already runs the portable kernels")
-def test_portable_path_in_subprocess():
-    env = dict(os.environ, ZIGLLAMA_DISABLE_SIMD="1")
+@pytest.mark.parametrize("path", other_simd_paths())
+def test_every_simd_path_in_subprocess(path):
+    """The bit-exact tests again on each other path the CPU supports (ZIGLLAMA_SIMD)."""
+    env = dict(os.environ, ZIGLLAMA_SIMD=path)
     tests = os.path.dirname(os.path.abspath(__file__))
+    code = "from zigllama._core import quantization as q; print(q.simd_path())"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == path
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", os.path.abspath(__file__),
          "-k", "bit_exact or hand_checked or simd_state or threads_agree or stream"],
@@ -228,9 +234,10 @@ def test_threads_agree(t):
 
 @pytest.mark.parametrize("t", [T.Q8_0, T.Q4_K], ids=lambda t: t.name)
 def test_large_outputs_stream_the_same_bits(t):
-    # 16 MB and more of output takes the streaming-store path; slices of it do not.
+    # An output larger than the last-level cache takes the streaming-store path; slices of it do not.
     block, size = sizes(t)
-    rows, cols = 1025, 4096
+    cols = 4096
+    rows = min(max(1025, zq.streaming_min_bytes() // (4 * cols) + 1), 4097)
     raw = zigllama.quantize(np.random.default_rng(3).standard_normal((rows, cols), dtype=np.float32), t)
     whole = deq(raw, t, (rows, cols), threads=2)
     for start in (0, 512, 1024):
@@ -484,6 +491,15 @@ def test_quantize_byte_exact_with_gguf(t, data):
         ref = gq.quantize(x, t)
     got = zigllama.quantize(x, t)
     assert got.dtype == np.uint8 and got.shape == ref.shape
+    if t in (T.Q4_0, T.Q5_0):
+        # ggml (which zigllama follows) stores d = +0 / -8 = -0 for a block of
+        # zeros; gguf divides the block's first zero, of either sign
+        size = got.shape[-1] // (x.shape[-1] // 32)
+        g, r = got.reshape(-1, size), ref.reshape(-1, size).copy()
+        zero = (x.reshape(-1, 32) == 0).all(axis=1)
+        assert (g[zero, :2] == [0x00, 0x80]).all()
+        r[zero, 1] = 0x80
+        ref = r.reshape(ref.shape)
     np.testing.assert_array_equal(got, ref)
 
 
@@ -542,7 +558,7 @@ def test_k_quantizers_keep_zero_and_constant_blocks():
 
 
 @pytest.mark.parametrize("array, t, message", [
-    (np.zeros(32, np.float32), T.Q2_K, "cannot quantize to Q2_K; supported: Q4_0"),
+    (np.zeros(32, np.float32), T.IQ2_XXS, "cannot quantize to IQ2_XXS; supported: F16, Q4_0"),
     (np.zeros(32, np.float32), 99, "unknown ggml type id 99"),
     (np.zeros(48, np.float32), T.Q8_0, "row length 48 is not a multiple"),
     (np.zeros(256, np.float32), T.Q4_K, None),
@@ -749,7 +765,8 @@ def test_outside_extension_cimports_the_kernels(tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout[-2000:] + r.stderr[-2000:]
     assert outside.has_quantizer(12) == (True, True)
-    assert outside.has_quantizer(10) == (False, True) and outside.has_quantizer(99) == (False, False)
+    assert outside.has_quantizer(10) == (True, True) and outside.has_quantizer(16) == (False, True)
+    assert outside.has_quantizer(99) == (False, False)
 
 
 def test_reader_load_and_loader_load_tensor_decode_every_written_type(tmp_path):

@@ -17,12 +17,27 @@ def config_dict():
         "compiler": platform.compiler(),
         "openmp": {"built": built_omp, "version": omp_version, "max_threads": omp_threads},
         "cpu_features": platform.cpu_features(),
-        "simd_kernels": "avx2+fma+f16c" if platform.simd_kernels() else "portable",
+        "simd_kernels": platform.simd_path(),
+        "simd": _simd_section(),
         "threads": {"setting": num_threads(), "available_cpus": available_cpus()},
     }
     for extra in _EXTRA_SECTIONS:
         info.update(extra())
     return info
+
+
+def _simd_section():
+    import os
+
+    avx512_vnni, avx_vnni = platform.simd_vnni()
+    return {
+        "path": platform.simd_path(),
+        "supported": ", ".join(platform.simd_supported_paths()),
+        "ZIGLLAMA_SIMD": os.environ.get("ZIGLLAMA_SIMD", ""),
+        "ZIGLLAMA_DISABLE_SIMD": os.environ.get("ZIGLLAMA_DISABLE_SIMD", ""),
+        "avx512_vnni": avx512_vnni,
+        "avx_vnni": avx_vnni,
+    }
 
 
 def _blas_section():

@@ -26,6 +26,7 @@ COMMANDS = {
     "convert-endian": "convert_endian",
     "split": "split",
     "merge": "merge",
+    "quantize": "quantize",
 }
 
 _EPILOG = "Run 'zigllama COMMAND --help' for a command's options."

@@ -55,10 +55,12 @@ cdef extern from "zl_blas_backends.h" nogil:
     ctypedef struct zl_generic_ctx:
         int num_threads
         long l1d, l2, l3
-        zl_gemm_blocking s, d
+        zl_gemm_blocking s, d, s512, d512
     void zl_generic_ctx_init(zl_generic_ctx *ctx)
     int zl_generic_uses_avx2()
+    int zl_generic_uses_avx512()
     int ZL_SGEMM_MR, ZL_SGEMM_NR, ZL_DGEMM_MR, ZL_DGEMM_NR
+    int ZL_SGEMM512_MR, ZL_SGEMM512_NR, ZL_DGEMM512_MR, ZL_DGEMM512_NR
     const zl_blas_vtable zl_blas_generic_vtable
     const zl_blas_vtable zl_blas_naive_vtable
 
@@ -810,13 +812,16 @@ def generic_threads():
 def generic_info():
     """What the generic backend runs: micro-kernel, tiles, cache sizes, blocking."""
     avx2 = bool(zl_generic_uses_avx2())
+    wide = bool(zl_generic_uses_avx512())
+    cdef zl_gemm_blocking bs = _generic_ctx.s512 if wide else _generic_ctx.s
+    cdef zl_gemm_blocking bd = _generic_ctx.d512 if wide else _generic_ctx.d
     return {
-        "micro_kernel": "avx2+fma" if avx2 else "portable",
-        "tile_float32": f"{ZL_SGEMM_MR}x{ZL_SGEMM_NR}",
-        "tile_float64": f"{ZL_DGEMM_MR}x{ZL_DGEMM_NR}",
+        "micro_kernel": "avx512" if wide else "avx2+fma" if avx2 else "portable",
+        "tile_float32": f"{ZL_SGEMM512_MR}x{ZL_SGEMM512_NR}" if wide else f"{ZL_SGEMM_MR}x{ZL_SGEMM_NR}",
+        "tile_float64": f"{ZL_DGEMM512_MR}x{ZL_DGEMM512_NR}" if wide else f"{ZL_DGEMM_MR}x{ZL_DGEMM_NR}",
         "cache_bytes": {"l1d": _generic_ctx.l1d, "l2": _generic_ctx.l2, "l3": _generic_ctx.l3},
-        "blocking_float32": {"mc": _generic_ctx.s.mc, "kc": _generic_ctx.s.kc, "nc": _generic_ctx.s.nc},
-        "blocking_float64": {"mc": _generic_ctx.d.mc, "kc": _generic_ctx.d.kc, "nc": _generic_ctx.d.nc},
+        "blocking_float32": {"mc": bs.mc, "kc": bs.kc, "nc": bs.nc},
+        "blocking_float64": {"mc": bd.mc, "kc": bd.kc, "nc": bd.nc},
         "openmp_max_threads": zl_omp_max_threads(),
     }
 

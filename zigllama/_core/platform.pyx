@@ -31,11 +31,38 @@ def cpu_features():
         "fma": bool(f & ZL_CPU_FMA),
         "f16c": bool(f & ZL_CPU_F16C),
         "avx512f": bool(f & ZL_CPU_AVX512F),
+        "avx512bw": bool(f & ZL_CPU_AVX512BW),
+        "avx512vl": bool(f & ZL_CPU_AVX512VL),
+        "avx512dq": bool(f & ZL_CPU_AVX512DQ),
+        "avx512_vnni": bool(f & ZL_CPU_AVX512VNNI),
+        "avx_vnni": bool(f & ZL_CPU_AVXVNNI),
+        "os_avx": bool(f & ZL_CPU_OS_AVX),
+        "os_avx512": bool(f & ZL_CPU_OS_AVX512),
     }
 
 
+_PATH_NAMES = {ZL_SIMD_PORTABLE: "portable", ZL_SIMD_AVX2: "avx2", ZL_SIMD_AVX512: "avx512"}
+
+
+def simd_path():
+    """The SIMD path the kernels take: "avx512", "avx2" or "portable" (the widest the
+    CPU and OS support, narrowed by ZIGLLAMA_SIMD / ZIGLLAMA_DISABLE_SIMD)."""
+    return zl_simd_name().decode("ascii")
+
+
+def simd_supported_paths():
+    """Every path this CPU can run, narrowest first (tests run each of them)."""
+    cdef int top = zl_simd_supported()
+    return [name for level, name in sorted(_PATH_NAMES.items()) if level <= top]
+
+
+def simd_vnni():
+    """(AVX-512 VNNI usable, AVX-VNNI usable) on the path in use."""
+    return bool(zl_cpu_has_avx512_vnni()), bool(zl_cpu_has_avx_vnni())
+
+
 def simd_kernels():
-    """True when the AVX2/FMA/F16C kernels are in use (CPU support, not disabled)."""
+    """True when SIMD kernels (AVX2/FMA/F16C or wider) are in use (CPU support, not disabled)."""
     return bool(zl_cpu_has_avx2())
 
 

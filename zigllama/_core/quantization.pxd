@@ -46,8 +46,9 @@ cdef void split_blocks(block_range_fn fn, void *ctx, int64_t n_blocks, int64_t b
 # The table entry of a ggml type id (its kernel may be NULL), or NULL if unknown.
 cdef const zl_quant_type *quant_type(int type_id) noexcept nogil
 
-# A quantizer: n float32 values (whole blocks, finite) -> n / block_size blocks.
-ctypedef void (*quantize_fn)(const float *src, uint8_t *dst, int64_t n) noexcept nogil
+# A quantizer's run (zl_quantize_run_fn): nb blocks of one row, qw NULL or the
+# importance weights of its first column; -1, or the first overflowed block.
+ctypedef int64_t (*quantize_fn)(const float *src, uint8_t *dst, int64_t nb, const float *qw) noexcept nogil
 
 # The quantizer of a ggml type id, or NULL when zigllama cannot quantize to it.
 cdef quantize_fn quantizer_for(int type_id) noexcept nogil

@@ -16,6 +16,7 @@ import numpy as np
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int64_t, uint8_t
 
+from .platform cimport zl_simd_name
 from .threading cimport (
     check_pool_status, current_thread_pool, parallel_for_status, pool_ptr, pool_threads, zl_pool)
 
@@ -31,23 +32,18 @@ cdef extern from "zigllama/zl_quants.h" nogil:
     int zl_quants_simd_active() noexcept
     void zl_dequantize_blocks(zl_dequantize_fn kernel, const uint8_t *src, float *dst, int64_t n_blocks,
                               int64_t block_size, int64_t type_size, int streaming) noexcept
-    void zl_quantize_row_q4_0(const float *src, uint8_t *dst, int64_t n) noexcept
-    void zl_quantize_row_q4_1(const float *src, uint8_t *dst, int64_t n) noexcept
-    void zl_quantize_row_q5_0(const float *src, uint8_t *dst, int64_t n) noexcept
-    void zl_quantize_row_q5_1(const float *src, uint8_t *dst, int64_t n) noexcept
-    void zl_quantize_row_q8_0(const float *src, uint8_t *dst, int64_t n) noexcept
-    void zl_quantize_row_q4_k(const float *src, uint8_t *dst, int64_t n) noexcept
-    void zl_quantize_row_q6_k(const float *src, uint8_t *dst, int64_t n) noexcept
+    ctypedef struct zl_quantizer:
+        int type_id
+        quantize_fn run
+        int takes_imatrix
+    const zl_quantizer *zl_quantizer_find(int type_id) noexcept
+    int64_t zl_quantize_blocks(const zl_quantizer *q, const float *src, uint8_t *dst, int64_t first,
+                               int64_t count, int64_t blocks_per_row, const float *imatrix) noexcept
+    void zl_quantize_note_overflow(int64_t *first_bad, int64_t bad) noexcept
 
 cdef extern from "zigllama/zl_ggml_types.h":
     enum:
-        ZL_GGML_Q4_0
-        ZL_GGML_Q4_1
-        ZL_GGML_Q5_0
-        ZL_GGML_Q5_1
-        ZL_GGML_Q8_0
-        ZL_GGML_Q4_K
-        ZL_GGML_Q6_K
+        ZL_GGML_F16
         ZL_GGML_BF16
 
 # A chunk writes at least this many output bytes: much more than the few
@@ -56,9 +52,26 @@ cdef int64_t CHUNK_MIN_BYTES = 64 << 10
 # Chunks per thread when every pool thread may help: stealing evens out a thread
 # that starts late or shares its core.
 cdef int64_t CHUNKS_PER_THREAD = 4
-# From this many output bytes on, write with streaming stores: the output is far
-# larger than the caches, so keeping it there would only evict the source.
-cdef int64_t STREAMING_MIN_BYTES = 16 << 20
+# From this many output bytes on, write with streaming stores: an output larger
+# than the last-level cache cannot stay there, so keeping it would only evict the
+# source; a smaller one is better left in cache for whoever reads it next.
+def _last_level_cache_bytes():
+    from .threading import CpuTopology
+
+    topo = CpuTopology.detect()
+    for size in (topo.l3_size, topo.l2_size):
+        if size:
+            return int(size)
+    return 16 << 20
+
+
+cdef int64_t STREAMING_MIN_BYTES = _last_level_cache_bytes() + 1
+
+
+def streaming_min_bytes():
+    """Outputs of at least this many bytes are written with streaming stores
+    (one byte more than the last-level cache)."""
+    return STREAMING_MIN_BYTES
 
 
 ctypedef struct split_ctx:
@@ -237,34 +250,24 @@ cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_
 
 
 ctypedef struct quantize_ctx:
-    quantize_fn kernel
+    const zl_quantizer *q
     const float *src
     uint8_t *dst
-    int64_t block_size
-    int64_t type_size
+    int64_t blocks_per_row
+    const float *imatrix
+    int64_t first_bad  # the lowest overflowed block any range found, or -1
 
 
 cdef void quantize_range(void *ctx, int64_t first, int64_t count) noexcept nogil:
     cdef quantize_ctx *c = <quantize_ctx *>ctx
-    c.kernel(c.src + first * c.block_size, c.dst + first * c.type_size, count * c.block_size)
+    cdef int64_t bad = zl_quantize_blocks(c.q, c.src, c.dst, first, count, c.blocks_per_row, c.imatrix)
+    if bad >= 0:
+        zl_quantize_note_overflow(&c.first_bad, bad)
 
 
 cdef quantize_fn quantizer_for(int type_id) noexcept nogil:
-    if type_id == ZL_GGML_Q4_0:
-        return zl_quantize_row_q4_0
-    if type_id == ZL_GGML_Q4_1:
-        return zl_quantize_row_q4_1
-    if type_id == ZL_GGML_Q5_0:
-        return zl_quantize_row_q5_0
-    if type_id == ZL_GGML_Q5_1:
-        return zl_quantize_row_q5_1
-    if type_id == ZL_GGML_Q8_0:
-        return zl_quantize_row_q8_0
-    if type_id == ZL_GGML_Q4_K:
-        return zl_quantize_row_q4_k
-    if type_id == ZL_GGML_Q6_K:
-        return zl_quantize_row_q6_k
-    return NULL
+    cdef const zl_quantizer *q = zl_quantizer_find(type_id)
+    return q.run if q != NULL else NULL
 
 
 def _type_table():
@@ -289,6 +292,10 @@ GGML_QUANT_SIZES = {type_id: (block, size) for type_id, (_, block, size, _) in _
 #: Types ``quantize`` can produce.
 QUANTIZE_TYPES = tuple(name for type_id, (name, _, _, _) in sorted(_TYPES.items())
                        if quantizer_for(type_id) != NULL)
+
+#: Types whose quantizers use an importance matrix (``quantize(..., imatrix=)``).
+IMATRIX_TYPES = tuple(name for type_id, (name, _, _, _) in sorted(_TYPES.items())
+                      if zl_quantizer_find(type_id) != NULL and zl_quantizer_find(type_id).takes_imatrix)
 
 
 def ggml_type_id(ggml_type):
@@ -320,9 +327,14 @@ def has_kernel(ggml_type):
 
 
 def simd_active():
-    """True when the kernels take their AVX2/F16C paths (ZIGLLAMA_DISABLE_SIMD=1
-    at start-up forces the portable ones)."""
+    """True when the kernels take SIMD paths (AVX2/F16C or AVX-512;
+    ZIGLLAMA_SIMD=portable or ZIGLLAMA_DISABLE_SIMD=1 at start-up forces the portable ones)."""
     return bool(zl_quants_simd_active())
+
+
+def simd_path():
+    """The kernels' path: "avx512", "avx2" or "portable" (see zigllama._core.platform)."""
+    return zl_simd_name().decode("ascii")
 
 
 def _as_byte_buffer(raw):
@@ -441,20 +453,42 @@ def dequantize(raw, ggml_type, shape, out=None, threads=None):
     return result
 
 
-def quantize(array, ggml_type, threads=None):
-    """Quantize a float array to a GGML block format.
+def _as_imatrix(imatrix, row, name):
+    """One float32 weight per column, C-contiguous, finite and non-negative."""
+    try:
+        w = np.ascontiguousarray(imatrix, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise QuantizationError(f"imatrix must be an array of floats: {e}") from None
+    if w.ndim != 1 or w.shape[0] != row:
+        raise QuantizationError(f"imatrix must hold one weight per column: {row}, got shape {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise QuantizationError(f"imatrix weights for {name} must be finite and non-negative")
+    return w
 
-    Supports Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (byte for byte as ``gguf.quants.quantize``)
-    and Q4_K, Q6_K (ggml's reference quantizers). The last axis is the row and
-    must be a multiple of the block size; values must be finite. Returns uint8
-    blocks of shape ``(*array.shape[:-1], row_bytes)``, as gguf does, ready for
+
+def quantize(array, ggml_type, threads=None, imatrix=None):
+    """Quantize a float array to a GGML type, byte for byte as ggml's C does.
+
+    Types: F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K,
+    Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4 (``QUANTIZE_TYPES``): the bytes
+    of ggml's ``ggml_quantize_chunk`` (``quantize_row_*_ref`` without an
+    importance matrix). The last axis is the row and must be a multiple of the
+    block size. ``imatrix`` (one non-negative weight per column) is used as
+    ggml uses it by the types whose quantizers take one (``IMATRIX_TYPES``:
+    Q2_K..Q6_K, IQ4_NL, IQ4_XS) and refused by the others.
+
+    Values must be finite, except for F16 and BF16, which convert NaN and inf as
+    ggml does. A block whose scale the format cannot hold (a finite value the
+    reference would turn into inf, NaN or a lost block) raises
+    QuantizationError naming its row and block. Returns uint8 blocks of shape
+    ``(*array.shape[:-1], row_bytes)``, as gguf does, ready for
     ``GGUFWriter.add_tensor(..., raw_dtype=type)``.
     """
     cdef int type_id = ggml_type_id(ggml_type)
     cdef int64_t block_size, type_size
     name, block_size, type_size, _ = _TYPES[type_id]
-    cdef quantize_fn kernel = quantizer_for(type_id)
-    if kernel == NULL:
+    cdef const zl_quantizer *q = zl_quantizer_find(type_id)
+    if q == NULL:
         raise QuantizationError(f"cannot quantize to {name}; supported: {', '.join(QUANTIZE_TYPES)}")
     a = np.asarray(array)
     if a.dtype.kind not in "fiub":
@@ -466,29 +500,54 @@ def quantize(array, ggml_type, threads=None):
     if row % block_size:
         raise QuantizationError(
             f"row length {row} is not a multiple of the {name} block size {block_size}")
-    finite = np.isfinite(a)
-    if not finite.all():
-        bad = tuple(int(i) for i in np.unravel_index(int(np.argmin(finite)), a.shape))
-        raise QuantizationError(f"cannot quantize non-finite value {a[bad]} at index {bad}")
+    if type_id != ZL_GGML_F16 and type_id != ZL_GGML_BF16:
+        finite = np.isfinite(a)
+        if not finite.all():
+            bad = tuple(int(i) for i in np.unravel_index(int(np.argmin(finite)), a.shape))
+            raise QuantizationError(f"cannot quantize non-finite value {a[bad]} at index {bad}")
+    weights = None
+    if imatrix is not None:
+        if not q.takes_imatrix:
+            raise QuantizationError(
+                f"{name} takes no importance matrix (types that do: {', '.join(IMATRIX_TYPES)})")
+        weights = _as_imatrix(imatrix, row, name)
     result = np.empty((*lead, row // block_size * type_size), dtype=np.uint8)
     cdef int nthreads = resolve_threads(threads)
     if a.size == 0:
         return result
     cdef const float[::1] src = a.reshape(-1)
     cdef uint8_t[::1] dst = result.reshape(-1)
+    cdef const float[::1] w
     cdef quantize_ctx ctx
-    ctx.kernel = kernel
+    ctx.q = q
     ctx.src = &src[0]
     ctx.dst = &dst[0]
-    ctx.block_size = block_size
-    ctx.type_size = type_size
-    owner = default_pool() if worth_splitting(src.shape[0] // block_size, block_size, nthreads) else None
+    ctx.blocks_per_row = row // block_size
+    ctx.imatrix = NULL
+    ctx.first_bad = -1
+    if weights is not None:
+        w = weights
+        ctx.imatrix = &w[0]
+    cdef int64_t n_blocks = src.shape[0] // block_size
+    # Work is counted in output-float equivalents: the K-quant searches cost far
+    # more per value than a dequantization, so even small calls are split.
+    owner = default_pool() if worth_splitting(n_blocks * 16, block_size, nthreads) else None
     cdef zl_pool *pool = pool_ptr(owner) if owner is not None else NULL
     cdef int status
     with nogil:
-        status = split_blocks_on(pool, quantize_range, &ctx, src.shape[0] // block_size, block_size,
-                                 nthreads)
+        status = split_blocks_on(pool, quantize_range, &ctx, n_blocks, block_size * 16, nthreads)
     check_pool_status(status)
+    if ctx.first_bad >= 0:
+        r, b = divmod(ctx.first_bad, ctx.blocks_per_row)
+        index = np.unravel_index(r, lead) if lead else ()
+        where = f"row {tuple(int(i) for i in index)}" if len(lead) != 1 else f"row {int(index[0])}"
+        if not lead:
+            where = "the row"
+        block = a.reshape(-1, row)[r, b * block_size:(b + 1) * block_size]
+        unit = "value" if block_size == 1 else "block"
+        raise QuantizationError(
+            f"{name} cannot hold {where}, {unit} {b} (columns {b * block_size}..{(b + 1) * block_size - 1}): "
+            f"its largest magnitude {float(np.abs(block.astype(np.float64)).max()):.6g} overflows the format's scale")
     return result
 
 

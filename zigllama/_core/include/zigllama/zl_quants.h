@@ -11,9 +11,10 @@
  *
  * <name> is the lower-case ggml name (q4_0, q4_k, iq2_xxs, mxfp4, f16, bf16, ...).
  * Every kernel has a portable C path and, where it pays, an AVX2/F16C path
- * compiled with ZL_TARGET_AVX2 and chosen inside the kernel at run time with
- * zl_cpu_has_avx2() (zigllama/zl_cpu.h). Results are bit-exact with the
- * reference (gguf.quants.dequantize), so both paths give the same bits: the
+ * (ZL_TARGET_AVX2) and an AVX-512 one (ZL_TARGET_AVX512), chosen inside the kernel
+ * at run time with zl_cpu_has_avx512() / zl_cpu_has_avx2() (zigllama/zl_cpu.h).
+ * Results are bit-exact with the reference (gguf.quants.dequantize), so every
+ * path gives the same bits: the
  * build has -ffp-contract=off and kernels use no fused multiply-add where the
  * reference multiplies and adds separately.
  *
@@ -101,19 +102,34 @@ void zl_dequantize_blocks(zl_dequantize_fn kernel, const uint8_t *src, float *ds
 /* True when the kernels take their AVX2 paths (CPU support, SIMD not disabled). */
 int zl_quants_simd_active(void);
 
-/* Quantizers: n float32 values (a multiple of the block size) into n / block_size
- * blocks. Finite inputs; Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 match gguf.quants.quantize
- * byte for byte, Q4_K and Q6_K follow ggml's quantize_row_*_ref. */
-#define ZL_QUANTIZE_DECL(name) \
-    void zl_quantize_row_##name(const float *__restrict src, uint8_t *__restrict dst, int64_t n)
+/* Quantizers: float32 rows into blocks, byte-equal with ggml's C quantizers
+ * (ggml_quantize_chunk: quantize_row_*_ref without an importance matrix, the
+ * quantize_* functions with one). A run function quantizes `nb` consecutive
+ * blocks of one row; `qw` is NULL or the importance weights of the run's first
+ * column (one weight per column). It returns -1, or the index in the run of the
+ * first block whose scale overflowed the format (inf/NaN where ggml would store
+ * them; the blocks from there on are not all written). */
+typedef int64_t (*zl_quantize_run_fn)(const float *src, uint8_t *dst, int64_t nb, const float *qw);
 
-ZL_QUANTIZE_DECL(q4_0);
-ZL_QUANTIZE_DECL(q4_1);
-ZL_QUANTIZE_DECL(q5_0);
-ZL_QUANTIZE_DECL(q5_1);
-ZL_QUANTIZE_DECL(q8_0);
-ZL_QUANTIZE_DECL(q4_k);
-ZL_QUANTIZE_DECL(q6_k);
+typedef struct {
+    int type_id;              /* ggml_type */
+    zl_quantize_run_fn run;
+    int takes_imatrix;        /* ggml's quantizer for it uses importance weights */
+} zl_quantizer;
+
+/* The quantizer of a ggml type id, or NULL. */
+const zl_quantizer *zl_quantizer_find(int type_id);
+
+/* Quantizes blocks [first, first + count) of rows of `blocks_per_row` blocks:
+ * src and dst point at block 0 of the whole call; `imatrix` is NULL or one
+ * weight per column. Returns -1, or the (absolute) index of the first block
+ * that overflowed. */
+int64_t zl_quantize_blocks(const zl_quantizer *q, const float *src, uint8_t *dst, int64_t first, int64_t count,
+                           int64_t blocks_per_row, const float *imatrix);
+
+/* *first_bad = bad if it is -1 or larger, atomically (ranges of one call run
+ * on several threads and the error names the first overflowed block). */
+void zl_quantize_note_overflow(int64_t *first_bad, int64_t bad);
 
 /* Shared helpers for kernels: IEEE half / bfloat16 to float, exact for every
  * input (zero, subnormal, inf, NaN keep their meaning; NaN payloads kept). */

@@ -43,6 +43,92 @@ static void *zl_blas_alloc(size_t size) {
     return p;
 }
 
+#if ZL_X86
+/* ---- AVX-512 tiles: 14 x 32 floats and 14 x 16 doubles (two zmm per row) ----
+ * The same loops as below over wider tiles with their own blocking; only the
+ * GEMM is instantiated (ZL_GEMM_ONLY) and the vtable's gemm calls it when the
+ * CPU has AVX-512. */
+#define ZL_GEMM_ONLY 1
+#define ZL_PICK_KERNEL() ZL_X(kernel_avx512)
+#define ZL_T float
+#define ZL_X(name) s512_##name
+#define ZL_PACK_B_MIN_TILE_ROWS 2
+#define ZL_MR ZL_SGEMM512_MR
+#define ZL_NR ZL_SGEMM512_NR
+#define ZL_BLOCKING(ctx) ((ctx)->s512)
+#define ZL_V __m512
+#define ZL_W 16
+#define ZL_MASK __mmask16
+#define ZL_VZERO _mm512_setzero_ps
+#define ZL_VLOADU _mm512_loadu_ps
+#define ZL_VSET1 _mm512_set1_ps
+#define ZL_VMUL _mm512_mul_ps
+#define ZL_VFMADD _mm512_fmadd_ps
+#define ZL_VMASK_STOREU _mm512_mask_storeu_ps
+#define ZL_VMASKZ_LOADU _mm512_maskz_loadu_ps
+#include "kernel_avx512.h"
+#include "generic_impl.h"
+#undef ZL_T
+#undef ZL_X
+#undef ZL_PACK_B_MIN_TILE_ROWS
+#undef ZL_MR
+#undef ZL_NR
+#undef ZL_BLOCKING
+#undef ZL_V
+#undef ZL_W
+#undef ZL_MASK
+#undef ZL_VZERO
+#undef ZL_VLOADU
+#undef ZL_VSET1
+#undef ZL_VMUL
+#undef ZL_VFMADD
+#undef ZL_VMASK_STOREU
+#undef ZL_VMASKZ_LOADU
+
+#define ZL_T double
+#define ZL_X(name) d512_##name
+#define ZL_PACK_B_MIN_TILE_ROWS 2
+#define ZL_MR ZL_DGEMM512_MR
+#define ZL_NR ZL_DGEMM512_NR
+#define ZL_BLOCKING(ctx) ((ctx)->d512)
+#define ZL_V __m512d
+#define ZL_W 8
+#define ZL_MASK __mmask8
+#define ZL_VZERO _mm512_setzero_pd
+#define ZL_VLOADU _mm512_loadu_pd
+#define ZL_VSET1 _mm512_set1_pd
+#define ZL_VMUL _mm512_mul_pd
+#define ZL_VFMADD _mm512_fmadd_pd
+#define ZL_VMASK_STOREU _mm512_mask_storeu_pd
+#define ZL_VMASKZ_LOADU _mm512_maskz_loadu_pd
+#include "kernel_avx512.h"
+#include "generic_impl.h"
+#undef ZL_T
+#undef ZL_X
+#undef ZL_PACK_B_MIN_TILE_ROWS
+#undef ZL_MR
+#undef ZL_NR
+#undef ZL_BLOCKING
+#undef ZL_V
+#undef ZL_W
+#undef ZL_MASK
+#undef ZL_VZERO
+#undef ZL_VLOADU
+#undef ZL_VSET1
+#undef ZL_VMUL
+#undef ZL_VFMADD
+#undef ZL_VMASK_STOREU
+#undef ZL_VMASKZ_LOADU
+#undef ZL_GEMM_ONLY
+#undef ZL_PICK_KERNEL
+#endif
+
+#if ZL_X86
+#define ZL_PICK_KERNEL() (zl_cpu_has_avx2() ? ZL_X(kernel_avx2) : ZL_X(kernel_portable))
+#else
+#define ZL_PICK_KERNEL() ZL_X(kernel_portable)
+#endif
+
 /* ---- float32: 6 x 16 tiles (two 8-float vectors per row) ---- */
 /* A short A whose block has at least ZL_PACK_B_MIN_TILE_ROWS rows of tiles
  * gets each micro-panel of B packed as it is reached; with fewer, B is read in
@@ -58,6 +144,9 @@ static void *zl_blas_alloc(size_t size) {
 #define ZL_TMAX FLT_MAX
 #define ZL_SQRT sqrtf
 #define ZL_BLOCKING(ctx) ((ctx)->s)
+#if ZL_X86
+#define ZL_GEMM_WIDE s512_gemm_strided
+#endif
 #define ZL_V __m256
 #define ZL_W 8
 #define ZL_VZERO _mm256_setzero_ps
@@ -78,6 +167,7 @@ static void *zl_blas_alloc(size_t size) {
 #undef ZL_TMAX
 #undef ZL_SQRT
 #undef ZL_BLOCKING
+#undef ZL_GEMM_WIDE
 #undef ZL_V
 #undef ZL_W
 #undef ZL_VZERO
@@ -98,6 +188,9 @@ static void *zl_blas_alloc(size_t size) {
 #define ZL_TMAX DBL_MAX
 #define ZL_SQRT sqrt
 #define ZL_BLOCKING(ctx) ((ctx)->d)
+#if ZL_X86
+#define ZL_GEMM_WIDE d512_gemm_strided
+#endif
 #define ZL_V __m256d
 #define ZL_W 4
 #define ZL_VZERO _mm256_setzero_pd
@@ -116,6 +209,7 @@ const zl_blas_vtable zl_blas_generic_vtable = {
 };
 
 int zl_generic_uses_avx2(void) { return ZL_X86 && zl_cpu_has_avx2(); }
+int zl_generic_uses_avx512(void) { return ZL_X86 && zl_cpu_has_avx512(); }
 
 /* ---- cache sizes and blocking ---- */
 
@@ -181,4 +275,6 @@ void zl_generic_ctx_init(zl_generic_ctx *ctx) {
     ctx->l3 = zl_cache_size(3, 4 << 20);
     ctx->s = zl_blocking_for(ctx->l1d, ctx->l2, ctx->l3, sizeof(float), ZL_SGEMM_MR, ZL_SGEMM_NR);
     ctx->d = zl_blocking_for(ctx->l1d, ctx->l2, ctx->l3, sizeof(double), ZL_DGEMM_MR, ZL_DGEMM_NR);
+    ctx->s512 = zl_blocking_for(ctx->l1d, ctx->l2, ctx->l3, sizeof(float), ZL_SGEMM512_MR, ZL_SGEMM512_NR);
+    ctx->d512 = zl_blocking_for(ctx->l1d, ctx->l2, ctx->l3, sizeof(double), ZL_DGEMM512_MR, ZL_DGEMM512_NR);
 }

@@ -6,6 +6,9 @@
  * and, for each kc step, packs the mc x kc block of A into its own buffer and
  * runs the register-tiled micro-kernel over the block's MR x NR tiles of C. Matrices arrive as general strides, so
  * both layouts and all transpose pairs reduce to one loop nest.
+ *
+ * ZL_PICK_KERNEL() names the micro-kernel a call runs. With ZL_GEMM_ONLY defined
+ * only gemm_strided and its helpers are instantiated (the AVX-512 tiles' loops).
  */
 
 /* Pack op(B)[p0:p0+kc, j0:j0+nc] into micro-panels of ZL_NR columns, each stored
@@ -198,10 +201,7 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
         return ZL_BLAS_ENOMEM;
     }
     void (*kernel)(zl_blas_int, const ZL_T *, const ZL_T *, zl_blas_int, ZL_T *, zl_blas_int, ZL_T, ZL_T, int,
-                   int) = ZL_X(kernel_portable);
-#if ZL_X86
-    if (zl_cpu_has_avx2()) kernel = ZL_X(kernel_avx2);
-#endif
+                   int) = ZL_PICK_KERNEL();
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -265,7 +265,9 @@ static int ZL_X(gemm_strided)(const zl_generic_ctx *ctx, zl_blas_int m, zl_blas_
     return ZL_BLAS_OK;
 }
 
-/* The vtable's gemm: every layout and transpose pair as strides for gemm_strided. */
+#ifndef ZL_GEMM_ONLY
+/* The vtable's gemm: every layout and transpose pair as strides for gemm_strided
+ * (or for ZL_GEMM_WIDE, the same loops over AVX-512 tiles, where the CPU has it). */
 static int ZL_X(gemm)(void *ctx_, zl_blas_layout layout, zl_blas_trans ta, zl_blas_trans tb, zl_blas_int m,
                       zl_blas_int n, zl_blas_int k, ZL_T alpha, const ZL_T *a, zl_blas_int lda,
                       const ZL_T *b, zl_blas_int ldb, ZL_T beta, ZL_T *c, zl_blas_int ldc) {
@@ -276,9 +278,15 @@ static int ZL_X(gemm)(void *ctx_, zl_blas_layout layout, zl_blas_trans ta, zl_bl
      * the very same strides: swap the operands, never copy. */
     const zl_blas_int rsa = ta == ZL_NO_TRANS ? lda : 1, csa = ta == ZL_NO_TRANS ? 1 : lda;
     const zl_blas_int rsb = tb == ZL_NO_TRANS ? ldb : 1, csb = tb == ZL_NO_TRANS ? 1 : ldb;
+    int (*strided)(const zl_generic_ctx *, zl_blas_int, zl_blas_int, zl_blas_int, ZL_T, const ZL_T *, zl_blas_int,
+                   zl_blas_int, const ZL_T *, zl_blas_int, zl_blas_int, ZL_T, ZL_T *, zl_blas_int) =
+        ZL_X(gemm_strided);
+#ifdef ZL_GEMM_WIDE
+    if (zl_cpu_has_avx512()) strided = ZL_GEMM_WIDE;
+#endif
     if (layout == ZL_ROW_MAJOR)
-        return ZL_X(gemm_strided)(ctx, m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc);
-    return ZL_X(gemm_strided)(ctx, n, m, k, alpha, b, rsb, csb, a, rsa, csa, beta, c, ldc);
+        return strided(ctx, m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, ldc);
+    return strided(ctx, n, m, k, alpha, b, rsb, csb, a, rsa, csa, beta, c, ldc);
 }
 
 static int ZL_X(gemv)(void *ctx_, zl_blas_layout layout, zl_blas_trans trans, zl_blas_int m, zl_blas_int n,
@@ -358,3 +366,4 @@ static int ZL_X(nrm2)(void *ctx, zl_blas_int n, const ZL_T *x, zl_blas_int incx,
     *result = saw_nan ? (ZL_T)NAN : saw_inf ? (ZL_T)INFINITY : scale * ZL_SQRT(ssq);
     return ZL_BLAS_OK;
 }
+#endif /* ZL_GEMM_ONLY */

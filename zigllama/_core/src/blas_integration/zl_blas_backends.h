@@ -15,6 +15,7 @@ typedef struct zl_generic_ctx {
     int num_threads;         /* OpenMP threads one call may use (>= 1) */
     long l1d, l2, l3;        /* cache sizes in bytes, as the OS reports them */
     zl_gemm_blocking s, d;   /* float32 and float64 blocking, derived from them */
+    zl_gemm_blocking s512, d512; /* the same for the AVX-512 tiles */
 } zl_generic_ctx;
 
 /* Fill the cache sizes and block sizes (num_threads is set to 1). */
@@ -25,11 +26,18 @@ void zl_generic_ctx_init(zl_generic_ctx *ctx);
 #define ZL_SGEMM_NR 16
 #define ZL_DGEMM_MR 6
 #define ZL_DGEMM_NR 8
+/* The AVX-512 tiles: 14 rows x two zmm vectors. */
+#define ZL_SGEMM512_MR 14
+#define ZL_SGEMM512_NR 32
+#define ZL_DGEMM512_MR 14
+#define ZL_DGEMM512_NR 16
 
 extern const zl_blas_vtable zl_blas_generic_vtable;
 extern const zl_blas_vtable zl_blas_naive_vtable;
 
 /* Which micro-kernel the generic GEMM runs: 1 for AVX2/FMA, 0 for portable C. */
 int zl_generic_uses_avx2(void);
+/* 1 when it runs the AVX-512 micro-kernel (and its tiles and blocking). */
+int zl_generic_uses_avx512(void);
 
 #endif

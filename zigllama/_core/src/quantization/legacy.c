@@ -153,30 +153,94 @@ ZL_TARGET_AVX2 static void q1_0_avx2(const uint8_t *restrict src, float *restric
 }
 #endif
 
+/* ---- AVX-512: every output through a table of the block's 16 or 32 values ---- */
+#if ZL_X86
+
+/* 32 outputs of a block whose 16 bytes hold the first 16 quants in their low
+ * nibbles and the last 16 in their high ones, each looked up in tbl. */
+ZL_TARGET_AVX512 static inline void store32_nibbles_lookup(float *dst, __m128i qs, __m512 tbl) {
+    _mm512_storeu_ps(dst, _mm512_permutexvar_ps(zl512_idx(qs), tbl));
+    _mm512_storeu_ps(dst + 16, _mm512_permutexvar_ps(zl512_idx(_mm_srli_epi16(qs, 4)), tbl));
+}
+
+/* The same for 5-bit quants: bit j of qh is the fifth bit of quant j, choosing
+ * between the low (tlo) and the high (thi) table. */
+ZL_TARGET_AVX512 static inline void store32_nibbles_lookup5(float *dst, __m128i qs, uint32_t qh, __m512 tlo,
+                                                            __m512 thi) {
+    const __m512i i0 = zl512_idx(qs), i1 = zl512_idx(_mm_srli_epi16(qs, 4));
+    _mm512_storeu_ps(dst, _mm512_mask_permutexvar_ps(_mm512_permutexvar_ps(i0, tlo), (__mmask16)qh, i0, thi));
+    _mm512_storeu_ps(dst + 16,
+                     _mm512_mask_permutexvar_ps(_mm512_permutexvar_ps(i1, tlo), (__mmask16)(qh >> 16), i1, thi));
+}
+
+ZL_TARGET_AVX512 static void q4_0_avx512(const uint8_t *restrict src, float *restrict dst, int64_t nb) {
+    const __m512 centered = zl512_iota(-8.0f); /* (float)(q - 8) for q = 0..15 */
+    for (int64_t i = 0; i < nb; i++, src += 18, dst += QK)
+        store32_nibbles_lookup(dst, _mm_loadu_si128((const __m128i *)(src + 2)),
+                               _mm512_mul_ps(zl512_f16_set1(src), centered));
+}
+
+ZL_TARGET_AVX512 static void q4_1_avx512(const uint8_t *restrict src, float *restrict dst, int64_t nb) {
+    const __m512 iota = zl512_iota(0.0f);
+    for (int64_t i = 0; i < nb; i++, src += 20, dst += QK) {
+        const __m512 tbl = _mm512_add_ps(_mm512_mul_ps(zl512_f16_set1(src), iota), zl512_f16_set1(src + 2));
+        store32_nibbles_lookup(dst, _mm_loadu_si128((const __m128i *)(src + 4)), tbl);
+    }
+}
+
+ZL_TARGET_AVX512 static void q5_0_avx512(const uint8_t *restrict src, float *restrict dst, int64_t nb) {
+    const __m512 lo = zl512_iota(-16.0f), hi = zl512_iota(0.0f); /* (float)(q - 16), q = 0..31 */
+    for (int64_t i = 0; i < nb; i++, src += 22, dst += QK) {
+        const __m512 d = zl512_f16_set1(src);
+        store32_nibbles_lookup5(dst, _mm_loadu_si128((const __m128i *)(src + 6)), zl_load_u32(src + 2),
+                                _mm512_mul_ps(d, lo), _mm512_mul_ps(d, hi));
+    }
+}
+
+ZL_TARGET_AVX512 static void q5_1_avx512(const uint8_t *restrict src, float *restrict dst, int64_t nb) {
+    const __m512 lo = zl512_iota(0.0f), hi = zl512_iota(16.0f);
+    for (int64_t i = 0; i < nb; i++, src += 24, dst += QK) {
+        const __m512 d = zl512_f16_set1(src), m = zl512_f16_set1(src + 2);
+        store32_nibbles_lookup5(dst, _mm_loadu_si128((const __m128i *)(src + 8)), zl_load_u32(src + 4),
+                                _mm512_add_ps(_mm512_mul_ps(d, lo), m), _mm512_add_ps(_mm512_mul_ps(d, hi), m));
+    }
+}
+
+/* 256 values per quant: no table; convert and scale. */
+ZL_TARGET_AVX512 static void q8_avx512(const uint8_t *restrict src, float *restrict dst, int64_t nb, int header) {
+    const int size = header + QK;
+    for (int64_t i = 0; i < nb; i++, src += size, dst += QK) {
+        const __m512 d = zl512_f16_set1(src);
+        zl512_store16_mul(dst, _mm_loadu_si128((const __m128i *)(src + header)), d);
+        zl512_store16_mul(dst + 16, _mm_loadu_si128((const __m128i *)(src + header + 16)), d);
+    }
+}
+#endif
+
 /* ---- public kernels ---- */
 
 void zl_dequantize_row_q4_0(const uint8_t *restrict src, float *restrict dst, int64_t n) {
-    ZL_PICK(q4_0_avx2(src, dst, n / QK), q4_0_portable(src, dst, n / QK));
+    ZL_PICK3(q4_0_avx512(src, dst, n / QK), q4_0_avx2(src, dst, n / QK), q4_0_portable(src, dst, n / QK));
 }
 
 void zl_dequantize_row_q4_1(const uint8_t *restrict src, float *restrict dst, int64_t n) {
-    ZL_PICK(q4_1_avx2(src, dst, n / QK), q4_1_portable(src, dst, n / QK));
+    ZL_PICK3(q4_1_avx512(src, dst, n / QK), q4_1_avx2(src, dst, n / QK), q4_1_portable(src, dst, n / QK));
 }
 
 void zl_dequantize_row_q5_0(const uint8_t *restrict src, float *restrict dst, int64_t n) {
-    ZL_PICK(q5_0_avx2(src, dst, n / QK), q5_0_portable(src, dst, n / QK));
+    ZL_PICK3(q5_0_avx512(src, dst, n / QK), q5_0_avx2(src, dst, n / QK), q5_0_portable(src, dst, n / QK));
 }
 
 void zl_dequantize_row_q5_1(const uint8_t *restrict src, float *restrict dst, int64_t n) {
-    ZL_PICK(q5_1_avx2(src, dst, n / QK), q5_1_portable(src, dst, n / QK));
+    ZL_PICK3(q5_1_avx512(src, dst, n / QK), q5_1_avx2(src, dst, n / QK), q5_1_portable(src, dst, n / QK));
 }
 
 void zl_dequantize_row_q8_0(const uint8_t *restrict src, float *restrict dst, int64_t n) {
-    ZL_PICK(q8_avx2(src, dst, n / QK, 2), q8_portable(src, dst, n / QK, 2));
+    ZL_PICK3(q8_avx512(src, dst, n / QK, 2), q8_avx2(src, dst, n / QK, 2), q8_portable(src, dst, n / QK, 2));
 }
 
 void zl_dequantize_row_q8_1(const uint8_t *restrict src, float *restrict dst, int64_t n) {
-    ZL_PICK(q8_avx2(src, dst, n / QK, 4), q8_portable(src, dst, n / QK, 4));
+    ZL_PICK3(q8_avx512(src, dst, n / QK, 4), q8_avx2(src, dst, n / QK, 4), q8_portable(src, dst, n / QK, 4));
 }
 
 void zl_dequantize_row_q1_0(const uint8_t *restrict src, float *restrict dst, int64_t n) {

@@ -76,12 +76,40 @@ ZL_TARGET_AVX2 static void f64_avx2(const uint8_t *restrict src, float *restrict
 }
 #endif
 
+#if ZL_X86
+/* As f16_avx2, 32 halves at a time. */
+ZL_TARGET_AVX512 static void f16_avx512(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    const __m512i exp_quiet = _mm512_set1_epi16(0x7e00);
+    const __m512i snan_exp = _mm512_set1_epi16(0x7c00);
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m512i h = _mm512_loadu_si512((const void *)(src + 2 * i));
+        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm512_castsi512_si256(h)));
+        _mm512_storeu_ps(dst + i + 16, _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)));
+        if (__builtin_expect(_mm512_cmpeq_epi16_mask(_mm512_and_si512(h, exp_quiet), snan_exp) != 0, 0))
+            f16_portable(src + 2 * i, dst + i, 32);
+    }
+    f16_portable(src + 2 * i, dst + i, n - i);
+}
+
+ZL_TARGET_AVX512 static void bf16_avx512(const uint8_t *restrict src, float *restrict dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(src + 2 * i));
+        const __m256i b = _mm256_loadu_si256((const __m256i *)(src + 2 * i + 32));
+        _mm512_storeu_si512((void *)(dst + i), _mm512_slli_epi32(_mm512_cvtepu16_epi32(a), 16));
+        _mm512_storeu_si512((void *)(dst + i + 16), _mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
+    }
+    bf16_portable(src + 2 * i, dst + i, n - i);
+}
+#endif
+
 void zl_dequantize_row_f16(const uint8_t *restrict src, float *restrict dst, int64_t n) {
-    ZL_PICK(f16_avx2(src, dst, n), f16_portable(src, dst, n));
+    ZL_PICK3(f16_avx512(src, dst, n), f16_avx2(src, dst, n), f16_portable(src, dst, n));
 }
 
 void zl_dequantize_row_bf16(const uint8_t *restrict src, float *restrict dst, int64_t n) {
-    ZL_PICK(bf16_avx2(src, dst, n), bf16_portable(src, dst, n));
+    ZL_PICK3(bf16_avx512(src, dst, n), bf16_avx2(src, dst, n), bf16_portable(src, dst, n));
 }
 
 void zl_dequantize_row_f64(const uint8_t *restrict src, float *restrict dst, int64_t n) {

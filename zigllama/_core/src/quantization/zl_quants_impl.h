@@ -25,6 +25,18 @@
 #define ZL_PICK(avx2_call, portable_call) portable_call
 #endif
 
+/* Run the widest variant the CPU has (and the environment allows). */
+#if ZL_X86
+#define ZL_PICK3(avx512_call, avx2_call, portable_call) \
+    do { \
+        if (zl_cpu_has_avx512()) avx512_call; \
+        else if (zl_cpu_has_avx2()) avx2_call; \
+        else portable_call; \
+    } while (0)
+#else
+#define ZL_PICK3(avx512_call, avx2_call, portable_call) portable_call
+#endif
+
 static inline uint32_t zl_load_u32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
@@ -90,6 +102,33 @@ ZL_TARGET_AVX2 static inline __m256i zl_nibbles32(const uint8_t *p) {
     __m128i q = _mm_loadu_si128((const __m128i *)p);
     __m256i both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
     return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+/* ---- AVX-512 helpers ----
+ * Most AVX-512 kernels decode through a table: a sub-block's every possible
+ * output, v[q] = d * q (+ or - m), computed with the reference's own operations
+ * on (float)q, is one or two zmm registers, and vpermps picks each output by the
+ * low bits of its quant. Same bits as the reference, fewer operations than
+ * converting and scaling every element. */
+
+/* The f16 at p, as 16 equal floats (F16C is exact but for quieting a signalling
+ * NaN, which any product the kernels form quiets anyway). */
+ZL_TARGET_AVX512 static inline __m512 zl512_f16_set1(const uint8_t *p) {
+    return _mm512_cvtph_ps(_mm256_set1_epi16((short)zl_load_u16(p)));
+}
+
+/* 16 bytes zero-extended to 16 dwords: vpermps indices (only the low bits count). */
+ZL_TARGET_AVX512 static inline __m512i zl512_idx(__m128i bytes) { return _mm512_cvtepu8_epi32(bytes); }
+
+/* dst[0..16) = d * q for 16 signed bytes q. */
+ZL_TARGET_AVX512 static inline void zl512_store16_mul(float *dst, __m128i q, __m512 d) {
+    _mm512_storeu_ps(dst, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))));
+}
+
+/* The floats 0, 1, ..., 15 and 16, ..., 31. */
+ZL_TARGET_AVX512 static inline __m512 zl512_iota(float first) {
+    return _mm512_add_ps(_mm512_set1_ps(first),
+                         _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
 }
 #endif
 

@@ -424,12 +424,16 @@ class GGUFWriter:
         if slot.written:
             raise GGUFDuplicate(f"{self.path}: tensor {name!r} written twice")
         n = 0
+        closed = GGUFError(f"{self.path}: the writer was closed while tensor {name!r} was written")
         try:
             self._file.seek(self._data_offset + slot.offset)
-            for c in chunks:
-                n += self._file.write(c)
         except (ValueError, AttributeError):  # closed by another thread meanwhile
-            raise GGUFError(f"{self.path}: the writer was closed while tensor {name!r} was written") from None
+            raise closed from None
+        for c in chunks:  # the chunks' own errors pass through as they are
+            try:
+                n += self._file.write(c)
+            except (ValueError, AttributeError):
+                raise closed from None
         if n != slot.nbytes:
             raise GGUFLayoutError(f"{self.path}: tensor {name!r}: {n} bytes given, {slot.nbytes} declared")
         slot.written = True

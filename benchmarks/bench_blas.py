@@ -134,8 +134,9 @@ def main(argv=None):
     print("# zigllama BLAS benchmark\n")
     print("\n".join(library_lines()))
     print(f"- median of {repeat}; GFLOPS = 2mnk / time; (x) = median of the per-round ratios to numpy.matmul in the same run; "
-          f"contenders alternate within each repetition; with 2+ threads each starts after "
-          f"{SETTLE_SECONDS:g} s idle (no other library's threads spinning)")
+          f"contenders alternate within each repetition and each starts right after the previous one, "
+          f"as in a user's process (no idle time: whatever the previous library's threads still do "
+          f"counts against the next)")
     print("- scipy.linalg.blas: scipy's own (f2py) wrapper of the library the scipy backend calls, "
           "as C^T = B^T A^T without copies: what that library gives, for comparing our scipy "
           "backend with its own library as well as with numpy's\n")
@@ -148,8 +149,7 @@ def main(argv=None):
         with threadpool_limits(limits=threads, user_api="blas"):
             for dtype in args.dtypes.split(","):
                 for m, k, n in shapes:
-                    g = measure(m, k, n, np.dtype(dtype), backends, repeat, min_seconds,
-                                settle=SETTLE_SECONDS if threads > 1 else 0.0, same_library=True)
+                    g = measure(m, k, n, np.dtype(dtype), backends, repeat, min_seconds, same_library=True)
                     cells = [f"{g['numpy'][0]:.1f}"]
                     for name in columns:
                         cells.append(f"{g[name][0]:.1f} ({g[name][1]:.2f}x)" if name in g else "-")

@@ -13,6 +13,8 @@ Rows:
     alone, and submit + run + wait per task), and per chunk of a parallel_for
     of one-row chunks, against an OpenMP prange(schedule(dynamic, 1)) iteration
     and ThreadPoolExecutor.submit;
+  - per-task cost of a Python task (submit from Python, wait for all) on the
+    pool against ThreadPoolExecutor;
   - softmax over the rows of a (1024, 4096) float32 matrix: one thread (the whole
     range as one chunk, run by the caller) against the 2-thread pool (speed-up),
     with numpy's softmax for scale;
@@ -118,6 +120,15 @@ def main(argv=None):
     rows.append(("submit + run + wait, per task",
                  f"{p['e2e']:.0f} ns", f"{p['omp']:.0f} ns", f"{p['executor']:.0f} ns",
                  f"{p['omp'] / p['e2e']:.1f}x / {p['executor'] / p['e2e']:.0f}x"))
+    # Python tasks: consecutive ones run under one GIL acquisition on a worker.
+    py = {"pool": [], "executor": []}
+    for _ in range(repeat):
+        py["pool"].append(executor_per_task(pool, max(2000, ntasks // 20)))
+        py["executor"].append(executor_per_task(ex, max(2000, ntasks // 20)))
+    q = {k: statistics.median(v) for k, v in py.items()}
+    rows.append(("submit a Python task (`int`) from Python + wait for all, per task",
+                 f"{q['pool'] / 1000:.1f} us", "-", f"{q['executor'] / 1000:.1f} us",
+                 f"- / {q['executor'] / q['pool']:.1f}x"))
     rows.append(("parallel_for over %d one-row chunks, per chunk (OpenMP: dynamic,1)" % ntasks,
                  f"{p['chunk']:.0f} ns", f"{p['omp']:.0f} ns", "-", f"{p['omp'] / p['chunk']:.1f}x / -"))
 

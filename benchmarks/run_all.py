@@ -40,6 +40,9 @@ BENCHMARKS = [
      "GFLOPS of each backend against numpy.matmul; the generic backend also on each narrower SIMD path"),
     ("Thread pool", "bench_threading.py", [], ["--quick"],
      "parallel_for dispatch and submit cost against ThreadPoolExecutor and OpenMP; parallel speed-ups"),
+    ("Threads that cooperate (mixed loop)", "bench_mixed.py", ["--noisy"], ["--quick", "--noisy", "--repeats", "1"],
+     "numpy.matmul, the scipy and generic GEMMs, dequantize and softmax called in turn in one process against "
+     "each in a loop of its own, with a cache-eviction control, and beside a process that keeps one core busy"),
     ("The demo's stage table", None, [], [],
      "`zigllama demo` on its built-in model"),
 ]

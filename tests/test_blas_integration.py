@@ -417,21 +417,23 @@ def test_blas_config_reports_what_runs():
 
 
 def test_one_setting_sizes_the_blas_threads():
-    # The BLAS behind scipy is sized too wherever threadpoolctl can see it
-    # (scipy's wheels bundle OpenBLAS; Accelerate is invisible to it).
+    # The setting sizes the generic backend's team and the scipy backend's split
+    # over the pool; the BLAS behind scipy keeps its own count (never raised).
     from threadpoolctl import threadpool_info
 
     blas_visible = any(i["user_api"] == "blas" for i in threadpool_info())
     assert blas_visible == (BlasConfig.detect().library != "unknown")
     a = np.ones((128, 128))
+    outside = BlasConfig.detect().blas_threads
     for n in (1, 2):
         zigllama.set_num_threads(n)
         get_blas("scipy").gemm(a, a)
         get_blas("generic").gemm(a, a)
         assert blas_integration.generic_threads() == n
+        assert get_blas("scipy").threads == n
         assert BlasConfig.detect().num_threads == n
         if blas_visible:
-            assert BlasConfig.detect().blas_threads == n
+            assert BlasConfig.detect().blas_threads == outside
     with blas_integration.limit_blas_threads(1):
         get_blas("scipy").gemm(a, a)
         get_blas("generic").gemm(a, a)

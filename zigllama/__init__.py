@@ -12,6 +12,14 @@ that drops privileges or chroots should touch the names it needs first.)
 import importlib as _importlib
 import os as _os
 
+# Idle OpenMP threads sleep instead of spinning (unless the user chose): with
+# numpy's and scipy's BLAS threads and the pool in the same process, a team that
+# spins after each GEMM takes the cores the next library's call needs (see
+# docs/threading.md). libgomp reads this once, when the first of zigllama's
+# extensions that uses it is loaded (on first use of a name below), so it is set
+# at import, before any of them.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from . import errors
 from .errors import *  # noqa: F401,F403  (the error family is public API)
 

@@ -3,11 +3,37 @@
 OpenMP regions, the work-stealing pool and the BLAS's own threads all read
 ``num_threads()``, so they never add up to more threads than cores
 (no oversubscription). Order: ``set_num_threads(n)``, else the environment
-variable ``ZIGLLAMA_NUM_THREADS``, else the number of CPUs this process may use.
+variable ``ZIGLLAMA_NUM_THREADS``, else the number of CPUs this process may use;
+then capped by a limit threadpoolctl set (``threadpool_limits(n)`` reaches
+zigllama through the controllers in ``zigllama._threadpoolctl``).
+
+Every thread count is bounded by ``MAX_THREADS``: a larger one is an error at
+once (libgomp exits the process on a team it cannot create, and a pool of
+100,000 threads exhausts memory long before it helps).
 """
+import operator
 import os
 
+#: The largest thread count zigllama accepts anywhere (setting, pool, per call).
+MAX_THREADS = 1024
+
 _override = None
+# Limits set through threadpoolctl: "pool" (the pool and every region sized from
+# the setting) and "openmp" (the generic GEMM's OpenMP team). None: no limit.
+_limits = {"pool": None, "openmp": None}
+
+
+def check_thread_count(n, what="num_threads"):
+    """n as an int in [1, MAX_THREADS], or a ValueError naming `what`."""
+    if isinstance(n, bool):
+        raise TypeError(f"{what} must be an integer, got a bool")
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {type(n).__name__}") from None
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"{what} must be between 1 and {MAX_THREADS}, got {n}")
+    return n
 
 
 def available_cpus():
@@ -18,37 +44,67 @@ def available_cpus():
         return max(1, os.cpu_count() or 1)
 
 
-def num_threads():
-    """Threads a parallel region may use."""
+def _env_threads():
+    env = os.environ.get("ZIGLLAMA_NUM_THREADS", "").strip()
+    if not env:
+        return None
+    try:
+        n = int(env)
+    except ValueError:
+        raise ValueError(f"ZIGLLAMA_NUM_THREADS must be an integer between 1 and {MAX_THREADS}, "
+                         f"got {env!r}") from None
+    return check_thread_count(n, "ZIGLLAMA_NUM_THREADS")
+
+
+def base_num_threads():
+    """The setting before any threadpoolctl limit."""
     if _override is not None:
         return _override
-    env = os.environ.get("ZIGLLAMA_NUM_THREADS", "").strip()
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"ZIGLLAMA_NUM_THREADS must be a positive integer, got {env!r}") from None
-        if n < 1:
-            raise ValueError(f"ZIGLLAMA_NUM_THREADS must be a positive integer, got {env!r}")
-        return n
-    return available_cpus()
+    n = _env_threads()
+    return n if n is not None else min(available_cpus(), MAX_THREADS)
+
+
+def explicit_num_threads():
+    """The count the user gave (set_num_threads or ZIGLLAMA_NUM_THREADS), or None.
+    Only an explicit count is ever applied to another library's threads."""
+    return _override if _override is not None else _env_threads()
+
+
+def num_threads():
+    """Threads a parallel region may use."""
+    n = base_num_threads()
+    limit = _limits["pool"]
+    return n if limit is None else min(n, limit)
+
+
+def openmp_threads():
+    """Threads of the generic GEMM's OpenMP team: the setting, capped by the
+    OpenMP limit threadpoolctl set."""
+    n = num_threads()
+    limit = _limits["openmp"]
+    return n if limit is None else min(n, limit)
 
 
 def set_num_threads(n):
     """Set the thread count for this process (None returns to the default)."""
     global _override
-    if n is not None:
-        n = int(n)
-        if n < 1:
-            raise ValueError(f"num_threads must be >= 1, got {n}")
-    _override = n
+    _override = None if n is None else check_thread_count(n)
+
+
+def set_limit(kind, n):
+    """A limit from threadpoolctl: n at or above the setting lifts it (a limit
+    above MAX_THREADS too: a cap that high limits nothing)."""
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"the {kind} thread limit must be an integer, got {type(n).__name__}") from None
+    if n < 1:
+        raise ValueError(f"the {kind} thread limit must be between 1 and {MAX_THREADS}, got {n}")
+    _limits[kind] = None if n >= base_num_threads() else n
 
 
 def resolve_threads(threads=None):
     """A per-call ``threads=`` argument, or the process setting."""
     if threads is None:
         return num_threads()
-    threads = int(threads)
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    return threads
+    return check_thread_count(threads, "threads")

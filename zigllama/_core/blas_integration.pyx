@@ -27,17 +27,23 @@ cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_New
 from libc.limits cimport INT_MAX
 from libc.math cimport hypot, hypotf
-from libc.stdint cimport uintptr_t
+from libc.stdint cimport int64_t, uintptr_t
 from scipy.linalg.cython_blas cimport (
     ddot, daxpy, dgemm, dgemv, dnrm2, dscal, sdot, saxpy, sgemm, sgemv, snrm2, sscal,
 )
 
 from zigllama._core.tensor cimport ZL_F32, ZL_F64, naive_matmul, set_matmul_impl, zl_tensor_view
 
-from .._config import resolve_threads
+from .._config import num_threads, openmp_threads, resolve_threads
 from ..errors import BlasError, InvalidArgumentType, NotCopyable, OutOfMemory, ZigLlamaError
 
 cnp.import_array()
+
+# threadpoolctl lists and limits zigllama's runtimes from the moment the first
+# of its extensions that runs threads (this one) is loaded.
+from .._threadpoolctl import register as _register_threadpoolctl
+
+_register_threadpoolctl()
 
 ctypedef fused floating:
     float
@@ -286,15 +292,17 @@ _backends[2].vtable = &zl_blas_naive_vtable
 
 
 # ---------------------------------------------------------------------------
-# Threads: one setting (zigllama.num_threads / ZIGLLAMA_NUM_THREADS) sizes the
-# generic backend's OpenMP region and the threads of the BLAS behind scipy.
+# Threads: one setting (zigllama.num_threads / ZIGLLAMA_NUM_THREADS, capped by
+# threadpoolctl's limits) sizes the generic backend's OpenMP region and the
+# pool's split of the scipy backend's large GEMMs; the BLAS behind scipy keeps
+# the count the user or threadpoolctl gave it, and is pinned to one thread while
+# a split runs (its team never spins beside the pool's).
 
 # Below this many multiply-adds a call is single-threaded in any backend, so the
 # thread setting is only looked up (a Python call) for calls above it.
 cdef double _THREAD_SYNC_WORK = 64.0 * 64.0 * 64.0
 
 _scipy_blas_controllers = None
-_scipy_blas_threads = None     # what was last applied to scipy's BLAS
 _blas_threads_pinned = 0       # > 0 inside limit_blas_threads(): leave the BLAS alone
 
 
@@ -318,19 +326,201 @@ def _scipy_blas_libraries():
 
 
 def _sync_threads(int index):
-    """Apply the thread setting to backend `index`: the generic backend's OpenMP
-    team, or the threads of the BLAS behind scipy (set when the setting changes:
-    asking the library each call would cost microseconds)."""
-    global _scipy_blas_threads
+    """Apply the thread setting to backend `index`. Only the generic backend's
+    OpenMP team is sized from it (capped by threadpoolctl's OpenMP limit). The
+    BLAS behind scipy is never raised: its large GEMMs are split over the pool
+    with it pinned to one thread (see _pin_scipy_blas), the rest of its calls
+    run with whatever count the user or threadpoolctl gave it."""
     if _blas_threads_pinned:
         return
-    cdef int n = resolve_threads(None)
     if index == 1:
-        _generic_ctx.num_threads = n
-    elif index == 0 and n != _scipy_blas_threads:
+        _generic_ctx.num_threads = openmp_threads()
+
+
+# Pinning the BLAS behind scipy to one thread for the length of a split GEMM.
+# Through the library's own C entry points when threadpoolctl finds OpenBLAS
+# (tens of nanoseconds), else through threadpoolctl (microseconds). Nested and
+# concurrent callers share one pin (a depth counter under the GIL): the first
+# saves the count, the last restores it.
+ctypedef void (*_set_threads_fn)(int) noexcept nogil
+ctypedef int (*_get_threads_fn)() noexcept nogil
+
+cdef int _pin_depth = 0
+_pin_saved = None
+_pin_direct = None  # list of (set address, get address), or False when unavailable
+
+
+def _scipy_blas_entry_points():
+    global _pin_direct
+    if _pin_direct is None:
+        import ctypes
+
+        found = []
         for lib in _scipy_blas_libraries():
+            try:
+                if lib.internal_api != "openblas":
+                    raise AttributeError(lib.internal_api)
+                # The names as threadpoolctl resolves them (scipy's wheels
+                # prefix and suffix OpenBLAS's symbols).
+                affix = lib._symbol_prefix, lib._symbol_suffix
+                set_fn = getattr(lib.dynlib, f"{affix[0]}openblas_set_num_threads{affix[1]}")
+                get_fn = getattr(lib.dynlib, f"{affix[0]}openblas_get_num_threads{affix[1]}")
+            except (AttributeError, TypeError):
+                found = False
+                break
+            found.append((ctypes.cast(set_fn, ctypes.c_void_p).value, ctypes.cast(get_fn, ctypes.c_void_p).value))
+        _pin_direct = found
+    return _pin_direct
+
+
+cdef int _pin_scipy_blas() except -1:
+    global _pin_depth, _pin_saved
+    cdef size_t addr
+    _pin_depth += 1
+    if _pin_depth > 1:
+        return 0
+    direct = _scipy_blas_entry_points()
+    if direct:
+        saved = []
+        for set_addr, get_addr in direct:
+            addr = get_addr
+            saved.append((<_get_threads_fn>addr)())
+            addr = set_addr
+            (<_set_threads_fn>addr)(1)
+        _pin_saved = saved
+    else:
+        libs = _scipy_blas_libraries()
+        _pin_saved = [lib.num_threads for lib in libs]
+        for lib in libs:
+            lib.set_num_threads(1)
+    return 0
+
+
+cdef int _unpin_scipy_blas() except -1:
+    global _pin_depth
+    cdef size_t addr
+    _pin_depth -= 1
+    if _pin_depth > 0:
+        return 0
+    direct = _scipy_blas_entry_points()
+    if direct:
+        for (set_addr, _), n in zip(direct, _pin_saved):
+            addr = set_addr
+            (<_set_threads_fn>addr)(n)
+    else:
+        for lib, n in zip(_scipy_blas_libraries(), _pin_saved):
             lib.set_num_threads(n)
-        _scipy_blas_threads = n
+    return 0
+
+
+# Large GEMMs of the scipy backend run as row (or column) blocks on the pool,
+# each block one single-threaded BLAS call: one thread runtime (the pool) on the
+# cores instead of OpenBLAS's team spinning beside it. The threading module
+# registers the splitter (it owns the pool; this module cannot import it).
+cdef zl_blas_splitter _splitter = NULL
+
+cdef void register_splitter(zl_blas_splitter splitter) noexcept:
+    global _splitter
+    _splitter = splitter
+
+# Above this many multiply-adds the scipy backend splits (OpenBLAS itself runs
+# one thread up to 64**3): a block must stay large enough for the BLAS to run
+# at full speed and pay for the pool's dispatch (a few microseconds).
+cdef double _SPLIT_WORK = 96.0 * 96.0 * 96.0
+# Rows (or columns) a block has at least.
+cdef zl_blas_int _SPLIT_MIN_ROWS = 64
+
+ctypedef struct _GemmSplit:
+    zl_blas blas
+    bint f32
+    bint by_rows
+    int64_t nchunks
+    zl_blas_layout layout
+    zl_blas_trans ta
+    zl_blas_trans tb
+    zl_blas_int m, n, k, lda, ldb, ldc
+    double alpha, beta
+    const char *a
+    const char *b
+    char *c
+    size_t item
+
+
+cdef int _gemm_block(void *vctx, int64_t begin, int64_t end) noexcept nogil:
+    cdef _GemmSplit *g = <_GemmSplit *>vctx
+    cdef zl_blas_int total = g.m if g.by_rows else g.n
+    cdef zl_blas_int r0 = <zl_blas_int>(total * begin // g.nchunks)
+    cdef zl_blas_int r1 = <zl_blas_int>(total * end // g.nchunks)
+    cdef zl_blas_int m = g.m, n = g.n
+    cdef const char *a = g.a
+    cdef const char *b = g.b
+    cdef char *c = g.c
+    cdef bint row_major = g.layout == ZL_ROW_MAJOR
+    if r1 <= r0:
+        return 0
+    if g.by_rows:
+        # Rows r0.. of op(a) and of c: a row of a stored matrix is ld apart, a
+        # column one element apart (and the other way in column-major).
+        a += g.item * r0 * (g.lda if row_major == (g.ta == ZL_NO_TRANS) else 1)
+        c += g.item * r0 * (g.ldc if row_major else 1)
+        m = r1 - r0
+    else:
+        b += g.item * r0 * (1 if row_major == (g.tb == ZL_NO_TRANS) else g.ldb)
+        c += g.item * r0 * (1 if row_major else g.ldc)
+        n = r1 - r0
+    if g.f32:
+        return g.blas.vtable.sgemm(g.blas.ctx, g.layout, g.ta, g.tb, m, n, g.k, <float>g.alpha,
+                                   <const float *>a, g.lda, <const float *>b, g.ldb, <float>g.beta,
+                                   <float *>c, g.ldc)
+    return g.blas.vtable.dgemm(g.blas.ctx, g.layout, g.ta, g.tb, m, n, g.k, g.alpha,
+                               <const double *>a, g.lda, <const double *>b, g.ldb, g.beta,
+                               <double *>c, g.ldc)
+
+
+cdef int64_t _split_chunks(zl_blas_int m, zl_blas_int n, zl_blas_int k, int threads, bint *by_rows) noexcept:
+    """Blocks to split a GEMM into (<= 1: do not split): one per thread. Each
+    block is a BLAS call that packs its own copy of the shared operand, and thin
+    blocks run slower (measured with OpenBLAS on 256 x 256: one block 348 us,
+    2 blocks 368 us, 4 blocks 432 us, 8 blocks 554 us on the caller alone), so
+    more blocks than threads cost more than the balance they buy."""
+    if threads <= 1 or _splitter == NULL or <double>m * <double>n * <double>k < _SPLIT_WORK:
+        return 1
+    by_rows[0] = m >= n
+    cdef zl_blas_int rows = m if by_rows[0] else n
+    cdef int64_t nchunks = threads
+    if rows // nchunks < _SPLIT_MIN_ROWS:
+        nchunks = rows // _SPLIT_MIN_ROWS
+    return nchunks
+
+
+cdef int _scipy_gemm_split(zl_blas blas, bint f32, int64_t nchunks, bint by_rows, zl_blas_layout layout,
+                           zl_blas_trans ta, zl_blas_trans tb, zl_blas_int m, zl_blas_int n, zl_blas_int k,
+                           double alpha, const void *a, zl_blas_int lda, const void *b, zl_blas_int ldb,
+                           double beta, void *c, zl_blas_int ldc) noexcept nogil:
+    cdef _GemmSplit g
+    cdef int status = zl_blas_check_gemm(layout, ta, tb, m, n, k, lda, ldb, ldc)
+    if status != ZL_BLAS_OK:
+        return status
+    g.blas = blas
+    g.f32 = f32
+    g.by_rows = by_rows
+    g.nchunks = nchunks
+    g.layout = layout
+    g.ta = ta
+    g.tb = tb
+    g.m = m
+    g.n = n
+    g.k = k
+    g.lda = lda
+    g.ldb = ldb
+    g.ldc = ldc
+    g.alpha = alpha
+    g.beta = beta
+    g.a = <const char *>a
+    g.b = <const char *>b
+    g.c = <char *>c
+    g.item = sizeof(float) if f32 else sizeof(double)
+    return _splitter(nchunks, _gemm_block, &g)
 
 
 @contextmanager
@@ -342,7 +532,7 @@ def limit_blas_threads(int limit=1):
     threads, prange): the BLAS must not start a team per worker. Inside it the
     thread setting is not applied; on exit it is again.
     """
-    global _blas_threads_pinned, _scipy_blas_threads
+    global _blas_threads_pinned
     from threadpoolctl import threadpool_limits
 
     if limit < 1:
@@ -356,7 +546,6 @@ def limit_blas_threads(int limit=1):
         finally:
             _blas_threads_pinned -= 1
             _generic_ctx.num_threads = previous
-            _scipy_blas_threads = None   # restored on exit: apply the setting again
 
 
 # ---------------------------------------------------------------------------
@@ -596,7 +785,8 @@ cdef class BlasInterface:
         if self.c.vtable == &zl_blas_generic_vtable:
             return (<zl_generic_ctx *>self.c.ctx).num_threads
         if self.index == 0:
-            return max(lib.num_threads for lib in _scipy_blas_libraries())
+            # Large GEMMs split over the pool (the BLAS pinned to one thread).
+            return num_threads()
         return 1
 
     def single_threaded(self):
@@ -652,10 +842,27 @@ cdef class BlasInterface:
             ta = _flip(ta)
         if mb.layout != mc.layout:
             tb = _flip(tb)
-        if <double>m * <double>n * <double>k >= _THREAD_SYNC_WORK:
-            _sync_threads(self.index)
         cdef int status
         cdef zl_blas c = self.c
+        cdef bint by_rows = True
+        cdef int64_t nchunks = 1
+        cdef bint pinned = False
+        if self.index == 1 and <double>m * <double>n * <double>k >= _THREAD_SYNC_WORK:
+            _sync_threads(self.index)
+        elif self.index == 0 and <double>m * <double>n * <double>k > _THREAD_SYNC_WORK \
+                and not _blas_threads_pinned:
+            # (OpenBLAS runs up to 64**3 multiply-adds on one thread by itself.)
+            nchunks = _split_chunks(m, n, k, num_threads(), &by_rows)
+            _pin_scipy_blas()
+            pinned = True
+        if nchunks > 1:
+            with nogil:
+                status = _scipy_gemm_split(c, ma.type_num == cnp.NPY_FLOAT32, nchunks, by_rows, mc.layout,
+                                           ta, tb, m, n, k, alpha, ma.data, ma.ld, mb.data, mb.ld,
+                                           beta, mc.data, mc.ld)
+            _unpin_scipy_blas()
+            _raise_status(status, "gemm")
+            return C if out is None else out
         with nogil:
             if ma.type_num == cnp.NPY_FLOAT32:
                 status = c.vtable.sgemm(c.ctx, mc.layout, ta, tb, m, n, k, <float>alpha,
@@ -665,6 +872,8 @@ cdef class BlasInterface:
                 status = c.vtable.dgemm(c.ctx, mc.layout, ta, tb, m, n, k, alpha,
                                         <const double *>ma.data, ma.ld, <const double *>mb.data, mb.ld,
                                         beta, <double *>mc.data, mc.ld)
+        if pinned:
+            _unpin_scipy_blas()
         _raise_status(status, "gemm")
         return C if out is None else out
 
@@ -860,10 +1069,24 @@ cdef int _tensor_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_ten
         batch = 1
     cdef zl_blas blas = _backends[_tensor_backend]
     cdef int status = ZL_BLAS_OK
+    cdef bint pinned = False
+    cdef bint by_rows = True
+    cdef int64_t nchunks = 1
     if <double>batch * m * n * k >= _THREAD_SYNC_WORK:
         with gil:
             _sync_threads(_tensor_backend)
+            if _tensor_backend == 0 and not _blas_threads_pinned:
+                nchunks = _split_chunks(m, n, k, num_threads(), &by_rows)
+                _pin_scipy_blas()
+                pinned = True
     for p in range(batch):
+        if nchunks > 1:
+            status = _scipy_gemm_split(blas, a.dtype == ZL_F32, nchunks, by_rows, mc.layout, ta, tb, m, n, k,
+                                       1.0, ma.data + p * sa, ma.ld, mb.data + p * sb, mb.ld,
+                                       0.0, mc.data + p * sc, mc.ld)
+            if status != ZL_BLAS_OK:
+                break
+            continue
         if a.dtype == ZL_F32:
             status = blas.vtable.sgemm(blas.ctx, mc.layout, ta, tb, m, n, k, 1.0,
                                        <const float *>(ma.data + p * sa), ma.ld,
@@ -875,8 +1098,13 @@ cdef int _tensor_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_ten
                                        <const double *>(mb.data + p * sb), mb.ld,
                                        0.0, <double *>(mc.data + p * sc), mc.ld)
         if status != ZL_BLAS_OK:
-            with gil:
-                return _raise_status(status, "matmul")
+            break
+    if pinned:
+        with gil:
+            _unpin_scipy_blas()
+    if status != ZL_BLAS_OK:
+        with gil:
+            return _raise_status(status, "matmul")
     return 0
 
 

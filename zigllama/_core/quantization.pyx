@@ -13,12 +13,11 @@ import operator
 
 import numpy as np
 
-from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int64_t, uint8_t
 
 from .platform cimport zl_simd_name
 from .threading cimport (
-    check_pool_status, current_thread_pool, parallel_for_status, pool_ptr, pool_threads, zl_pool)
+    acquire_pool, check_pool_status, parallel_for_status, pool_ptr, pool_threads, release_pool, zl_pool)
 
 from .._config import resolve_threads
 from .threading import default_pool
@@ -46,9 +45,16 @@ cdef extern from "zigllama/zl_ggml_types.h":
         ZL_GGML_F16
         ZL_GGML_BF16
 
+# A call is split over the pool from this many output bytes on; smaller ones
+# run on the caller alone. Measured on 2 cores: a 256 KiB output takes about
+# 10 us on one thread, and splitting it gained nothing even with the worker
+# awake (11 us), while a call right after other libraries ran paid for waking
+# it (45-85 us); 4 MiB (100-150 us on one thread) gains 1.3-1.5x.
+cdef int64_t SPLIT_MIN_BYTES = 1 << 20
 # A chunk writes at least this many output bytes: much more than the few
-# microseconds a parallel_for costs. Smaller calls run on the caller alone.
-cdef int64_t CHUNK_MIN_BYTES = 64 << 10
+# microseconds a parallel_for costs, and small enough that a thread which
+# claims one late (its core busy) holds back little.
+cdef int64_t CHUNK_MIN_BYTES = 128 << 10
 # Chunks per thread when every pool thread may help: stealing evens out a thread
 # that starts late or shares its core.
 cdef int64_t CHUNKS_PER_THREAD = 4
@@ -115,42 +121,8 @@ cdef int split_blocks_on(zl_pool *pool, block_range_fn fn, void *ctx, int64_t n_
     return parallel_for_status(pool, s.nchunks, 1, run_chunks, &s)
 
 
-cdef zl_pool *lookup_default_pool(void **ref) noexcept nogil:
-    # The default pool, with a reference held until release_pool(ref); NULL
-    # (run on the caller) if it cannot be had. Takes the GIL.
-    with gil:
-        try:
-            pool = default_pool()
-            result = pool_ptr(pool)
-        except BaseException:
-            ref[0] = NULL
-            return NULL
-        Py_INCREF(pool)
-        ref[0] = <void *>pool
-        return result
-
-
-cdef zl_pool *acquire_pool(void **ref) noexcept nogil:
-    # The pool to split on (see lookup_default_pool for `ref`). Inside a pool's
-    # task that is the task's own pool, found without the GIL: the thread
-    # waiting for the task may hold the GIL, and taking it here would deadlock.
-    # (This function has no Python locals, so Cython takes no GIL on its way
-    # out either.) Elsewhere the default pool.
-    cdef zl_pool *own = current_thread_pool()
-    if own != NULL:
-        ref[0] = NULL
-        return own
-    return lookup_default_pool(ref)
-
-
-cdef void release_pool(void *ref) noexcept nogil:
-    if ref != NULL:
-        with gil:
-            Py_DECREF(<object>ref)
-
-
 cdef bint worth_splitting(int64_t n_blocks, int64_t block_size, int nthreads) noexcept nogil:
-    return nthreads > 1 and n_blocks * block_size * <int64_t>sizeof(float) >= 2 * CHUNK_MIN_BYTES
+    return nthreads > 1 and n_blocks * block_size * <int64_t>sizeof(float) >= SPLIT_MIN_BYTES
 
 
 cdef void split_blocks(block_range_fn fn, void *ctx, int64_t n_blocks, int64_t block_size,

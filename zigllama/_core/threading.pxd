@@ -99,6 +99,8 @@ cdef extern from "zigllama/zl_threading.h" nogil:
     void zl_task_group_init(zl_task_group *g) noexcept
     int zl_pool_submit(zl_pool *p, zl_task_group *g, zl_task_fn fn, zl_cancel_fn cancel, void *ctx) noexcept
     int zl_task_group_wait(zl_pool *p, zl_task_group *g) noexcept
+    int zl_pool_help_once(zl_pool *p) noexcept
+    void *zl_pool_claim_next_if(zl_pool *p, zl_task_fn fn) noexcept
     int zl_parallel_for(zl_pool *p, int64_t n, int64_t grain, zl_range_fn fn, void *ctx) noexcept
 
     uint64_t zl_fork_generation() noexcept
@@ -139,6 +141,12 @@ cdef int pool_threads(zl_pool *pool) noexcept nogil
 # The pool whose worker the calling thread is (it stays alive while the caller
 # runs one of its tasks), or NULL: code inside a task splits its own work on it.
 cdef zl_pool *current_thread_pool() noexcept nogil
+
+# The pool to split work on: the calling thread's own pool inside a task (found
+# without the GIL), else the default pool, with a reference kept in *ref until
+# release_pool(ref). NULL (run on the caller) when none can be had.
+cdef zl_pool *acquire_pool(void **ref) noexcept nogil
+cdef void release_pool(void *ref) noexcept nogil
 
 # zl_parallel_for itself, for a caller whose own API returns a status: 0, the
 # first non-zero status of a chunk, or a pool failure (ZL_POOL_E*, negative)

@@ -12,6 +12,7 @@ import enum
 import os
 import re
 import threading as _pythreading
+import time
 import weakref
 from concurrent.futures import Executor, Future
 
@@ -60,7 +61,7 @@ cdef extern from "probes.h" nogil:
     size_t zl_pool_worker_stride() noexcept
 
 from .blas_integration cimport (
-    BlasInterface, single_threaded, zl_blas, zl_blas_int, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_BLAS_EINVAL,
+    BlasInterface, register_splitter, single_threaded, zl_blas_range_fn, zl_blas, zl_blas_int, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_BLAS_EINVAL,
     ZL_BLAS_ENOMEM,
 )
 
@@ -127,6 +128,58 @@ cdef int submit(zl_pool *pool, zl_task_group *group, zl_task_fn fn, void *ctx) e
 
 cdef int wait(zl_pool *pool, zl_task_group *group) except -1 nogil:
     return check_pool_status(zl_task_group_wait(pool, group))
+
+
+cdef zl_pool *lookup_default_pool(void **ref) noexcept nogil:
+    # The default pool, with a reference held until release_pool(ref); NULL
+    # (run on the caller) if it cannot be had. Takes the GIL.
+    with gil:
+        try:
+            pool = default_pool()
+            result = pool_ptr(pool)
+        except BaseException:
+            ref[0] = NULL
+            return NULL
+        Py_INCREF(pool)
+        ref[0] = <void *>pool
+        return result
+
+
+cdef zl_pool *acquire_pool(void **ref) noexcept nogil:
+    # The pool to split on (see lookup_default_pool for `ref`). Inside a pool's
+    # task that is the task's own pool, found without the GIL: the thread
+    # waiting for the task may hold the GIL, and taking it here would deadlock.
+    # (This function has no Python locals, so Cython takes no GIL on its way
+    # out either.) Elsewhere the default pool.
+    cdef zl_pool *own = current_thread_pool()
+    if own != NULL:
+        ref[0] = NULL
+        return own
+    return lookup_default_pool(ref)
+
+
+cdef void release_pool(void *ref) noexcept nogil:
+    if ref != NULL:
+        with gil:
+            Py_DECREF(<object>ref)
+
+
+cdef int _split_for_blas(int64_t nchunks, zl_blas_range_fn fn, void *ctx) noexcept nogil:
+    # The splitter of the scipy backend's large GEMMs: chunks on the pool, or
+    # all on the caller when the pool cannot take them (shut down, out of
+    # memory): a chunk only writes its own block of the output.
+    cdef void *ref = NULL
+    cdef zl_pool *pool = acquire_pool(&ref)
+    cdef int rc = ZL_POOL_EINVAL
+    if pool != NULL:
+        rc = zl_parallel_for(pool, nchunks, 1, fn, ctx)
+    release_pool(ref)
+    if rc <= ZL_POOL_ECLOSED and rc >= ZL_POOL_ETHREAD:
+        rc = fn(ctx, 0, nchunks)
+    return rc
+
+
+register_splitter(_split_for_blas)
 
 
 # --------------------------------------------------------------------------
@@ -426,9 +479,7 @@ class ThreadPoolConfig:
 
     def __init__(self, num_threads=None, numa_policy=NumaPolicy.BALANCED, affinity=False,
                  stack_size=DEFAULT_STACK_SIZE, spin_us=DEFAULT_SPIN_US, topology=None):
-        self.num_threads = resolve_threads(num_threads)
-        if self.num_threads > 4097:
-            raise ValueError(f"num_threads must be at most 4097, got {self.num_threads}")
+        self.num_threads = resolve_threads(num_threads)   # 1 .. MAX_THREADS, or an error
         self.numa_policy = NumaPolicy.coerce(numa_policy)
         self.affinity = bool(affinity)
         stack_size = int(stack_size)
@@ -641,22 +692,42 @@ cdef inline object _adopt(void *ref):
 # A Python task is a tuple (pending set, future, fn, args, kwargs) whose reference
 # travels through the C queue as its ctx.
 
+# Python tasks one worker runs under one GIL acquisition at most (the first
+# and the ones queued right behind it). Fairness does not suffer: the
+# interpreter still hands the GIL over between bytecodes when another thread
+# asks, only the hand-over between consecutive tasks is saved.
+cdef int PYTHON_BATCH = 1024
+
+
+cdef inline void _run_python_item(void *ctx):
+    item = _adopt(ctx)  # the reference submit took
+    try:
+        pending, future, fn, args, kwargs = item
+        if future.set_running_or_notify_cancel():
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+        # Only now: a fork while it runs must still find it (and fail it in the child).
+        pending.discard(future)
+    except BaseException:
+        pass  # a future already resolved elsewhere (fork): nothing to report to
+
+
 cdef int _run_python_task(void *ctx) noexcept nogil:
+    cdef zl_pool *pool = zl_pool_of_current_thread()
+    cdef void *next_ctx
+    cdef int batched = 0
     with gil:
-        item = _adopt(ctx)  # the reference submit took
-        try:
-            pending, future, fn, args, kwargs = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    result = fn(*args, **kwargs)
-                except BaseException as exc:
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
-            # Only now: a fork while it runs must still find it (and fail it in the child).
-            pending.discard(future)
-        except BaseException:
-            pass  # a future already resolved elsewhere (fork): nothing to report to
+        _run_python_item(ctx)
+        while pool != NULL and batched < PYTHON_BATCH:
+            next_ctx = zl_pool_claim_next_if(pool, _run_python_task)
+            if next_ctx == NULL:
+                break
+            _run_python_item(next_ctx)
+            batched += 1
     return 0
 
 
@@ -672,6 +743,51 @@ cdef void _cancel_python_task(void *ctx) noexcept nogil:
 
 
 _live_pools = weakref.WeakSet()
+
+
+class PoolFuture(Future):
+    """The Future of a ThreadPool task.
+
+    It holds its pool (a pool referenced only through its futures stays alive
+    until they are done, as with concurrent.futures). ``result()`` and
+    ``exception()`` called on one of the pool's own workers help while they
+    wait: the worker runs other queued tasks (the awaited one among them)
+    instead of blocking, so a task that submits a sub-task and waits for it
+    completes even on a pool of one worker."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self._pool = pool
+
+    def _help_while_pending(self, timeout):
+        cdef PoolHandle h = self._pool._handle
+        cdef int ran
+        if self.done() or zl_pool_current_worker(h.ptr) < 0:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done():
+            with nogil:
+                ran = zl_pool_help_once(h.ptr)
+            if ran:
+                continue
+            wait = 0.001
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return
+            with self._condition:
+                if not self.done():
+                    # Woken at once when the future completes; the time-out only
+                    # brings the worker back to look for other tasks to help with.
+                    self._condition.wait(wait)
+
+    def result(self, timeout=None):
+        self._help_while_pending(timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        self._help_while_pending(timeout)
+        return super().exception(timeout)
 
 
 class ThreadPool(Executor):
@@ -718,7 +834,7 @@ class ThreadPool(Executor):
         if not callable(fn):
             raise TypeError(f"{fn!r} is not callable")
         h.check()
-        future = Future()
+        future = PoolFuture(self)
         item = (self._pending, future, fn, args, kwargs)
         self._pending.add(future)
         Py_INCREF(item)

@@ -2,6 +2,11 @@
 #ifndef ZIGLLAMA_ZL_OMP_H
 #define ZIGLLAMA_ZL_OMP_H
 
+/* The largest thread count accepted anywhere (pool, OpenMP team, settings):
+ * libgomp exits the process when it cannot create a team, and thousands of
+ * threads on any machine of today only cost memory. Python's MAX_THREADS. */
+#define ZL_MAX_THREADS 1024
+
 #if defined(_OPENMP)
 #include <omp.h>
 static inline int zl_omp_max_threads(void) { return omp_get_max_threads(); }

@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "zigllama/zl_omp.h" /* ZL_MAX_THREADS */
+
 /* Per-worker data is aligned and padded to this, so two workers never write to
  * the same cache line (false sharing). 64 bytes on x86-64 and most ARM cores. */
 #define ZL_CACHE_LINE 64
@@ -88,7 +90,7 @@ enum {
 };
 
 typedef struct zl_pool_config {
-    int num_workers;       /* >= 1: threads besides the caller */
+    int num_workers;       /* 1 .. ZL_MAX_THREADS - 1: threads besides the caller */
     size_t stack_size;     /* bytes; 0 = the system default */
     int spin_us;           /* how long an idle worker spins before sleeping */
     int numa_policy;       /* ZL_NUMA_*; a no-op when num_nodes < 2 */
@@ -158,6 +160,18 @@ int zl_pool_submit(zl_pool *p, zl_task_group *g, zl_task_fn fn, zl_cancel_fn can
 /* Wait until every task of g has run, running queued tasks meanwhile. Returns
  * the first non-zero status of g's tasks, or 0. */
 int zl_task_group_wait(zl_pool *p, zl_task_group *g);
+
+/* Help-while-waiting for code that waits on something other than a task group
+ * (a Python future): run one queued task of p on the calling thread. 1 if one
+ * ran, 0 if none was queued. */
+int zl_pool_help_once(zl_pool *p);
+/* Batching on a worker of p: when the next task this worker would run has the
+ * task function fn and no group, take it off the queues (counted as executed)
+ * and return its ctx: the caller runs it. Otherwise leave it queued (on this
+ * worker's deque) and return NULL; NULL also outside p's workers and while a
+ * cancelling shutdown runs. A Python task uses it to run the Python tasks
+ * queued behind it under the GIL it already holds. */
+void *zl_pool_claim_next_if(zl_pool *p, zl_task_fn fn);
 
 /* Chunks per thread a parallel_for makes when its grain is left to it. */
 #define ZL_PFOR_CHUNKS_PER_THREAD 8

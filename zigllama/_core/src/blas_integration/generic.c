@@ -30,8 +30,14 @@
 #define ZL_THREAD_NUM() 0
 #endif
 
+/* The context's count, never above ZL_MAX_THREADS nor the calling thread's
+ * OpenMP limit (OMP_NUM_THREADS, or what threadpoolctl set with
+ * omp_set_num_threads): zigllama never raises a limit the user chose. */
 static inline int zl_blas_threads_for(int threads, double work, double serial_work) {
-    return (threads > 1 && work >= serial_work) ? threads : 1;
+    if (threads <= 1 || work < serial_work) return 1;
+    if (threads > ZL_MAX_THREADS) threads = ZL_MAX_THREADS;
+    int omp_limit = zl_omp_max_threads();
+    return threads < omp_limit ? threads : (omp_limit > 1 ? omp_limit : 1);
 }
 
 static inline zl_blas_int zl_round_up(zl_blas_int v, zl_blas_int to) { return (v + to - 1) / to * to; }

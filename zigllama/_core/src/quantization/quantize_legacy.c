@@ -119,12 +119,21 @@ ZLQ_RUN_DECL(q5_1) {
     return -1;
 }
 
+/* 1/d for Q8_0. A subnormal amax makes 1/d overflow to inf; ggml's scalar code then
+ * converts the +-inf/NaN products to int8 through x86's 0x80000000, whose low byte is
+ * 0: every quant 0. An inverse of 0 gives those bytes without the undefined conversion
+ * (and without the AVX2 path's saturating packs turning them into -128). */
+static inline float q8_0_inverse_scale(float d) {
+    const float id = d ? 1.0f / d : 0.0f;
+    return isinf(id) ? 0.0f : id;
+}
+
 static int64_t q8_0_portable(const float *restrict x, uint8_t *restrict y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += QK, y += 34) {
         float amax = 0.0f;
         for (int j = 0; j < QK; j++) amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);
         const float d = amax / 127;
-        const float id = d ? 1.0f / d : 0.0f;
+        const float id = q8_0_inverse_scale(d);
         zlq_store_f16(y, d);
         if (zlq_f16_overflowed(y)) return i;
         for (int j = 0; j < QK; j++) y[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
@@ -159,7 +168,7 @@ ZL_TARGET_AVX2 static int64_t q8_0_avx2(const float *restrict x, uint8_t *restri
         h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
         const float amax = _mm_cvtss_f32(h);
         const float d = amax / 127;
-        const float id = d ? 1.0f / d : 0.0f;
+        const float id = q8_0_inverse_scale(d);
         zlq_store_f16(y, d);
         if (zlq_f16_overflowed(y)) return i;
         const __m256 vid = _mm256_set1_ps(id);

@@ -571,7 +571,7 @@ static void wake_all(zl_pool *p) {
 zl_pool *zl_pool_create(const zl_pool_config *cfg, int *status) {
     int st_dummy;
     if (status == NULL) status = &st_dummy;
-    if (cfg == NULL || cfg->num_workers < 1 || cfg->num_workers > 4096 || cfg->spin_us < 0) {
+    if (cfg == NULL || cfg->num_workers < 1 || cfg->num_workers > ZL_MAX_THREADS - 1 || cfg->spin_us < 0) {
         *status = ZL_POOL_EINVAL;
         return NULL;
     }
@@ -689,6 +689,11 @@ int zl_pool_shutdown(zl_pool *p, int cancel_pending) {
     return 0;
 }
 
+static void *pool_reaper(void *arg) {
+    zl_pool_free(arg);
+    return NULL;
+}
+
 void zl_pool_free(zl_pool *p) {
     if (p == NULL) return;
     if (p->fork_gen != zl_fork_generation()) {
@@ -696,7 +701,20 @@ void zl_pool_free(zl_pool *p) {
         pool_release(p);
         return;
     }
-    if (zl_pool_shutdown(p, 1) == ZL_POOL_ESELF) return; /* a worker cannot free its own pool: leak */
+    if (current_worker(p) != NULL) {
+        /* The last reference went away inside one of the pool's own tasks (a
+         * Python future dropped there): a worker cannot join itself, so a
+         * detached thread frees the pool once this task has returned. */
+        pthread_t reaper;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&reaper, &attr, pool_reaper, p);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) zl_pool_close(p, 1); /* no thread: let the workers exit, leak the memory */
+        return;
+    }
+    zl_pool_shutdown(p, 1);
     pthread_mutex_destroy(&p->inj_lock);
     pthread_mutex_destroy(&p->shutdown_lock);
     pool_release(p);
@@ -834,6 +852,33 @@ int zl_task_group_wait(zl_pool *p, zl_task_group *g) {
         atomic_fetch_sub_explicit(&p->group_waiters, 1, memory_order_seq_cst);
     }
     return atomic_load_explicit(&g->status, memory_order_acquire);
+}
+
+int zl_pool_help_once(zl_pool *p) {
+    if (p->fork_gen != zl_fork_generation()) return 0;
+    zl_task *t = find_task(p, current_worker(p));
+    if (t == NULL) return 0;
+    run_task(p, t);
+    return 1;
+}
+
+void *zl_pool_claim_next_if(zl_pool *p, zl_task_fn fn) {
+    zl_worker *w = current_worker(p);
+    if (w == NULL || p->fork_gen != zl_fork_generation() || atomic_load_explicit(&p->cancel, memory_order_relaxed))
+        return NULL;
+    zl_task *t = find_task(p, w);
+    if (t == NULL) return NULL;
+    if (t->kind == TASK_USER && t->fn == fn && t->group == NULL) {
+        void *ctx = t->ctx;
+        task_free(t);
+        count_executed(p, w, 1);
+        return ctx;
+    }
+    /* Another kind of task: back onto our own deque, where this worker takes it
+     * next (or a thief does), once the caller has returned. */
+    if (zl_deque_push(w->deque, t) != 0) run_task(p, t); /* no memory to queue it: run it now */
+    else notify(p, 1);
+    return NULL;
 }
 
 /* ------------------------------------------------------------------------ */

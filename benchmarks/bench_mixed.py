@@ -1,0 +1,229 @@
+"""Threads that cooperate: numpy, scipy's BLAS, the OpenMP GEMM and the pool in one process.
+
+    python benchmarks/bench_mixed.py            # 1 and 2 threads, sizes 64, 256, 1024
+    python benchmarks/bench_mixed.py --quick    # fewer rounds
+    python benchmarks/bench_mixed.py --noisy    # also with a busy neighbour process
+
+A user mixes libraries in one process. Each call below (numpy.matmul, the scipy
+and generic backends' gemm, dequantize of Q4_K, ParallelOps.softmax, each on an
+n x n float32 problem) is timed twice in the same run:
+  - "own": in a loop of its own (the call repeated, as every other benchmark
+    measures it);
+  - "mixed": in a loop that calls the five in turn, so each call starts right
+    after another library's threads ran (and may still spin).
+The ratio mixed / own is the cost of sharing the process (goal: <= 1.25x).
+Part of it is not threads at all: the other calls evict the caches, and a
+short call right after its thread waited runs on a cold core. Two controls run
+the own loop with no thread runtime involved: a single-threaded copy of as many
+bytes as the other calls touch before each call (caches evicted), and a 1 ms
+sleep before each call (the thread waited); "control" is the slower of the two,
+the machine's own limit for that call, and "mixed / control" what is left for
+the thread runtimes to answer for.
+With --noisy, the mixed loop runs again while another process keeps one core
+busy; its ratio is taken against the quiet own-loop median (goal: <= 2.5x:
+losing one of two cores costs 2x, busy-waiting threads cost 10-80x). The
+ceiling of that case is measured too: one core busy-looping in Python against
+the same loop while the neighbour runs ("busy core").
+Thread counts are set for everyone at once: threadpoolctl's threadpool_limits(t)
+(numpy's and scipy's BLAS, and zigllama through its registered controllers)
+plus zigllama.set_num_threads(t). Medians of per-call times over all rounds.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import threadpoolctl
+
+import zigllama as zl
+
+SIZES = (64, 256, 1024)
+NAMES = ("numpy.matmul", "scipy gemm", "generic gemm", "dequantize Q4_K", "softmax")
+
+
+def make_calls(n, pool):
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), np.float32)
+    # Q4_K blocks hold 256 values: quantize the n*n values as rows of 256.
+    rows = (n * n // 256, 256)
+    raw = zl.quantize(a.reshape(rows), "Q4_K")
+    deq = np.empty(rows, np.float32)
+    sm = np.empty((n, n), np.float32)
+    scipy_blas, generic_blas = zl.get_blas("scipy"), zl.get_blas("generic")
+    ops = zl.ParallelOps(pool)
+    return {
+        "numpy.matmul": lambda: np.matmul(a, b, out=c),
+        "scipy gemm": lambda: scipy_blas.gemm(a, b, out=c),
+        "generic gemm": lambda: generic_blas.gemm(a, b, out=c),
+        "dequantize Q4_K": lambda: zl.dequantize(raw, "Q4_K", rows, out=deq),
+        "softmax": lambda: ops.softmax(a, out=sm),
+    }
+
+
+def own_loop(fn, calls, between=None):
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(calls):
+        if between is not None:
+            between()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def nap():
+    """The second control: the calling thread sleeps 1 ms before the call, as it
+    waits while another library's call runs elsewhere. Its core idles or runs
+    another process meanwhile (caches, TLB and branch predictors go cold, the
+    clock may drop), with no thread runtime of ours involved."""
+    time.sleep(0.001)
+
+
+def traffic_of_others(n):
+    """The cache control: a single-threaded copy moving as many bytes as the
+    other four calls of the mixed loop touch (their operands and outputs), run
+    before each call of an own loop. It evicts the caches as the mixed loop
+    does, with no other thread runtime involved."""
+    nbytes = n * n * 4 * (3 + 3 + 3 + 2)  # three GEMMs (a, b, c) and softmax (x, out)
+    src = np.ones(nbytes // 8, np.float32)
+    dst = np.empty_like(src)
+    return lambda: np.copyto(dst, src)
+
+
+def mixed_loop(calls, rounds):
+    for fn in calls.values():
+        fn()
+    times = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def rounds_for(n, quick):
+    base = {64: 200, 256: 40, 1024: 6}[n]
+    return max(3, base // 3) if quick else base
+
+
+def measure(threads, quick, repeats, noisy):
+    """{(size, name): (own median, mixed median, noisy median or None)}."""
+    zl.set_num_threads(threads)
+    pool = zl.default_pool()
+    out = {}
+    with threadpoolctl.threadpool_limits(threads):
+        for n in SIZES:
+            calls = make_calls(n, pool)
+            rounds = rounds_for(n, quick)
+            own = {name: [] for name in calls}
+            cold = {name: [] for name in calls}
+            asleep = {name: [] for name in calls}
+            mixed = {name: [] for name in calls}
+            evict = traffic_of_others(n)
+            for _ in range(repeats):
+                for name, fn in calls.items():
+                    own[name] += own_loop(fn, rounds)
+                    cold[name] += own_loop(fn, rounds, evict)
+                    asleep[name] += own_loop(fn, rounds, nap)
+                for name, ts in mixed_loop(calls, rounds).items():
+                    mixed[name] += ts
+            loud = None
+            if noisy:
+                loud = {name: [] for name in calls}
+                with neighbour():
+                    for _ in range(repeats):
+                        for name, ts in mixed_loop(calls, rounds).items():
+                            loud[name] += ts
+            for name in calls:
+                control = max(statistics.median(cold[name]), statistics.median(asleep[name]))
+                out[(n, name)] = (statistics.median(own[name]), control,
+                                  statistics.median(mixed[name]),
+                                  statistics.median(loud[name]) if loud else None)
+    zl.set_num_threads(None)
+    return out
+
+
+class neighbour:
+    """Another process keeping one core busy for the duration of a with block."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def busy_core_ratio(seconds=0.3):
+    """How much slower one busy Python loop runs with the neighbour than without:
+    what the machine itself gives a single thread under that load (the ceiling)."""
+    def spin():
+        t0 = time.perf_counter()
+        x = 0
+        for i in range(400_000):
+            x += i
+        return time.perf_counter() - t0
+
+    quiet = statistics.median(spin() for _ in range(7))
+    with neighbour():
+        loud = statistics.median(spin() for _ in range(7))
+    return loud / quiet
+
+
+def fmt_us(s):
+    return f"{s * 1e6:,.0f}" if s >= 1e-4 else f"{s * 1e6:.1f}"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--noisy", action="store_true", help="also run the mixed loop beside a busy process")
+    p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    p.add_argument("--repeats", type=int, default=3, help="own/mixed alternations per size")
+    args = p.parse_args(argv)
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"Load average at start: {load}. Goals: mixed/own <= 1.25x; noisy/own <= 2.5x.\n")
+    ceiling = busy_core_ratio() if args.noisy else None
+    worst = {}
+    for threads in [int(t) for t in args.threads.split(",")]:
+        res = measure(threads, args.quick, args.repeats, args.noisy)
+        head = ("| n | call | own loop (us) | control (us) | mixed loop (us) | mixed / own "
+                "| control / own | mixed / control |")
+        rule = "|---:|---|---:|---:|---:|---:|---:|---:|"
+        if args.noisy:
+            head += " noisy neighbour (us) | noisy / own |"
+            rule += "---:|---:|"
+        print(f"### {threads} thread{'s' if threads > 1 else ''}\n")
+        print(head)
+        print(rule)
+        for (n, name), (own, cold, mixed, loud) in res.items():
+            row = (f"| {n} | {name} | {fmt_us(own)} | {fmt_us(cold)} | {fmt_us(mixed)} | {mixed / own:.2f}x "
+                   f"| {cold / own:.2f}x | {mixed / cold:.2f}x |")
+            for kind, ratio in (("mixed", mixed / own), ("control", cold / own),
+                                ("mixed against the control", mixed / cold)):
+                worst[(kind, threads)] = max(worst.get((kind, threads), 0), ratio)
+            if loud is not None:
+                row += f" {fmt_us(loud)} | {loud / own:.2f}x |"
+                worst[("noisy", threads)] = max(worst.get(("noisy", threads), 0), loud / own)
+            print(row)
+        print()
+    print("Worst ratios: " + ", ".join(f"{kind} on {t} thread{'s' if t > 1 else ''} {r:.2f}x"
+                                       for (kind, t), r in worst.items()))
+    if ceiling is not None:
+        print(f"Busy core: a single-threaded Python loop runs {ceiling:.2f}x slower beside the neighbour "
+              "(the machine's own cost of the noisy case).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -81,8 +81,23 @@ def openmp_flags():
     return [], []
 
 
+def sanitizer_flags():
+    """ZIGLLAMA_SANITIZE=address,undefined: build with those sanitizers (for the CI's
+    sanitizer job; the interpreter must then preload the sanitizer runtime). Returns
+    (compile flags, link flags); the optimisation level drops to -O1 for usable reports."""
+    wanted = os.environ.get("ZIGLLAMA_SANITIZE", "").strip()
+    if not wanted:
+        return [], []
+    flag = f"-fsanitize={wanted}"
+    extra = ["-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined", "-g", "-O1"]
+    return [flag] + extra, [flag]
+
+
 def extensions():
     omp_compile, omp_link = openmp_flags()
+    san_compile, san_link = sanitizer_flags()
+    if san_compile:
+        print(f"zigllama: sanitizers {san_compile[0]}")
     have_openmp = bool(omp_compile)
     print(f"zigllama: OpenMP {'enabled' if have_openmp else 'NOT available: prange runs serially'}")
     exts = []
@@ -98,8 +113,8 @@ def extensions():
                     ("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),
                     ("ZL_HAVE_OPENMP", "1" if have_openmp else "0"),
                 ],
-                extra_compile_args=BASE_CFLAGS + omp_compile,
-                extra_link_args=omp_link,
+                extra_compile_args=BASE_CFLAGS + omp_compile + san_compile,
+                extra_link_args=omp_link + san_link,
             )
         )
     return cythonize(

@@ -12,6 +12,20 @@ class ZigLlamaError(Exception):
     """Base class of every error zigllama raises on purpose."""
 
 
+class InvalidArgumentType(ZigLlamaError, TypeError):
+    """An argument of a type the call cannot take (a constructor not meant to be
+    called, a bool where an index goes, an operand that is no array)."""
+
+
+class NotCopyable(ZigLlamaError, TypeError):
+    """pickle/copy of an object that owns a live resource (a map, a file, a pool)."""
+
+
+class BufferInUse(ZigLlamaError, BufferError):
+    """A buffer request the memory cannot serve: writable views of read-only memory,
+    or freeing, resizing, resetting memory whose views are still alive."""
+
+
 # Tensor (tensor.zig: error{InvalidShape, IncompatibleShapes, InvalidIndex, OutOfMemory})
 class TensorError(ZigLlamaError):
     """A tensor operation got arguments it cannot work with."""
@@ -39,6 +53,10 @@ class InvalidLayout(TensorError, ValueError):
 
 class ReadOnlyTensor(TensorError, ValueError):
     """A write to a tensor over read-only memory (a read-only array, bytes, a read-only map)."""
+
+
+class ValueOutOfRange(TensorError, OverflowError, ValueError):
+    """A value an element type cannot hold: 300 in an int8 tensor, 2.5 in an integer one."""
 
 
 class DLPackError(TensorError, BufferError):
@@ -78,6 +96,13 @@ class LeakError(AllocatorError):
 # Memory-mapped files
 class MappingError(ZigLlamaError, OSError):
     """A memory map could not be created, or was used after close."""
+
+
+class MappingNotFound(MappingError, KeyError):
+    """A name a ModelFileMapper has no map for."""
+
+    def __str__(self):  # KeyError would quote the whole message
+        return OSError.__str__(self)
 
 
 class MappingInUse(MappingError, BufferError):
@@ -125,6 +150,15 @@ class GGUFLayoutError(GGUFError):
 
 class GGUFTypeMismatch(GGUFError, TypeError):
     """A metadata value read as a type it does not have (a typed getter's check)."""
+
+
+class GGUFFileChanged(GGUFError):
+    """The file changed underneath an open reader: truncated, or its bytes rewritten so
+    that a length validated at open no longer fits."""
+
+
+class GGUFIndexError(GGUFError, IndexError):
+    """An index out of range of a metadata array."""
 
 
 class GGUFMissingKey(GGUFError, KeyError):

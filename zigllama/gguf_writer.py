@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import GGUFDuplicate, GGUFError, GGUFInvalidValue, GGUFLayoutError, GGUFLimitExceeded
+from .errors import (GGUFDuplicate, GGUFError, GGUFInvalidValue, GGUFLayoutError, GGUFLimitExceeded, GGUFMissingKey,
+                     GGUFUnknownType, NotCopyable)
 from .ggml_types import GGML_TYPE_TRAITS, GGMLType
 from ._core.gguf_format import (
     GGUF_DEFAULT_ALIGNMENT,
@@ -68,8 +69,8 @@ class GGUFValue:
 
     def __init__(self, value, type, element_type=None):
         self.value = value
-        self.type = GGUFValueType(type)
-        self.element_type = None if element_type is None else GGUFValueType(element_type)
+        self.type = _value_type(type)
+        self.element_type = None if element_type is None else _value_type(element_type)
 
     def __repr__(self):
         et = f", element_type={self.element_type.name}" if self.element_type is not None else ""
@@ -143,7 +144,14 @@ class _Encoder:
         return struct.pack(self.e + "Q", v)
 
     def string(self, s):
-        b = s.encode("utf-8") if isinstance(s, str) else bytes(s)
+        """A GGUF string: UTF-8 (a lone surrogate or bytes that are not UTF-8 would make
+        a file the reader's validate() rejects)."""
+        try:
+            b = s.encode("utf-8") if isinstance(s, str) else bytes(s)
+            if not isinstance(s, str):
+                b.decode("utf-8")
+        except UnicodeError as exc:
+            raise GGUFInvalidValue(f"a GGUF string must be UTF-8: {exc}") from None
         return self.u64(len(b)) + b
 
     def scalar(self, t, v, where):
@@ -174,21 +182,36 @@ class _Encoder:
             raise GGUFLimitExceeded(f"{where}: arrays nested deeper than {GGUF_MAX_ARRAY_DEPTH} levels")
         if not isinstance(v, (np.ndarray, Sequence)) or isinstance(v, str):
             raise GGUFInvalidValue(f"{where}: an array value must be a sequence or numpy array")
-        et = _infer_element_type(v) if et is None else GGUFValueType(et)
+        if isinstance(v, np.ndarray) and v.ndim != 1:
+            # the count written must be the elements written: never guess a flattening
+            raise GGUFInvalidValue(f"{where}: a {v.ndim}-d array of shape {v.shape}; GGUF arrays are "
+                                   f"1-d: pass values.ravel() to store its elements flat")
+        et = _infer_element_type(v) if et is None else _value_type(et)
         head = self.u32(et) + self.u64(len(v))
         if et in _VALUE_TO_NUMPY:
             dt = _VALUE_TO_NUMPY[et]
             if et in _INT_RANGES and not isinstance(v, np.ndarray) and len(v):
                 lo, hi = _INT_RANGES[et]
-                if any(isinstance(x, (float, np.floating)) for x in v) or min(v) < lo or max(v) > hi:
-                    raise GGUFInvalidValue(f"{where}: elements do not all fit a {et.name.lower()}")
+                if not all(isinstance(x, (int, np.integer)) for x in v) or min(v) < lo or max(v) > hi:
+                    raise GGUFInvalidValue(f"{where}: elements are not all integers that fit a "
+                                           f"{et.name.lower()}")
             if et == GGUFValueType.BOOL and len(v) and not np.isin(np.asarray(v), (0, 1)).all():
                 raise GGUFInvalidValue(f"{where}: bools must be True or False")
-            a = np.asarray(v, dtype=dt)  # ints were range-checked: exact even for 2**64-1
+            try:
+                a = np.asarray(v, dtype=dt)  # ints were range-checked: exact even for 2**64-1
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise GGUFInvalidValue(f"{where}: elements are not all {et.name.lower()}s: {exc}") from None
+            if a.shape != (len(v),):
+                raise GGUFInvalidValue(f"{where}: {len(v)} elements that are not all {et.name.lower()}s "
+                                       f"(nested sequences make an array of shape {a.shape})")
             if isinstance(v, np.ndarray) and not np.array_equal(a, v, equal_nan=a.dtype.kind == "f"):
                 raise GGUFInvalidValue(f"{where}: {v.dtype} elements do not all fit a {et.name.lower()}")
             return head + np.ascontiguousarray(a, dtype=dt.newbyteorder(self.e)).tobytes()
         if et == GGUFValueType.STRING:
+            for i, s in enumerate(v):
+                if not isinstance(s, (str, bytes, bytearray)):
+                    raise GGUFInvalidValue(f"{where}[{i}]: a string element must be str or bytes, "
+                                           f"not {type(s).__name__}")
             return head + b"".join(self.string(s) for s in v)
         for i, x in enumerate(v):
             if isinstance(x, GGUFValue) and x.type != GGUFValueType.ARRAY:
@@ -251,9 +274,7 @@ class GGUFWriter:
         """Add a key. Its type is inferred if not given (str -> string, bool -> bool,
         int -> int32/int64, float -> float32, list/array -> array)."""
         self._check_open_for_declarations(f"key {key!r} added")
-        if not isinstance(key, str) or not key:
-            raise GGUFInvalidValue(f"a key must be a non-empty string, not {key!r}")
-        if len(key.encode("utf-8")) > 65535:
+        if len(_name_bytes(key, "a key")) > 65535:
             raise GGUFLimitExceeded(f"key {key[:40]!r}... is longer than 65535 bytes")
         if key in self._kv:
             raise GGUFDuplicate(f"key {key!r} added twice")
@@ -261,7 +282,7 @@ class GGUFWriter:
             value_type = value.type if value_type is None else value_type
             element_type = value.element_type if element_type is None else element_type
             value = value.value
-        t = _infer_type(value) if value_type is None else GGUFValueType(value_type)
+        t = _infer_type(value) if value_type is None else _value_type(value_type)
         if key == "general.alignment":
             if t != GGUFValueType.UINT32:
                 raise GGUFInvalidValue(f"general.alignment must be a uint32, not {t.name.lower()}")
@@ -271,6 +292,8 @@ class GGUFWriter:
     def add_raw(self, key, raw):
         """Add a key whose value is already encoded (type field + value, this byte order)."""
         self._check_open_for_declarations(f"key {key!r} added")
+        if len(_name_bytes(key, "a key")) > 65535:
+            raise GGUFLimitExceeded(f"key {key[:40]!r}... is longer than 65535 bytes")
         if key in self._kv:
             raise GGUFDuplicate(f"key {key!r} added twice")
         if key == "general.alignment":
@@ -279,6 +302,8 @@ class GGUFWriter:
 
     def remove(self, key):
         self._check_open_for_declarations(f"key {key!r} removed")
+        if key not in self._kv:
+            raise GGUFMissingKey(f"no key {key!r} to remove")
         del self._kv[key]
         if key == "general.alignment":
             self.alignment = GGUF_DEFAULT_ALIGNMENT
@@ -304,8 +329,8 @@ class GGUFWriter:
     def add_tensor_info(self, name, shape, ggml_type):
         """Declare a tensor of numpy-order `shape` (the last axis is ggml's ne[0])."""
         self._check_open_for_declarations(f"tensor {name!r} declared")
-        t = GGMLType(ggml_type)
-        raw = name.encode("utf-8")
+        t = _ggml_type(ggml_type)
+        raw = _name_bytes(name, "a tensor name")
         if len(raw) > _MAX_NAME:
             raise GGUFLimitExceeded(f"tensor name {name!r} is {len(raw)} bytes; at most {_MAX_NAME}")
         if name in self._tensors:
@@ -370,13 +395,10 @@ class GGUFWriter:
         `ggml_type` given must be the declared one."""
         if self._file is None:
             self.write_header()
-        try:
-            slot = self._tensors[name]
-        except KeyError:
-            raise GGUFError(f"{self.path}: tensor {name!r} was not declared") from None
-        if ggml_type is not None and GGMLType(ggml_type) != slot.ggml_type:
+        slot = self._slot(name)
+        if ggml_type is not None and _ggml_type(ggml_type) != slot.ggml_type:
             raise GGUFInvalidValue(f"{self.path}: tensor {name!r} was declared {slot.ggml_type.name}, "
-                                   f"written as {GGMLType(ggml_type).name}")
+                                   f"written as {_ggml_type(ggml_type).name}")
         if slot.written:
             raise GGUFDuplicate(f"{self.path}: tensor {name!r} written twice")
         for chunk in _tensor_chunks(slot, np.asarray(data), self.byte_order):
@@ -385,18 +407,33 @@ class GGUFWriter:
         slot.written = True
         slot.data = None
 
+    def _slot(self, name):
+        if self._closed:
+            raise GGUFError(f"{self.path}: the writer is closed")
+        try:
+            return self._tensors[name]
+        except (KeyError, TypeError):
+            raise GGUFMissingKey(f"{self.path}: no tensor {name!r} was declared") from None
+
     def write_tensor_bytes(self, name, chunks):
         """Write a declared tensor's bytes as given (an iterable of bytes-like chunks,
         already in the file's layout and byte order): for copying without decoding."""
         if self._file is None:
             self.write_header()
-        slot = self._tensors[name]
+        slot = self._slot(name)
         if slot.written:
             raise GGUFDuplicate(f"{self.path}: tensor {name!r} written twice")
-        self._file.seek(self._data_offset + slot.offset)
         n = 0
-        for c in chunks:
-            n += self._file.write(c)
+        closed = GGUFError(f"{self.path}: the writer was closed while tensor {name!r} was written")
+        try:
+            self._file.seek(self._data_offset + slot.offset)
+        except (ValueError, AttributeError):  # closed by another thread meanwhile
+            raise closed from None
+        for c in chunks:  # the chunks' own errors pass through as they are
+            try:
+                n += self._file.write(c)
+            except (ValueError, AttributeError):
+                raise closed from None
         if n != slot.nbytes:
             raise GGUFLayoutError(f"{self.path}: tensor {name!r}: {n} bytes given, {slot.nbytes} declared")
         slot.written = True
@@ -422,6 +459,9 @@ class GGUFWriter:
     def __enter__(self):
         return self
 
+    def __reduce__(self):
+        raise NotCopyable(f"a {type(self).__name__} cannot be pickled or copied: it writes an open file")
+
     def __exit__(self, exc_type, *exc):
         if exc_type is None:
             self.close()
@@ -439,6 +479,33 @@ def _check_alignment(value):
     return a
 
 
+def _value_type(t):
+    try:
+        return GGUFValueType(t)
+    except (ValueError, TypeError):
+        raise GGUFUnknownType(f"{t!r} is not a GGUF value type (0..12 or a GGUFValueType)") from None
+
+
+def _ggml_type(t):
+    try:
+        return GGMLType(t)
+    except (ValueError, TypeError):
+        raise GGUFUnknownType(f"{t!r} is not a ggml type (a GGMLType or its id)") from None
+
+
+def _name_bytes(name, what):
+    """A key's or tensor name's UTF-8: non-empty, no NUL (ggml keeps names as C
+    strings, so "a\0b" would read as "a"), no lone surrogates."""
+    if not isinstance(name, str) or not name:
+        raise GGUFInvalidValue(f"{what} must be a non-empty string, not {name!r}")
+    if "\0" in name:
+        raise GGUFInvalidValue(f"{what} must not contain NUL: {name!r}")
+    try:
+        return name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise GGUFInvalidValue(f"{what} must be UTF-8: {exc}") from None
+
+
 def _tensor_type_and_shape(name, data, ggml_type, shape):
     if ggml_type is None:
         try:
@@ -446,7 +513,7 @@ def _tensor_type_and_shape(name, data, ggml_type, shape):
         except KeyError:
             raise GGUFInvalidValue(f"tensor {name!r}: no ggml type for numpy {data.dtype}; "
                                    "give ggml_type") from None
-    t = GGMLType(ggml_type)
+    t = _ggml_type(ggml_type)
     if shape is None:
         shape = data.shape
         if t.is_quantized:

@@ -24,11 +24,14 @@ import traceback
 
 from zigllama.errors import (
     AllocatorError,
+    BufferInUse,
     DoubleFree,
+    InvalidArgumentType,
     InvalidAllocation,
     InvalidFree,
     LeakError,
     OutOfMemory,
+    NotCopyable,
     UseAfterReset,
 )
 
@@ -193,7 +196,7 @@ cdef class Allocator:
 
     def __init__(self):
         if type(self) is Allocator:
-            raise TypeError("Allocator is an interface: use HeapAllocator, ArenaAllocator, ...")
+            raise InvalidArgumentType("Allocator is an interface: use HeapAllocator, ArenaAllocator, ...")
 
     # ---- the cimport API ------------------------------------------------------
     cdef int check_open(self) except -1:
@@ -278,7 +281,7 @@ cdef class Allocator:
         if block.ptr == NULL:
             raise DoubleFree(f"{block!r} was already freed")
         if block.exports:
-            raise BufferError(
+            raise BufferInUse(
                 f"cannot free {block!r}: {block.exports} buffer view(s) of it are still alive"
             )
         if block.generation == self.generation:
@@ -295,7 +298,7 @@ cdef class Allocator:
             raise InvalidFree(f"{block!r} was not allocated by this {type(self).__name__}")
         block.check_alive()
         if block.exports:
-            raise BufferError(f"cannot resize {block!r}: buffer views of it are still alive")
+            raise BufferInUse(f"cannot resize {block!r}: buffer views of it are still alive")
         done = self.c.vtable.resize(self.c.ctx, block.ptr, block.size, n, block.alignment)
         if done:
             block.size = n
@@ -355,6 +358,9 @@ cdef class Allocator:
             "failed_allocations": s.failed_allocations,
         }
 
+    def __reduce__(self):
+        raise NotCopyable(f"a {type(self).__name__} cannot be pickled or copied: it owns live memory; make a new one")
+
     def __repr__(self):
         state = "closed" if self.closed else f"{self.live_allocations} live, {self.live_bytes} bytes"
         return f"<{type(self).__name__} {state}>"
@@ -379,7 +385,7 @@ cdef class Block:
     cdef Py_ssize_t view_shape[1]
 
     def __init__(self):
-        raise TypeError("blocks come from Allocator.alloc()")
+        raise InvalidArgumentType("blocks come from Allocator.alloc()")
 
     cdef int check_alive(self) except -1:
         if self.ptr == NULL:
@@ -442,6 +448,9 @@ cdef class Block:
                 and self.generation == self.allocator.generation:
             self.allocator.c.vtable.free(self.allocator.c.ctx, self.ptr, self.size, self.alignment)
         self.ptr = NULL
+
+    def __reduce__(self):
+        raise NotCopyable(f"a {type(self).__name__} cannot be pickled or copied: it is memory of its allocator; copy bytes(block) instead")
 
     def __repr__(self):
         if self.ptr == NULL:
@@ -582,7 +591,7 @@ cdef class ArenaAllocator(Allocator):
 
     cdef int check_no_exports(self, str action) except -1:
         if self.exports:
-            raise BufferError(
+            raise BufferInUse(
                 f"cannot {action} {type(self).__name__}: {self.exports} buffer view(s) "
                 f"of its memory (memoryview, np.asarray or np.from_dlpack of a tensor) are still alive; "
                 f"release them first"
@@ -664,6 +673,8 @@ cdef class ArenaAllocator(Allocator):
         )
 
 
+# No tp_clear: __dealloc__ releases the caller's buffer through its exporter.
+@cython.no_gc_clear
 cdef class FixedBufferAllocator(Allocator):
     """A bump pointer over memory you provide (Zig's ``std.heap.FixedBufferAllocator``).
 
@@ -711,7 +722,7 @@ cdef class FixedBufferAllocator(Allocator):
     def reset(self):
         """Free every allocation at once; the next one starts at the buffer's start."""
         if self.exports:
-            raise BufferError(
+            raise BufferInUse(
                 f"cannot reset FixedBufferAllocator: {self.exports} buffer view(s) of its "
                 f"memory are still alive; release them first"
             )

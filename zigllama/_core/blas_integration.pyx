@@ -35,7 +35,7 @@ from scipy.linalg.cython_blas cimport (
 from zigllama._core.tensor cimport ZL_F32, ZL_F64, naive_matmul, set_matmul_impl, zl_tensor_view
 
 from .._config import num_threads, openmp_threads, resolve_threads
-from ..errors import BlasError, OutOfMemory
+from ..errors import BlasError, InvalidArgumentType, NotCopyable, OutOfMemory, ZigLlamaError
 
 cnp.import_array()
 
@@ -552,7 +552,7 @@ def limit_blas_threads(int limit=1):
     from threadpoolctl import threadpool_limits
 
     if limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
+        raise BlasError(f"limit must be >= 1, got {limit}")
     with threadpool_limits(limits=limit, user_api="blas"):
         _blas_threads_pinned += 1
         previous = _generic_ctx.num_threads
@@ -590,6 +590,8 @@ cdef cnp.ndarray _as_array(obj, str op, str what):
         return <cnp.ndarray>obj
     try:
         arr = np.asarray(obj)
+    except ZigLlamaError:
+        raise  # the object's own reason (a tensor of a reset arena: UseAfterReset)
     except Exception as exc:
         arr = None
     # Anything numpy would wrap as an object or a string is not numeric data.
@@ -612,6 +614,10 @@ cdef int _check_dtype(cnp.ndarray arr, str op, str what, int type_num) except -1
     cdef int t = cnp.PyArray_TYPE(arr)
     if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
         raise BlasError(f"{op}: {what} has dtype {arr.dtype}, BLAS supports float32 and float64")
+    if not cnp.PyArray_ISNOTSWAPPED(arr):
+        # BLAS reads native floats: a '>f4' array would be computed on as garbage
+        raise BlasError(f"{op}: {what} has non-native byte order ({arr.dtype.str}); convert it with "
+                        f"{what}.astype({arr.dtype.str[1:]!r})")
     if type_num >= 0 and t != type_num:
         raise BlasError(f"{op}: {what} has dtype {arr.dtype} but the other operands are "
                         f"{np.dtype('float32' if type_num == cnp.NPY_FLOAT32 else 'float64')}")
@@ -770,7 +776,11 @@ cdef class BlasInterface:
     """
 
     def __init__(self):
-        raise TypeError("use zigllama.get_blas(name) to get a BlasInterface")
+        raise InvalidArgumentType("use zigllama.get_blas(name) to get a BlasInterface")
+
+    def __reduce__(self):
+        raise NotCopyable("a BlasInterface cannot be pickled or copied: get it again with "
+                          "zigllama.get_blas(name)")
 
     def __repr__(self):
         return f"<zigllama.BlasInterface {self.name!r}>"

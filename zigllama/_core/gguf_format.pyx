@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
@@ -23,11 +24,14 @@ from libc.string cimport memcpy
 from ..errors import (
     GGUFDuplicate,
     GGUFError,
+    GGUFFileChanged,
+    GGUFIndexError,
     GGUFInvalidValue,
     GGUFLayoutError,
     GGUFLimitExceeded,
     GGUFMissingKey,
     GGUFTruncated,
+    NotCopyable,
     GGUFTypeMismatch,
     GGUFUnknownType,
     GGUFUnsupportedVersion,
@@ -36,6 +40,7 @@ from ..errors import (
 )
 from ..ggml_types import GGML_TYPE_TRAITS, GGMLType
 from .tensor import Tensor
+from .memory_mapping cimport fault_guarded_call
 
 __all__ = [
     "GGUFReader", "GGUFModelLoader", "GGUFValueType", "GGMLType", "TensorInfo",
@@ -45,7 +50,7 @@ __all__ = [
 
 cdef extern from "zigllama/zl_gguf.h" nogil:
     int GGUF_OK, GGUF_E_MAGIC, GGUF_E_VERSION, GGUF_E_TRUNCATED, GGUF_E_TYPE
-    int GGUF_E_DUPLICATE, GGUF_E_LIMIT, GGUF_E_VALUE, GGUF_E_LAYOUT, GGUF_E_NOMEM
+    int GGUF_E_DUPLICATE, GGUF_E_LIMIT, GGUF_E_VALUE, GGUF_E_LAYOUT, GGUF_E_NOMEM, GGUF_E_CHANGED
     int GGUF_TYPE_STRING, GGUF_TYPE_ARRAY, GGUF_TYPE_BOOL, GGUF_TYPE_COUNT
     unsigned int C_DEFAULT_ALIGNMENT "GGUF_DEFAULT_ALIGNMENT"
     unsigned int C_MAX_ALIGNMENT "GGUF_MAX_ALIGNMENT"
@@ -60,6 +65,23 @@ cdef extern from "zigllama/zl_gguf.h" nogil:
     int gguf_array_index(const gguf_ctx *ctx, uint64_t array_pos, uint64_t *positions)
     int gguf_utf8_valid(const uint8_t *s, uint64_t n, uint64_t *bad_at)
     int gguf_check_strings(gguf_ctx *ctx)
+    ctypedef struct gguf_parse_args:
+        gguf_ctx *ctx
+        const uint8_t *data
+        uint64_t size
+    int gguf_parse_guarded(void *args)
+    int gguf_check_strings_guarded(void *ctx)
+    ctypedef struct gguf_string_probe:
+        const gguf_ctx *ctx
+        uint64_t pos
+        uint64_t len
+    int gguf_probe_string(void *probe)
+    ctypedef struct gguf_strings_probe:
+        const gguf_ctx *ctx
+        const uint64_t *positions
+        uint64_t n
+        uint64_t bad
+    int gguf_probe_strings(void *probe)
 
 cdef extern from "zigllama/zl_ggml_types.h" nogil:
     ctypedef struct zl_ggml_type_traits:
@@ -125,6 +147,7 @@ _ERROR_KINDS = {
     GGUF_E_LIMIT: GGUFLimitExceeded,
     GGUF_E_VALUE: GGUFInvalidValue,
     GGUF_E_LAYOUT: GGUFLayoutError,
+    GGUF_E_CHANGED: GGUFFileChanged,
 }
 
 
@@ -164,9 +187,14 @@ def _open_map(path):
     if MemoryMap is not None:
         return MemoryMap.from_file(path)
     import mmap
+    import stat
 
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+    # O_NONBLOCK and the check before any read: a FIFO must not block the open.
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise GGUFError(f"{os.fspath(path)}: not a regular file")
+        size = st.st_size
         if size == 0:
             return b""
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -215,9 +243,79 @@ cdef class TensorInfo:
                 f"offset={self.offset}, nbytes={self.nbytes})")
 
 
+cdef object _changed(GGUFReader r, object field, uint64_t pos, uint64_t n):
+    return _gguf_error(GGUFFileChanged, field, pos, f"a length or count of {n} now runs past the end of the "
+                       f"{r.ctx.size}-byte file: the file changed after it was opened", r.path)
+
+
+cdef object _shrank(GGUFReader r, object field, uint64_t pos):
+    return _gguf_error(GGUFFileChanged, field, pos, "the bytes are past the end of the file now "
+                       "(SIGBUS): the file shrank after it was opened", r.path)
+
+
+cdef inline uint64_t _string_length(GGUFReader r, uint64_t pos, object what, Py_ssize_t index) except? 0:
+    """The length field at pos, checked again against the file: the bytes may have been
+    rewritten since open (a writable buffer edited, the mapped file rewritten). The
+    position itself comes from the tables built at open, so pos + 8 <= size. The
+    string's pages are read once under the SIGBUS guard, so that decoding it next
+    cannot fault (unless the file shrinks in between: a window of microseconds)."""
+    cdef gguf_string_probe probe
+    cdef int rc
+    r.check_open()  # here, not only in the callers: nothing may run between it and the read
+    probe.ctx = &r.ctx
+    probe.pos = pos
+    probe.len = 0
+    rc = fault_guarded_call(gguf_probe_string, &probe, -1)
+    if rc == 1:
+        raise _changed(r, what if index < 0 else f"{what}[{index}]", pos, probe.len)
+    if rc != 0:
+        raise _shrank(r, what if index < 0 else f"{what}[{index}]", pos)
+    return probe.len
+
+
 cdef inline object _decode_string(GGUFReader r, uint64_t pos, object what, Py_ssize_t index=-1):
     """The string whose length field is at pos. `what` (+ `[index]`) names it in errors."""
-    cdef uint64_t n = gguf_read_u64(&r.ctx, pos)
+    return _decode_at(r, pos, _string_length(r, pos, what, index), what, index)
+
+
+# Elements of a string array probed together under one guarded call, then decoded: the
+# per-string guard costs about a fifth of decoding a short token.
+cdef enum:
+    _PROBE_RUN = 4096
+
+
+cdef int _probe_run(StringArray a, Py_ssize_t first, Py_ssize_t count) except -1:
+    """Elements [first, first + count) of a string array checked and paged in under the
+    SIGBUS guard, so that _decode_probed can decode them right after."""
+    cdef gguf_strings_probe probe
+    cdef int rc
+    a.reader.check_open()
+    probe.ctx = &a.reader.ctx
+    probe.positions = a.positions + first
+    probe.n = count
+    probe.bad = 0
+    rc = fault_guarded_call(gguf_probe_strings, &probe, -1)
+    if rc == 1:
+        i = first + <Py_ssize_t>probe.bad
+        raise _changed(a.reader, f"{a.what}[{i}]", a.positions[i], gguf_read_u64(&a.reader.ctx, a.positions[i]))
+    if rc != 0:
+        raise _shrank(a.reader, f"{a.what}[{first}..{first + count}]", a.positions[first])
+    return 0
+
+
+cdef inline object _decode_probed(StringArray a, Py_ssize_t i):
+    """Element i, just probed by _probe_run: its length is checked again (the bytes may
+    change in between), its pages were just read."""
+    cdef uint64_t pos = a.positions[i]
+    cdef uint64_t n
+    a.reader.check_open()
+    n = gguf_read_u64(&a.reader.ctx, pos)
+    if n > a.reader.ctx.size - pos - 8:
+        raise _changed(a.reader, f"{a.what}[{i}]", pos, n)
+    return _decode_at(a.reader, pos, n, a.what, i)
+
+
+cdef inline object _decode_at(GGUFReader r, uint64_t pos, uint64_t n, object what, Py_ssize_t index):
     cdef uint64_t bad = 0
     cdef const uint8_t *s = r.ctx.data + pos + 8
     try:
@@ -234,7 +332,7 @@ cdef Py_ssize_t _element_index(object index, Py_ssize_t n) except -1:
     if i < 0:
         i += n
     if i < 0 or i >= n:
-        raise IndexError(f"array index {index} out of range for {n} elements")
+        raise GGUFIndexError(f"array index {index} out of range for {n} elements")
     return i
 
 
@@ -263,6 +361,9 @@ cdef class LazyArray:
         for i in range(self.n):
             yield self.item(i)
 
+    def __reduce__(self):
+        raise NotCopyable(f"a {type(self).__name__} cannot be pickled or copied: it reads an open file; copy tolist() instead")
+
     def __eq__(self, other):
         if isinstance(other, (LazyArray, list, tuple)):
             return len(self) == len(other) and all(_values_equal(a, b) for a, b in zip(self, other))
@@ -286,9 +387,22 @@ cdef class StringArray(LazyArray):
 
     def tolist(self):
         """Every element decoded, as a list."""
-        cdef Py_ssize_t i
-        self.reader.check_open()
-        return [_decode_string(self.reader, self.positions[i], self.what, i) for i in range(self.n)]
+        cdef Py_ssize_t i, start, count
+        out = []
+        for start in range(0, self.n, _PROBE_RUN):
+            count = min(_PROBE_RUN, self.n - start)
+            _probe_run(self, start, count)
+            for i in range(start, start + count):
+                out.append(_decode_probed(self, i))
+        return out
+
+    def __iter__(self):
+        cdef Py_ssize_t i, start, count
+        for start in range(0, self.n, _PROBE_RUN):
+            count = min(_PROBE_RUN, self.n - start)
+            _probe_run(self, start, count)
+            chunk = [_decode_probed(self, i) for i in range(start, start + count)]
+            yield from chunk
 
     def byte_lengths(self):
         """The length in bytes of every element, as a uint64 array (no decoding)."""
@@ -297,7 +411,7 @@ cdef class StringArray(LazyArray):
         out = np.empty(self.n, dtype=np.uint64)
         cdef uint64_t[::1] o = out
         for i in range(self.n):
-            o[i] = gguf_read_u64(&self.reader.ctx, self.positions[i])
+            o[i] = _string_length(self.reader, self.positions[i], self.what, i)
         return out
 
     def __repr__(self):
@@ -352,8 +466,14 @@ cdef class Metadata:
     def __contains__(self, key):
         return key in self.index
 
+    cdef Py_ssize_t _index(self, key) except -1:
+        try:
+            return self.index[key]
+        except (KeyError, TypeError):  # TypeError: an unhashable key
+            raise GGUFMissingKey(f"{self.reader.path or 'GGUF data'}: no metadata key {key!r}") from None
+
     def __getitem__(self, key):
-        i = self.index[key]
+        i = self._index(key)
         try:
             return self.cache[i]
         except KeyError:
@@ -379,35 +499,46 @@ cdef class Metadata:
             return NotImplemented if not isinstance(other, Mapping) else False
         return all(k in other and _values_equal(self[k], other[k]) for k in self.order)
 
+    def __reduce__(self):
+        raise NotCopyable(f"a {type(self).__name__} cannot be pickled or copied: it reads an open file; copy dict(metadata.items()) instead")
+
     def __repr__(self):
         return f"Metadata({len(self.order)} keys: {', '.join(self.order[:5])}{', ...' if len(self.order) > 5 else ''})"
 
+    # Every method below looks the key up first (a dict lookup may run Python code and
+    # so let another thread close the reader), then checks the reader is open, then
+    # reads the C tables: nothing between the check and the read can switch threads.
+
+    cdef const gguf_kv *_kv(self, key) except NULL:
+        cdef Py_ssize_t i = self._index(key)
+        self.reader.check_open()
+        return &self.reader.ctx.kv[i]
+
     def value_type(self, key):
         """The GGUFValueType of a key's value."""
-        return GGUFValueType(self.reader.ctx.kv[<Py_ssize_t>self.index[key]].type)
+        return GGUFValueType(self._kv(key).type)
 
     def element_type(self, key):
         """The element type of an array value (None for scalars and strings)."""
-        cdef Py_ssize_t i = self.index[key]
-        if self.reader.ctx.kv[i].type != GGUF_TYPE_ARRAY:
+        cdef const gguf_kv *kv = self._kv(key)
+        if kv.type != GGUF_TYPE_ARRAY:
             return None
-        return GGUFValueType(self.reader.ctx.kv[i].elem_type)
+        return GGUFValueType(kv.elem_type)
 
     def raw_value(self, key):
         """The value's bytes as stored (type field included): a uint8 view."""
-        cdef const gguf_kv *kv = &self.reader.ctx.kv[<Py_ssize_t>self.index[key]]
-        self.reader.check_open()
-        return np.frombuffer(self.reader.base, dtype=np.uint8, count=kv.end_pos - kv.value_pos + 4,
-                             offset=kv.value_pos - 4)
+        cdef const gguf_kv *kv = self._kv(key)
+        cdef uint64_t start = kv.value_pos - 4, count = kv.end_pos - kv.value_pos + 4
+        return np.frombuffer(self.reader.base, dtype=np.uint8, count=count, offset=start)
 
     def offset(self, key):
         """Byte offset of the key/value pair in the file."""
-        return self.reader.ctx.kv[<Py_ssize_t>self.index[key]].entry_pos
+        return self._kv(key).entry_pos
 
     def _typed(self, key, default, allowed, expected):
         if key not in self.index:
             return default
-        t = self.reader.ctx.kv[<Py_ssize_t>self.index[key]].type
+        t = self._kv(key).type
         if t not in allowed:
             raise _gguf_error(GGUFTypeMismatch, f"kv {key!r}", self.offset(key),
                               f"holds a {GGUFValueType(t).name.lower()}, not {expected}", self.reader.path)
@@ -447,6 +578,10 @@ cdef class Metadata:
 Mapping.register(Metadata)
 
 
+# No tp_clear: the collector would drop the buffer's exporter before __dealloc__ could
+# release it, and a MemoryMap or bytearray would stay exported for ever. The reader's
+# cycles (through its Metadata and arrays) are broken by clearing those instead.
+@cython.no_gc_clear
 cdef class GGUFReader:
     """A GGUF file, mapped and validated.
 
@@ -467,6 +602,7 @@ cdef class GGUFReader:
         cdef const uint8_t *data
         cdef uint64_t size
         cdef int rc
+        cdef gguf_parse_args args
         if self.has_view:
             raise GGUFError("GGUFReader.__init__ called twice")
         self.path = None
@@ -480,8 +616,15 @@ cdef class GGUFReader:
         self.has_view = True
         data = <const uint8_t *>self.view.buf
         size = <uint64_t>self.view.len
+        args.ctx = &self.ctx
+        args.data = data
+        args.size = size
         with nogil:
-            rc = gguf_parse(&self.ctx, data, size)
+            rc = fault_guarded_call(gguf_parse_guarded, &args, -2)
+        if rc == -2:
+            self.close()
+            raise _gguf_error(GGUFFileChanged, "header", 0, "the file shrank while it was being opened "
+                              "(SIGBUS reading its map)", self.path)
         if rc != 0:
             err = _ctx_error(&self.ctx, self.path)
             self.close()
@@ -592,12 +735,18 @@ cdef class GGUFReader:
     def _array_at(self, uint64_t pos, int depth, str what):
         """The array whose element-type field is at pos (validated at open)."""
         cdef uint32_t et
-        cdef uint64_t count, data_pos
+        cdef uint64_t count, data_pos, esz
         cdef uint64_t[::1] p
         self.check_open()
         if gguf_array_header(&self.ctx, pos, &et, &count, &data_pos) != 0:
-            raise _gguf_error(GGUFLayoutError, what, pos, "array outside the file", self.path)
-        if gguf_type_size(et):
+            raise _gguf_error(GGUFFileChanged, what, pos, "the array's header no longer fits the file: "
+                              "the file changed after it was opened", self.path)
+        # The count is read again here: it must still fit what was validated at open
+        # (each element takes at least 8 bytes unless it is a number).
+        esz = gguf_type_size(et)
+        if count > (self.ctx.size - data_pos) // (esz if esz else 8):
+            raise _changed(self, what, pos + 4, count)
+        if esz:
             arr = np.frombuffer(self.base, dtype=self._dtype(et), count=count, offset=data_pos)
             return arr
         positions = np.empty(count, dtype=np.uint64)
@@ -665,12 +814,14 @@ cdef class GGUFReader:
 
     def load(self, name, dtype="float32", out=None, threads=None):
         """A tensor dequantized to float32 (every GGML type): a new ``Tensor`` of the
-        tensor's shape, or ``out`` (float32, C-contiguous, that many elements) filled.
-        The bytes are decoded straight from the map, rows split across ``threads``
-        (a big-endian file's blocks from a copy with their scales swapped)."""
+        tensor's shape (a 0-d tensor, one element, as shape (1,), and an empty tensor as
+        an empty float32 numpy array: a Tensor has at least one element), or ``out``
+        (float32, C-contiguous, that many elements) filled. The bytes are decoded
+        straight from the map, rows split across ``threads`` (a big-endian file's
+        blocks from a copy with their scales swapped)."""
         try:
             is_f32 = np.dtype(dtype) == np.float32
-        except TypeError:
+        except Exception:  # TypeError, or a UnicodeEncodeError for a name numpy cannot even read
             is_f32 = False
         if not is_f32:
             raise UnsupportedDtype(f"load decodes to float32, not {dtype!r}")
@@ -713,9 +864,13 @@ cdef class GGUFReader:
         self.busy += 1
         try:
             with nogil:
-                rc = gguf_check_strings(&self.ctx)
+                rc = fault_guarded_call(gguf_check_strings_guarded, &self.ctx, -2)
         finally:
             self.busy -= 1
+        if rc == -2:
+            self.ctx.err = 0
+            raise _gguf_error(GGUFFileChanged, "metadata", 0, "part of the file is past its end now "
+                              "(SIGBUS): the file shrank after it was opened", self.path)
         if rc != 0:
             err = _ctx_error(&self.ctx, self.path)
             self.ctx.err = 0
@@ -724,7 +879,12 @@ cdef class GGUFReader:
     # ---- lifetime -------------------------------------------------------------------
 
     def close(self):
-        """Release the file. Views taken from it stay valid (they keep the map alive)."""
+        """Release the file. Views taken from it stay valid (they keep the map alive).
+
+        The parsed tables (positions, not bytes) live until the reader is collected:
+        an object that checked the reader was open a moment before another thread
+        closed it still reads valid tables, and every read of the file's bytes checks
+        again."""
         if self.busy:
             raise GGUFError(f"{self.path or 'GGUF data'}: close() while another thread validates the file")
         if self.metadata is not None:
@@ -732,7 +892,6 @@ cdef class GGUFReader:
         if self.has_view:
             PyBuffer_Release(&self.view)
             self.has_view = False
-        gguf_free(&self.ctx)
         if self.owned_map is not None:
             _close_map(self.owned_map)
             self.owned_map = None
@@ -747,6 +906,9 @@ cdef class GGUFReader:
         if self.has_view:
             PyBuffer_Release(&self.view)
         gguf_free(&self.ctx)
+
+    def __reduce__(self):
+        raise NotCopyable(f"a {type(self).__name__} cannot be pickled or copied: it holds the open file; pickle its path and open it again")
 
     def __repr__(self):
         if not self.has_view:
@@ -919,6 +1081,9 @@ class GGUFModelLoader:
 
     def __exit__(self, *exc):
         self.close()
+
+    def __reduce__(self):
+        raise NotCopyable(f"a {type(self).__name__} cannot be pickled or copied: it holds open files; pickle its path and open it again")
 
     def __repr__(self):
         return f"<GGUFModelLoader {self.paths[0]!r}: {len(self.paths)} file(s), {len(self.tensors)} tensors>"

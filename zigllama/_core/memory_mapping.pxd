@@ -35,3 +35,14 @@ cdef class MemoryMap:
     cdef int _range(self, object offset, object length, size_t *start, size_t *count) except -1
     cdef int _madvise(self, int advice, size_t start, size_t count) noexcept nogil
     cdef void _unmap(self) noexcept
+
+
+# The package's SIGBUS guard (zl_fault_guard.h): reads of a file's map that would
+# kill the process if the file shrank run through these, from any extension.
+# (Declared here, not from the header: a downstream cimport needs no include path.)
+ctypedef int (*zl_fault_guarded_fn)(void *arg) noexcept nogil
+
+# fn(arg), or fault_status if the calling thread took a SIGBUS inside it.
+cdef int fault_guarded_call(zl_fault_guarded_fn fn, void *arg, int fault_status) noexcept nogil
+# 0 if every page of [p, p + n) can be read, -1 if one is past the end of its file.
+cdef int fault_touch(const void *p, unsigned long long n) noexcept nogil

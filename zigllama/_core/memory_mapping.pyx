@@ -14,6 +14,7 @@ import stat as _stat
 
 import numpy as _np
 
+cimport cython
 cimport numpy as cnp
 from cpython.buffer cimport PyBuffer_FillInfo, PyBUF_WRITABLE
 from cpython.object cimport PyTypeObject
@@ -28,7 +29,7 @@ from posix.mman cimport (
 )
 from posix.unistd cimport sysconf, _SC_PAGESIZE
 
-from ..errors import InvalidMappingArgument, MappingError, MappingInUse
+from ..errors import BufferInUse, InvalidArgumentType, InvalidMappingArgument, MappingError, MappingInUse, MappingNotFound, NotCopyable
 
 cdef extern from "zl_mmap.h" nogil:
     int ZL_MAP_POPULATE, ZL_MAP_HUGETLB, ZL_MADV_HUGEPAGE
@@ -42,6 +43,24 @@ cdef extern from "numpy/arrayobject.h":
                                 int flags, object obj)
 
 cnp.import_array()
+
+cdef extern from "zigllama/zl_fault_guard.h" nogil:
+    int zl_fault_guard_install()
+    int zl_fault_guarded_call(int (*fn)(void *) noexcept nogil, void *arg, int fault_status)
+    int zl_fault_touch(const void *p, unsigned long long n)
+
+# Once, at import: SIGBUS in a guarded read becomes an error, anywhere else it goes to
+# whatever handled it before (see zl_fault_guard.h).
+zl_fault_guard_install()
+
+
+cdef int fault_guarded_call(zl_fault_guarded_fn fn, void *arg, int fault_status) noexcept nogil:
+    return zl_fault_guarded_call(fn, arg, fault_status)
+
+
+cdef int fault_touch(const void *p, unsigned long long n) noexcept nogil:
+    return zl_fault_touch(p, n)
+
 
 # The most dimensions a view may have (numpy 1's limit; GGUF tensors have 4).
 cdef enum:
@@ -102,7 +121,7 @@ def _parse_enum(value, enum_type, letters, what):
             raise _invalid(f"{what} {value!r} has bits outside {enum_type.__name__}")
         return enum_type(value)
     if not isinstance(value, str):
-        raise TypeError(f"{what} must be a {enum_type.__name__}, an int or a str, not {type(value).__name__}")
+        raise InvalidArgumentType(f"{what} must be a {enum_type.__name__}, an int or a str, not {type(value).__name__}")
     text = value.strip().lower()
     result = enum_type(0)
     if text and letters and all(c in letters for c in text):
@@ -248,6 +267,9 @@ def _tensor_itemsize(dtype):
     return size
 
 
+# No tp_clear: in a collected cycle the owner must still be there for __dealloc__,
+# else the map counts the export for ever and refuses to close.
+@cython.no_gc_clear
 cdef class _Export:
     """One export of a map, held as the base of the arrays view() builds."""
     cdef MemoryMap owner
@@ -279,7 +301,7 @@ cdef class MemoryMap:
         self.path = None
 
     def __init__(self):
-        raise TypeError("use MemoryMap.from_file(path) or MemoryMap.anonymous(size)")
+        raise InvalidArgumentType("use MemoryMap.from_file(path) or MemoryMap.anonymous(size)")
 
     @staticmethod
     def from_file(path, protection="r", flags="private"):
@@ -299,8 +321,11 @@ cdef class MemoryMap:
         # A private map never writes the file back (copy-on-write), so a read-only
         # descriptor serves even a writable private map of a read-only file.
         mode = _os.O_RDWR if shared and prot & PROT_WRITE else _os.O_RDONLY
+        # O_NONBLOCK: opening a FIFO (or a tty, a device) must not wait for a writer;
+        # fstat then refuses anything but a regular file before a byte is read.
+        # (The flag has no effect on a regular file's map.)
         try:
-            fd = _os.open(fspath, mode | getattr(_os, "O_CLOEXEC", 0))
+            fd = _os.open(fspath, mode | _os.O_NONBLOCK | getattr(_os, "O_CLOEXEC", 0))
         except OSError as exc:
             raise MappingError(exc.errno, f"cannot open the file to map: {exc.strerror}", fspath) from None
         try:
@@ -309,6 +334,10 @@ cdef class MemoryMap:
                 raise MappingError(_errno.EISDIR, "cannot map a directory", fspath)
             if not _stat.S_ISREG(st.st_mode):
                 raise MappingError(_errno.ENODEV, "cannot map anything but a regular file", fspath)
+            if st.st_size == 0 and _os.pread(fd, 1, 0):
+                # /proc and /sys files say 0 bytes and hold more: a map would show none
+                raise MappingError(_errno.ENODEV, "cannot map a file whose size is not known "
+                                   "(a /proc or /sys file)", fspath)
             self._map(st.st_size, prot,
                       (MAP_SHARED if shared else MAP_PRIVATE)
                       | (ZL_MAP_POPULATE if mapflags & MapFlags.POPULATE else 0),
@@ -472,7 +501,7 @@ cdef class MemoryMap:
     def __getbuffer__(self, Py_buffer *buffer, int flags):
         self.check_open()
         if (flags & PyBUF_WRITABLE) and not self.writable:
-            raise BufferError("memory map is read-only")
+            raise BufferInUse("memory map is read-only")
         cdef void *data = <void *>self.ptr if self.ptr != NULL else <void *>_empty_buffer
         PyBuffer_FillInfo(buffer, self, data, <Py_ssize_t>self.size, not self.writable, flags)
         self.exports += 1
@@ -698,7 +727,7 @@ cdef class MemoryMap:
         return False
 
     def __reduce__(self):
-        raise TypeError("a MemoryMap cannot be pickled; pickle its path and map it again")
+        raise NotCopyable("a MemoryMap cannot be pickled or copied; pickle its path and map it again")
 
     def __repr__(self):
         state = "closed" if self.closed else f"{self.size} bytes"
@@ -878,7 +907,7 @@ class ModelFileMapper:
         try:
             return self._maps[name]
         except KeyError:
-            raise KeyError(f"no map named {name!r}") from None
+            raise MappingNotFound(_errno.ENOENT, f"no map named {name!r}") from None
 
     __getitem__ = get
 
@@ -930,6 +959,9 @@ class ModelFileMapper:
     def __exit__(self, exc_type, exc, tb):
         self.close()
         return False
+
+    def __reduce__(self):
+        raise NotCopyable(f"a {type(self).__name__} cannot be pickled or copied: it holds open maps; pickle the paths and open them again")
 
     def __repr__(self):
         return f"<ModelFileMapper {len(self._maps)} maps, {self.total_mapped_bytes} bytes>"

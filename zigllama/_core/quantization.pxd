@@ -56,7 +56,12 @@ cdef quantize_fn quantizer_for(int type_id) noexcept nogil
 # n_elements values of ggml type `type_id` from src into dst on up to nthreads
 # threads of the pool at hand (found as for split_blocks). Returns 0, -1 for
 # an unknown type or a missing kernel and -2 for a count that is not a whole
-# number of blocks (nothing written), or a pool failure (ZL_POOL_E*, negative).
+# number of blocks (nothing written), DEQUANTIZE_SOURCE_GONE when reading src took a
+# SIGBUS (a mapped file shrank: the output is partly written), or a pool failure
+# (ZL_POOL_E*, negative).
+cdef enum:
+    DEQUANTIZE_SOURCE_GONE = -3
+
 cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_elements,
                          int nthreads) noexcept nogil
 

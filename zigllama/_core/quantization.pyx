@@ -8,6 +8,7 @@ Every kernel is C over whole blocks (``zigllama/zl_quants.h``), bit-exact with
 portable one always; this module checks arguments once, then splits the blocks
 over the work-stealing pool (``zigllama.default_pool()``) without the GIL.
 """
+import errno
 import operator
 
 import numpy as np
@@ -20,7 +21,8 @@ from .threading cimport (
 
 from .._config import resolve_threads
 from .threading import default_pool
-from ..errors import QuantizationError
+from ..errors import GGUFFileChanged, MappingError, QuantizationError
+from .memory_mapping cimport fault_guarded_call, fault_touch
 from .tensor import Tensor
 
 cdef extern from "zigllama/zl_quants.h" nogil:
@@ -144,12 +146,40 @@ ctypedef struct dequantize_ctx:
     int64_t block_size
     int64_t type_size
     int streaming
+    int faulted     # set (only ever to 1, by any thread) when a chunk took a SIGBUS
+
+
+cdef int _touch(object arr) except -2:
+    """Every page of a C-contiguous array read once under the SIGBUS guard: 0, or -1
+    if part of it is past the end of its file."""
+    cdef const uint8_t[::1] raw = arr.reshape(-1).view(np.uint8)
+    return fault_touch(&raw[0], raw.shape[0])
+
+
+ctypedef struct dequantize_chunk:
+    dequantize_ctx *c
+    int64_t first
+    int64_t count
+
+
+cdef int dequantize_chunk_fn(void *arg) noexcept nogil:
+    cdef dequantize_chunk *k = <dequantize_chunk *>arg
+    cdef dequantize_ctx *c = k.c
+    zl_dequantize_blocks(c.kernel, c.src + k.first * c.type_size, c.dst + k.first * c.block_size, k.count,
+                         c.block_size, c.type_size, c.streaming)
+    return 0
 
 
 cdef void dequantize_range(void *ctx, int64_t first, int64_t count) noexcept nogil:
-    cdef dequantize_ctx *c = <dequantize_ctx *>ctx
-    zl_dequantize_blocks(c.kernel, c.src + first * c.type_size, c.dst + first * c.block_size, count,
-                         c.block_size, c.type_size, c.streaming)
+    # Under the SIGBUS guard, in whichever thread runs the chunk: the source is often
+    # a file's map, and a file that shrank since must be an error, not a dead process.
+    # (One sigsetjmp per chunk of 64 KiB or more of output.)
+    cdef dequantize_chunk k
+    k.c = <dequantize_ctx *>ctx
+    k.first = first
+    k.count = count
+    if fault_guarded_call(dequantize_chunk_fn, &k, -1) != 0:
+        k.c.faulted = 1
 
 
 cdef const zl_quant_type *quant_type(int type_id) noexcept nogil:
@@ -170,8 +200,12 @@ cdef int dequantize_into_on(zl_pool *pool, int type_id, const uint8_t *src, floa
     ctx.block_size = t.block_size
     ctx.type_size = t.type_size
     ctx.streaming = n_elements * <int64_t>sizeof(float) >= STREAMING_MIN_BYTES
-    return split_blocks_on(pool, dequantize_range, &ctx, n_elements // t.block_size, t.block_size,
-                           nthreads)
+    ctx.faulted = 0
+    cdef int status = split_blocks_on(pool, dequantize_range, &ctx, n_elements // t.block_size, t.block_size,
+                                      nthreads)
+    if status == 0 and ctx.faulted:
+        return DEQUANTIZE_SOURCE_GONE
+    return status
 
 
 cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_elements,
@@ -384,6 +418,9 @@ def dequantize(raw, ggml_type, shape, out=None, threads=None):
         status = dequantize_into_on(pool, type_id, &src[0], &dst[0], count, nthreads)
     if status == -1 or status == -2:  # unreachable after the checks above; the C contract's guard
         raise QuantizationError(f"dequantizing {name} failed with status {status}")
+    if status == DEQUANTIZE_SOURCE_GONE:
+        raise MappingError(errno.EFAULT, "the data being decoded is past the end of its file now "
+                           "(SIGBUS): the file behind the map shrank")
     check_pool_status(status)  # the pool's own failures: ThreadPoolError
     return result
 
@@ -499,13 +536,32 @@ def dequantize_tensor(source, name, out=None, threads=None):
     info = source.tensor_info(name)
     data = np.asarray(source.tensor(name))  # a Tensor for plain types, numpy otherwise
     type_id = int(info.ggml_type)
+    shape = info.shape or (1,)  # a 0-d tensor (no dimensions: one element) loads as shape (1,)
+    if info.n_elements == 0:
+        # a Tensor has no empty shape: an empty tensor loads as an empty numpy array
+        if out is None:
+            return np.empty(shape, np.float32)
+        _check_out(out, shape, 0)
+        return out
     if data.dtype.byteorder != ">":
-        return dequantize(data, type_id, info.shape, out=out, threads=threads)
+        try:
+            return dequantize(data, type_id, shape, out=out, threads=threads)
+        except MappingError as exc:
+            if exc.errno != errno.EFAULT:
+                raise
+            raise GGUFFileChanged(f"{getattr(source, 'path', None) or 'GGUF data'}: tensor {name!r} "
+                                  f"(bytes {info.data_offset}..{info.data_offset + info.nbytes}) is past "
+                                  f"the end of the file now (SIGBUS): the file shrank after it was "
+                                  f"opened") from None
+    if data.size and _touch(data) != 0:
+        raise GGUFFileChanged(f"{getattr(source, 'path', None) or 'GGUF data'}: tensor {name!r} is past "
+                              f"the end of the file now (SIGBUS): the file shrank after it was opened")
     if type_id == ZL_GGML_BF16:  # bit patterns, byte-swapped
         converted = (data.astype(np.uint32) << 16).view(np.float32)
     else:
         converted = data.astype(np.float32)
+    converted = converted.reshape(shape)
     if out is None:
         return Tensor.from_numpy(converted)
-    np.copyto(_check_out(out, info.shape, converted.size).reshape(info.shape), converted)
+    np.copyto(_check_out(out, shape, converted.size).reshape(shape), converted)
     return out

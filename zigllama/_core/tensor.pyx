@@ -44,8 +44,11 @@ from zigllama._core.platform cimport zl_cpu_has_avx2
 
 from zigllama._core.allocator import HeapAllocator
 from zigllama.errors import (
+    BufferInUse,
     DLPackError,
     IncompatibleShapes,
+    InvalidArgumentType,
+    NotCopyable,
     InvalidIndex,
     InvalidLayout,
     InvalidShape,
@@ -54,6 +57,7 @@ from zigllama.errors import (
     TensorError,
     UnsupportedDtype,
     UseAfterReset,
+    ValueOutOfRange,
 )
 
 cdef extern from "zl_tensor_simd.h" nogil:
@@ -866,6 +870,7 @@ cdef Tensor like(Tensor t, int ndim, const ptrdiff_t *shape, int dtype, Allocato
     return tensor_empty(ndim, shape, dtype, allocator)
 
 
+@cython.no_gc_clear  # __dealloc__ releases the buffer through its exporter: keep it
 cdef class _BufferHolder:
     """Keeps a buffer exported (a bytearray cannot resize, a map cannot close)."""
     cdef Py_buffer buf
@@ -907,17 +912,23 @@ cdef double fill_value(object value, int dtype) except? -1:
     """A Python number as the double tensor_fill takes. Integer dtypes want integers
     in range (numpy 2 raises OverflowError too); floats are converted from the double."""
     cdef int64_t lo, hi
+    if not isinstance(value, (int, float)) and not hasattr(value, "__index__") \
+            and not hasattr(value, "__float__"):
+        raise InvalidArgumentType(f"a tensor element must be a number, not {type(value).__name__}")
     if dtype == ZL_I8 or dtype == ZL_I32:
         if isinstance(value, float):
             if value != value or value in (float("inf"), float("-inf")):
-                raise ValueError(f"cannot store {value} in an integer tensor")
+                raise ValueOutOfRange(f"cannot store {value} in an integer tensor")
             value = int(value)
         value = int(value)
         lo, hi = (-128, 127) if dtype == ZL_I8 else (-2147483648, 2147483647)
         if value < lo or value > hi:
-            raise OverflowError(f"{value} is out of bounds for {_NAME_OF[dtype]}")
+            raise ValueOutOfRange(f"{value} is out of bounds for {_NAME_OF[dtype]}")
         return <double>value
-    return <double>float(value)
+    try:
+        return <double>float(value)
+    except OverflowError:
+        raise ValueOutOfRange(f"{value} is out of range for {_NAME_OF[dtype]}") from None
 
 
 # ---- helpers of the Python methods ------------------------------------------------------
@@ -1109,7 +1120,7 @@ cdef Tensor operand(Tensor t, other):
         r = tensor_empty(1, &ONE, t.view.dtype, _default_allocator)
         tensor_fill(&r.view, fill_value(other, t.view.dtype))
         return r
-    raise TypeError(f"cannot combine a Tensor with {type(other).__name__}")
+    raise InvalidArgumentType(f"cannot combine a Tensor with {type(other).__name__}")
 
 
 cdef Tensor binary(Tensor t, other, Tensor out, Allocator allocator, bint multiply):
@@ -1160,7 +1171,7 @@ cdef class Tensor:
     """
 
     def __init__(self, *args, **kwargs):
-        raise TypeError(
+        raise InvalidArgumentType(
             "create tensors with Tensor.zeros(shape, dtype, allocator), Tensor.empty(...), "
             "Tensor.from_numpy(array) or Tensor.from_buffer(obj, dtype, shape)"
         )
@@ -1365,13 +1376,13 @@ cdef class Tensor:
     def __getbuffer__(self, Py_buffer *buffer, int flags):
         self.check_alive()
         if (flags & PyBUF_WRITABLE) == PyBUF_WRITABLE and not self.writable:
-            raise BufferError(f"tensor {shape_of(&self.view)} is read-only")
+            raise BufferInUse(f"tensor {shape_of(&self.view)} is read-only")
         if ((flags & PyBUF_C_CONTIGUOUS) == PyBUF_C_CONTIGUOUS and not is_c_contiguous(&self.view)) \
                 or ((flags & PyBUF_F_CONTIGUOUS) == PyBUF_F_CONTIGUOUS and not is_f_contiguous(&self.view)) \
                 or ((flags & PyBUF_ANY_CONTIGUOUS) == PyBUF_ANY_CONTIGUOUS
                     and not (is_c_contiguous(&self.view) or is_f_contiguous(&self.view))) \
                 or ((flags & PyBUF_STRIDES) != PyBUF_STRIDES and not is_c_contiguous(&self.view)):
-            raise BufferError(
+            raise BufferInUse(
                 f"tensor with shape {shape_of(&self.view)} and strides {self.strides} "
                 "is not contiguous as the consumer asked"
             )
@@ -1602,6 +1613,17 @@ cdef class Tensor:
         if not isinstance(other, Tensor):
             return NotImplemented
         return self.matmul(other)
+
+    # ---- copying: copy/deepcopy give a new tensor; pickle says how -----------------------------
+    def __copy__(self):
+        return self.copy()
+
+    def __deepcopy__(self, memo):
+        return self.copy()
+
+    def __reduce__(self):
+        raise NotCopyable("a Tensor cannot be pickled (its memory belongs to an allocator or a buffer): "
+                          "pickle np.asarray(t) and rebuild it with Tensor.from_numpy")
 
     # ---- printing -------------------------------------------------------------------------------
     def __repr__(self):

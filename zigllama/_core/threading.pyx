@@ -30,6 +30,7 @@ from ..errors import (
     BlasError,
     IncompatibleShapes,
     InvalidShape,
+    NotCopyable,
     OutOfMemory,
     ThreadPoolError,
     UnsupportedDtype,
@@ -864,6 +865,10 @@ class ThreadPool(Executor):
 
     def reset_stats(self):
         self._handle.reset_stats()
+
+    def __reduce__(self):
+        raise NotCopyable("a ThreadPool cannot be pickled or copied: it owns running threads; "
+                          "make a new one with the same ThreadPoolConfig")
 
     def _after_fork_in_child(self):
         # The workers did not survive the fork: fail what waited on them.

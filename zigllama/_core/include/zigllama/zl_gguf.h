@@ -39,7 +39,8 @@ typedef enum {
     GGUF_E_LIMIT,        /* a bound exceeded, or an overflowing size */
     GGUF_E_VALUE,        /* an invalid value: empty key, bool of 7, bad alignment, bad UTF-8 */
     GGUF_E_LAYOUT,       /* tensor data misaligned, overlapping, outside the file, partial blocks */
-    GGUF_E_NOMEM
+    GGUF_E_NOMEM,
+    GGUF_E_CHANGED       /* a length validated at open no longer fits: the bytes changed since */
 } gguf_error_kind;
 
 typedef struct {
@@ -114,5 +115,36 @@ int gguf_utf8_valid(const uint8_t *s, uint64_t n, uint64_t *bad_at);
 /* Check every string of the metadata (keys were checked at parse) for UTF-8. 0 or -1
  * with the error set. Separate from gguf_parse: it reads every string byte. */
 int gguf_check_strings(gguf_ctx *ctx);
+
+/* The same calls shaped for the SIGBUS guard (zl_fault_guarded_call): the file may
+ * shrink under a reader, and these read its map. */
+typedef struct {
+    gguf_ctx *ctx;
+    const uint8_t *data;
+    uint64_t size;
+} gguf_parse_args;
+int gguf_parse_guarded(void *args);        /* gguf_parse(args->ctx, args->data, args->size) */
+int gguf_check_strings_guarded(void *ctx); /* gguf_check_strings(ctx) */
+
+/* The string whose length field is at pos (a position recorded at open): its length
+ * read again into len and checked against the file, then one byte of every page of
+ * the string read, so that decoding it afterwards touches only pages just read.
+ * 0, or 1 if the length no longer fits the file (the bytes changed since open). */
+typedef struct {
+    const gguf_ctx *ctx;
+    uint64_t pos;
+    uint64_t len;
+} gguf_string_probe;
+int gguf_probe_string(void *probe);
+
+/* gguf_probe_string for positions[0:n] at once (one guarded call for a run of a
+ * string array): 0, or 1 with bad = the index of the first length that no longer fits. */
+typedef struct {
+    const gguf_ctx *ctx;
+    const uint64_t *positions;
+    uint64_t n;
+    uint64_t bad;
+} gguf_strings_probe;
+int gguf_probe_strings(void *probe);
 
 #endif /* ZL_GGUF_H */

@@ -237,6 +237,9 @@ static int parse_name(gguf_ctx *ctx, uint64_t *pos, const char *kind, uint64_t i
                     (unsigned long long)len, (unsigned long long)max_len);
     if (!gguf_utf8_valid(ctx->data + start + 8, len, &bad))
         return fail(ctx, GGUF_E_VALUE, start + 8 + bad, p, field, "not valid UTF-8");
+    /* ggml keeps keys and names as C strings: "a\0b" would be found as "a" */
+    const uint8_t *nul = len ? memchr(ctx->data + start + 8, 0, (size_t)len) : NULL;
+    if (nul) return fail(ctx, GGUF_E_VALUE, (uint64_t)(nul - ctx->data), p, field, "contains a NUL byte");
     return 0;
 }
 
@@ -330,6 +333,7 @@ static int parse_tensor(gguf_ctx *ctx, uint64_t *pos, uint64_t i) {
     uint64_t q = *pos;
     /* ggml's names hold GGML_MAX_NAME bytes including the NUL */
     if (parse_name(ctx, &q, "tensor", i, &p, ".name", GGUF_MAX_NAME - 1, &t->name_pos, &t->name_len)) return -1;
+    if (t->name_len == 0) return fail(ctx, GGUF_E_VALUE, *pos, &p, ".name", "a tensor name must not be empty");
     if (need(ctx, q, 4, &p, ".n_dims")) return -1;
     t->n_dims = gguf_read_u32(ctx, q);
     if (t->n_dims > GGUF_MAX_DIMS)
@@ -349,10 +353,15 @@ static int parse_tensor(gguf_ctx *ctx, uint64_t *pos, uint64_t i) {
             if (ne > (uint64_t)INT64_MAX)
                 return fail(ctx, GGUF_E_LIMIT, q + 8ull * d, &p, f, "dimension %llu exceeds 2^63-1",
                             (unsigned long long)ne);
+            /* The product of the non-zero dimensions is checked even after a zero, and in
+               8-byte elements: numpy (so tensor() and load()) refuses any shape whose
+               non-zero dimensions times the item size pass 2^63-1, empty or not. A file
+               holding a non-empty tensor that large cannot exist anyway. */
             if (ne == 0) zero = 1;
-            else if (!zero && elements > (uint64_t)INT64_MAX / ne)
+            else if (elements > (uint64_t)INT64_MAX / 8 / ne)
                 return fail(ctx, GGUF_E_LIMIT, q + 8ull * d, &p, f,
-                            "the element count overflows 2^63-1 (dimension %llu)", (unsigned long long)ne);
+                            "the element count overflows 2^63-1 bytes of 8-byte elements (dimension %llu)",
+                            (unsigned long long)ne);
             else elements *= ne;
         }
         t->ne[d] = ne;
@@ -427,7 +436,7 @@ static int check_layout(gguf_ctx *ctx) {
         if (t->offset + t->nbytes > end_max) end_max = t->offset + t->nbytes;
         if (t->nbytes) ex[m++] = (extent){t->offset, t->offset + t->nbytes, i};
     }
-    qsort(ex, (size_t)m, sizeof *ex, cmp_extent);
+    if (m > 1) qsort(ex, (size_t)m, sizeof *ex, cmp_extent); /* ex is NULL without tensors */
     for (uint64_t k = 1; k < m; k++) {
         if (ex[k].start < ex[k - 1].end) {
             gguf_tensor *t = &ctx->tensors[ex[k].i];
@@ -623,14 +632,25 @@ static int check_array_strings(gguf_ctx *ctx, uint64_t pos, int depth, const pla
     if (gguf_type_size(et)) return 0;
     for (uint64_t i = 0; i < count; i++) {
         if (et == GGUF_TYPE_STRING) {
+            if (ctx->size - q < 8)
+                return fail(ctx, GGUF_E_CHANGED, q, p, ".value", "element %llu now starts past the end of the "
+                            "file: the file changed after it was opened", (unsigned long long)i);
             uint64_t len = gguf_read_u64(ctx, q), bad;
+            if (len > ctx->size - q - 8) /* validated at open: the bytes were rewritten since */
+                return fail(ctx, GGUF_E_CHANGED, q, p, ".value", "element %llu's length %llu now runs past the "
+                            "end of the file: the file changed after it was opened", (unsigned long long)i,
+                            (unsigned long long)len);
             if (!gguf_utf8_valid(ctx->data + q + 8, len, &bad))
                 return fail(ctx, GGUF_E_VALUE, q + 8 + bad, p, ".value", "element %llu is not valid UTF-8",
                             (unsigned long long)i);
             q += 8 + len;
         } else {
             if (check_array_strings(ctx, q, depth + 1, p)) return -1;
-            q += array_extent(ctx, q, depth + 1);
+            uint64_t n = array_extent(ctx, q, depth + 1);
+            if (!n)
+                return fail(ctx, GGUF_E_CHANGED, q, p, ".value", "element %llu now runs past the end of the "
+                            "file: the file changed after it was opened", (unsigned long long)i);
+            q += n;
         }
     }
     return 0;
@@ -642,9 +662,48 @@ int gguf_check_strings(gguf_ctx *ctx) {
         place p;
         place_set(&p, "kv", i, ctx, kv->key_pos, kv->key_len);
         uint64_t bad;
+        if (kv->type == GGUF_TYPE_STRING && gguf_read_u64(ctx, kv->value_pos) != kv->count)
+            return fail(ctx, GGUF_E_CHANGED, kv->value_pos, &p, ".value", "the string's length is no longer "
+                        "the %llu bytes read at open: the file changed after it was opened",
+                        (unsigned long long)kv->count);
         if (kv->type == GGUF_TYPE_STRING && !gguf_utf8_valid(ctx->data + kv->data_pos, kv->count, &bad))
             return fail(ctx, GGUF_E_VALUE, kv->data_pos + bad, &p, ".value", "the string is not valid UTF-8");
         if (kv->type == GGUF_TYPE_ARRAY && check_array_strings(ctx, kv->value_pos, 1, &p)) return -1;
+    }
+    return 0;
+}
+
+/* ---- entry points for the SIGBUS guard -------------------------------------------- */
+
+int gguf_parse_guarded(void *args) {
+    gguf_parse_args *a = (gguf_parse_args *)args;
+    return gguf_parse(a->ctx, a->data, a->size);
+}
+
+int gguf_check_strings_guarded(void *ctx) { return gguf_check_strings((gguf_ctx *)ctx); }
+
+int gguf_probe_string(void *probe) {
+    gguf_string_probe *s = (gguf_string_probe *)probe;
+    const gguf_ctx *ctx = s->ctx;
+    s->len = gguf_read_u64(ctx, s->pos);
+    if (s->len > ctx->size - s->pos - 8) return 1;
+    const volatile uint8_t *b = ctx->data + s->pos + 8;
+    uint8_t sink = 0;
+    for (uint64_t i = 0; i < s->len; i += 4096) sink ^= b[i];
+    if (s->len) sink ^= b[s->len - 1];
+    (void)sink;
+    return 0;
+}
+
+int gguf_probe_strings(void *probe) {
+    gguf_strings_probe *s = (gguf_strings_probe *)probe;
+    gguf_string_probe one = {s->ctx, 0, 0};
+    for (uint64_t i = 0; i < s->n; i++) {
+        one.pos = s->positions[i];
+        if (gguf_probe_string(&one)) {
+            s->bad = i;
+            return 1;
+        }
     }
     return 0;
 }

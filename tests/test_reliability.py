@@ -471,19 +471,7 @@ def test_copying_core_objects_works_or_says_why(tmp_path, subject, how):
 HOSTILE = [-1, 2**64, 2**1000, float("nan"), "\ud800", "\0", b"\xff", object()]
 
 
-# Not yet converted (issue 12, class 14): Cython's own argument conversion (size_t,
-# int, double parameters) and numpy's dtype parsing still raise bare OverflowError,
-# TypeError and ValueError in these, and `threads=` is checked by the thread-count
-# code. strict: the mark must go as soon as a subject is clean.
-_BARE_LEFT = {"reader Tensor", "map Tensor", "arena Tensor", "GGUFModelLoader", "MemoryMap(file)",
-              "MemoryMap(anonymous)", "ArenaAllocator", "FixedBufferAllocator", "GeneralPurposeAllocator",
-              "PageAllocator", "HeapAllocator"}
-_HOSTILE_SUBJECTS = [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="bare errors from argument conversion left"))
-    if s.kind in _BARE_LEFT else s for s in SUBJECTS]
-
-
-@pytest.mark.parametrize("subject", _HOSTILE_SUBJECTS, ids=repr)
+@pytest.mark.parametrize("subject", SUBJECTS, ids=repr)
 def test_hostile_arguments_raise_the_package_errors(tmp_path, subject):
     """Each parameter of each method, replaced by each hostile value in turn: the call
     works or raises a ZigLlamaError (which is also the matching built-in), never a bare
@@ -524,6 +512,44 @@ def test_hostile_arguments_raise_the_package_errors(tmp_path, subject):
         except zl.ZigLlamaError:
             pass
     assert not bare, f"{len(bare)} of {tried} calls:\n" + "\n".join(bare[:20])
+
+
+def test_argument_errors_name_the_argument_and_value(tmp_path):
+    """The checked conversions say which argument was wrong and what it was."""
+    heap = zl.HeapAllocator()
+    with pytest.raises(zl.InvalidArgumentType, match=r"size must be an integer, got float nan"):
+        heap.alloc(float("nan"))
+    with pytest.raises(zl.InvalidArgumentType, match=r"alignment must be an integer, got str '8'"):
+        heap.alloc(8, "8")
+    with pytest.raises(zl.InvalidArgumentType, match=r"block must be a Block, got int 3"):
+        heap.resize(3, 8)
+    with pytest.raises(zl.InvalidArgumentType, match=r"block must be a Block, got NoneType"):
+        heap.free(None)
+    m = zl.MemoryMap.anonymous(4096)
+    try:
+        with pytest.raises(zl.InvalidArgumentType, match=r"offset must be an integer, got bytes"):
+            m.view(b"\xff")
+        with pytest.raises(zl.InvalidArgumentType, match=r"length must be an integer, got object"):
+            m.prefault(0, object())
+        with pytest.raises(zl.InvalidArgumentType, match=r"dtype -1 is not a data type"):
+            m.view(0, 4, -1)
+        with pytest.raises(zl.InvalidArgumentType, match=r"dtype '\\ud800' is not a data type"):
+            m.view(0, 4, "\ud800")
+    finally:
+        m.close()
+    t = zl.Tensor.from_numpy(np.ones((2, 2), np.float32))
+    with pytest.raises(zl.InvalidArgumentType, match=r"out must be a Tensor or None, got int 3"):
+        t.add(t, 3)
+    with pytest.raises(zl.InvalidArgumentType, match=r"allocator must be an Allocator or None, got str 'heap'"):
+        t.copy("heap")
+    with pytest.raises(zl.InvalidArgumentType, match=r"other must be a Tensor, got NoneType"):
+        t.matmul(None)
+    assert np.array_equal(np.asarray(t.matmul(t, allocator=heap)), np.full((2, 2), 2, np.float32))
+    from zigllama._config import resolve_threads
+    with pytest.raises(zl.InvalidArgumentValue, match=r"threads must be between 1 and 1024, got 0"):
+        resolve_threads(0)
+    with pytest.raises(zl.InvalidArgumentType, match=r"threads must be an integer, got float 2.0"):
+        resolve_threads(2.0)
 
 
 # ---- class 15: NUL bytes and empty names ---------------------------------------------

@@ -11,8 +11,10 @@ Every thread count is bounded by ``MAX_THREADS``: a larger one is an error at
 once (libgomp exits the process on a team it cannot create, and a pool of
 100,000 threads exhausts memory long before it helps).
 """
-import operator
 import os
+
+from ._arguments import integer, integer_in_range
+from .errors import InvalidArgumentType, InvalidArgumentValue
 
 #: The largest thread count zigllama accepts anywhere (setting, pool, per call).
 MAX_THREADS = 1024
@@ -24,16 +26,11 @@ _limits = {"pool": None, "openmp": None}
 
 
 def check_thread_count(n, what="num_threads"):
-    """n as an int in [1, MAX_THREADS], or a ValueError naming `what`."""
+    """n as an int in [1, MAX_THREADS]; InvalidArgumentType/InvalidArgumentValue
+    (a TypeError/ValueError) naming `what` otherwise."""
     if isinstance(n, bool):
-        raise TypeError(f"{what} must be an integer, got a bool")
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"{what} must be an integer, got {type(n).__name__}") from None
-    if not 1 <= n <= MAX_THREADS:
-        raise ValueError(f"{what} must be between 1 and {MAX_THREADS}, got {n}")
-    return n
+        raise InvalidArgumentType(f"{what} must be an integer, got a bool")
+    return integer_in_range(n, what, 1, MAX_THREADS)
 
 
 def available_cpus():
@@ -94,12 +91,9 @@ def set_num_threads(n):
 def set_limit(kind, n):
     """A limit from threadpoolctl: n at or above the setting lifts it (a limit
     above MAX_THREADS too: a cap that high limits nothing)."""
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"the {kind} thread limit must be an integer, got {type(n).__name__}") from None
+    n = integer(n, f"the {kind} thread limit")
     if n < 1:
-        raise ValueError(f"the {kind} thread limit must be between 1 and {MAX_THREADS}, got {n}")
+        raise InvalidArgumentValue(f"the {kind} thread limit must be between 1 and {MAX_THREADS}, got {n}")
     _limits[kind] = None if n >= base_num_threads() else n
 
 

@@ -17,6 +17,10 @@ class InvalidArgumentType(ZigLlamaError, TypeError):
     called, a bool where an index goes, an operand that is no array)."""
 
 
+class InvalidArgumentValue(ZigLlamaError, ValueError):
+    """An argument of the right type but a value no call accepts (threads=0)."""
+
+
 class NotCopyable(ZigLlamaError, TypeError):
     """pickle/copy of an object that owns a live resource (a map, a file, a pool)."""
 

@@ -18,7 +18,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
 import errno as errno_module
-from operator import index as as_index
+from zigllama._arguments import integer, wrong_type
 import resource
 import traceback
 
@@ -145,23 +145,29 @@ cdef inline bint is_power_of_two(size_t x) noexcept nogil:
     return x != 0 and (x & (x - 1)) == 0
 
 
-cdef size_t checked_size(object size) except? 0:
+cdef size_t checked_size(object size, str name) except? 0:
     """A Python int as a request size: negative is a mistake, too big is OutOfMemory."""
-    size = as_index(size)
+    size = integer(size, name)
     if size < 0:
-        raise InvalidAllocation(f"allocation size must be >= 0, got {size}")
+        raise InvalidAllocation(f"{name} must be >= 0, got {size}")
     if size > <object>SIZE_MAX_:
         raise OutOfMemory(f"cannot allocate {size} bytes: larger than the address space")
     return <size_t>size
 
 
 cdef size_t checked_alignment(object alignment) except 0:
-    alignment = as_index(alignment)
+    alignment = integer(alignment, "alignment")
     if alignment <= 0 or alignment > MAX_ALIGNMENT or not is_power_of_two(<size_t>alignment):
         raise InvalidAllocation(
             f"alignment must be a power of two between 1 and {MAX_ALIGNMENT}, got {alignment}"
         )
     return <size_t>alignment
+
+
+cdef inline Block checked_block(object block):
+    if not isinstance(block, Block):
+        raise wrong_type(block, "block", "a Block")
+    return <Block>block
 
 
 cdef zl_alloc_stats snapshot(Allocator allocator) noexcept:
@@ -257,7 +263,7 @@ cdef class Allocator:
         Raises :class:`OutOfMemory` when the memory cannot be had and
         :class:`InvalidAllocation` for a negative size or a bad alignment.
         """
-        cdef size_t n = checked_size(size)
+        cdef size_t n = checked_size(size, "size")
         cdef size_t a = checked_alignment(alignment)
         # The block first: if allocating raises, it dies owning nothing.
         cdef Block block = Block.__new__(Block)
@@ -268,40 +274,42 @@ cdef class Allocator:
         block.ptr = self.allocate(n, a)
         return block
 
-    def free(self, Block block not None):
+    def free(self, block):
         """Give a block back. Raises :class:`InvalidFree` for a block of another
         allocator, :class:`DoubleFree` for a block already freed, and
         ``BufferError`` while views of the block are alive."""
-        if block.allocator is not self:
+        cdef Block blk = checked_block(block)
+        if blk.allocator is not self:
             raise InvalidFree(
-                f"{block!r} was allocated by {type(block.allocator).__name__} "
-                f"at 0x{id(block.allocator):x}, not by this {type(self).__name__} "
+                f"{blk!r} was allocated by {type(blk.allocator).__name__} "
+                f"at 0x{id(blk.allocator):x}, not by this {type(self).__name__} "
                 f"at 0x{id(self):x}"
             )
-        if block.ptr == NULL:
-            raise DoubleFree(f"{block!r} was already freed")
-        if block.exports:
+        if blk.ptr == NULL:
+            raise DoubleFree(f"{blk!r} was already freed")
+        if blk.exports:
             raise BufferInUse(
-                f"cannot free {block!r}: {block.exports} buffer view(s) of it are still alive"
+                f"cannot free {blk!r}: {blk.exports} buffer view(s) of it are still alive"
             )
-        if block.generation == self.generation:
-            self.deallocate(block.ptr, block.size, block.alignment)
+        if blk.generation == self.generation:
+            self.deallocate(blk.ptr, blk.size, blk.alignment)
         # else: the reset already took the memory back; there is nothing to give.
-        block.ptr = NULL
+        blk.ptr = NULL
 
-    def resize(self, Block block not None, new_size):
+    def resize(self, block, new_size):
         """Grow or shrink a block in place; True if done, False if the caller must
         allocate, copy and free (Zig's ``Allocator.resize``)."""
-        cdef size_t n = checked_size(new_size)
+        cdef Block blk = checked_block(block)
+        cdef size_t n = checked_size(new_size, "new_size")
         cdef int done
-        if block.allocator is not self:
-            raise InvalidFree(f"{block!r} was not allocated by this {type(self).__name__}")
-        block.check_alive()
-        if block.exports:
-            raise BufferInUse(f"cannot resize {block!r}: buffer views of it are still alive")
-        done = self.c.vtable.resize(self.c.ctx, block.ptr, block.size, n, block.alignment)
+        if blk.allocator is not self:
+            raise InvalidFree(f"{blk!r} was not allocated by this {type(self).__name__}")
+        blk.check_alive()
+        if blk.exports:
+            raise BufferInUse(f"cannot resize {blk!r}: buffer views of it are still alive")
+        done = self.c.vtable.resize(self.c.ctx, blk.ptr, blk.size, n, blk.alignment)
         if done:
-            block.size = n
+            blk.size = n
         return bool(done)
 
     def close(self):
@@ -573,7 +581,7 @@ cdef class ArenaAllocator(Allocator):
         child.check_open()
         if self.child is not None:
             raise AllocatorError("ArenaAllocator is already initialised")
-        chunk_size = as_index(chunk_size)
+        chunk_size = integer(chunk_size, "chunk_size")
         if chunk_size <= 0:
             raise InvalidAllocation(f"chunk_size must be positive, got {chunk_size}")
         self.child = child
@@ -610,7 +618,7 @@ cdef class ArenaAllocator(Allocator):
         if not retain_capacity:
             keep = 0
         elif limit is not None:
-            limit = as_index(limit)
+            limit = integer(limit, "limit")
             if limit < 0:
                 raise InvalidAllocation(f"limit must be >= 0, got {limit}")
             keep = min(limit, <object>SIZE_MAX_)
@@ -980,10 +988,10 @@ cdef class FailingAllocator(Allocator):
         child.check_open()
         if self.child is not None:
             raise AllocatorError("FailingAllocator is already initialised")
-        fail_index = as_index(fail_index)
+        fail_index = integer(fail_index, "fail_index")
         if fail_index < 0:
             raise InvalidAllocation(f"fail_index must be >= 0, got {fail_index}")
-        resize_fail_index = (1 << 64) - 1 if resize_fail_index is None else as_index(resize_fail_index)
+        resize_fail_index = (1 << 64) - 1 if resize_fail_index is None else integer(resize_fail_index, "resize_fail_index")
         if resize_fail_index < 0:
             raise InvalidAllocation(f"resize_fail_index must be >= 0, got {resize_fail_index}")
         self.child = child

@@ -8,7 +8,6 @@ export is alive, so no view can outlive the memory it points to.
 import collections as _collections
 import enum as _enum
 import errno as _errno
-import operator as _operator
 import os as _os
 import stat as _stat
 
@@ -29,6 +28,7 @@ from posix.mman cimport (
 )
 from posix.unistd cimport sysconf, _SC_PAGESIZE
 
+from .._arguments import dtype as _checked_dtype, integer as _integer
 from ..errors import BufferInUse, InvalidArgumentType, InvalidMappingArgument, MappingError, MappingInUse, MappingNotFound, NotCopyable
 
 cdef extern from "zl_mmap.h" nogil:
@@ -210,7 +210,7 @@ cdef int _place(MemoryMap m, object offset, object count, Py_ssize_t itemsize,
     cdef int i
     if itemsize <= 0:
         raise _invalid(f"dtype {dtype} has no size", m.path)
-    off = _operator.index(offset)
+    off = _integer(offset, "offset")
     if off < 0 or off > m.size:
         raise _invalid(f"offset {off} is outside the {m.size}-byte map", m.path)
     if off % alignment:
@@ -229,7 +229,7 @@ cdef int _place(MemoryMap m, object offset, object count, Py_ssize_t itemsize,
             raise _invalid(f"shape {count!r} has more than {_MAX_DIMS} dimensions", m.path)
         total = nonzero = 1
         for d in shape:
-            d = _operator.index(d)
+            d = _integer(d, "count" if shape is not count else "shape dimension")
             if d < 0:
                 raise _invalid(f"negative count or dimension in {count!r}", m.path)
             total *= d
@@ -359,7 +359,7 @@ cdef class MemoryMap:
         cdef int prot = _prot_bits(protection)
         cdef MemoryMap self = MemoryMap.__new__(MemoryMap)
         mapflags = _parse_flags(flags)
-        size = _operator.index(size)
+        size = _integer(size, "size")
         cdef int base = (MAP_SHARED if mapflags & MapFlags.SHARED else MAP_PRIVATE) | MAP_ANONYMOUS
         if mapflags & MapFlags.POPULATE:
             base |= ZL_MAP_POPULATE
@@ -428,10 +428,10 @@ cdef class MemoryMap:
     cdef int _range(self, object offset, object length, size_t *start, size_t *count) except -1:
         """Check offset/length (Python ints: no overflow) against the map."""
         self.check_open()
-        off = _operator.index(offset)
+        off = _integer(offset, "offset")
         if off < 0 or off > self.size:
             raise _invalid(f"offset {off} is outside the {self.size}-byte map", self.path)
-        n = self.size - off if length is None else _operator.index(length)
+        n = self.size - off if length is None else _integer(length, "length")
         if n < 0 or n > self.size - off:
             raise _invalid(f"length {n} at offset {off} runs past the end of the "
                            f"{self.size}-byte map", self.path)
@@ -526,7 +526,7 @@ cdef class MemoryMap:
         cdef Py_ssize_t dims[_MAX_DIMS]
         cdef _Export export
         self.check_open()
-        dt = _np.dtype(dtype)
+        dt = _checked_dtype(dtype)
         if dt.hasobject:
             raise _invalid(f"dtype {dt} holds Python objects; a map holds only bytes", self.path)
         _place(self, offset, count, dt.itemsize, dt.alignment, dt, dims, &ndim, &start)
@@ -839,7 +839,7 @@ class MappingOptimizer:
         running system's (None meaning unknown / unlimited); pass them to plan for
         another machine.
         """
-        size = _operator.index(file_size)
+        size = _integer(file_size, "file_size")
         if size < 0:
             raise _invalid(f"file size {size} is negative")
         avail = cls.mem_available() if mem_available is _DETECT else mem_available

@@ -42,6 +42,7 @@ import numpy as np
 from zigllama._core.allocator cimport Allocator, ZL_DEFAULT_ALIGNMENT
 from zigllama._core.platform cimport zl_cpu_has_avx2
 
+from zigllama._arguments import wrong_type
 from zigllama._core.allocator import HeapAllocator
 from zigllama.errors import (
     BufferInUse,
@@ -863,6 +864,20 @@ cdef Tensor view_of(Tensor base):
     return v
 
 
+# Object arguments are untyped in the signatures (Cython's own check raises a bare
+# TypeError) and checked here, inline: an isinstance test on the fast path.
+cdef inline Tensor tensor_argument(object value, str name, bint optional):
+    if isinstance(value, Tensor) or (optional and value is None):
+        return <Tensor>value
+    raise wrong_type(value, name, "a Tensor or None" if optional else "a Tensor")
+
+
+cdef inline Allocator allocator_argument(object value):
+    if value is None or isinstance(value, Allocator):
+        return <Allocator>value
+    raise wrong_type(value, "allocator", "an Allocator or None")
+
+
 cdef Tensor like(Tensor t, int ndim, const ptrdiff_t *shape, int dtype, Allocator allocator):
     """A result tensor: from `allocator`, else from t's allocator, else the default."""
     if allocator is None:
@@ -1549,53 +1564,55 @@ cdef class Tensor:
         return self.transpose()
 
     # ---- new tensors ------------------------------------------------------------------------
-    def copy(self, Allocator allocator=None):
+    def copy(self, allocator=None):
         """A contiguous copy, from ``allocator`` (default: this tensor's, else the heap)."""
         return self.astype(_NAME_OF[self.view.dtype], allocator)
 
-    def astype(self, dtype, Allocator allocator=None):
+    def astype(self, dtype, allocator=None):
         """A contiguous copy converted to ``dtype``, element by element as numpy's
         ``astype`` converts (float16 rounding bit for bit; bfloat16 as ggml rounds)."""
         cdef int code = dtype_code(dtype)
         cdef Tensor out
         self.check_alive()
-        out = like(self, self.view.ndim, self.view.shape, code, allocator)
+        out = like(self, self.view.ndim, self.view.shape, code, allocator_argument(allocator))
         with nogil:
             tensor_copy(&self.view, &out.view)
         return out
 
 
 
-    def add(self, other, Tensor out=None, Allocator allocator=None):
+    def add(self, other, out=None, allocator=None):
         """Element-wise ``self + other`` with numpy's broadcasting (so a bias of shape
         (d,) adds to every row of an (s, d) tensor). Both of one dtype. The result goes
         into ``out`` if given, else into a new tensor from ``allocator`` (default: this
         tensor's allocator, else the heap)."""
-        return binary(self, other, out, allocator, False)
+        return binary(self, other, tensor_argument(out, "out", True), allocator_argument(allocator), False)
 
-    def mul(self, other, Tensor out=None, Allocator allocator=None):
+    def mul(self, other, out=None, allocator=None):
         """Element-wise (Hadamard) product, broadcasting as :meth:`add`."""
-        return binary(self, other, out, allocator, True)
+        return binary(self, other, tensor_argument(out, "out", True), allocator_argument(allocator), True)
 
-    def matmul(self, Tensor other not None, Tensor out=None, Allocator allocator=None):
+    def matmul(self, other, out=None, allocator=None):
         """Matrix product: (m, k) @ (k, n) -> (m, n); (B, m, k) @ (k, n) -> (B, m, n);
         3-D operands multiply batch by batch (a batch of 1 broadcasts)."""
         cdef ptrdiff_t shape[3]
         cdef int ndim = 0
         cdef Tensor a = self
+        cdef Tensor b = tensor_argument(other, "other", False)
+        cdef Tensor o = tensor_argument(out, "out", True)
         self.check_alive()
-        other.check_alive()
-        if out is None:
-            matmul_shape(&self.view, &other.view, &ndim, shape)
-            out = like(self, ndim, shape, self.view.dtype, allocator)
+        b.check_alive()
+        if o is None:
+            matmul_shape(&self.view, &b.view, &ndim, shape)
+            o = like(self, ndim, shape, self.view.dtype, allocator_argument(allocator))
         else:
-            out.check_alive()
-            out.check_writable()
-            a = unaliased(a, out, False)
-            other = unaliased(other, out, False)
+            o.check_alive()
+            o.check_writable()
+            a = unaliased(a, o, False)
+            b = unaliased(b, o, False)
         with nogil:
-            tensor_matmul(&a.view, &other.view, &out.view)
-        return out
+            tensor_matmul(&a.view, &b.view, &o.view)
+        return o
 
     def __add__(self, other):
         return operator(self, other, False)

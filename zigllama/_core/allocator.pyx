@@ -147,7 +147,8 @@ cdef inline bint is_power_of_two(size_t x) noexcept nogil:
 
 cdef size_t checked_size(object size, str name) except? 0:
     """A Python int as a request size: negative is a mistake, too big is OutOfMemory."""
-    size = integer(size, name)
+    if type(size) is not int:  # the exact-int fast path skips a Python call
+        size = integer(size, name)
     if size < 0:
         raise InvalidAllocation(f"{name} must be >= 0, got {size}")
     if size > <object>SIZE_MAX_:
@@ -156,7 +157,8 @@ cdef size_t checked_size(object size, str name) except? 0:
 
 
 cdef size_t checked_alignment(object alignment) except 0:
-    alignment = integer(alignment, "alignment")
+    if type(alignment) is not int:
+        alignment = integer(alignment, "alignment")
     if alignment <= 0 or alignment > MAX_ALIGNMENT or not is_power_of_two(<size_t>alignment):
         raise InvalidAllocation(
             f"alignment must be a power of two between 1 and {MAX_ALIGNMENT}, got {alignment}"

@@ -2,9 +2,13 @@
 
     python benchmarks/run_all.py            # the full set (about 10 minutes here)
     python benchmarks/run_all.py --quick    # smaller sizes and fewer repeats
+    python benchmarks/run_all.py --notes-only   # re-render README.md's notes, run nothing
 
 Each benchmark measures zigllama against its named peer in the same run and
-prints its own table; this script records the machine, then each table verbatim.
+prints its own table; this script records the machine, then each table verbatim,
+then the commentary on that table kept in benchmarks/notes/<script stem>.md
+(what the columns mean, why the figures come out as they do). The notes never
+quote the table's figures, so they stay true when the table is regenerated.
 Run it on a quiet machine: the peers share the cores with everything else.
 """
 import argparse
@@ -16,6 +20,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+NOTES_DIR = os.path.join(HERE, "notes")
+# The notes are fenced by these comments so --notes-only can replace them in place.
+NOTES_BEGIN = "<!-- notes: benchmarks/notes/{}.md -->"
+NOTES_END = "<!-- end of notes -->"
 
 # (title, script, full arguments, quick arguments, what it compares)
 BENCHMARKS = [
@@ -100,12 +108,85 @@ def run_demo():
     return out, time.perf_counter() - t0
 
 
+def notes_name(script):
+    return "demo" if script is None else os.path.splitext(script)[0]
+
+
+def notes_block(script):
+    """The section's commentary from benchmarks/notes/, fenced; [] when it has none."""
+    name = notes_name(script)
+    path = os.path.join(NOTES_DIR, name + ".md")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        text = f.read().strip()
+    return ["", NOTES_BEGIN.format(name), "", text, "", NOTES_END]
+
+
+def strip_notes(lines):
+    """lines without any fenced notes block (so re-rendering never doubles them)."""
+    out, inside = [], False
+    for line in lines:
+        if line.startswith("<!-- notes: "):
+            inside = True
+        elif inside and line == NOTES_END:
+            inside = False
+        elif not inside:
+            out.append(line)
+    while out and not out[-1].strip():
+        out.pop()
+    return out
+
+
+def rerender_notes(path):
+    """Rewrite README.md's notes from benchmarks/notes/ without running a benchmark.
+
+    The README is cut at the known section titles (a benchmark's own output may hold
+    other headings); each known section keeps its table and gets its current notes.
+    A benchmark the README has no section for gets one that says how to measure it,
+    so the lessons' links to its notes resolve.
+    """
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().rstrip("\n").split("\n")
+    titles = {f"## {b[0]}": b for b in BENCHMARKS}
+    head, sections, current = [], {}, None
+    for line in lines:
+        if line in titles:
+            current = line
+            sections[current] = []
+        elif current is None:
+            head.append(line)
+        else:
+            sections[current].append(line)
+    parts = strip_notes(head)
+    for title, script, full, _quick, what in BENCHMARKS:
+        key = f"## {title}"
+        if key in sections:
+            body = strip_notes(sections[key])
+        else:
+            cmd = f"python benchmarks/{script} {' '.join(full)}".strip()
+            body = ["", f"{what}. Not measured in this file's run: `{cmd}` prints the table."]
+        parts += [""] + [key] + body + notes_block(script)
+    text = "\n".join(parts) + "\n"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return text
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
     p.add_argument("--output", default=os.path.join(HERE, "README.md"), help="where to write; - for stdout")
     p.add_argument("--only", default="", help="comma-separated scripts to run (default all)")
+    p.add_argument("--notes-only", action="store_true",
+                   help="run nothing: re-render the notes of the existing --output from benchmarks/notes/")
     args = p.parse_args(argv)
+    if args.notes_only:
+        if args.output == "-":
+            p.error("--notes-only rewrites a file; give --output a path")
+        rerender_notes(args.output)
+        print(f"re-rendered the notes of {args.output}", file=sys.stderr)
+        return 0
     only = {s.strip() for s in args.only.split(",") if s.strip()}
 
     parts = ["# zigllama benchmarks", "",
@@ -123,6 +204,7 @@ def main(argv=None):
         parts += ["", f"## {title}", "", f"{what}. `{cmd}` ({took:.0f} s)", ""]
         is_markdown = any(line.startswith("|") for line in out.splitlines())
         parts.append(out if is_markdown else "```\n" + out + "\n```")
+        parts += notes_block(script)
     text = "\n".join(parts) + "\n"
     if args.output == "-":
         sys.stdout.write(text)

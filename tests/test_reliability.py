@@ -286,8 +286,14 @@ def _big_model(path):
     return path
 
 
-def test_file_shrinking_under_the_reader_is_an_error_not_a_crash(tmp_path):
+@pytest.mark.parametrize("byte_order", ["little", "big"])
+def test_file_shrinking_under_the_reader_is_an_error_not_a_crash(tmp_path, byte_order):
     src = _big_model(str(tmp_path / "big.gguf"))
+    if byte_order == "big":   # quantized blocks then load from a scale-swapped copy
+        from zigllama.gguf_endian import convert_endian
+
+        convert_endian(src, str(tmp_path / "big-be.gguf"), "big")
+        src = str(tmp_path / "big-be.gguf")
     proc = subprocess.run([sys.executable, "-c", SHRINK_RUNNER, src, str(tmp_path / "work.gguf")],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
@@ -589,3 +595,21 @@ def test_nul_inside_string_values_is_kept(tmp_path):
         r.validate()
         assert r.metadata["k"] == "a\0b"
         assert list(r.metadata["v"]) == ["\0", "x\0"]
+
+
+@pytest.mark.parametrize("make, optional", [
+    (lambda child: zl.ArenaAllocator(child), True),
+    (lambda child: zl.GeneralPurposeAllocator(child), True),
+    (lambda child: zl.FailingAllocator(child), False),
+])
+@pytest.mark.parametrize("child", [3, "heap", object(), np.zeros(2), zl.Tensor.zeros((2,))])
+def test_allocator_constructors_check_their_child(make, optional, child):
+    expected = "an Allocator or None" if optional else "an Allocator"
+    with pytest.raises(zl.InvalidArgumentType, match=f"child must be {expected}, got {type(child).__name__}"):
+        make(child)
+    if not optional:
+        with pytest.raises(zl.InvalidArgumentType, match="child must be an Allocator, got NoneType"):
+            make(None)
+    inner = zl.HeapAllocator()
+    made = make(inner)
+    assert made.child is inner

@@ -172,6 +172,12 @@ cdef inline Block checked_block(object block):
     return <Block>block
 
 
+cdef inline Allocator checked_child(object child, bint optional):
+    if isinstance(child, Allocator) or (optional and child is None):
+        return <Allocator>child
+    raise wrong_type(child, "child", "an Allocator or None" if optional else "an Allocator")
+
+
 cdef zl_alloc_stats snapshot(Allocator allocator) noexcept:
     # Every concrete allocator's C context starts with its zl_alloc_stats.
     cdef zl_alloc_stats s
@@ -577,17 +583,18 @@ cdef class ArenaAllocator(Allocator):
             raise MemoryError()
         self.c.ctx = self.arena
 
-    def __init__(self, Allocator child=None, *, chunk_size=64 * 1024):
-        if child is None:
-            child = HeapAllocator()
-        child.check_open()
+    def __init__(self, child=None, *, chunk_size=64 * 1024):
+        cdef Allocator parent = checked_child(child, True)
+        if parent is None:
+            parent = HeapAllocator()
+        parent.check_open()
         if self.child is not None:
             raise AllocatorError("ArenaAllocator is already initialised")
         chunk_size = integer(chunk_size, "chunk_size")
         if chunk_size <= 0:
             raise InvalidAllocation(f"chunk_size must be positive, got {chunk_size}")
-        self.child = child
-        self.arena.child = child.c
+        self.child = parent
+        self.arena.child = parent.c
         self.arena.min_chunk = chunk_size
         self.c.vtable = &zl_arena_vtable
 
@@ -819,16 +826,17 @@ cdef class GeneralPurposeAllocator(Allocator):
             raise MemoryError()
         self.c.ctx = self.gpa
 
-    def __init__(self, Allocator child=None, *, bint stack_traces=False):
-        if child is None:
-            child = HeapAllocator()
-        child.check_open()
+    def __init__(self, child=None, *, bint stack_traces=False):
+        cdef Allocator parent = checked_child(child, True)
+        if parent is None:
+            parent = HeapAllocator()
+        parent.check_open()
         if self.initialised:
             raise AllocatorError("GeneralPurposeAllocator is already initialised")
-        if not zl_gpa_init(self.gpa, child.c):
+        if not zl_gpa_init(self.gpa, parent.c):
             raise OutOfMemory("GeneralPurposeAllocator could not allocate its table")
         self.initialised = True
-        self.child = child
+        self.child = parent
         self.traces = {} if stack_traces else None
         self.c.vtable = &zl_gpa_vtable
 
@@ -986,8 +994,9 @@ cdef class FailingAllocator(Allocator):
             raise MemoryError()
         self.c.ctx = self.failing
 
-    def __init__(self, Allocator child not None, fail_index=0, *, resize_fail_index=None):
-        child.check_open()
+    def __init__(self, child, fail_index=0, *, resize_fail_index=None):
+        cdef Allocator parent = checked_child(child, False)
+        parent.check_open()
         if self.child is not None:
             raise AllocatorError("FailingAllocator is already initialised")
         fail_index = integer(fail_index, "fail_index")
@@ -996,8 +1005,8 @@ cdef class FailingAllocator(Allocator):
         resize_fail_index = (1 << 64) - 1 if resize_fail_index is None else integer(resize_fail_index, "resize_fail_index")
         if resize_fail_index < 0:
             raise InvalidAllocation(f"resize_fail_index must be >= 0, got {resize_fail_index}")
-        self.child = child
-        self.failing.child = child.c
+        self.child = parent
+        self.failing.child = parent.c
         self.failing.fail_index = min(fail_index, (1 << 64) - 1)
         self.failing.resize_fail_index = min(resize_fail_index, (1 << 64) - 1)
         self.c.vtable = &zl_failing_vtable

@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..ggml_types import GGML_TYPE_TRAITS, GGMLType
 from .tensor import Tensor
-from .memory_mapping cimport fault_guarded_call
+from .memory_mapping cimport fault_guarded_call, fault_touch
 
 __all__ = [
     "GGUFReader", "GGUFModelLoader", "GGUFValueType", "GGMLType", "TensorInfo",
@@ -831,7 +831,15 @@ cdef class GGUFReader:
             # a big-endian file's block scales are big-endian too (as gguf-convert-endian
             # and ggml on a big-endian host write them): decode a little-endian copy
             from ..gguf_endian import swap_block_bytes
-            little = swap_block_bytes(self.raw_tensor(name), info.ggml_type)
+            raw = self.raw_tensor(name)
+            # the copy reads the map in numpy: its pages are read under the SIGBUS guard
+            # first (as the other byte order's conversions in quantization do)
+            if raw.size and fault_touch(<const void *><uintptr_t>raw.ctypes.data, raw.nbytes) != 0:
+                raise GGUFFileChanged(
+                    f"{self.path or 'GGUF data'}: tensor {name!r} (bytes {info.data_offset}.."
+                    f"{info.data_offset + info.nbytes}) is past the end of the file now (SIGBUS): "
+                    "the file shrank after it was opened")
+            little = swap_block_bytes(raw, info.ggml_type)
             return dequantize(little, int(info.ggml_type), info.shape, out=out, threads=threads)
         return dequantize_tensor(self, name, out=out, threads=threads)
 

@@ -24,6 +24,7 @@
 #define ZIGLLAMA_ZL_QUANTS_H
 
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -164,7 +165,23 @@ static inline float zl_f16_to_f32(uint16_t h) {
 
 static inline float zl_bf16_to_f32(uint16_t h) { return zl_fp32_from_bits((uint32_t)h << 16); }
 
+/* Little-endian values read from unaligned block bytes (GGUF data is little-endian). */
 static inline uint16_t zl_load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+static inline uint32_t zl_load_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline float zl_load_f32(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* An f16 block scale. */
+static inline float zl_load_f16(const uint8_t *p) { return zl_f16_to_f32(zl_load_u16(p)); }
 
 #ifdef __cplusplus
 }

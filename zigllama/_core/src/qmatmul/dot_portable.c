@@ -68,7 +68,7 @@ static float dot_q4_0(int64_t k, const uint8_t *w, const uint8_t *x) {
         int sumi = 0;
         for (int j = 0; j < 16; j++)
             sumi += ((w[2 + j] & 0xF) - 8) * q8[j] + ((w[2 + j] >> 4) - 8) * q8[j + 16];
-        s += (float)sumi * (zl_q_f16(w) * zl_q_f16(x));
+        s += (float)sumi * (zl_load_f16(w) * zl_load_f16(x));
     }
     return s;
 }
@@ -83,8 +83,8 @@ static float dot_q4_1(int64_t k, const uint8_t *w, const uint8_t *x) {
             sumi += (w[4 + j] & 0xF) * q8[j] + (w[4 + j] >> 4) * q8[j + 16];
             sumx += q8[j] + q8[j + 16];
         }
-        const float dx = zl_q_f16(x);
-        s += (float)sumi * (zl_q_f16(w) * dx) + zl_q_f16(w + 2) * (dx * (float)sumx);
+        const float dx = zl_load_f16(x);
+        s += (float)sumi * (zl_load_f16(w) * dx) + zl_load_f16(w + 2) * (dx * (float)sumx);
     }
     return s;
 }
@@ -94,13 +94,13 @@ static float dot_q5_0(int64_t k, const uint8_t *w, const uint8_t *x) {
     float s = 0;
     for (int64_t ib = 0; ib < k / QK; ib++, w += 22, x += ZL_Q8_0_BYTES) {
         const int8_t *q8 = (const int8_t *)(x + 2);
-        const uint32_t qh = zl_q_u32(w + 2);
+        const uint32_t qh = zl_load_u32(w + 2);
         int sumi = 0;
         for (int j = 0; j < 16; j++) {
             int h0 = ((qh >> j) << 4) & 0x10, h1 = (qh >> (j + 12)) & 0x10;
             sumi += (((w[6 + j] & 0xF) | h0) - 16) * q8[j] + (((w[6 + j] >> 4) | h1) - 16) * q8[j + 16];
         }
-        s += (float)sumi * (zl_q_f16(w) * zl_q_f16(x));
+        s += (float)sumi * (zl_load_f16(w) * zl_load_f16(x));
     }
     return s;
 }
@@ -110,15 +110,15 @@ static float dot_q5_1(int64_t k, const uint8_t *w, const uint8_t *x) {
     float s = 0;
     for (int64_t ib = 0; ib < k / QK; ib++, w += 24, x += ZL_Q8_0_BYTES) {
         const int8_t *q8 = (const int8_t *)(x + 2);
-        const uint32_t qh = zl_q_u32(w + 4);
+        const uint32_t qh = zl_load_u32(w + 4);
         int sumi = 0, sumx = 0;
         for (int j = 0; j < 16; j++) {
             int h0 = ((qh >> j) << 4) & 0x10, h1 = (qh >> (j + 12)) & 0x10;
             sumi += ((w[8 + j] & 0xF) | h0) * q8[j] + ((w[8 + j] >> 4) | h1) * q8[j + 16];
             sumx += q8[j] + q8[j + 16];
         }
-        const float dx = zl_q_f16(x);
-        s += (float)sumi * (zl_q_f16(w) * dx) + zl_q_f16(w + 2) * (dx * (float)sumx);
+        const float dx = zl_load_f16(x);
+        s += (float)sumi * (zl_load_f16(w) * dx) + zl_load_f16(w + 2) * (dx * (float)sumx);
     }
     return s;
 }
@@ -130,7 +130,7 @@ static float dot_q8_0(int64_t k, const uint8_t *w, const uint8_t *x) {
         const int8_t *qw = (const int8_t *)(w + 2), *q8 = (const int8_t *)(x + 2);
         int sumi = 0;
         for (int j = 0; j < 32; j++) sumi += qw[j] * q8[j];
-        s += (float)sumi * (zl_q_f16(w) * zl_q_f16(x));
+        s += (float)sumi * (zl_load_f16(w) * zl_load_f16(x));
     }
     return s;
 }
@@ -143,7 +143,7 @@ static float dot_iq4_nl(int64_t k, const uint8_t *w, const uint8_t *x) {
         int sumi = 0;
         for (int j = 0; j < 16; j++)
             sumi += zl_kvalues_iq4nl[w[2 + j] & 0xF] * q8[j] + zl_kvalues_iq4nl[w[2 + j] >> 4] * q8[j + 16];
-        s += (float)sumi * (zl_q_f16(w) * zl_q_f16(x));
+        s += (float)sumi * (zl_load_f16(w) * zl_load_f16(x));
     }
     return s;
 }
@@ -178,9 +178,9 @@ static float dot_q2_k(int64_t k, const uint8_t *w, const uint8_t *x) {
         for (int half = 0; half < 2; half++)
             for (int g = 0; g < 4; g++)
                 for (int l = 0; l < 32; l++) a[128 * half + 32 * g + l] = (int8_t)((q2[32 * half + l] >> (2 * g)) & 3);
-        const float dx = zl_q_f32(x);
+        const float dx = zl_load_f32(x);
         const int isum = scaled_dot16(a, q8k_qs(x), scl);
-        s += dx * zl_q_f16(w + 80) * (float)isum - dx * zl_q_f16(w + 82) * (float)summs;
+        s += dx * zl_load_f16(w + 80) * (float)isum - dx * zl_load_f16(w + 82) * (float)summs;
     }
     return s;
 }
@@ -198,7 +198,7 @@ static float dot_q3_k(int64_t k, const uint8_t *w, const uint8_t *x) {
                 for (int l = 0; l < 32; l++)
                     a[128 * half + 32 * g + l] =
                         (int8_t)(((q3[32 * half + l] >> (2 * g)) & 3) - ((hm[l] & m) ? 0 : 4));
-        s += zl_q_f16(w + 108) * zl_q_f32(x) * (float)scaled_dot16(a, q8k_qs(x), sc);
+        s += zl_load_f16(w + 108) * zl_load_f32(x) * (float)scaled_dot16(a, q8k_qs(x), sc);
     }
     return s;
 }
@@ -216,8 +216,8 @@ static inline float k4_block(const uint8_t *w, const uint8_t *x, const int8_t *a
         sumi += sc[j] * t;
         summ += mn[j] * (q8k_bsum(x, 2 * j) + q8k_bsum(x, 2 * j + 1));
     }
-    const float dx = zl_q_f32(x);
-    return zl_q_f16(w) * dx * (float)sumi - zl_q_f16(w + 2) * dx * (float)summ;
+    const float dx = zl_load_f32(x);
+    return zl_load_f16(w) * dx * (float)sumi - zl_load_f16(w + 2) * dx * (float)summ;
 }
 
 static float dot_q4_k(int64_t k, const uint8_t *w, const uint8_t *x) {
@@ -265,7 +265,7 @@ static float dot_q6_k(int64_t k, const uint8_t *w, const uint8_t *x) {
                 o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
                 o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
             }
-        s += zl_q_f16(w + 208) * zl_q_f32(x) * (float)scaled_dot16(a, q8k_qs(x), (const int8_t *)(w + 192));
+        s += zl_load_f16(w + 208) * zl_load_f32(x) * (float)scaled_dot16(a, q8k_qs(x), (const int8_t *)(w + 192));
     }
     return s;
 }
@@ -286,7 +286,7 @@ static float dot_iq4_xs(int64_t k, const uint8_t *w, const uint8_t *x) {
                      q8[32 * ib + 16 + j] * zl_kvalues_iq4nl[qs[16 * ib + j] >> 4];
             sumi += (ls - 32) * t;
         }
-        s += zl_q_f16(w) * zl_q_f32(x) * (float)sumi;
+        s += zl_load_f16(w) * zl_load_f32(x) * (float)sumi;
     }
     return s;
 }
@@ -299,10 +299,10 @@ static float dot_f32(int64_t k, const uint8_t *w, const uint8_t *x) {
     float acc[8] = {0};
     int64_t j = 0;
     for (; j + 8 <= k; j += 8)
-        for (int l = 0; l < 8; l++) acc[l] += zl_q_f32(w + 4 * (j + l)) * xf[j + l];
+        for (int l = 0; l < 8; l++) acc[l] += zl_load_f32(w + 4 * (j + l)) * xf[j + l];
     float s = 0;
     for (int l = 0; l < 8; l++) s += acc[l];
-    for (; j < k; j++) s += zl_q_f32(w + 4 * j) * xf[j];
+    for (; j < k; j++) s += zl_load_f32(w + 4 * j) * xf[j];
     return s;
 }
 ZL_ROWS(f32)
@@ -310,7 +310,7 @@ ZL_ROWS(f32)
 static float dot_f16(int64_t k, const uint8_t *w, const uint8_t *x) {
     const float *xf = (const float *)x;
     float s = 0;
-    for (int64_t j = 0; j < k; j++) s += zl_q_f16(w + 2 * j) * xf[j];
+    for (int64_t j = 0; j < k; j++) s += zl_load_f16(w + 2 * j) * xf[j];
     return s;
 }
 ZL_ROWS(f16)

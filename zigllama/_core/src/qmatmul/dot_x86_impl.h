@@ -121,7 +121,7 @@ QK_TARGET static inline __m256i QK_NAME(bits32)(uint32_t v) {
 QK_TARGET static inline __m256 QK_NAME(blk_q5_0)(const uint8_t *b, const uint8_t *x, __m256 acc) {
     const __m256 d = _mm256_set1_ps(QK_NAME(f16)(b) * QK_NAME(f16)(x));
     /* (q | h << 4) - 16 = q - 16 where the high bit is clear */
-    const __m256i hi = _mm256_andnot_si256(QK_NAME(bits32)(zl_q_u32(b + 2)), _mm256_set1_epi8((char)0xF0));
+    const __m256i hi = _mm256_andnot_si256(QK_NAME(bits32)(zl_load_u32(b + 2)), _mm256_set1_epi8((char)0xF0));
     const __m256i q = _mm256_or_si256(QK_NAME(nibbles)(b + 6), hi);
     return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(QK_NAME(dot_i8)(q, QK_NAME(q8x)(x))), acc);
 }
@@ -130,7 +130,7 @@ QK_ROWS(q5_0, 22, ZL_Q8_0_BYTES, QK_NAME(blk_q5_0))
 QK_TARGET static inline __m256 QK_NAME(blk_q5_1)(const uint8_t *b, const uint8_t *x, __m256 acc) {
     const float dx = QK_NAME(f16)(x);
     const __m256i x8 = QK_NAME(q8x)(x);
-    const __m256i hi = _mm256_and_si256(QK_NAME(bits32)(zl_q_u32(b + 4)), _mm256_set1_epi8(0x10));
+    const __m256i hi = _mm256_and_si256(QK_NAME(bits32)(zl_load_u32(b + 4)), _mm256_set1_epi8(0x10));
     const __m256i p = QK_DOT_U8I8(_mm256_or_si256(QK_NAME(nibbles)(b + 8), hi), x8);
     const __m256i s = QK_DOT_U8I8(_mm256_set1_epi8(1), x8);
     acc = _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b) * dx), _mm256_cvtepi32_ps(p), acc);
@@ -175,7 +175,7 @@ QK_TARGET static inline __m256 QK_NAME(k4_mins)(__m256i sm, const uint8_t *x, fl
 }
 
 QK_TARGET static inline __m256 QK_NAME(blk_q4_k)(const uint8_t *b, const uint8_t *x, __m256 acc) {
-    const float dx = zl_q_f32(x);
+    const float dx = zl_load_f32(x);
     const __m256i sm = QK_NAME(k4_scales_mins)(b + 4);
     acc = QK_NAME(k4_mins)(sm, x, QK_NAME(f16)(b + 2) * dx, acc);
     const __m256i scales = _mm256_permute2x128_si256(sm, sm, 0x00);
@@ -197,7 +197,7 @@ QK_TARGET static inline __m256 QK_NAME(blk_q4_k)(const uint8_t *b, const uint8_t
 QK_ROWS(q4_k, 144, ZL_Q8_K_BYTES, QK_NAME(blk_q4_k))
 
 QK_TARGET static inline __m256 QK_NAME(blk_q5_k)(const uint8_t *b, const uint8_t *x, __m256 acc) {
-    const float dx = zl_q_f32(x);
+    const float dx = zl_load_f32(x);
     const __m256i sm = QK_NAME(k4_scales_mins)(b + 4);
     acc = QK_NAME(k4_mins)(sm, x, QK_NAME(f16)(b + 2) * dx, acc);
     const __m256i scales = _mm256_permute2x128_si256(sm, sm, 0x00);
@@ -249,7 +249,7 @@ QK_TARGET static inline __m256 QK_NAME(blk_q6_k)(const uint8_t *b, const uint8_t
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_cvtepi8_epi16(two), p));
         }
     }
-    return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b + 208) * zl_q_f32(x)), _mm256_cvtepi32_ps(sumi), acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b + 208) * zl_load_f32(x)), _mm256_cvtepi32_ps(sumi), acc);
 }
 QK_ROWS(q6_k, 210, ZL_Q8_K_BYTES, QK_NAME(blk_q6_k))
 
@@ -282,8 +282,8 @@ QK_TARGET static inline __m256 QK_NAME(ld_bf16)(const uint8_t *p) {
     }
 
 static inline float QK_NAME(sc_bf16)(const uint8_t *p) { return zl_bf16_to_f32(zl_load_u16(p)); }
-QK_FLOAT_ROWS(f32, 4, QK_NAME(ld_f32), zl_q_f32)
-QK_FLOAT_ROWS(f16, 2, QK_NAME(ld_f16), zl_q_f16)
+QK_FLOAT_ROWS(f32, 4, QK_NAME(ld_f32), zl_load_f32)
+QK_FLOAT_ROWS(f16, 2, QK_NAME(ld_f16), zl_load_f16)
 QK_FLOAT_ROWS(bf16, 2, QK_NAME(ld_bf16), QK_NAME(sc_bf16))
 
 const zl_qdot_fn QK_NAME(table)[ZL_GGML_TYPE_COUNT] = {

@@ -64,18 +64,7 @@ extern const zl_qdot_fn *const zl_qdot_avx512_vnni;
 void zl_quantize_act_q8_0_avx2(const float *x, uint8_t *dst, int64_t k);
 void zl_quantize_act_q8_k_avx2(const float *x, uint8_t *dst, int64_t k);
 
-/* Little-endian unaligned loads. */
-static inline float zl_q_f16(const uint8_t *p) { return zl_f16_to_f32(zl_load_u16(p)); }
-static inline float zl_q_f32(const uint8_t *p) {
-    float v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static inline uint32_t zl_q_u32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
+/* Little-endian unaligned loads: zl_load_f16/u32/f32 (zl_quants.h), and a signed 16-bit one. */
 static inline int16_t zl_q_i16(const uint8_t *p) {
     int16_t v;
     memcpy(&v, p, 2);

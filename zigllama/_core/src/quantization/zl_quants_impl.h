@@ -37,20 +37,6 @@
 #define ZL_PICK3(avx512_call, avx2_call, portable_call) portable_call
 #endif
 
-static inline uint32_t zl_load_u32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static inline float zl_load_f32(const uint8_t *p) {
-    float v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-/* An f16 block scale, read from unaligned bytes. */
-static inline float zl_load_f16(const uint8_t *p) { return zl_f16_to_f32(zl_load_u16(p)); }
 
 /* The 6-bit scale and min of sub-block j of a Q4_K/Q5_K block (get_scale_min_k4). */
 static inline void zl_get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {

@@ -87,8 +87,10 @@ int main(int argc, char **argv) {
     long long pushes = 0, takes = 0, take_ok = 0, last_item_takes = 0, last_item_lost = 0;
     int64_t next = 0;
     while (next < n) {
-        /* Mostly short bursts; one in 64 is long enough to make the array grow. */
+        /* Mostly short bursts; one in 64 is long enough to make the array grow. The
+         * first is long whatever the draw, so the array always grows under theft. */
         int64_t burst = (rnd() % 64 == 0) ? (int64_t)(rnd() % 20000) + 1 : (int64_t)(rnd() % 8) + 1;
+        if (next == 0) burst = 20000;
         if (burst > n - next) burst = n - next;
         for (int64_t k = 0; k < burst; k++, next++) {
             items[next].id = next;

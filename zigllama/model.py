@@ -40,6 +40,9 @@ _GEMMA3_LOCAL_ROPE_BASE = 10000.0
 # small enough to stay in L2 for a single row (generation), larger for prompts.
 _CHUNK_GEMV = 1 << 18
 _CHUNK_GEMM = 1 << 22
+# Tokens per pass of the layer stack (llama.cpp's default micro-batch): a longer
+# prompt runs in passes of this many, so the scratch buffers stay a few MiB.
+_UBATCH = 512
 
 
 @dataclass(frozen=True)
@@ -283,12 +286,36 @@ class Model:
         self.use_qgemm = self._qgemm_fn is not None
         self._blas = zigllama.get_blas("scipy")
         self._dequantize = zigllama.dequantize
+        self._stack = self._layer_stack(global_rope, local_rope)
+        # The last position's normed state and logits, reused from token to token.
+        self._last_h = np.empty((1, hp.n_embd), dtype=np.float32)
+        self._last_logits = None
+
+    def _layer_stack(self, global_rope, local_rope):
+        """The nogil runner of every block when each matrix is a QuantizedTensor view
+        that qgemm takes; else None (every product then goes through ``linear``)."""
+        if not self.use_qgemm:
+            return None
+        mats = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+        if any(getattr(L, m).quantized is None for L in self.layers for m in mats):
+            return None
+        from ._core._model_kernels import LayerStack
+
+        layers = []
+        for il, L in enumerate(self.layers):
+            d = {m: getattr(L, m).quantized for m in mats}
+            d.update(attn_norm=L.attn_norm, ffn_norm=L.ffn_norm, post_attn_norm=L.post_attn_norm,
+                     post_ffn_norm=L.post_ffn_norm, q_norm=L.q_norm, k_norm=L.k_norm, bq=L.bq, bk=L.bk, bv=L.bv,
+                     cos=L.rope[0], sin=L.rope[1], k_cache=self.k_cache[il], v_cache=self.v_cache[il], swa=L.swa)
+            layers.append(d)
+        return LayerStack(self.hparams, layers, self.n_ctx, min(self.n_ctx, _UBATCH), self.matmul)
 
     @staticmethod
     def _vector_or_none(w):
         return None if w is None else w.vector()
 
     def close(self):
+        self._stack = None
         self.k_cache = self.v_cache = None
         self.layers = []
         self.tok_embd = self.output = None
@@ -355,20 +382,64 @@ class Model:
             x *= np.float32(self.hparams.embed_scale)
         return x
 
-    def forward(self, tokens, start_pos=None, all_logits=False, timings=None):
+    def forward(self, tokens, start_pos=None, all_logits=False, timings=None, out=None):
         """Logits after ``tokens`` at positions start_pos.. (default: after the cache).
 
         Returns (n_vocab,) float32 for the last position, or (len(tokens), n_vocab)
-        with ``all_logits``. ``timings`` (a dict) gathers seconds per stage.
+        with ``all_logits``. ``timings`` (a dict) gathers seconds per stage. ``out``
+        (float32, (n_vocab,)) receives the last position's logits instead of a new
+        array: a decoding loop then allocates nothing per token.
         """
         start_pos = self.n_past if start_pos is None else int(start_pos)
         toks = self._check_tokens(tokens, start_pos)
+        if out is not None and (all_logits or not isinstance(out, np.ndarray) or out.dtype != np.float32
+                                or out.shape != (self.n_vocab,) or not out.flags.c_contiguous):
+            raise ModelError(f"out must be a contiguous float32 array of shape ({self.n_vocab},) "
+                             f"and all_logits off")
         saved = _config._override
         _config.set_num_threads(self.threads)   # sizes the BLAS behind scipy as well
         try:
-            return self._forward(toks, start_pos, all_logits, timings)
+            if self._stack is not None:
+                return self._forward_stack(toks, start_pos, all_logits, timings, out)
+            logits = self._forward(toks, start_pos, all_logits, timings)
+            if out is not None:
+                out[:] = logits
+                return out
+            return logits
         finally:
             _config._override = saved
+
+    def _forward_stack(self, toks, start_pos, all_logits, timings, out):
+        from ._core import _model_kernels as K
+
+        hp = self.hparams
+        clock = _StageClock(timings)
+        step = self._stack.max_seq
+        rows, pos = [], start_pos
+        for c0 in range(0, toks.size, step):
+            chunk = toks[c0:c0 + step]
+            x = clock.run("embed", self.embed, chunk)
+            self._stack.run(x, pos, self.threads, timings)
+            pos += chunk.size
+            if all_logits:
+                t0 = clock.now()
+                hn = np.empty_like(x)
+                K.rms_norm(x, self.output_norm, hp.rms_eps, hn, self.threads)
+                rows.append(self.linear(hn, self.output))
+                clock.add("output (logits)", t0)
+        self.n_past = pos
+        t0 = clock.now()
+        if all_logits:
+            logits = rows[0] if len(rows) == 1 else np.concatenate(rows)
+        else:
+            K.rms_norm(x[-1:], self.output_norm, hp.rms_eps, self._last_h, self.threads)
+            logits = (out.reshape(1, -1) if out is not None
+                      else np.empty((1, hp.n_vocab), dtype=np.float32))
+            self.linear(self._last_h, self.output, out=logits)
+        if hp.final_softcap:
+            K.soft_cap(logits, hp.final_softcap)
+        clock.add("output (logits)", t0)
+        return logits if all_logits else logits[0]
 
     def _forward(self, toks, start_pos, all_logits, timings):
         from ._core import _model_kernels as K
@@ -473,8 +544,13 @@ class Model:
             raise ContextOverflow(f"a prompt of {len(prompt)} tokens and {n} more need "
                                   f"{start_pos + len(prompt) + n} positions, the context holds {self.n_ctx}")
         eos = self.reader.metadata.get("tokenizer.ggml.eos_token_id")
+        eos = None if eos is None else int(eos)
+        # One logits buffer for the whole loop: the sampler reads it before the next token.
+        if self._last_logits is None:
+            self._last_logits = np.empty(self.n_vocab, dtype=np.float32)
+        logits = self._last_logits
         t0 = time.perf_counter()
-        logits = self.forward(prompt, start_pos=start_pos)
+        self.forward(prompt, start_pos=start_pos, out=logits)
         t1 = time.perf_counter()
         out = []
         for _ in range(int(n)):
@@ -482,11 +558,11 @@ class Model:
             out.append(tok)
             if on_token is not None:
                 on_token(tok)
-            if stop_at_eos and eos is not None and tok == int(eos):
+            if stop_at_eos and tok == eos:
                 break
             if len(out) == n:
                 break
-            logits = self.forward([tok])
+            self.forward([tok], out=logits)
         t2 = time.perf_counter()
         self.last_timings = dict(prompt_tokens=len(prompt), prompt_seconds=t1 - t0,
                                  generated_tokens=len(out), generation_seconds=t2 - t1)

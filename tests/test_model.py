@@ -174,3 +174,41 @@ def test_run_command(files, capsys):
     assert "tok/s" in captured.err and "peak RSS" in captured.err
     assert cli.main(["run", path, "--tokens", "1,99999", "-n", "2", "-c", "32"]) == 1
     assert "InvalidToken" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["gemma2", "qwen2"])
+def test_long_prompt_runs_in_passes_and_the_python_path_agrees(files, name, monkeypatch):
+    """A prompt longer than the layer stack's pass (here 5 tokens) runs in several
+    passes, crossing the sliding window between them; the per-product Python path
+    (taken when a matrix has no QuantizedTensor view) gives the same logits."""
+    import zigllama.model as model_module
+
+    path, ref = files(name)
+    monkeypatch.setattr(model_module, "_UBATCH", 5)
+    with zl.Model(path, threads=2, n_ctx=32, matmul="exact") as m:
+        assert m._stack is not None and m._stack.max_seq == 5
+        ok, msg = close(m.forward(TOKENS, all_logits=True), ref)
+        assert ok, f"passes of 5: {msg}"
+        m.reset()
+        ok, msg = close(m.forward(TOKENS), ref[-1])
+        assert ok, f"passes of 5, last position: {msg}"
+    monkeypatch.setattr(model_module.Model, "_layer_stack", lambda self, g, l: None)
+    with zl.Model(path, threads=1, n_ctx=32, matmul="exact") as m:
+        assert m._stack is None
+        ok, msg = close(m.forward(TOKENS, all_logits=True), ref)
+        assert ok, f"per-product path: {msg}"
+
+
+def test_logits_into_a_callers_buffer(files):
+    path, ref = files("llama3")
+    with zl.Model(path, threads=1, n_ctx=32, matmul="exact") as m:
+        buf = np.full(m.n_vocab, np.nan, dtype=np.float32)
+        assert m.forward(TOKENS[:6], out=buf) is buf
+        ok, msg = close(buf, ref[5])
+        assert ok, msg
+        for bad in (np.empty(m.n_vocab, np.float64), np.empty(m.n_vocab + 1, np.float32), [0.0] * m.n_vocab):
+            with pytest.raises(zl.ModelError, match="out must be"):
+                m.forward(TOKENS[6:7], out=bad)
+        with pytest.raises(zl.ModelError, match="out must be"):
+            m.forward(TOKENS[6:7], all_logits=True, out=buf)
+        assert m.n_past == 6

@@ -16,6 +16,8 @@ must explain, not code.
   gguf_format.zig are private; `GGUFModelLoader.loadTensor` is listed with gguf-format.md)
 - blas-integration.md: the public declarations of ZigLlama's src/foundation/blas_integration.zig
 - threading.md: the public declarations of ZigLlama's src/foundation/threading.zig
+- model.md: the public declarations of ZigLlama's src/models/llama.zig (its
+  LLaMATransformerLayer is private)
 """
 
 
@@ -31,6 +33,7 @@ ZIG_SOURCES = {
     "quantization.md": "src/linear_algebra/quantization.zig, k_quantization.zig, iq_quantization.zig",
     "blas-integration.md": "src/foundation/blas_integration.zig",
     "threading.md": "src/foundation/threading.zig",
+    "model.md": "src/models/llama.zig",
 }
 
 ZIG_PUBLIC_NAMES = {
@@ -194,5 +197,13 @@ ZIG_PUBLIC_NAMES = {
                                     "getCacheLineSize allocAligned"),
         "ThreadPoolStats",
         *_members("ThreadPoolStats", "init recordTaskExecution recordWorkSteal print"),
+    ],
+    "model.md": [
+        "LLaMAConfig",
+        *_members("LLaMAConfig", "init getParameterCount"),
+        "ModelSize",
+        *_members("ModelSize", "LLaMA_7B LLaMA_13B LLaMA_30B LLaMA_65B Custom"),
+        "LLaMAModel",
+        *_members("LLaMAModel", "init deinit forward generate"),
     ],
 }

@@ -439,7 +439,9 @@ class Model:
         if hp.final_softcap:
             K.soft_cap(logits, hp.final_softcap)
         clock.add("output (logits)", t0)
-        return logits if all_logits else logits[0]
+        if all_logits:
+            return logits
+        return out if out is not None else logits[0]
 
     def _forward(self, toks, start_pos, all_logits, timings):
         from ._core import _model_kernels as K

@@ -37,6 +37,8 @@ cdef extern from "zl_model_kernels.h" nogil:
     void zl_softmax_row(float *s, int64_t lo, int64_t hi, int64_t n, float scale, float softcap)
     void zl_rope_head(float *x, const float *cos_t, const float *sin_t, int64_t n_dims, int neox)
     void zl_soft_cap(float *x, int64_t n, float cap)
+    void zl_attn_scores(const float *q, const float *k, int64_t nk, int64_t hd, float *out)
+    void zl_attn_weighted_sum(const float *p, const float *v, int64_t nk, int64_t hd, float *out)
     const char *zl_model_kernels_path()
     int64_t zl_claim_next(int64_t *counter)
 
@@ -233,6 +235,8 @@ cdef enum:
     # Query positions per block of the causal attention: a block multiplies only the
     # keys its last query sees (5/8 of the full square at 128 tokens).
     QUERY_BLOCK = 32
+    # Up to this many query rows per task, attention uses row kernels instead of GEMMs.
+    SMALL_ROWS = 8
 
 ctypedef struct layer_c:
     zl_qtensor wq, wk, wv, wo, wg, wu, wd
@@ -285,6 +289,15 @@ cdef int attn_block(attn_job *j, int64_t t, float *qg) noexcept nogil:
     nk = khi - klo
     kc = L.k_cache + (g * j.n_ctx + klo) * hd
     vc = L.v_cache + (g * j.n_ctx + klo) * hd
+    if rows <= SMALL_ROWS:
+        # Decoding: a few rows, read straight from q and written straight to attn.
+        for r in range(rows):
+            s = b0 + r // group
+            zl_attn_scores(j.q + s * HQ + (g * group + r % group) * hd, kc, nk, hd, sc + r * nk)
+            _visible(j.start + s, j.window, &lo, &hi)
+            zl_softmax_row(sc + r * nk, lo - klo, hi - klo, nk, j.scale, j.softcap)
+            zl_attn_weighted_sum(sc + r * nk, vc, nk, hd, j.attn + s * HQ + (g * group + r % group) * hd)
+        return 0
     for s in range(b1 - b0):
         memcpy(qg + s * group * hd, j.q + (b0 + s) * HQ + g * group * hd, group * hd * sizeof(float))
     status = j.blas.vtable.sgemm(j.blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_TRANS, rows, nk, hd,

@@ -25,6 +25,12 @@ void zl_residual_norm_row(float *x, const float *delta, const float *post_w, con
  * and softmax'd; s[0..lo) and s[hi..n) set to 0. */
 void zl_softmax_row(float *s, int64_t lo, int64_t hi, int64_t n, float scale, float softcap);
 
+/* One query row against nk keys (rows of hd floats): out[j] = q . k[j]. */
+void zl_attn_scores(const float *q, const float *k, int64_t nk, int64_t hd, float *out);
+
+/* out = sum_j p[j] * v[j] over nk value rows of hd floats (keys with p[j] == 0 skipped). */
+void zl_attn_weighted_sum(const float *p, const float *v, int64_t nk, int64_t hd, float *out);
+
 /* Rotate one head of head_dim floats: neox pairs (i, i + n_dims/2), normal pairs
  * (2i, 2i+1); elements past n_dims unchanged. cos/sin hold n_dims/2 values. */
 void zl_rope_head(float *x, const float *cos_t, const float *sin_t, int64_t n_dims, int neox);

@@ -17,14 +17,15 @@ from libc.stdint cimport int64_t, uintptr_t
 from libc.string cimport memcpy
 
 from .blas_integration cimport (
-    BlasInterface, ZL_BLAS_OK, ZL_NO_TRANS, ZL_ROW_MAJOR, ZL_TRANS, single_threaded, zl_blas, zl_blas_int,
-    zl_qtensor,
+    BlasInterface, ZL_BLAS_ENOMEM, ZL_BLAS_OK, ZL_NO_TRANS, ZL_ROW_MAJOR, ZL_TRANS, single_threaded, zl_blas,
+    zl_blas_int, zl_qtensor,
 )
 from .qmatmul cimport QuantizedTensor, ZL_QGEMM_EXACT, ZL_QGEMM_FAST, qgemm_on
 from .threading cimport parallel_for_status, pool_ptr, pool_threads, zl_pool
 
 import numpy as np
 
+from ..errors import ModelError, OutOfMemory
 from .blas_integration import get_blas
 from .threading import default_pool
 
@@ -204,7 +205,7 @@ def gated_activation(float[:, ::1] gate, const float[:, ::1] up, bint gelu, int 
         # Rows are contiguous and packed (C order): one flat run.
         status = glu_on(pool, &gate[0, 0], &up[0, 0], rows * n, gelu)
     if status != 0:
-        raise RuntimeError(f"gated_activation: the pool failed (status {status})")
+        raise ModelError(f"gated_activation: the pool failed (status {status})")
 
 
 def soft_cap(float[:, ::1] x, float cap):
@@ -478,8 +479,11 @@ cdef class LayerStack:
             self.stage[i] = 0.0
         with nogil:
             status = self._run(&x[0, 0], seq, start_pos, pool, threads, timed)
+        if status == ZL_BLAS_ENOMEM:
+            raise OutOfMemory(f"LayerStack.run: no memory for a product's scratch ({seq} tokens)")
         if status != 0:
-            raise RuntimeError(f"LayerStack.run: a matrix product failed (status {status})")
+            raise ModelError(f"LayerStack.run: a product failed (status {status}) at {seq} tokens "
+                             f"from position {start_pos}")
         if timed:
             for i in range(N_STAGES):
                 timings[STAGES[i]] = timings.get(STAGES[i], 0.0) + self.stage[i]

@@ -1,6 +1,8 @@
 """The model's row-wise kernels against numpy, and their argument checks."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zigllama._core import _model_kernels as K
 
@@ -149,3 +151,36 @@ def test_residual_norm_fuses_post_norm_add_and_next_norm():
         K.residual_norm(x.copy(), d, None, nw[:5], 1e-6, out)
     with pytest.raises(ValueError, match="delta"):
         K.residual_norm(x.copy(), d[:2], None, nw, 1e-6, out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 5), n=st.integers(1, 300), gelu=st.booleans(), seed=st.integers(0, 2**32 - 1),
+       half=st.integers(0, 40), neox=st.booleans(), start=st.integers(0, 3))
+def test_kernels_on_any_shape(rows, n, gelu, seed, half, neox, start):
+    rng = np.random.default_rng(seed)
+    g = (rng.standard_normal((rows, n)) * 3).astype(np.float32)
+    u = rng.standard_normal((rows, n)).astype(np.float32)
+    out = g.copy()
+    K.gated_activation(out, u, gelu, 2)
+    np.testing.assert_allclose(out, _glu_reference(g, u, gelu), rtol=1e-6, atol=1e-9)
+    # RoPE on heads of 2*half (+1 left alone) against the rotation written out in numpy.
+    hd = 2 * half + 1
+    x = rng.standard_normal((rows, 2, hd)).astype(np.float32)
+    theta = rng.uniform(0, 6, (start + rows, max(half, 1)))
+    cos, sin = np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+    y = x.copy()
+    K.rope(y, cos, sin, start, 2 * half, neox)
+    xd, want = x.astype(np.float64), x.astype(np.float64).copy()
+    c, s = cos[start:start + rows, :half, None], sin[start:start + rows, :half, None]
+    c, s = c.transpose(0, 2, 1), s.transpose(0, 2, 1)
+    a_idx = np.arange(half) if neox else 2 * np.arange(half)
+    b_idx = a_idx + half if neox else a_idx + 1
+    a, b = xd[:, :, a_idx], xd[:, :, b_idx]
+    want[:, :, a_idx], want[:, :, b_idx] = a * c - b * s, a * s + b * c
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    # Softmax rows: causal from `start`, probabilities summing to 1 over what is seen.
+    sc = (rng.standard_normal((rows, start + rows)) * 4).astype(np.float32)
+    K.masked_softmax(sc, 1, start, 0, 0.5, 0.0)
+    for r in range(rows):
+        assert not sc[r, start + r + 1:].any()
+        assert abs(float(sc[r].sum()) - 1) < 1e-5

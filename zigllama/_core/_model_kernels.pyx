@@ -508,6 +508,8 @@ cdef class LayerStack:
         cdef double t0 = 0
         cdef layer_c *L
         cdef layer_c *nxt
+        if self.n_layer == 0:
+            return 0
         if timed:
             t0 = _now()
         # The first block's input norm; later ones come fused with the residual add.

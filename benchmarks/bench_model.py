@@ -8,7 +8,9 @@ Prompt processing (pp: ``--pp`` tokens in one call, only the last position's
 logits) and generation (tg: one token per call after a short prompt) in tokens per
 second, and each process's peak RSS. Every measurement runs in a fresh process so
 that peak RSS is that engine's own; the engines alternate within each round and the
-ratios are medians of per-round ratios. llama.cpp is an optional peer: without
+ratios are medians of per-round ratios. At one thread the speeds are also given per
+second of the process's CPU time, which a busy machine's time slicing leaves alone.
+llama.cpp is an optional peer: without
 llama_cpp importable by ``--llama-python`` (default: this Python) its columns say so.
 Also reported: zigllama's time split by stage, and whether zigllama's tokenizer
 gives llama.cpp's token ids on sample texts.
@@ -52,24 +54,26 @@ def child_zigllama(args):
     bos = int(m.reader.metadata.get("tokenizer.ggml.bos_token_id", 1))
     prompt = _prompt(args.pp, m.n_vocab, bos)
     m.forward(prompt[:8])                       # warm-up: first touches of the weights
-    pp_times, pp_stages = [], {}
+    pp_times, pp_cpu, pp_stages = [], [], {}
     for _ in range(args.inner):
         m.reset()
-        stages = {}
-        t0 = time.perf_counter()
-        m.forward(prompt, timings=stages)
+        t0, c0 = time.perf_counter(), time.process_time()
+        m.forward(prompt)
         pp_times.append(time.perf_counter() - t0)
-        pp_stages = stages
+        pp_cpu.append(time.process_time() - c0)
+    m.reset()
+    m.forward(prompt, timings=pp_stages)
     # Decoding as llama.cpp does it: the logits land in one buffer the engine owns.
     logits = np.empty(m.n_vocab, dtype=np.float32)
     m.reset()
     m.forward(prompt[:4])
     tok = prompt[4]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(args.gen):
         m.forward([tok], out=logits)
         tok = int(logits.argmax())
     tg = time.perf_counter() - t0
+    tg_cpu = time.process_time() - c0
     # The stage split of decoding from a second, timed run (timing costs a little).
     m.reset()
     m.forward(prompt[:4])
@@ -78,6 +82,7 @@ def child_zigllama(args):
         m.forward([tok], timings=tg_stages, out=logits)
         tok = int(logits.argmax())
     print(json.dumps(dict(pp=args.pp / min(pp_times), tg=args.gen / tg, rss=_peak_rss_mib(), load=load,
+                          pp_cpu=args.pp / min(pp_cpu), tg_cpu=args.gen / tg_cpu,
                           pp_stages={k: v / 1 for k, v in pp_stages.items()},
                           tg_stages={k: v / args.gen for k, v in tg_stages.items()},
                           qgemm=m.use_qgemm)))
@@ -96,22 +101,25 @@ def child_llama_cpp(args):
     bos = llm.token_bos()
     prompt = _prompt(args.pp, llm.n_vocab(), bos)
     llm.eval(prompt[:8])
-    pp_times = []
+    pp_times, pp_cpu = [], []
     for _ in range(args.inner):
         llm.reset()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         llm.eval(prompt)
         pp_times.append(time.perf_counter() - t0)
+        pp_cpu.append(time.process_time() - c0)
     llm.reset()
     llm.eval(prompt[:4])
     tok = prompt[4]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(args.gen):
         llm.eval([tok])
         tok = int(llm.scores[llm.n_tokens - 1].argmax())
     tg = time.perf_counter() - t0
+    tg_cpu = time.process_time() - c0
     toks = [llm.tokenize(t.encode("utf-8"), add_bos=True, special=False) for t in SAMPLE_TEXTS]
     print(json.dumps(dict(pp=args.pp / min(pp_times), tg=args.gen / tg, rss=_peak_rss_mib(), load=load,
+                          pp_cpu=args.pp / min(pp_cpu), tg_cpu=args.gen / tg_cpu,
                           version=llama_cpp.__version__, tokens=toks)))
 
 
@@ -175,7 +183,12 @@ def main(argv=None):
     print("|---:|---|---:|---:|---:|")
     for t in threads:
         z, ll = results[t]["zigllama"], results[t]["llama.cpp"]
-        for metric, label in (("pp", f"pp{args.pp} tok/s"), ("tg", f"tg{args.gen} tok/s"), ("rss", "peak RSS MiB")):
+        metrics = [("pp", f"pp{args.pp} tok/s"), ("tg", f"tg{args.gen} tok/s"), ("rss", "peak RSS MiB")]
+        if t == 1:
+            # Per second of the process's CPU time: what a busy machine's time slicing
+            # does not change (at more threads, idle spinning would count as work).
+            metrics[2:2] = [("pp_cpu", f"pp{args.pp} tok/CPU-s"), ("tg_cpu", f"tg{args.gen} tok/CPU-s")]
+        for metric, label in metrics:
             zs = [r[metric] for r in z if metric in r]
             ls = [r[metric] for r in ll if metric in r]
             ratios = [a[metric] / b[metric] for a, b in zip(z, ll) if metric in a and metric in b]

@@ -192,6 +192,11 @@ def test_long_prompt_runs_in_passes_and_the_python_path_agrees(files, name, monk
         m.reset()
         ok, msg = close(m.forward(TOKENS), ref[-1])
         assert ok, f"passes of 5, last position: {msg}"
+        x = np.zeros((3, m.hparams.n_embd), np.float32)
+        with pytest.raises(ValueError, match="n_out"):
+            m._stack.run(x, 0, 1, None, 4)
+        with pytest.raises(ValueError, match="at most 5"):
+            m._stack.run(np.zeros((6, m.hparams.n_embd), np.float32), 0)
     monkeypatch.setattr(model_module.Model, "_layer_stack", lambda self, g, l: None)
     with zl.Model(path, threads=1, n_ctx=32, matmul="exact") as m:
         assert m._stack is None

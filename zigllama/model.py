@@ -419,7 +419,10 @@ class Model:
         for c0 in range(0, toks.size, step):
             chunk = toks[c0:c0 + step]
             x = clock.run("embed", self.embed, chunk)
-            self._stack.run(x, pos, self.threads, timings)
+            # Rows whose output is read: every row, or the prompt's last one (the last
+            # block skips the rest, as llama.cpp does); earlier passes only fill the cache.
+            n_out = chunk.size if all_logits else int(c0 + step >= toks.size)
+            self._stack.run(x, pos, self.threads, timings, n_out)
             pos += chunk.size
             if all_logits:
                 t0 = clock.now()

@@ -265,6 +265,7 @@ ctypedef struct attn_job:
     int64_t slot_floats
     zl_blas blas            # run on the calling thread: the pool is the only team
     int64_t seq, start, n_ctx, hd, nh, nkv, window, n_blocks, n_tasks
+    int64_t q0              # query rows [q0, seq) are computed
     int64_t next            # the next task to claim
     float scale, softcap
 
@@ -281,7 +282,7 @@ cdef int attn_block(attn_job *j, int64_t t, float *qg) noexcept nogil:
     cdef const float *kc
     cdef const float *vc
     g = t % j.nkv
-    b0 = (j.n_blocks - 1 - t // j.nkv) * QUERY_BLOCK
+    b0 = j.q0 + (j.n_blocks - 1 - t // j.nkv) * QUERY_BLOCK
     b1 = b0 + QUERY_BLOCK if b0 + QUERY_BLOCK < j.seq else j.seq
     rows = (b1 - b0) * group
     # Keys the block sees: from its first query's window start to its last query.
@@ -460,10 +461,19 @@ cdef class LayerStack:
         _free_layers(self.layers)
         self.layers = NULL
 
-    def run(self, float[:, ::1] x, Py_ssize_t start_pos, int threads=1, dict timings=None):
-        """The blocks over x (seq, n_embd) in place, at positions start_pos.. ."""
+    def run(self, float[:, ::1] x, Py_ssize_t start_pos, int threads=1, dict timings=None, n_out=None):
+        """The blocks over x (seq, n_embd) in place, at positions start_pos.. .
+
+        ``n_out``: how many of the last rows of x the caller reads afterwards (default
+        all). The last block computes its keys and values for every position (the
+        cache needs them) but its queries, attention output and feed-forward only for
+        those rows, as llama.cpp does; the other rows of x are left unfinished.
+        """
         cdef Py_ssize_t seq = x.shape[0]
+        cdef Py_ssize_t keep = seq if n_out is None else n_out
         cdef int status, i
+        if keep < 0 or keep > seq:
+            raise ValueError(f"LayerStack.run: n_out {keep} outside 0..{seq}")
         if x.shape[1] != self.n_embd:
             raise ValueError(f"LayerStack.run: x has {x.shape[1]} columns, n_embd is {self.n_embd}")
         if seq < 1 or seq > self.max_seq or start_pos < 0 or start_pos + seq > self.n_ctx:
@@ -478,7 +488,7 @@ cdef class LayerStack:
         for i in range(N_STAGES):
             self.stage[i] = 0.0
         with nogil:
-            status = self._run(&x[0, 0], seq, start_pos, pool, threads, timed)
+            status = self._run(&x[0, 0], seq, start_pos, pool, threads, timed, seq - keep)
         if status == ZL_BLAS_ENOMEM:
             raise OutOfMemory(f"LayerStack.run: no memory for a product's scratch ({seq} tokens)")
         if status != 0:
@@ -492,7 +502,8 @@ cdef class LayerStack:
                      int64_t ldy, zl_pool *pool, int threads) noexcept nogil:
         return qgemm_on(self.qblas, pool, w, m, x, ldx, y, ldy, self.mode, threads)
 
-    cdef int _run(self, float *x, int64_t seq, int64_t start, zl_pool *pool, int threads, bint timed) noexcept nogil:
+    cdef int _run(self, float *x, int64_t seq, int64_t start, zl_pool *pool, int threads, bint timed,
+                  int64_t last_skip) noexcept nogil:
         cdef int64_t E = self.n_embd, hd = self.head_dim, nh = self.n_head, nkv = self.n_head_kv
         cdef int64_t HQ = nh * hd, HK = nkv * hd, F = self.n_ff, group = nh // nkv, half = self.rope_dim // 2
         cdef float *h = &self.h[0, 0]
@@ -504,6 +515,7 @@ cdef class LayerStack:
         cdef float *gate = &self.gate[0, 0]
         cdef float *up = &self.up[0, 0]
         cdef int64_t il, s, j, hh, g, i
+        cdef int64_t r0 = 0, m = seq   # rows [r0, seq) of this block's output are computed
         cdef int status
         cdef double t0 = 0
         cdef layer_c *L
@@ -520,9 +532,12 @@ cdef class LayerStack:
         for il in range(self.n_layer):
             L = &self.layers[il]
             nxt = &self.layers[il + 1] if il + 1 < self.n_layer else NULL
+            if nxt == NULL:
+                r0 = last_skip
+                m = seq - r0
             if timed:
                 t0 = _now()
-            status = self._linear(&L.wq, seq, h, E, q, HQ, pool, threads)
+            status = self._linear(&L.wq, m, h + r0 * E, E, q + r0 * HQ, HQ, pool, threads) if m else 0
             if status == 0:
                 status = self._linear(&L.wk, seq, h, E, k, HK, pool, threads)
             if status == 0:
@@ -533,7 +548,7 @@ cdef class LayerStack:
                 self.stage[S_QKV] += _now() - t0
                 t0 = _now()
             for s in range(seq):
-                if L.bq != NULL:
+                if L.bq != NULL and s >= r0:
                     for i in range(HQ):
                         q[s * HQ + i] += L.bq[i]
                 if L.bk != NULL:
@@ -542,7 +557,7 @@ cdef class LayerStack:
                 if L.bv != NULL:
                     for i in range(HK):
                         v[s * HK + i] += L.bv[i]
-                for hh in range(nh):
+                for hh in range(nh if s >= r0 else 0):
                     if L.q_norm != NULL:
                         zl_rms_norm_row(q + s * HQ + hh * hd, L.q_norm, self.eps, q + s * HQ + hh * hd, hd)
                     if half:
@@ -559,51 +574,53 @@ cdef class LayerStack:
             if timed:
                 self.stage[S_ROPE] += _now() - t0
                 t0 = _now()
-            status = self._attention(L, q, attn, seq, start, pool)
+            if m == 0:
+                break   # the last block's keys and values are cached; no row is read
+            status = self._attention(L, q, attn, r0, seq, start, pool)
             if status != 0:
                 return status
             if timed:
                 self.stage[S_ATTN] += _now() - t0
                 t0 = _now()
-            status = self._linear(&L.wo, seq, attn, HQ, o, E, pool, threads)
+            status = self._linear(&L.wo, m, attn + r0 * HQ, HQ, o + r0 * E, E, pool, threads)
             if status != 0:
                 return status
             if timed:
                 self.stage[S_OUT] += _now() - t0
                 t0 = _now()
-            for s in range(seq):
+            for s in range(r0, seq):
                 zl_residual_norm_row(x + s * E, o + s * E, L.post_attn_norm, L.ffn_norm, self.eps, h + s * E, E)
             if timed:
                 self.stage[S_NORMS] += _now() - t0
                 t0 = _now()
-            status = self._linear(&L.wg, seq, h, E, gate, F, pool, threads)
+            status = self._linear(&L.wg, m, h + r0 * E, E, gate + r0 * F, F, pool, threads)
             if status == 0:
-                status = self._linear(&L.wu, seq, h, E, up, F, pool, threads)
+                status = self._linear(&L.wu, m, h + r0 * E, E, up + r0 * F, F, pool, threads)
             if status != 0:
                 return status
             if timed:
                 self.stage[S_GATE_UP] += _now() - t0
                 t0 = _now()
-            status = glu_on(pool, gate, up, seq * F, self.gelu)
+            status = glu_on(pool, gate + r0 * F, up + r0 * F, m * F, self.gelu)
             if status != 0:
                 return status
             if timed:
                 self.stage[S_GLU] += _now() - t0
                 t0 = _now()
-            status = self._linear(&L.wd, seq, gate, F, o, E, pool, threads)
+            status = self._linear(&L.wd, m, gate + r0 * F, F, o + r0 * E, E, pool, threads)
             if status != 0:
                 return status
             if timed:
                 self.stage[S_DOWN] += _now() - t0
                 t0 = _now()
-            for s in range(seq):
+            for s in range(r0, seq):
                 zl_residual_norm_row(x + s * E, o + s * E, L.post_ffn_norm,
                                      nxt.attn_norm if nxt != NULL else NULL, self.eps, h + s * E, E)
             if timed:
                 self.stage[S_NORMS] += _now() - t0
         return 0
 
-    cdef int _attention(self, layer_c *L, const float *q, float *attn, int64_t seq, int64_t start,
+    cdef int _attention(self, layer_c *L, const float *q, float *attn, int64_t q0, int64_t seq, int64_t start,
                         zl_pool *pool) noexcept nogil:
         """attn = softmax(mask(Q K^T)) V, tasks of one KV head and query block on the pool."""
         cdef attn_job job
@@ -616,7 +633,8 @@ cdef class LayerStack:
         job.seq, job.start, job.n_ctx = seq, start, self.n_ctx
         job.hd, job.nh, job.nkv = self.head_dim, self.n_head, self.n_head_kv
         job.window = self.window if L.swa else 0
-        job.n_blocks = (seq + QUERY_BLOCK - 1) // QUERY_BLOCK
+        job.q0 = q0
+        job.n_blocks = (seq - q0 + QUERY_BLOCK - 1) // QUERY_BLOCK
         job.n_tasks = job.n_blocks * self.n_head_kv
         job.next = 0
         job.scale, job.softcap = self.attn_scale, self.attn_softcap

@@ -412,7 +412,8 @@ cdef class LayerStack:
     def __cinit__(self):
         self.layers = NULL
 
-    def __init__(self, hp, list layers, int n_ctx, int max_seq, str mode="fast", int exact_min_rows=64):
+    def __init__(self, hp, list layers, int n_ctx, int max_seq, str mode="fast", int exact_min_rows=64,
+                 str exact_blas="generic"):
         cdef int il
         cdef layer_c *L
         self.n_layer = len(layers)
@@ -436,7 +437,12 @@ cdef class LayerStack:
         # pool (a BLAS with threads of its own would compete with the pool's workers).
         self.qblas = (<BlasInterface>get_blas()).c
         self.ablas = single_threaded((<BlasInterface>get_blas("generic")).c)
-        self.eblas = self.ablas
+        # The exact path's GEMM runs on each pool thread: our GEMM on one thread, or
+        # scipy's BLAS when the caller pins its process-wide threads to one around
+        # the pass (limit_blas_threads(1)); it is the faster of the two here.
+        if exact_blas not in ("generic", "scipy"):
+            raise ValueError(f"LayerStack: exact_blas must be 'generic' or 'scipy', got {exact_blas!r}")
+        self.eblas = (<BlasInterface>get_blas("scipy")).c if exact_blas == "scipy" else self.ablas
         self.keep = []
         self.layers = <layer_c *>_calloc_layers(self.n_layer)
         cdef int E = self.n_embd, HQ = self.n_head * self.head_dim, HK = self.n_head_kv * self.head_dim

@@ -440,7 +440,7 @@ class Model:
             if self._stack.exact_min_rows and chunk.size >= self._stack.exact_min_rows:
                 # The exact path calls scipy's BLAS from every pool thread: one thread each.
                 with self._limit_blas_threads(1):
-                    self._stack.run(x, pos, self.threads, timings, n_out)
+                    self._stack.run(x, pos, self.threads, timings, n_out, True)
             else:
                 self._stack.run(x, pos, self.threads, timings, n_out)
             pos += chunk.size

@@ -42,6 +42,7 @@ cdef extern from "zigllama/zl_ggml_types.h" nogil:
         ZL_GGML_Q8_0
 
 cdef extern from "qgemm_job.h" nogil:
+    cdef struct zl_tile_kernels
     enum:
         ZL_ACT_F32
         ZL_ACT_Q8_0
@@ -71,6 +72,8 @@ cdef extern from "qgemm_job.h" nogil:
         zl_dequantize_fn dequantize
         float *panel
         int64_t panel_r0, panel_rows
+        const zl_tile_kernels *tiles
+        uint8_t *xpack
     int zl_qpath_supported(int path)
     int zl_qpath_best()
     int zl_qpath_active()
@@ -85,6 +88,8 @@ cdef extern from "qgemm_job.h" nogil:
     int zl_qgemm_fast_chunk(void *job, int64_t begin, int64_t end)
     int zl_qgemm_exact_chunk(void *job, int64_t begin, int64_t end)
     int zl_qgemm_panel_chunk(void *job, int64_t begin, int64_t end)
+    const zl_tile_kernels *zl_qgemm_tiles_for(int type, int64_t m, int path)
+    int zl_qgemm_tile_setup(zl_qgemm_job *job, const zl_tile_kernels *kernels)
     uint64_t zl_read_sweep(const uint8_t *p, int64_t n)
 
 
@@ -131,6 +136,7 @@ cdef int qgemm_on(zl_blas blas, zl_pool *pool, const zl_qtensor *w, zl_blas_int 
     cdef int64_t i, r0, threads, work, k = w.cols if w != NULL else 0
     cdef int status = 0, path
     cdef const zl_quant_type *qt
+    cdef const zl_tile_kernels *tiles
     if zl_qgemm_check(w, m, ldx, ldy, mode) != 0:
         return ZL_BLAS_EINVAL
     if m == 0 or w.rows == 0:
@@ -169,8 +175,18 @@ cdef int qgemm_on(zl_blas blas, zl_pool *pool, const zl_qtensor *w, zl_blas_int 
                 run_split(pool, m, zl_qgemm_quantize_rows, &job)
             else:
                 zl_qgemm_quantize_rows(&job, 0, m)
+            # Many x rows: the tiled integer GEMM, on x regrouped once.
+            tiles = zl_qgemm_tiles_for(w.type, m, path)
+            if tiles != NULL:
+                status = zl_qgemm_tile_setup(&job, tiles)
+                free(job.xq)
+                job.xq = NULL
+                if status != 0:
+                    free(job.xpack)
+                    return ZL_BLAS_ENOMEM
         status = run_split(pool, job.nchunks, zl_qgemm_fast_chunk, &job)
         free(job.xq)
+        free(job.xpack)
         return ZL_BLAS_ENOMEM if status != 0 else ZL_BLAS_OK
 
     qt = quant_type(w.type)

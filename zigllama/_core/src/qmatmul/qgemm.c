@@ -129,6 +129,7 @@ int zl_qgemm_quantize_rows(void *vjob, int64_t begin, int64_t end) {
 /* W rows in blocks that stay in L1/L2 while every x row passes over them. */
 int zl_qgemm_fast_chunk(void *vjob, int64_t begin, int64_t end) {
     const zl_qgemm_job *j = (const zl_qgemm_job *)vjob;
+    if (j->tiles != NULL) return zl_qgemm_tile_chunk(vjob, begin, end);
     int64_t r0, r1;
     chunk_rows(j, begin, end, &r0, &r1);
     const int64_t block = j->m == 1 ? r1 - r0 : j->rows_per_block;

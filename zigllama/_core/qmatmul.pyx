@@ -101,6 +101,12 @@ cdef int64_t SPLIT_MIN_WORK = 1 << 18
 cdef int64_t EXACT_ROWWISE_MAX_M = 32
 # Bytes of W rows a chunk keeps hot while every x row passes over them (m > 1).
 cdef int64_t FAST_BLOCK_BYTES = 16 << 10
+# Fast mode on several threads: chunks per thread, claimed one at a time, so
+# that a worker that wakes late (or is preempted) still takes its share
+# instead of leaving the caller to run the other half alone; at least
+# FAST_CHUNK_MIN_ROWS rows of W each.
+cdef int64_t FAST_CHUNKS_PER_THREAD = 8
+cdef int64_t FAST_CHUNK_MIN_ROWS = 32
 # Floats of W a dequantized panel holds (exact mode, many x rows): 16 MiB, so
 # the hand-overs between the pool (dequantizing) and the BLAS's own threads
 # (multiplying) are few.
@@ -162,6 +168,8 @@ cdef int qgemm_on(zl_blas blas, zl_pool *pool, const zl_qtensor *w, zl_blas_int 
     path = zl_qpath_active()
 
     if mode == ZL_QGEMM_FAST and zl_qfast_has(w.type):
+        if threads > 1:
+            job.nchunks = min(threads * FAST_CHUNKS_PER_THREAD, max(threads, w.rows // FAST_CHUNK_MIN_ROWS))
         job.act = zl_act_of(w.type)
         job.dot = zl_qdot_for(w.type, path)
         job.rows_per_block = FAST_BLOCK_BYTES // w.row_stride + 1

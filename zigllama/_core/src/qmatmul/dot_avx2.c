@@ -111,12 +111,13 @@ ZL_TARGET_AVX2 void zl_quantize_act_q8_k_avx2(const float *x, uint8_t *dst, int6
 #define QK_TARGET ZL_TARGET_AVX2
 #define QK_NAME(name) avx2_##name
 #define QK_DOT_U8I8(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
+#define QK_DPWSSD(acc, a, b) _mm256_add_epi32((acc), _mm256_madd_epi16((a), (b)))
+#define QK_DPBUSD(acc, u, s) _mm256_add_epi32((acc), QK_DOT_U8I8((u), (s)))
 #include "dot_x86_impl.h"
 
 /* Tiles: two rows per pass (16 registers), the scales broadcast from memory;
  * legacy blocks through the sign trick on signed x. */
 #define QK_TR 2
-#define QK_DPWSSD(acc, a, b) _mm256_add_epi32((acc), _mm256_madd_epi16((a), (b)))
 #define QK_SCALES(v, p, c) \
     ((void)(v), _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((p)[2 * (c)])), _mm_set1_epi16((p)[2 * (c) + 1]), 1))
 #define QK_LDOT(x, w) avx2_dot_i8((w), (x))

@@ -9,6 +9,9 @@
 #define QK_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define QK_NAME(name) avx512vnni_##name
 #define QK_DOT_U8I8(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
+#define QK_DPWSSD(acc, a, b) _mm256_dpwssd_epi32((acc), (a), (b))
+#define QK_DPBUSD(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
+#define QK_MASK_TO_BYTES(v) _mm256_movm_epi8((__mmask32)(v))
 #include "dot_x86_impl.h"
 
 const zl_qdot_fn *const zl_qdot_avx512_vnni = avx512vnni_table;

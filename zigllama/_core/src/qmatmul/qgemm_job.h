@@ -33,6 +33,14 @@ typedef struct {
     int64_t xgroup_bytes, ngroups;
 } zl_qgemm_job;
 
+/* Rows [*r0, *r1) of W for chunks [begin, end) of the job's nchunks: whole
+ * multiples of 16 rows (64 bytes of y) between chunks, so that two threads
+ * never write one cache line of y. */
+static inline void zl_qgemm_chunk_rows(const zl_qgemm_job *j, int64_t begin, int64_t end, int64_t *r0, int64_t *r1) {
+    *r0 = begin >= j->nchunks ? j->w.rows : j->w.rows * begin / j->nchunks / 16 * 16;
+    *r1 = end >= j->nchunks ? j->w.rows : j->w.rows * end / j->nchunks / 16 * 16;
+}
+
 int zl_qfast_has(int type);
 /* The activation form (ZL_ACT_*) of a weight type's fast kernel. */
 int zl_act_of(int type);

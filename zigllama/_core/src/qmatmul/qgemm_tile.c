@@ -300,8 +300,10 @@ const zl_tile_kernels zl_tile_portable = {ktile_portable, ltile_portable, ZL_TIL
 /* ---- the driver ---- */
 
 /* Bytes of decoded W tiles a chunk holds at a time: every x group passes over
- * them (from L2) before the next rows are decoded. */
-#define TILE_W_BUDGET (192 << 10)
+ * them (from L2) before the next rows are decoded. Below glibc's mmap
+ * threshold (128 KiB), so the chunk's buffer comes from the heap, not fresh
+ * pages faulted in on every call. */
+#define TILE_W_BUDGET (96 << 10)
 
 static void *aligned_buffer(int64_t bytes) {
     return aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64));
@@ -324,7 +326,8 @@ int zl_qgemm_tile_setup(zl_qgemm_job *j, const zl_tile_kernels *kernels) {
 
 int zl_qgemm_tile_chunk(void *vjob, int64_t begin, int64_t end) {
     const zl_qgemm_job *j = (const zl_qgemm_job *)vjob;
-    const int64_t r0 = j->w.rows * begin / j->nchunks, r1 = j->w.rows * end / j->nchunks;
+    int64_t r0, r1;
+    zl_qgemm_chunk_rows(j, begin, end, &r0, &r1);
     if (r1 <= r0) return 0;
     const int type = j->w.type, k4 = zl_tile_family(type) == ZL_TILE_K, flags = zl_tile_flags(type);
     const int64_t k = j->w.cols, nblocks = k4 ? k / QK_K : k / 32;

@@ -45,10 +45,9 @@ QK_TARGET static inline __m256i QK_NAME(dot_i8)(__m256i a, __m256i b) {
     } while (0)
 
 /* Rows of W a pass of the row driver reads together, per type: four share x's
- * loads; the K-quants' blocks are big enough that one row at a time keeps
- * everything in registers. */
+ * loads and keep four chains of integer sums in flight. */
 #ifndef QK_ROWS_NR_K
-#define QK_ROWS_NR_K 1
+#define QK_ROWS_NR_K 4
 #endif
 #define QK_ROWS_NR_q8_0 4
 #define QK_ROWS_NR_q4_1 4
@@ -278,15 +277,16 @@ QK_TARGET static inline __m256 QK_NAME(blk_q4_k)(const uint8_t *b, const uint8_t
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const uint8_t *q4 = b + 16;
     const int8_t *q8 = (const int8_t *)(x + 4);
-    __m256i sumi = _mm256_setzero_si256();
+    __m256i sumi = _mm256_setzero_si256(), sumh = sumi; /* two chains of vpdpwssd */
     for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
         const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
         const __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
         const __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
         const __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
         sumi = QK_DPWSSD(sumi, QK_NAME(lane16)(scales, 2 * j), pl);
-        sumi = QK_DPWSSD(sumi, QK_NAME(lane16)(scales, 2 * j + 1), ph);
+        sumh = QK_DPWSSD(sumh, QK_NAME(lane16)(scales, 2 * j + 1), ph);
     }
+    sumi = _mm256_add_epi32(sumi, sumh);
     return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b) * dx), _mm256_cvtepi32_ps(sumi), acc);
 }
 QK_ROWS(q4_k, 144, ZL_Q8_K_BYTES, QK_NAME(blk_q4_k))
@@ -300,7 +300,7 @@ QK_TARGET static inline __m256 QK_NAME(blk_q5_k)(const uint8_t *b, const uint8_t
     const __m256i hbits = _mm256_loadu_si256((const __m256i *)(b + 16));
     const uint8_t *q4 = b + 48;
     const int8_t *q8 = (const int8_t *)(x + 4);
-    __m256i sumi = _mm256_setzero_si256();
+    __m256i sumi = _mm256_setzero_si256(), sumh = sumi; /* two chains of vpdpwssd */
     for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
         const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
         const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * j), 4), bit);
@@ -310,8 +310,9 @@ QK_TARGET static inline __m256 QK_NAME(blk_q5_k)(const uint8_t *b, const uint8_t
         const __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
         const __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
         sumi = QK_DPWSSD(sumi, QK_NAME(lane16)(scales, 2 * j), pl);
-        sumi = QK_DPWSSD(sumi, QK_NAME(lane16)(scales, 2 * j + 1), ph);
+        sumh = QK_DPWSSD(sumh, QK_NAME(lane16)(scales, 2 * j + 1), ph);
     }
+    sumi = _mm256_add_epi32(sumi, sumh);
     return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b) * dx), _mm256_cvtepi32_ps(sumi), acc);
 }
 QK_ROWS(q5_k, 176, ZL_Q8_K_BYTES, QK_NAME(blk_q5_k))
@@ -326,6 +327,7 @@ QK_TARGET static inline __m256 QK_NAME(blk_q6_k)(const uint8_t *b, const uint8_t
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)(x + 260));
     __m256i sumi = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), bsums), 5);
     sumi = _mm256_sub_epi32(_mm256_setzero_si256(), sumi);
+    __m256i sumh = _mm256_setzero_si256(); /* a second chain of vpdpwssd */
     for (int j = 0; j < 2; j++, ql += 64, qh += 32) {
         const __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
         const __m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
@@ -343,9 +345,13 @@ QK_TARGET static inline __m256 QK_NAME(blk_q6_k)(const uint8_t *b, const uint8_t
             const int s = 8 * j + 2 * l;
             const __m128i two = _mm_shuffle_epi8(sc, _mm_set_epi8(s + 1, s + 1, s + 1, s + 1, s + 1, s + 1, s + 1, s + 1,
                                                                    s, s, s, s, s, s, s, s));
-            sumi = QK_DPWSSD(sumi, _mm256_cvtepi8_epi16(two), p);
+            if (l & 1)
+                sumh = QK_DPWSSD(sumh, _mm256_cvtepi8_epi16(two), p);
+            else
+                sumi = QK_DPWSSD(sumi, _mm256_cvtepi8_epi16(two), p);
         }
     }
+    sumi = _mm256_add_epi32(sumi, sumh);
     return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b + 208) * zl_load_f32(x)), _mm256_cvtepi32_ps(sumi), acc);
 }
 QK_ROWS(q6_k, 210, ZL_Q8_K_BYTES, QK_NAME(blk_q6_k))

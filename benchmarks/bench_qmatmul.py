@@ -1,6 +1,6 @@
 """Quantized matrix products (zigllama.qgemm) against the machine and against sgemm.
 
-    python benchmarks/bench_qmatmul.py [--types Q4_K,Q6_K,Q8_0,Q4_0] [--repeat 5] [--quick]
+    python benchmarks/bench_qmatmul.py [--types Q4_K,Q6_K,Q8_0,Q4_0,Q5_0] [--repeat 5] [--quick]
 
 GEMV (m = 1): bytes of W read per second, against a read-only sweep of the same
 bytes in the same run (``_read_sweep``: every byte loaded once, OR-reduced, on
@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 
 import numpy as np
-from _timing import SETTLE_SECONDS, time_call
+from _timing import SETTLE_SECONDS, speedup, time_call, two_core_control
 from threadpoolctl import threadpool_limits
 
 import zigllama
@@ -196,7 +196,9 @@ def gemm_table(types, shape, ms, repeat, min_seconds):
                 t = rounds({
                     "fast": lambda: zigllama.qgemm(x, w, y, threads=threads),
                     "exact": lambda: zigllama.qgemm(x, w, y, mode="exact", threads=threads),
-                    "sgemm": lambda: sgemm(1.0, x, wf, trans_b=True),
+                    # W x^T in Fortran terms: both operands as they lie, no copy
+                    # (x @ wf.T would have scipy copy the 64 MiB weight each call)
+                    "sgemm": lambda: sgemm(1.0, wf.T, x.T, trans_a=True),
                 }, repeat, min_seconds, threads)
                 flops = 2.0 * m * n * k
                 f, e, s = (flops / t[c] / 1e9 for c in ("fast", "exact", "sgemm"))
@@ -206,7 +208,7 @@ def gemm_table(types, shape, ms, repeat, min_seconds):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--types", default="Q4_K,Q6_K,Q8_0,Q4_0")
+    p.add_argument("--types", default="Q4_K,Q6_K,Q8_0,Q4_0,Q5_0")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="smaller shapes, fewer rounds")
     p.add_argument("--no-gemm", action="store_true")
@@ -215,6 +217,10 @@ def main(argv=None):
     shapes = GEMV_SHAPES[:3] if args.quick else GEMV_SHAPES
     print(f"kernel path: {qgemm_path()}; pool threads: {zigllama.default_pool().num_workers + 1}; "
           f"load average: {' / '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    # What two threads can give at all right now: busy work (no memory) on one
+    # thread against the same split over the pool.
+    control = speedup(*two_core_control(zigllama.default_pool()), 5, 0.02)[2]
+    print(f"two-core control (busy work, 2 threads / 1): {control:.2f}x")
     ggml = None
     if os.environ.get("GGML_SRC"):
         try:

@@ -467,11 +467,16 @@ def qgemm(x, w, out=None, *, mode="fast", threads=None):
         if pool == NULL:
             pool_obj = default_pool()
             pool = pool_ptr(pool_obj)
-    cdef zl_blas blas = (<BlasInterface>get_blas()).c
     cdef const float *xp = <const float *><uintptr_t>X.ctypes.data
     cdef float *yp = <float *><uintptr_t>Y.ctypes.data
     cdef int cmode = _MODES[mode]
     cdef int status
+    # Only the exact mode's panels need the BLAS backend: its look-up costs a
+    # few microseconds, a good part of a small GEMV.
+    cdef zl_blas blas
+    memset(&blas, 0, sizeof(blas))
+    if cmode != ZL_QGEMM_FAST or not zl_qfast_has(W.c.type):
+        blas = (<BlasInterface>get_blas()).c
     with nogil:
         status = qgemm_on(blas, pool, &W.c, m, xp, ldx, yp, ldy, cmode, nthreads)
     _qgemm_status(status)

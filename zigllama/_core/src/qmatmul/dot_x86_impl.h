@@ -321,12 +321,13 @@ QK_ROWS(q5_k, 176, ZL_Q8_K_BYTES, QK_NAME(blk_q5_k))
  * as that of sc * q * x less 32 * (sc . x's 16-value sums): exact integers. */
 QK_TARGET static inline __m256 QK_NAME(blk_q6_k)(const uint8_t *b, const uint8_t *x, __m256 acc) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
-    const __m128i sc = _mm_loadu_si128((const __m128i *)(b + 192));
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));
+    /* scales 0..7 and 8..15, each in both halves, for the in-lane picks below */
+    const __m256i sclo = _mm256_permute2x128_si256(sc16, sc16, 0x00), schi = _mm256_permute2x128_si256(sc16, sc16, 0x11);
     const uint8_t *ql = b, *qh = b + 128;
     const int8_t *q8 = (const int8_t *)(x + 4);
     const __m256i bsums = _mm256_loadu_si256((const __m256i *)(x + 260));
-    __m256i sumi = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), bsums), 5);
-    sumi = _mm256_sub_epi32(_mm256_setzero_si256(), sumi);
+    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsums), 5));
     __m256i sumh = _mm256_setzero_si256(); /* a second chain of vpdpwssd */
     for (int j = 0; j < 2; j++, ql += 64, qh += 32) {
         const __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
@@ -334,21 +335,23 @@ QK_TARGET static inline __m256 QK_NAME(blk_q6_k)(const uint8_t *b, const uint8_t
         const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
         __m256i q[4];
         q[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(h, m2), 4));
-        q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4));
-        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2), 4));
+        q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(12)), 2));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), _mm256_and_si256(h, _mm256_set1_epi8(48)));
         q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4));
+                               _mm256_srli_epi16(_mm256_and_si256(h, _mm256_set1_epi8((char)0xC0)), 2));
+        const __m256i scv = j ? schi : sclo;
         for (int l = 0; l < 4; l++) {
             const __m256i x8 = _mm256_loadu_si256((const __m256i *)(q8 + 128 * j + 32 * l));
             const __m256i p = _mm256_maddubs_epi16(q[l], x8);
-            const int s = 8 * j + 2 * l;
-            const __m128i two = _mm_shuffle_epi8(sc, _mm_set_epi8(s + 1, s + 1, s + 1, s + 1, s + 1, s + 1, s + 1, s + 1,
-                                                                   s, s, s, s, s, s, s, s));
+            /* int16 scale 2l of the group in the low half, 2l + 1 in the high half */
+            const char lo0 = (char)(4 * l), lo1 = (char)(4 * l + 1), hi0 = (char)(4 * l + 2), hi1 = (char)(4 * l + 3);
+            const __m256i two = _mm256_shuffle_epi8(
+                scv, _mm256_setr_epi8(lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1,
+                                      hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1));
             if (l & 1)
-                sumh = QK_DPWSSD(sumh, _mm256_cvtepi8_epi16(two), p);
+                sumh = QK_DPWSSD(sumh, two, p);
             else
-                sumi = QK_DPWSSD(sumi, _mm256_cvtepi8_epi16(two), p);
+                sumi = QK_DPWSSD(sumi, two, p);
         }
     }
     sumi = _mm256_add_epi32(sumi, sumh);

@@ -11,7 +11,7 @@
 
 #if ZL_X86
 
-#define TILE_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define TILE_TARGET ZL_TARGET_AVX512_VNNI
 
 TILE_TARGET static inline __m256i bcast32(const void *p) {
     int32_t v;

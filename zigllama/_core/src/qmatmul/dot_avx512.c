@@ -1,6 +1,7 @@
 /* AVX-512 VNNI kernels: the x86 kernels with vpdpbusd (four unsigned x signed
  * byte products summed into each int32 lane in one instruction, in its 256-bit
- * AVX-512VL form, as ggml uses it) in place of maddubs + madd. */
+ * AVX-512VL form, as ggml uses it) in place of maddubs + madd, vpdpwssd in place
+ * of madd + add, and vpmovm2b to spread 32 bits into 32 bytes. */
 #include "qmatmul_impl.h"
 #include "../quantization/iq_grids.h"
 

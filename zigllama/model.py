@@ -294,9 +294,6 @@ class Model:
         self.use_qgemm = self._qgemm_fn is not None
         self._blas = zigllama.get_blas("scipy")
         self._dequantize = zigllama.dequantize
-        from ._core.blas_integration import limit_blas_threads
-
-        self._limit_blas_threads = limit_blas_threads
         self._stack = self._layer_stack(global_rope, local_rope)
         # The last position's normed state and logits, reused from token to token.
         self._last_h = np.empty((1, hp.n_embd), dtype=np.float32)
@@ -319,8 +316,7 @@ class Model:
                      post_ffn_norm=L.post_ffn_norm, q_norm=L.q_norm, k_norm=L.k_norm, bq=L.bq, bk=L.bk, bv=L.bv,
                      cos=L.rope[0], sin=L.rope[1], k_cache=self.k_cache[il], v_cache=self.v_cache[il], swa=L.swa)
             layers.append(d)
-        return LayerStack(self.hparams, layers, self.n_ctx, min(self.n_ctx, _UBATCH), self.matmul, _EXACT_MIN_ROWS,
-                          "scipy")
+        return LayerStack(self.hparams, layers, self.n_ctx, min(self.n_ctx, _UBATCH), self.matmul, _EXACT_MIN_ROWS)
 
     @staticmethod
     def _vector_or_none(w):
@@ -437,12 +433,7 @@ class Model:
             # Rows whose output is read: every row, or the prompt's last one (the last
             # block skips the rest, as llama.cpp does); earlier passes only fill the cache.
             n_out = chunk.size if all_logits else int(c0 + step >= toks.size)
-            if self._stack.exact_min_rows and chunk.size >= self._stack.exact_min_rows:
-                # The exact path calls scipy's BLAS from every pool thread: one thread each.
-                with self._limit_blas_threads(1):
-                    self._stack.run(x, pos, self.threads, timings, n_out, True)
-            else:
-                self._stack.run(x, pos, self.threads, timings, n_out)
+            self._stack.run(x, pos, self.threads, timings, n_out)
             pos += chunk.size
             if all_logits:
                 t0 = clock.now()

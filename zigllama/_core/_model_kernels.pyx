@@ -403,8 +403,7 @@ cdef class LayerStack:
     cdef float eps, attn_scale, attn_softcap
     cdef readonly int max_seq
     cdef list keep
-    cdef zl_blas qblas, ablas, eblas, sblas
-    cdef bint pinned
+    cdef zl_blas qblas, ablas, eblas
     cdef float[:, ::1] h, q, k, v, attn, o, gate, up
     cdef float[::1] attn_scratch
     cdef int64_t slot_floats, n_slots
@@ -413,8 +412,7 @@ cdef class LayerStack:
     def __cinit__(self):
         self.layers = NULL
 
-    def __init__(self, hp, list layers, int n_ctx, int max_seq, str mode="fast", int exact_min_rows=64,
-                 str exact_blas="generic"):
+    def __init__(self, hp, list layers, int n_ctx, int max_seq, str mode="fast", int exact_min_rows=64):
         cdef int il
         cdef layer_c *L
         self.n_layer = len(layers)
@@ -438,14 +436,7 @@ cdef class LayerStack:
         # pool (a BLAS with threads of its own would compete with the pool's workers).
         self.qblas = (<BlasInterface>get_blas()).c
         self.ablas = single_threaded((<BlasInterface>get_blas("generic")).c)
-        # The exact path's GEMM runs on each pool thread: our GEMM on one thread, or
-        # scipy's BLAS when the caller pins its process-wide threads to one around
-        # the pass (limit_blas_threads(1)); it is the faster of the two here.
-        if exact_blas not in ("generic", "scipy"):
-            raise ValueError(f"LayerStack: exact_blas must be 'generic' or 'scipy', got {exact_blas!r}")
-        self.sblas = (<BlasInterface>get_blas("scipy")).c
-        self.eblas = self.sblas if exact_blas == "scipy" else self.ablas
-        self.pinned = False
+        self.eblas = self.ablas
         self.keep = []
         self.layers = <layer_c *>_calloc_layers(self.n_layer)
         cdef int E = self.n_embd, HQ = self.n_head * self.head_dim, HK = self.n_head_kv * self.head_dim
@@ -504,16 +495,13 @@ cdef class LayerStack:
         _free_layers(self.layers)
         self.layers = NULL
 
-    def run(self, float[:, ::1] x, Py_ssize_t start_pos, int threads=1, dict timings=None, n_out=None,
-            bint blas_pinned=False):
+    def run(self, float[:, ::1] x, Py_ssize_t start_pos, int threads=1, dict timings=None, n_out=None):
         """The blocks over x (seq, n_embd) in place, at positions start_pos.. .
 
         ``n_out``: how many of the last rows of x the caller reads afterwards (default
         all). The last block computes its keys and values for every position (the
         cache needs them) but its queries, attention output and feed-forward only for
         those rows, as llama.cpp does; the other rows of x are left unfinished.
-        ``blas_pinned``: the caller holds scipy's BLAS at one thread for this call
-        (limit_blas_threads(1)), so the attention's GEMMs may use it from the pool.
         """
         cdef Py_ssize_t seq = x.shape[0]
         cdef Py_ssize_t keep = seq if n_out is None else n_out
@@ -533,10 +521,8 @@ cdef class LayerStack:
         cdef bint timed = timings is not None
         for i in range(N_STAGES):
             self.stage[i] = 0.0
-        self.pinned = blas_pinned
         with nogil:
             status = self._run(&x[0, 0], seq, start_pos, pool, threads, timed, seq - keep)
-        self.pinned = False
         if status == ZL_BLAS_ENOMEM:
             raise OutOfMemory(f"LayerStack.run: no memory for a product's scratch ({seq} tokens)")
         if status != 0:
@@ -699,7 +685,7 @@ cdef class LayerStack:
         job.attn = attn
         job.scratch = &self.attn_scratch[0]
         job.slot_floats = self.slot_floats
-        job.blas = self.sblas if self.pinned else self.ablas
+        job.blas = self.ablas
         job.seq, job.start, job.n_ctx = seq, start, self.n_ctx
         job.hd, job.nh, job.nkv = self.head_dim, self.n_head, self.n_head_kv
         job.window = self.window if L.swa else 0

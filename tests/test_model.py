@@ -217,24 +217,3 @@ def test_logits_into_a_callers_buffer(files):
         with pytest.raises(zl.ModelError, match="out must be"):
             m.forward(TOKENS[6:7], all_logits=True, out=buf)
         assert m.n_past == 6
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_auto_matmul_takes_the_exact_path_for_prompts(files, threads, monkeypatch):
-    """matmul="auto": products of at least _EXACT_MIN_ROWS rows (here 4) go through
-    the dequantize-and-multiply path, split by rows of W over the pool, so a prompt's
-    logits meet the exact bound; a decoded token (one row) takes the 8-bit path."""
-    import zigllama.model as model_module
-
-    path, ref = files("gemma3")
-    monkeypatch.setattr(model_module, "_EXACT_MIN_ROWS", 4)
-    with zl.Model(path, threads=threads, n_ctx=32) as m:
-        assert m.matmul == "auto" and m._stack.exact_min_rows == 4
-        ok, msg = close(m.forward(TOKENS, all_logits=True), ref)
-        assert ok, f"auto, prompt of {len(TOKENS)}: {msg}"
-        m.reset()
-        m.forward(TOKENS[:8])
-        ok, msg = close(m.forward(TOKENS[8:9]), ref[8], RTOL_FAST)
-        assert ok, f"auto, one decoded token: {msg}"
-    with pytest.raises(zl.ModelError, match="'auto'"):
-        zl.Model(path, matmul="fastest")

@@ -43,11 +43,6 @@ _CHUNK_GEMM = 1 << 22
 # Tokens per pass of the layer stack (llama.cpp's default micro-batch): a longer
 # prompt runs in passes of this many, so the scratch buffers stay a few MiB.
 _UBATCH = 512
-# matmul="auto": products of at least this many rows (a prompt's) dequantize the
-# weight panel by panel and multiply float32, as ggml's BLAS backend does for
-# batches; fewer rows (decoding) multiply 8-bit blocks. Measured on a 128-row
-# product at one thread: half the time of the 8-bit path for Q5_0, 0.8x for Q6_K.
-_EXACT_MIN_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -203,18 +198,15 @@ class Model:
 
     ``matmul="fast"`` multiplies quantized weights as llama.cpp does (activations
     rounded to 8-bit blocks, integer dot products); ``"exact"`` multiplies float32
-    activations with dequantized weights. ``"auto"`` (the default) takes the exact
-    path for products of at least 64 rows (prompts), where dequantizing panels and
-    multiplying float32 is the faster one, and the fast path for decoding. All need
-    ``zigllama.qgemm``; without it every product dequantizes rows into a small
-    buffer and uses the BLAS vtable.
+    activations with dequantized weights. Both need ``zigllama.qgemm``; without it
+    every product dequantizes rows into a small buffer and uses the BLAS vtable.
     """
 
-    def __init__(self, path, threads=None, n_ctx=None, matmul="auto"):
+    def __init__(self, path, threads=None, n_ctx=None, matmul="fast"):
         from . import GGUFReader
 
-        if matmul not in ("fast", "exact", "auto"):
-            raise ModelError(f"matmul must be 'fast', 'exact' or 'auto', got {matmul!r}")
+        if matmul not in ("fast", "exact"):
+            raise ModelError(f"matmul must be 'fast' or 'exact', got {matmul!r}")
         self.matmul = matmul
         self.path = str(path)
         self.threads = _config.resolve_threads(threads)
@@ -226,7 +218,7 @@ class Model:
             raise
 
     @classmethod
-    def from_file(cls, path, threads=None, n_ctx=None, matmul="auto"):
+    def from_file(cls, path, threads=None, n_ctx=None, matmul="fast"):
         return cls(path, threads=threads, n_ctx=n_ctx, matmul=matmul)
 
     # ---- loading --------------------------------------------------------------------
@@ -316,7 +308,7 @@ class Model:
                      post_ffn_norm=L.post_ffn_norm, q_norm=L.q_norm, k_norm=L.k_norm, bq=L.bq, bk=L.bk, bv=L.bv,
                      cos=L.rope[0], sin=L.rope[1], k_cache=self.k_cache[il], v_cache=self.v_cache[il], swa=L.swa)
             layers.append(d)
-        return LayerStack(self.hparams, layers, self.n_ctx, min(self.n_ctx, _UBATCH), self.matmul, _EXACT_MIN_ROWS)
+        return LayerStack(self.hparams, layers, self.n_ctx, min(self.n_ctx, _UBATCH), self.matmul)
 
     @staticmethod
     def _vector_or_none(w):
@@ -351,10 +343,7 @@ class Model:
         if out is None:
             out = np.empty((x.shape[0], n_out), dtype=np.float32)
         if self._qgemm_fn is not None and w.quantized is not None:
-            mode = self.matmul
-            if mode == "auto":
-                mode = "exact" if x.shape[0] >= _EXACT_MIN_ROWS else "fast"
-            self._qgemm_fn(x, w.quantized, out=out, mode=mode, threads=self.threads)
+            self._qgemm_fn(x, w.quantized, out=out, mode=self.matmul, threads=self.threads)
             return out
         if w.ggml_type == 0:
             self._blas.gemm(x, w.data, out=out, trans_b=True)

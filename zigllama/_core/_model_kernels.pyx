@@ -238,34 +238,6 @@ cdef enum:
     QUERY_BLOCK = 32
     # Up to this many query rows per task, attention uses row kernels instead of GEMMs.
     SMALL_ROWS = 8
-    # Floats of W dequantized per GEMM of the exact path (512 KiB: measured best of 128 KiB to 1 MiB).
-    EXACT_PANEL = 1 << 17
-
-ctypedef struct exact_job:
-    zl_blas blas            # our GEMM on the calling thread
-    const zl_qtensor *w
-    int64_t m, ldx, ldy, rows_per_chunk
-    const float *x
-    float *y
-
-
-cdef int exact_chunk(void *ctx, int64_t begin, int64_t end) noexcept nogil:
-    """Rows [begin * rows_per_chunk, ...) of W: dequantized panel by panel, multiplied
-    by our GEMM on this thread, into their columns of y."""
-    cdef exact_job *j = <exact_job *>ctx
-    cdef zl_qtensor sub = j.w[0]
-    cdef int64_t c, r0, r1
-    cdef int status
-    for c in range(begin, end):
-        r0 = c * j.rows_per_chunk
-        r1 = r0 + j.rows_per_chunk if r0 + j.rows_per_chunk < j.w.rows else j.w.rows
-        sub.data = j.w.data + r0 * j.w.row_stride
-        sub.rows = r1 - r0
-        status = qgemm_on(j.blas, NULL, &sub, j.m, j.x, j.ldx, j.y + r0, j.ldy, ZL_QGEMM_EXACT, 1)
-        if status != 0:
-            return status
-    return 0
-
 
 ctypedef struct layer_c:
     zl_qtensor wq, wk, wv, wo, wg, wu, wd
@@ -398,12 +370,11 @@ cdef class LayerStack:
     """
     cdef layer_c *layers
     cdef int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, rope_dim, n_ctx, window, mode
-    cdef readonly int exact_min_rows
     cdef bint neox, gelu
     cdef float eps, attn_scale, attn_softcap
     cdef readonly int max_seq
     cdef list keep
-    cdef zl_blas qblas, ablas, eblas
+    cdef zl_blas qblas, ablas
     cdef float[:, ::1] h, q, k, v, attn, o, gate, up
     cdef float[::1] attn_scratch
     cdef int64_t slot_floats, n_slots
@@ -412,7 +383,7 @@ cdef class LayerStack:
     def __cinit__(self):
         self.layers = NULL
 
-    def __init__(self, hp, list layers, int n_ctx, int max_seq, str mode="fast", int exact_min_rows=64):
+    def __init__(self, hp, list layers, int n_ctx, int max_seq, str mode="fast"):
         cdef int il
         cdef layer_c *L
         self.n_layer = len(layers)
@@ -424,19 +395,14 @@ cdef class LayerStack:
         self.n_ctx, self.max_seq = n_ctx, max_seq
         if max_seq < 1 or n_ctx < 1 or self.n_head % self.n_head_kv:
             raise ValueError(f"LayerStack: max_seq {max_seq}, n_ctx {n_ctx}, heads {self.n_head}/{self.n_head_kv}")
-        if mode not in ("fast", "exact", "auto"):
-            raise ValueError(f"LayerStack: mode must be 'fast', 'exact' or 'auto', got {mode!r}")
-        self.mode = ZL_QGEMM_EXACT if mode == "exact" else ZL_QGEMM_FAST
-        # "auto": products of at least exact_min_rows rows (prompts) dequantize W panel
-        # by panel and multiply float32 (as ggml's BLAS backend does from 32 rows on),
-        # fewer rows (decoding) multiply 8-bit blocks.
-        self.exact_min_rows = max(exact_min_rows, 1) if mode == "auto" else 0
+        if mode not in ("fast", "exact"):
+            raise ValueError(f"LayerStack: mode must be 'fast' or 'exact', got {mode!r}")
+        self.mode = ZL_QGEMM_FAST if mode == "fast" else ZL_QGEMM_EXACT
         # Quantized products on the default backend (as zigllama.qgemm); attention's small
         # products on our own GEMM run on the calling thread, its tasks spread over the
         # pool (a BLAS with threads of its own would compete with the pool's workers).
         self.qblas = (<BlasInterface>get_blas()).c
         self.ablas = single_threaded((<BlasInterface>get_blas("generic")).c)
-        self.eblas = self.ablas
         self.keep = []
         self.layers = <layer_c *>_calloc_layers(self.n_layer)
         cdef int E = self.n_embd, HQ = self.n_head * self.head_dim, HK = self.n_head_kv * self.head_dim
@@ -534,29 +500,7 @@ cdef class LayerStack:
 
     cdef int _linear(self, const zl_qtensor *w, int64_t m, const float *x, int64_t ldx, float *y,
                      int64_t ldy, zl_pool *pool, int threads) noexcept nogil:
-        cdef exact_job job
-        cdef int64_t chunks
-        if self.exact_min_rows == 0 or m < self.exact_min_rows:
-            return qgemm_on(self.qblas, pool, w, m, x, ldx, y, ldy, self.mode, threads)
-        # Row blocks of W on the pool, each dequantized and multiplied on one thread:
-        # no GEMM thread team runs beside the pool's workers.
-        job.blas = self.eblas
-        job.w = w
-        job.m, job.x, job.ldx, job.y, job.ldy = m, x, ldx, y, ldy
-        # Panels of about EXACT_PANEL floats: the dequantized rows stay in L2 for the
-        # GEMM that reads them (one 5 MiB panel ran slower than the 8-bit path).
-        job.rows_per_chunk = EXACT_PANEL // (w.cols if w.cols > 0 else 1)
-        if job.rows_per_chunk < 16:
-            job.rows_per_chunk = 16
-        chunks = 2 * pool_threads(pool) if pool != NULL else 1
-        if (w.rows + job.rows_per_chunk - 1) // job.rows_per_chunk < chunks:
-            job.rows_per_chunk = (w.rows + chunks - 1) // chunks
-        if job.rows_per_chunk < 1:
-            job.rows_per_chunk = 1
-        chunks = (w.rows + job.rows_per_chunk - 1) // job.rows_per_chunk if w.rows else 0
-        if pool == NULL or chunks < 2:
-            return exact_chunk(&job, 0, chunks)
-        return parallel_for_status(pool, chunks, 1, exact_chunk, &job)
+        return qgemm_on(self.qblas, pool, w, m, x, ldx, y, ldy, self.mode, threads)
 
     cdef int _run(self, float *x, int64_t seq, int64_t start, zl_pool *pool, int threads, bint timed,
                   int64_t last_skip) noexcept nogil:

@@ -26,6 +26,10 @@
 
 #include "zigllama/zl_qmatmul.h" /* zl_qtensor: a quantized weight */
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef int64_t zl_blas_int;
 
 typedef enum { ZL_ROW_MAJOR = 101, ZL_COL_MAJOR = 102 } zl_blas_layout;
@@ -136,5 +140,9 @@ static inline int zl_dgemm(zl_blas b, zl_blas_layout layout, zl_blas_trans ta, z
                            double beta, double *c, zl_blas_int ldc) {
     return b.vtable->dgemm(b.ctx, layout, ta, tb, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

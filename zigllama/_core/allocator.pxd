@@ -1,8 +1,10 @@
 # The allocator interface for Cython callers (Zig's std.mem.Allocator).
 #
 # nogil code receives `Allocator.c` (a {ctx, vtable} struct) and calls zl_alloc /
-# zl_free on it; Python-level code calls `allocate` / `deallocate`, which turn a
-# NULL into OutOfMemory and misuse into an AllocatorError.
+# zl_free on it: zl_alloc returns NULL on failure (the allocator contract, the one
+# exception to the status-code rule of zigllama/errors.py). The checked wrapper,
+# with the GIL, is `allocate` (NULL -> OutOfMemory naming the size); `deallocate`
+# turns misuse into an AllocatorError.
 
 from libc.stdint cimport uint64_t
 

@@ -376,6 +376,42 @@ def test_no_gil_on_the_success_path_of_the_tensor_matmul_backend():
     assert "with gil" not in body
 
 
+# Every nogil function that takes the GIL, and why the rule allows it.
+GIL_TAKERS = {
+    # the checked wrappers, on their error path (check_tensor_status and the like
+    # call a `with gil` raiser only when the status is not 0)
+    "raise_tensor_status": "error path", "raise_quant_status": "error path",
+    "raise_gguf_status": "error path", "check_blas_status": "error path", "check_pool_status": "error path",
+    "lookup_default_pool": "finding the default pool (a Python object), outside pool tasks",
+    "release_pool": "dropping the default pool's reference taken by lookup_default_pool",
+    "_run_python_task": "a Python callable submitted to the pool",
+    "_cancel_python_task": "a Python callable submitted to the pool",
+    "delete_legacy": "a DLPack deleter drops the exported Tensor",
+    "delete_versioned": "a DLPack deleter drops the exported Tensor",
+}
+
+
+def test_the_gil_is_taken_only_where_the_rule_allows():
+    import glob
+    import re
+
+    sources = sorted(glob.glob(os.path.join(ROOT, "zigllama", "_core", "*.pyx")))
+    if not sources:
+        pytest.skip("needs the source tree")
+    takers = {}
+    for path in sources:
+        text = open(path).read()
+        for chunk in re.split(r"(?m)^(?=(?:cdef|cpdef|def|class|ctypedef|@)\b)", text):
+            head = re.match(r"cdef\s[^(]*?(\w+)\s*\((.*?)\)([^:\n]*):", chunk, re.S)
+            if head is None:
+                continue
+            qualifiers = head.group(3)
+            if ("nogil" in qualifiers and "with gil" in chunk) or "with gil" in qualifiers:
+                takers[head.group(1)] = os.path.basename(path)
+    assert "_tensor_matmul" not in takers
+    assert set(takers) == set(GIL_TAKERS), {n: takers.get(n) for n in set(takers) ^ set(GIL_TAKERS)}
+
+
 def test_every_core_pxd_has_a_public_name_beside_the_package():
     package = os.path.dirname(os.path.abspath(zigllama.__file__))
     core = {f[:-4] for f in os.listdir(os.path.join(package, "_core")) if f.endswith(".pxd")}

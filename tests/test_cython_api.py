@@ -120,6 +120,7 @@ def test_example_quantized_gemv_through_the_qgemm_slot(consumer, model, exact):
 
 RULES = textwrap.dedent("""
     from libc.stdint cimport int64_t
+    from zigllama.allocator cimport Allocator, check_alloc, zl_alloc, zl_free
     from zigllama.blas_integration cimport BlasInterface, zl_blas, zl_qtensor
     from zigllama.gguf_format cimport GGUFReader
     from zigllama.quantization cimport check_quant_status, dequantize_into
@@ -151,6 +152,14 @@ RULES = textwrap.dedent("""
 
     def pin(Tensor t):
         tensor_pin(t)
+
+
+    def alloc_and_free(Allocator a, size_t n):
+        cdef void *p
+        with nogil:
+            p = check_alloc(zl_alloc(a.c, n, 64), n, 64)
+            (<char *>p)[n - 1] = 1
+            zl_free(a.c, p, n, 64)
 
 
     def dequantize_checked(int type_id, const unsigned char[::1] raw, float[::1] out, int nthreads):
@@ -279,6 +288,13 @@ def test_misuse_of_pins_raises_instead_of_crashing(rules, model):
         zl_rules.pin_reader(reader)
 
 
+def test_allocator_null_and_its_checked_wrapper(rules):
+    rules[0].alloc_and_free(zigllama.HeapAllocator(), 4096)
+    failing = zigllama.FailingAllocator(zigllama.HeapAllocator(), fail_index=0)
+    with pytest.raises(zigllama.OutOfMemory, match="could not allocate 4096 bytes aligned to 64"):
+        rules[0].alloc_and_free(failing, 4096)
+
+
 def test_dequantize_into_status_and_its_checked_wrapper(rules):
     zl_rules = rules[0]
     raw = np.asarray(zigllama.quantize(np.linspace(-1, 1, 64, dtype=np.float32).reshape(1, 64), 8)).reshape(-1)
@@ -382,6 +398,7 @@ GIL_TAKERS = {
     # call a `with gil` raiser only when the status is not 0)
     "raise_tensor_status": "error path", "raise_quant_status": "error path",
     "raise_gguf_status": "error path", "check_blas_status": "error path", "check_pool_status": "error path",
+    "raise_alloc_failure": "error path (check_alloc of a NULL)",
     "lookup_default_pool": "finding the default pool (a Python object), outside pool tasks",
     "release_pool": "dropping the default pool's reference taken by lookup_default_pool",
     "_run_python_task": "a Python callable submitted to the pool",

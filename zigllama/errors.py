@@ -21,8 +21,8 @@ The rule at the nogil boundary, followed by every module:
    (``tensor_add``, ``parallel_for``) is its status form passed through it.
 3. The allocator vtable returns NULL on failure: that is the allocator contract
    (Zig's ``std.mem.Allocator``, C's ``malloc``), kept for C callers; its checked
-   wrapper is ``Allocator.allocate``, which turns NULL into ``OutOfMemory`` naming
-   the size and alignment.
+   wrapper is ``check_alloc`` (nogil), which turns NULL into ``OutOfMemory`` naming
+   the size and alignment (``Allocator.allocate`` with the GIL).
 4. Convenience forms that find the default pool (a Python object) take the GIL
    for that lookup only, and only outside a pool's task (``dequantize_into``,
    ``split_blocks``); their ``_on`` forms take a ``zl_pool *`` and never do.

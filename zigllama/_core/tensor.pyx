@@ -902,6 +902,35 @@ cdef void tensor_unpin(Tensor t) noexcept:
         t.allocator.release_export()
 
 
+cdef int pin_operands(Tensor a, Tensor b, Tensor c) except -1:
+    """tensor_pin of a, b and c (b, c may be None) for a method's nogil work: another
+    thread's arena reset then raises BufferInUse instead of freeing the memory under
+    the kernel. All or none: a failed pin undoes the others."""
+    tensor_pin(a)
+    try:
+        if b is not None:
+            tensor_pin(b)
+        try:
+            if c is not None:
+                tensor_pin(c)
+        except BaseException:
+            if b is not None:
+                tensor_unpin(b)
+            raise
+    except BaseException:
+        tensor_unpin(a)
+        raise
+    return 0
+
+
+cdef void unpin_operands(Tensor a, Tensor b, Tensor c) noexcept:
+    tensor_unpin(a)
+    if b is not None:
+        tensor_unpin(b)
+    if c is not None:
+        tensor_unpin(c)
+
+
 cdef Tensor view_of(Tensor base):
     """A new Tensor sharing base's memory (same dtype and data; caller sets the shape)."""
     cdef Tensor v = new_tensor()
@@ -1163,8 +1192,12 @@ cdef int assign(Tensor t, value) except -1:
         src = Tensor.from_numpy(arr)
     src.check_alive()
     src = unaliased(src, t, True)
-    with nogil:
-        tensor_copy(&src.view, &t.view)
+    pin_operands(src, t, None)
+    try:
+        with nogil:
+            tensor_copy(&src.view, &t.view)
+    finally:
+        unpin_operands(src, t, None)
     return 0
 
 
@@ -1204,11 +1237,15 @@ cdef Tensor binary(Tensor t, other, Tensor out, Allocator allocator, bint multip
         out.check_writable()
         t = unaliased(t, out, True)
         b = unaliased(b, out, True)
-    with nogil:
-        if multiply:
-            tensor_mul(&t.view, &b.view, &out.view)
-        else:
-            tensor_add(&t.view, &b.view, &out.view)
+    pin_operands(t, b, out)
+    try:
+        with nogil:
+            if multiply:
+                tensor_mul(&t.view, &b.view, &out.view)
+            else:
+                tensor_add(&t.view, &b.view, &out.view)
+    finally:
+        unpin_operands(t, b, out)
     return out
 
 
@@ -1521,8 +1558,12 @@ cdef class Tensor:
         self.check_alive()
         self.check_writable()
         cdef double v = fill_value(value, self.view.dtype)
-        with nogil:
-            tensor_fill(&self.view, v)
+        pin_operands(self, None, None)
+        try:
+            with nogil:
+                tensor_fill(&self.view, v)
+        finally:
+            unpin_operands(self, None, None)
 
     # ---- views -------------------------------------------------------------------------------
     def __getitem__(self, key):
@@ -1623,8 +1664,12 @@ cdef class Tensor:
         cdef Tensor out
         self.check_alive()
         out = like(self, self.view.ndim, self.view.shape, code, allocator_argument(allocator))
-        with nogil:
-            tensor_copy(&self.view, &out.view)
+        pin_operands(self, out, None)
+        try:
+            with nogil:
+                tensor_copy(&self.view, &out.view)
+        finally:
+            unpin_operands(self, out, None)
         return out
 
 
@@ -1661,8 +1706,12 @@ cdef class Tensor:
             b = unaliased(b, o, False)
         if _matmul_prepare != NULL:
             _matmul_prepare(&a.view, &b.view, &o.view)
-        with nogil:
-            tensor_matmul(&a.view, &b.view, &o.view)
+        pin_operands(a, b, o)
+        try:
+            with nogil:
+                tensor_matmul(&a.view, &b.view, &o.view)
+        finally:
+            unpin_operands(a, b, o)
         return o
 
     def __add__(self, other):

@@ -6,8 +6,8 @@
  * alloc returns NULL when it cannot (or, for the failing allocator, will not)
  * provide memory: NULL on failure is the allocator contract (the one exception to
  * the status-code rule of zigllama/errors.py, kept because every C allocator
- * speaks it). The module's checked wrapper, Allocator.allocate in allocator.pxd,
- * turns NULL into OutOfMemory naming the size at the Python boundary.
+ * speaks it). The module's checked wrapper, check_alloc in allocator.pxd, turns
+ * NULL into OutOfMemory naming the size at the Python boundary.
  */
 #ifndef ZIGLLAMA_ZL_ALLOCATOR_H
 #define ZIGLLAMA_ZL_ALLOCATOR_H

@@ -11,6 +11,8 @@ import textwrap
 import gguf
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import outside_extension
 import zigllama
@@ -122,7 +124,7 @@ RULES = textwrap.dedent("""
     from libc.stdint cimport int64_t
     from zigllama.allocator cimport Allocator, check_alloc, zl_alloc, zl_free
     from zigllama.blas_integration cimport BlasInterface, zl_blas, zl_qtensor
-    from zigllama.gguf_format cimport GGUFReader
+    from zigllama.gguf_format cimport GGUFReader, ZL_GGUF_E_NOTFOUND, ZL_GGUF_OK, gguf_find_tensor, zl_gguf_tensor_ref
     from zigllama.quantization cimport check_quant_status, dequantize_into
     from zigllama.tensor cimport (
         Tensor, ZL_TENSOR_EDTYPE, ZL_TENSOR_ESHAPE, ZL_TENSOR_OK, check_tensor_status, tensor_add_status,
@@ -186,6 +188,26 @@ RULES = textwrap.dedent("""
 
     def unpin(Tensor t):
         tensor_unpin(t)
+
+
+    NOTFOUND = ZL_GGUF_E_NOTFOUND
+
+
+    def find(GGUFReader r, bytes name):
+        cdef zl_gguf_tensor_ref ref
+        cdef const char *p = name
+        cdef size_t n = len(name)
+        cdef int status
+        r.pin()
+        try:
+            with nogil:
+                status = gguf_find_tensor(r, p, n, &ref)
+            if status != ZL_GGUF_OK:
+                return status
+            return (ref.index, ref.type, tuple(ref.ne[d] for d in range(ref.n_dims)), ref.nbytes,
+                    <size_t>ref.data - <size_t>r.ctx.data)
+        finally:
+            r.unpin()
 
 
     def pin_reader(GGUFReader r):
@@ -262,6 +284,38 @@ def test_status_forms_return_named_codes_and_the_wrapper_raises(rules):
         zl_rules.add_checked(a, wrong, out)
     with pytest.raises(UnsupportedDtype, match="float32 and float64"):
         zl_rules.add_checked(a, zigllama.Tensor.zeros((2, 3), "float64"), out)
+
+
+NAMES = ["a", "ab", "abc", "b\u00e9", "blk.0.w", "blk.0.w2", "\u6f22\u5b57"]
+
+
+@pytest.fixture(scope="module")
+def named(tmp_path_factory):
+    """A GGUF file whose tensor names are prefixes of each other, and not ASCII."""
+    path = tmp_path_factory.mktemp("named") / "names.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    for i, name in enumerate(NAMES):
+        w.add_tensor(name, np.full((i + 1, 2), i, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+@given(st.one_of(st.sampled_from(NAMES), st.text(max_size=12)))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_lookup_by_name_agrees_with_the_reader(rules, named, name):
+    with zigllama.GGUFReader(named) as r:
+        found = rules[0].find(r, name.encode())
+        if name not in r.tensor_names():
+            assert found == rules[0].NOTFOUND
+            return
+        info = r.tensor_info(name)
+        index, ggml_type, ne, nbytes, offset = found
+        assert r.tensors[index] is info
+        assert (ggml_type, ne, nbytes, offset) == (int(info.ggml_type), tuple(info.ne), info.nbytes,
+                                                   info.data_offset)
 
 
 def test_misuse_of_pins_raises_instead_of_crashing(rules, model):

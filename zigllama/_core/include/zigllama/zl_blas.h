@@ -40,7 +40,7 @@ enum {
     ZL_BLAS_EINVAL = -1, /* an argument out of its domain (layout, trans, size, ld, inc) */
     ZL_BLAS_ENOMEM = -2, /* packing buffers could not be allocated */
     ZL_BLAS_ERANGE = -3, /* a size larger than the backend's integer type holds */
-    ZL_BLAS_ENOSYS = -4  /* qgemm before zigllama._core.qmatmul was imported */
+    ZL_BLAS_ENOSYS = -4  /* qgemm with no kernels registered (get_blas() registers them) */
 };
 
 #define ZL_BLAS_CAPSULE_NAME "zigllama.blas_vtable"

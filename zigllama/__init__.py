@@ -45,8 +45,10 @@ _LAZY = {
     **{n: ("._core.gguf_format", n) for n in ("GGUFModelLoader", "GGUFReader", "GGUFValueType")},
     "validate_gguf": ("._core.gguf_format", "validate"),
     **{n: (".gguf_writer", n) for n in ("GGUFValue", "GGUFWriter", "rewrite_metadata")},
-    **{n: ("._core.memory_mapping", n) for n in (
-        "MapFlags", "MappingOptimizer", "MemoryMap", "ModelFileMapper", "Protection")},
+    "MemoryMap": ("._core.memory_mapping", "MemoryMap"),
+    **{n: ("._core.mapping_flags", n) for n in ("MapFlags", "Protection")},
+    "MappingOptimizer": ("._core.mapping_strategy", "MappingOptimizer"),
+    "ModelFileMapper": ("._core.model_file_mapper", "ModelFileMapper"),
     **{n: (".model", n) for n in ("Model", "Sampler")},
     "Tokenizer": (".tokenizer", "Tokenizer"),
 }

@@ -45,13 +45,10 @@ from .gguf_writer import (
     GGUFWriter as GGUFWriter,
     rewrite_metadata as rewrite_metadata,
 )
-from ._core.memory_mapping import (
-    MapFlags as MapFlags,
-    MappingOptimizer as MappingOptimizer,
-    MemoryMap as MemoryMap,
-    ModelFileMapper as ModelFileMapper,
-    Protection as Protection,
-)
+from ._core.mapping_flags import MapFlags as MapFlags, Protection as Protection
+from ._core.mapping_strategy import MappingOptimizer as MappingOptimizer
+from ._core.memory_mapping import MemoryMap as MemoryMap
+from ._core.model_file_mapper import ModelFileMapper as ModelFileMapper
 from .model import Model as Model, Sampler as Sampler
 from .tokenizer import Tokenizer as Tokenizer
 

@@ -32,7 +32,10 @@ from scipy.linalg.cython_blas cimport (
     ddot, daxpy, dgemm, dgemv, dnrm2, dscal, sdot, saxpy, sgemm, sgemv, snrm2, sscal,
 )
 
-from zigllama._core.tensor cimport ZL_F32, ZL_F64, naive_matmul, set_matmul_impl, zl_tensor_view
+from zigllama._core.tensor cimport (
+    ZL_F32, ZL_F64, RangeTask, ensure_wired, naive_matmul, range_fn_t, range_runner, range_runner_t, set_matmul_impl,
+    zl_tensor_view,
+)
 
 from .._config import num_threads, openmp_threads, resolve_threads
 from ..errors import BlasError, InvalidArgumentType, NotCopyable, OutOfMemory, ZigLlamaError
@@ -431,13 +434,8 @@ cdef int _unpin_scipy_blas() except -1:
 
 # Large GEMMs of the scipy backend run as row (or column) blocks on the pool,
 # each block one single-threaded BLAS call: one thread runtime (the pool) on the
-# cores instead of OpenBLAS's team spinning beside it. The threading module
-# registers the splitter (it owns the pool; this module cannot import it).
-cdef zl_blas_splitter _splitter = NULL
-
-cdef void register_splitter(zl_blas_splitter splitter) noexcept:
-    global _splitter
-    _splitter = splitter
+# cores instead of OpenBLAS's team spinning beside it. The pool's runner comes
+# from the tensor module's registry (this module does not import the pool).
 
 # Above this many multiply-adds the scipy backend splits (OpenBLAS itself runs
 # one thread up to 64**3): a block must stay large enough for the BLAS to run
@@ -499,7 +497,7 @@ cdef int64_t _split_chunks(zl_blas_int m, zl_blas_int n, zl_blas_int k, int thre
     blocks run slower (measured with OpenBLAS on 256 x 256: one block 348 us,
     2 blocks 368 us, 4 blocks 432 us, 8 blocks 554 us on the caller alone), so
     more blocks than threads cost more than the balance they buy."""
-    if threads <= 1 or _splitter == NULL or <double>m * <double>n * <double>k < _SPLIT_WORK:
+    if threads <= 1 or range_runner() == NULL or <double>m * <double>n * <double>k < _SPLIT_WORK:
         return 1
     by_rows[0] = m >= n
     cdef zl_blas_int rows = m if by_rows[0] else n
@@ -536,7 +534,7 @@ cdef int _scipy_gemm_split(zl_blas blas, bint f32, int64_t nchunks, bint by_rows
     g.b = <const char *>b
     g.c = <char *>c
     g.item = sizeof(float) if f32 else sizeof(double)
-    return _splitter(nchunks, _gemm_block, &g)
+    return range_runner()(nchunks, 1, _gemm_block, &g)
 
 
 @contextmanager
@@ -821,6 +819,26 @@ cdef class BlasInterface:
         view.index = self.index
         return view
 
+    def gemm_rows(self, a, b, out):
+        """C = a @ b as a RangeTask over the rows of a (C-contiguous float32 or
+        float64 arrays of one dtype, shapes already checked): each chunk of rows is
+        one GEMM on the calling thread, for a pool to split (ParallelOps.matmul).
+        Used as a context, it pins the BLAS behind scipy to one thread meanwhile:
+        the pool is then the only parallel layer."""
+        task = <_GemmRows>_GemmRows.__new__(_GemmRows)
+        task.backend = self
+        task.arrays = (a, b, out)
+        task.c.blas = single_threaded(self.c)
+        task.c.a = <const void *><size_t>a.ctypes.data
+        task.c.b = <const void *><size_t>b.ctypes.data
+        task.c.c = <void *><size_t>out.ctypes.data
+        task.c.n = b.shape[1]
+        task.c.k = a.shape[1]
+        task.c.f32 = a.dtype == np.float32
+        task.fn = _gemm_rows
+        task.ctx = &task.c
+        return task
+
     def gemm(self, a, b, out=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
              bint trans_b=False):
         """``out = alpha * op(a) @ op(b) + beta * out``; returns ``out``.
@@ -870,6 +888,7 @@ cdef class BlasInterface:
         elif self.index == 0 and <double>m * <double>n * <double>k > _THREAD_SYNC_WORK \
                 and not _blas_threads_pinned:
             # (OpenBLAS runs up to 64**3 multiply-adds on one thread by itself.)
+            ensure_wired()   # the pool that splits it, whatever was imported first
             nchunks = _split_chunks(m, n, k, num_threads(), &by_rows)
             _pin_scipy_blas()
             pinned = True
@@ -1005,6 +1024,60 @@ cdef zl_blas single_threaded(zl_blas blas) noexcept nogil:
     return blas
 
 
+ctypedef struct _GemmRowsCtx:
+    zl_blas blas
+    const void *a
+    const void *b
+    void *c
+    int64_t n
+    int64_t k
+    bint f32
+
+
+cdef int _gemm_rows(void *vctx, int64_t begin, int64_t end) noexcept nogil:
+    # Rows [begin, end) of C = A @ B: one GEMM of (end - begin) x n x k. BLAS
+    # status codes are negative; a chunk reports failures as positive numbers.
+    cdef _GemmRowsCtx *c = <_GemmRowsCtx *>vctx
+    cdef int rc
+    if c.f32:
+        rc = c.blas.vtable.sgemm(c.blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
+                                 end - begin, c.n, c.k, 1.0, <const float *>c.a + begin * c.k, c.k,
+                                 <const float *>c.b, c.n, 0.0, <float *>c.c + begin * c.n, c.n)
+    else:
+        rc = c.blas.vtable.dgemm(c.blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
+                                 end - begin, c.n, c.k, 1.0, <const double *>c.a + begin * c.k, c.k,
+                                 <const double *>c.b, c.n, 0.0, <double *>c.c + begin * c.n, c.n)
+    return -rc
+
+
+cdef class _GemmRows(RangeTask):
+    """BlasInterface.gemm_rows's task: the context, and the arrays it points into."""
+    cdef _GemmRowsCtx c
+    cdef object arrays
+    cdef BlasInterface backend
+    cdef bint pinned
+
+    def __enter__(self):
+        if self.backend.index == 0 and not self.pinned:
+            _pin_scipy_blas()
+            self.pinned = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.pinned:
+            self.pinned = False
+            _unpin_scipy_blas()
+        return False
+
+    def raise_status(self, int status):
+        """BlasError for a chunk's status (a positive BLAS code); nothing for 0."""
+        if status == 0:
+            return
+        m, k, n = self.arrays[0].shape[0], self.c.k, self.c.n
+        raise BlasError(f"the {self.backend.name} BLAS refused a {m}x{k} @ {k}x{n} block "
+                        f"(status {-status}: {'out of memory' if -status == ZL_BLAS_ENOMEM else 'invalid argument or size'})")
+
+
 cdef list _interfaces = []
 for _i, _name in enumerate(BACKENDS):
     _bi = BlasInterface.__new__(BlasInterface)
@@ -1130,6 +1203,7 @@ def set_tensor_backend(name=None):
     """Choose the backend behind Tensor.matmul and `@` (None: the default,
     ``ZIGLLAMA_BLAS`` or "scipy"); returns its BlasInterface."""
     global _tensor_backend
+    ensure_wired()
     cdef BlasInterface blas = get_blas(name)
     _tensor_backend = blas.index
     set_matmul_impl(_tensor_matmul)
@@ -1138,15 +1212,21 @@ def set_tensor_backend(name=None):
 
 def tensor_backend():
     """The BlasInterface behind Tensor.matmul and `@`."""
+    ensure_wired()
     return _interfaces[_tensor_backend]
 
 
-try:
-    set_tensor_backend()
-except BlasError:
-    # A misspelt ZIGLLAMA_BLAS must not break `import zigllama`: get_blas()
-    # reports it; tensors use scipy meanwhile.
-    set_tensor_backend("scipy")
+def install_tensor_backend():
+    """The package's wiring (zigllama._core.wire), once: the default backend behind
+    Tensor.matmul. Importing this module changes nothing of the tensor module."""
+    global _tensor_backend
+    try:
+        _tensor_backend = (<BlasInterface>get_blas()).index
+    except BlasError:
+        # A misspelt ZIGLLAMA_BLAS must not break tensors: get_blas() reports
+        # it; tensors use scipy meanwhile.
+        _tensor_backend = (<BlasInterface>get_blas("scipy")).index
+    set_matmul_impl(_tensor_matmul)
 
 
 # ---------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from ..errors import (
 from ..ggml_types import GGML_TYPE_TRAITS, GGMLType
 from .tensor import Tensor
 from .memory_mapping cimport fault_guarded_call, fault_touch
+from .memory_mapping import MemoryMap
 
 __all__ = [
     "GGUFReader", "GGUFModelLoader", "GGUFValueType", "GGMLType", "TensorInfo",
@@ -176,28 +177,6 @@ def _ggml_type_table():
         if t != NULL:
             out[i] = (t.name.decode(), t.block_size, t.type_size)
     return out
-
-
-def _open_map(path):
-    """Map `path` read-only: zigllama's MemoryMap if built, else Python's mmap."""
-    try:
-        from .memory_mapping import MemoryMap
-    except ImportError:
-        MemoryMap = None
-    if MemoryMap is not None:
-        return MemoryMap.from_file(path)
-    import mmap
-    import stat
-
-    # O_NONBLOCK and the check before any read: a FIFO must not block the open.
-    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise GGUFError(f"{os.fspath(path)}: not a regular file")
-        size = st.st_size
-        if size == 0:
-            return b""
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _close_map(m):
@@ -608,7 +587,7 @@ cdef class GGUFReader:
         self.path = None
         if isinstance(source, (str, os.PathLike)):
             self.path = source
-            self.owned_map = _open_map(source)
+            self.owned_map = MemoryMap.from_file(source)
             self.base = self.owned_map
         else:
             self.base = source

@@ -571,11 +571,62 @@ cdef void matrix_strides(const zl_tensor_view *t, ptrdiff_t *s) noexcept nogil:
     s[2] = t.strides[t.ndim - 1]
 
 
-cdef matmul_impl_t _matmul_impl = naive_matmul
+# ---- the registry (see tensor.pxd): filled by the package's wire() (zigllama/_core/__init__.py) ------------------
+
+# NULL until the package's wiring chose the backend: never the plain loops by
+# accident of import order.
+cdef matmul_impl_t _matmul_impl = NULL
+cdef bint _wired = False
+cdef range_runner_t _range_runner = NULL
+
 
 cdef void set_matmul_impl(matmul_impl_t impl) noexcept:
     global _matmul_impl
     _matmul_impl = impl if impl != NULL else naive_matmul
+
+
+cdef int ensure_wired() except -1:
+    global _wired
+    if not _wired:
+        from zigllama._core import wire
+
+        wire()
+        _wired = True
+    return 0
+
+
+_backend_lookup = None
+
+
+def set_backend_lookup(lookup):
+    """The package's wiring: `lookup(name)` gives the BLAS backend called `name`
+    (None: the default), for modules that split GEMMs themselves."""
+    global _backend_lookup
+    _backend_lookup = lookup
+
+
+def matmul_backend(name=None):
+    """The BLAS backend called `name` (None: the default), as the package wired it:
+    how ParallelOps reaches the BLAS without importing its module."""
+    ensure_wired()
+    return _backend_lookup(name)
+
+
+cdef void set_range_runner(range_runner_t runner) noexcept:
+    global _range_runner
+    _range_runner = runner
+
+
+cdef range_runner_t range_runner() noexcept nogil:
+    return _range_runner
+
+
+cdef class RangeTask:
+    """A C task over rows, prepared by one module and run by another (see tensor.pxd)."""
+
+    def __cinit__(self):
+        self.fn = NULL
+        self.ctx = NULL
 
 
 # ---- checks (nogil; the GIL is taken only to raise) -------------------------------------
@@ -719,6 +770,11 @@ cdef int tensor_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tens
     for d in range(ndim):
         if out.shape[d] != shape[d]:
             return raise_shapes("matmul", a, b, out)
+    if _matmul_impl == NULL:
+        # A nogil caller's product before any Python-level one: the wiring runs once
+        # per process, here (the GIL taken once, with nothing of ours held).
+        with gil:
+            ensure_wired()
     return _matmul_impl(a, b, out)
 
 
@@ -1602,6 +1658,7 @@ cdef class Tensor:
         cdef Tensor o = tensor_argument(out, "out", True)
         self.check_alive()
         b.check_alive()
+        ensure_wired()
         if o is None:
             matmul_shape(&self.view, &b.view, &ndim, shape)
             o = like(self, ndim, shape, self.view.dtype, allocator_argument(allocator))

@@ -60,10 +60,8 @@ cdef extern from "probes.h" nogil:
     int64_t zl_probe_now_ns() noexcept
     size_t zl_pool_worker_stride() noexcept
 
-from .blas_integration cimport (
-    BlasInterface, register_splitter, single_threaded, zl_blas_range_fn, zl_blas, zl_blas_int, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_BLAS_EINVAL,
-    ZL_BLAS_ENOMEM,
-)
+from .tensor cimport RangeTask, range_fn_t, set_range_runner
+from .tensor import matmul_backend
 
 #: Default worker stack: 8 MiB, as in threading.zig (Python tasks need room too).
 DEFAULT_STACK_SIZE = 8 * 1024 * 1024
@@ -164,22 +162,25 @@ cdef void release_pool(void *ref) noexcept nogil:
             Py_DECREF(<object>ref)
 
 
-cdef int _split_for_blas(int64_t nchunks, zl_blas_range_fn fn, void *ctx) noexcept nogil:
-    # The splitter of the scipy backend's large GEMMs: chunks on the pool, or
-    # all on the caller when the pool cannot take them (shut down, out of
-    # memory): a chunk only writes its own block of the output.
+cdef int _run_range(int64_t nchunks, int64_t grain, range_fn_t fn, void *ctx) noexcept nogil:
+    # The tensor module's range runner (what the BLAS module splits large GEMMs
+    # with): chunks on the pool, or all on the caller when the pool cannot take
+    # them (shut down, out of memory): a chunk only writes its own block of the output.
     cdef void *ref = NULL
     cdef zl_pool *pool = acquire_pool(&ref)
     cdef int rc = ZL_POOL_EINVAL
     if pool != NULL:
-        rc = zl_parallel_for(pool, nchunks, 1, fn, ctx)
+        rc = zl_parallel_for(pool, nchunks, grain, fn, ctx)
     release_pool(ref)
     if rc <= ZL_POOL_ECLOSED and rc >= ZL_POOL_ETHREAD:
         rc = fn(ctx, 0, nchunks)
     return rc
 
 
-register_splitter(_split_for_blas)
+def install_range_runner():
+    """The package's wiring (zigllama._core.wire): the pool becomes the tensor
+    module's range runner, which the BLAS module splits large GEMMs with."""
+    set_range_runner(_run_range)
 
 
 # --------------------------------------------------------------------------
@@ -1143,56 +1144,6 @@ cdef int _run_rows(zl_pool *pool, int64_t rows, int64_t grain, zl_range_fn fn, z
     return 0
 
 
-ctypedef struct _MatmulCtx:
-    zl_blas blas
-    const void *a
-    const void *b
-    void *c
-    int64_t n
-    int64_t k
-    bint f32
-
-
-cdef int _matmul_rows(void *vctx, int64_t begin, int64_t end) noexcept nogil:
-    # Rows [begin, end) of C = A @ B: one GEMM of (end - begin) x n x k. BLAS
-    # status codes are negative; a chunk reports failures as positive numbers.
-    cdef _MatmulCtx *c = <_MatmulCtx *>vctx
-    cdef int rc
-    if c.f32:
-        rc = c.blas.vtable.sgemm(c.blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
-                                 end - begin, c.n, c.k, 1.0, <const float *>c.a + begin * c.k, c.k,
-                                 <const float *>c.b, c.n, 0.0, <float *>c.c + begin * c.n, c.n)
-    else:
-        rc = c.blas.vtable.dgemm(c.blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
-                                 end - begin, c.n, c.k, 1.0, <const double *>c.a + begin * c.k, c.k,
-                                 <const double *>c.b, c.n, 0.0, <double *>c.c + begin * c.n, c.n)
-    return -rc
-
-
-@contextlib.contextmanager
-def _one_blas_thread(backend):
-    """Pin the threads of the BLAS behind scipy to one, and restore them after.
-
-    Only the scipy backend has threads of its own (generic gets a one-thread
-    context, naive has none). threadpoolctl's controllers of that library are
-    looked up once (a threadpool_limits() context would scan every loaded library
-    on each call: milliseconds)."""
-    if backend != "scipy":
-        yield
-        return
-    from .blas_integration import _scipy_blas_libraries
-
-    libs = _scipy_blas_libraries()
-    saved = [lib.num_threads for lib in libs]
-    for lib in libs:
-        lib.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for lib, n in zip(libs, saved):
-            lib.set_num_threads(n)
-
-
 def _matrix(x, name):
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
@@ -1242,13 +1193,9 @@ class ParallelOps:
     def matmul(self, a, b, out=None, blas=None, grain=None):
         """``a @ b`` by blocks of ``grain`` rows of ``a``, each block one GEMM
         through the BLAS vtable (``zigllama.get_blas(blas)``). The BLAS's own
-        threads are pinned to one meanwhile (threadpoolctl for scipy's BLAS, a
-        one-thread context for the generic backend): the pool is the only
-        parallel layer, nothing nests."""
-        from .blas_integration import get_blas
-
-        cdef _MatmulCtx ctx
-        cdef BlasInterface iface = get_blas(blas)
+        threads are pinned to one meanwhile (scipy's BLAS through its thread
+        setting, a one-thread context for the generic backend): the pool is the
+        only parallel layer, nothing nests."""
         a = _matrix(a, "a")
         b = _matrix(b, "b")
         if a.dtype != b.dtype:
@@ -1267,23 +1214,17 @@ class ParallelOps:
             # About two blocks per thread: big enough for the GEMM to run at full
             # speed, small enough for stealing to even out the threads.
             grain = max(8, -(-m // (2 * self.pool.num_threads)))
-        ctx.blas = single_threaded(iface.c)
-        ctx.a = <const void *><size_t>a.ctypes.data
-        ctx.b = <const void *><size_t>b.ctypes.data
-        ctx.c = <void *><size_t>out.ctypes.data
-        ctx.n = n
-        ctx.k = k
-        ctx.f32 = a.dtype == np.float32
+        # The backend comes from the tensor module's registry (this module does
+        # not import the BLAS module): a RangeTask of row-block GEMMs.
+        cdef RangeTask task = matmul_backend(blas).gemm_rows(a, b, out)
         cdef zl_pool *p = pool_ptr(self.pool)
         cdef int status = 0
         cdef int64_t rows = m
         cdef int64_t g = self._grain(grain)
-        with _one_blas_thread(iface.name):
+        with task:
             with nogil:
-                status = parallel_for(p, rows, g, _matmul_rows, &ctx)
-        if status != 0:
-            raise BlasError(f"the {iface.name} BLAS refused a {m}x{k} @ {k}x{n} block "
-                            f"(status {-status}: {'out of memory' if -status == ZL_BLAS_ENOMEM else 'invalid argument or size'})")
+                status = parallel_for(p, rows, g, task.fn, task.ctx)
+        (<object>task).raise_status(status)
         return out
 
     def rmsnorm(self, x, weight=None, eps=1e-6, out=None, grain=None):

@@ -14,13 +14,10 @@ from ._core.allocator import (
 from ._core.tensor import Tensor as Tensor
 from ._core.quantization import dequantize as dequantize, quantize as quantize
 from ._core.qmatmul import QuantizedTensor as QuantizedTensor, qgemm as qgemm
-from ._core.blas_integration import (
-    BlasConfig as BlasConfig,
-    BlasInterface as BlasInterface,
-    BlasManager as BlasManager,
-    BlasStats as BlasStats,
-    get_blas as get_blas,
-)
+from ._core.blas_integration import BlasInterface as BlasInterface, get_blas as get_blas
+from ._core.blas_config import BlasConfig as BlasConfig
+from ._core.blas_manager import BlasManager as BlasManager
+from ._core.blas_stats import BlasStats as BlasStats
 from ._core.threading import (
     CpuTopology as CpuTopology,
     NumaAllocator as NumaAllocator,
@@ -34,11 +31,8 @@ from ._core.threading import (
 )
 from .errors import *
 from .ggml_types import GGMLType as GGMLType
-from ._core.gguf_format import (
-    GGUFModelLoader as GGUFModelLoader,
-    GGUFReader as GGUFReader,
-    GGUFValueType as GGUFValueType,
-)
+from ._core.gguf_format import GGUFReader as GGUFReader, GGUFValueType as GGUFValueType
+from ._core.gguf_model_loader import GGUFModelLoader as GGUFModelLoader
 from ._core.gguf_format import validate as _validate
 from .gguf_writer import (
     GGUFValue as GGUFValue,

@@ -41,7 +41,7 @@ def _simd_section():
 
 
 def _blas_section():
-    from ._core.blas_integration import BlasConfig
+    from ._core.blas_config import BlasConfig
 
     return {"blas": BlasConfig.detect().as_dict()}
 

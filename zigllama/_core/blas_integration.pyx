@@ -19,7 +19,6 @@ take ``BlasInterface.capsule`` (a PyCapsule named ``"zigllama.blas_vtable"``
 holding a ``zl_blas *``, see ``zigllama/zl_blas.h``).
 """
 import os
-import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -37,7 +36,7 @@ from zigllama._core.tensor cimport (
     zl_tensor_view,
 )
 
-from .._config import num_threads, openmp_threads, resolve_threads
+from .._config import num_threads, openmp_threads
 from ..errors import BlasError, InvalidArgumentType, NotCopyable, OutOfMemory, ZigLlamaError
 
 cnp.import_array()
@@ -45,6 +44,7 @@ cnp.import_array()
 # threadpoolctl lists and limits zigllama's runtimes from the moment the first
 # of its extensions that runs threads (this one) is loaded.
 from .._threadpoolctl import register as _register_threadpoolctl
+from . import scipy_blas
 
 _register_threadpoolctl()
 
@@ -321,27 +321,7 @@ _backends[2].vtable = &zl_blas_naive_vtable
 # thread setting is only looked up (a Python call) for calls above it.
 cdef double _THREAD_SYNC_WORK = 64.0 * 64.0 * 64.0
 
-_scipy_blas_controllers = None
 _blas_threads_pinned = 0       # > 0 inside limit_blas_threads(): leave the BLAS alone
-
-
-def _scipy_blas_libraries():
-    """threadpoolctl controllers of the BLAS library scipy.linalg.cython_blas calls."""
-    global _scipy_blas_controllers
-    if _scipy_blas_controllers is None:
-        import scipy
-        from threadpoolctl import ThreadpoolController
-
-        blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
-        scipy_dir = os.path.dirname(os.path.realpath(scipy.__file__))
-        numpy_dir = os.path.dirname(os.path.realpath(np.__file__))
-        # A wheel's bundled copy sits in scipy.libs/ (or scipy/.dylibs); a system
-        # BLAS is shared with numpy, and then there is only one to choose.
-        own = [c for c in blas if os.path.realpath(c.filepath).startswith(scipy_dir)]
-        if not own:
-            own = [c for c in blas if not os.path.realpath(c.filepath).startswith(numpy_dir)] or blas
-        _scipy_blas_controllers = own
-    return _scipy_blas_controllers
 
 
 def _sync_threads(int index):
@@ -366,39 +346,13 @@ ctypedef int (*_get_threads_fn)() noexcept nogil
 
 cdef int _pin_depth = 0
 _pin_saved = None
-_pin_direct = None  # list of (set address, get address), or False when unavailable
-
-
-def _scipy_blas_entry_points():
-    global _pin_direct
-    if _pin_direct is None:
-        import ctypes
-
-        found = []
-        for lib in _scipy_blas_libraries():
-            try:
-                if lib.internal_api != "openblas":
-                    raise AttributeError(lib.internal_api)
-                # The names as threadpoolctl resolves them (scipy's wheels
-                # prefix and suffix OpenBLAS's symbols).
-                affix = lib._symbol_prefix, lib._symbol_suffix
-                set_fn = getattr(lib.dynlib, f"{affix[0]}openblas_set_num_threads{affix[1]}")
-                get_fn = getattr(lib.dynlib, f"{affix[0]}openblas_get_num_threads{affix[1]}")
-            except (AttributeError, TypeError):
-                found = False
-                break
-            found.append((ctypes.cast(set_fn, ctypes.c_void_p).value, ctypes.cast(get_fn, ctypes.c_void_p).value))
-        _pin_direct = found
-    return _pin_direct
-
-
 cdef int _pin_scipy_blas() except -1:
     global _pin_depth, _pin_saved
     cdef size_t addr
     _pin_depth += 1
     if _pin_depth > 1:
         return 0
-    direct = _scipy_blas_entry_points()
+    direct = scipy_blas.entry_points()
     if direct:
         saved = []
         for set_addr, get_addr in direct:
@@ -408,7 +362,7 @@ cdef int _pin_scipy_blas() except -1:
             (<_set_threads_fn>addr)(1)
         _pin_saved = saved
     else:
-        libs = _scipy_blas_libraries()
+        libs = scipy_blas.libraries()
         _pin_saved = [lib.num_threads for lib in libs]
         for lib in libs:
             lib.set_num_threads(1)
@@ -421,13 +375,13 @@ cdef int _unpin_scipy_blas() except -1:
     _pin_depth -= 1
     if _pin_depth > 0:
         return 0
-    direct = _scipy_blas_entry_points()
+    direct = scipy_blas.entry_points()
     if direct:
         for (set_addr, _), n in zip(direct, _pin_saved):
             addr = set_addr
             (<_set_threads_fn>addr)(n)
     else:
-        for lib, n in zip(_scipy_blas_libraries(), _pin_saved):
+        for lib, n in zip(scipy_blas.libraries(), _pin_saved):
             lib.set_num_threads(n)
     return 0
 
@@ -581,6 +535,12 @@ cdef struct _Vec:
 
 cdef inline str _shape(cnp.ndarray arr):
     return str((<object>arr).shape)
+
+
+def as_operand(obj, op, what):
+    """``obj`` as a numpy array, or BlasError naming the operation ``op`` and the
+    operand ``what`` (for the Python-level companions, BlasManager)."""
+    return _as_array(obj, op, what)
 
 
 cdef cnp.ndarray _as_array(obj, str op, str what):
@@ -1227,166 +1187,3 @@ def install_tensor_backend():
         # it; tensors use scipy meanwhile.
         _tensor_backend = (<BlasInterface>get_blas("scipy")).index
     set_matmul_impl(_tensor_matmul)
-
-
-# ---------------------------------------------------------------------------
-# BlasConfig, BlasStats, BlasManager: the seed's Python-level companions.
-
-_LIBRARY_NAMES = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS", "flexiblas": "FlexiBLAS"}
-
-
-class BlasConfig:
-    """What really runs: the default backend, the BLAS library behind scipy (as
-    threadpoolctl finds it loaded: name, version, threads, CPU kernel), and the
-    generic backend's micro-kernel, blocking and OpenMP threads."""
-
-    def __init__(self, default_backend, library, version, architecture, threading_layer, filepath,
-                 blas_threads, num_threads, generic):
-        self.default_backend = default_backend
-        self.library = library
-        self.version = version
-        self.architecture = architecture
-        self.threading_layer = threading_layer
-        self.filepath = filepath
-        self.blas_threads = blas_threads
-        self.num_threads = num_threads
-        self.generic = generic
-
-    @classmethod
-    def detect(cls):
-        libs = _scipy_blas_libraries()
-        if libs:
-            info = libs[0].info()
-            library = _LIBRARY_NAMES.get(info.get("internal_api"), info.get("internal_api"))
-            fields = (library, info.get("version"), info.get("architecture"), info.get("threading_layer"),
-                      info.get("filepath"), info.get("num_threads"))
-        else:
-            # A BLAS threadpoolctl cannot see (Accelerate, a static reference BLAS).
-            fields = ("unknown", None, None, None, None, None)
-        return cls(default_backend(), *fields, resolve_threads(None), generic_info())
-
-    def as_dict(self):
-        return {
-            "default_backend": self.default_backend,
-            "scipy_blas": {
-                "library": self.library,
-                "library_version": self.version,
-                "architecture": self.architecture,
-                "threading_layer": self.threading_layer,
-                "threads": self.blas_threads,
-                "filepath": self.filepath,
-            },
-            "generic": dict(self.generic, threads=self.num_threads),
-        }
-
-    def __repr__(self):
-        return (f"BlasConfig(default_backend={self.default_backend!r}, library={self.library!r}, "
-                f"version={self.version!r}, architecture={self.architecture!r}, "
-                f"blas_threads={self.blas_threads}, num_threads={self.num_threads}, "
-                f"generic_kernel={self.generic['micro_kernel']!r})")
-
-
-class BlasStats:
-    """Calls, time and floating-point operations per operation (gemm, gemv, ...)."""
-
-    def __init__(self):
-        self._ops = {}
-
-    def record(self, op, seconds, flops):
-        entry = self._ops.setdefault(op, [0, 0.0, 0])
-        entry[0] += 1
-        entry[1] += seconds
-        entry[2] += flops
-
-    def reset(self):
-        self._ops.clear()
-
-    def operations(self):
-        return list(self._ops)
-
-    def count(self, op):
-        return self._ops.get(op, (0, 0.0, 0))[0]
-
-    def seconds(self, op):
-        return self._ops.get(op, (0, 0.0, 0))[1]
-
-    def flops(self, op):
-        return self._ops.get(op, (0, 0.0, 0))[2]
-
-    def gflops(self, op):
-        """Achieved GFLOPS of `op` over all its calls (0 before any time was spent)."""
-        count, seconds, flops = self._ops.get(op, (0, 0.0, 0))
-        return flops / seconds / 1e9 if seconds > 0 else 0.0
-
-    def as_dict(self):
-        return {op: {"count": c, "seconds": s, "flops": f, "gflops": self.gflops(op)}
-                for op, (c, s, f) in self._ops.items()}
-
-    def __str__(self):
-        lines = ["BLAS statistics:", f"  {'operation':<10} {'calls':>8} {'time (ms)':>11} {'GFLOP':>10} {'GFLOPS':>8}"]
-        for op, (count, seconds, flops) in self._ops.items():
-            lines.append(f"  {op:<10} {count:>8} {seconds * 1e3:>11.3f} {flops / 1e9:>10.3f} "
-                         f"{self.gflops(op):>8.2f}")
-        return "\n".join(lines)
-
-
-cdef object _like(template, cnp.ndarray result):
-    # Results come back as the caller's type: a Tensor for Tensors.
-    if cnp.PyArray_Check(template):
-        return result
-    from_numpy = getattr(type(template), "from_numpy", None)
-    return from_numpy(result) if from_numpy is not None else result
-
-
-class BlasManager:
-    """The seed's tensor operations on one backend, with statistics.
-
-    ``matmul`` takes 2-D @ 2-D and batched 3-D @ 2-D (one GEMM over all the
-    batch's rows); ``matvec``, ``scale`` (in place), ``dot`` and ``norm``.
-    """
-
-    def __init__(self, backend=None):
-        self.blas = backend if isinstance(backend, BlasInterface) else get_blas(backend)
-        self.stats = BlasStats()
-
-    def __repr__(self):
-        return f"BlasManager({self.blas.name!r})"
-
-    def matmul(self, a, b):
-        cdef object A = _as_array(a, "matmul", "a")
-        cdef object B = _as_array(b, "matmul", "b")
-        if B.ndim != 2 or A.ndim not in (2, 3):
-            raise BlasError(f"matmul: expected 2-D @ 2-D or 3-D @ 2-D, got shapes {A.shape} and {B.shape}")
-        # A batch (b, s, d) @ (d, e) is one (b*s, d) @ (d, e) product.
-        flat = A.reshape(A.shape[0] * A.shape[1], A.shape[2]) if A.ndim == 3 else A
-        start = time.perf_counter()
-        out = self.blas.gemm(flat, B)
-        self.stats.record("matmul", time.perf_counter() - start, 2 * flat.shape[0] * B.shape[0] * B.shape[1])
-        if A.ndim == 3:
-            out = out.reshape(A.shape[0], A.shape[1], B.shape[1])
-        return _like(a, out)
-
-    def matvec(self, a, x):
-        start = time.perf_counter()
-        out = self.blas.gemv(a, x)
-        self.stats.record("matvec", time.perf_counter() - start, 2 * _as_array(a, "matvec", "a").size)
-        return _like(x, out)
-
-    def scale(self, x, alpha):
-        """``x *= alpha`` in place; returns ``x``."""
-        start = time.perf_counter()
-        self.blas.scal(alpha, x)
-        self.stats.record("scale", time.perf_counter() - start, _as_array(x, "scale", "x").size)
-        return x
-
-    def dot(self, x, y):
-        start = time.perf_counter()
-        result = self.blas.dot(x, y)
-        self.stats.record("dot", time.perf_counter() - start, 2 * _as_array(x, "dot", "x").size)
-        return result
-
-    def norm(self, x):
-        start = time.perf_counter()
-        result = self.blas.nrm2(x)
-        self.stats.record("norm", time.perf_counter() - start, 2 * _as_array(x, "norm", "x").size)
-        return result

@@ -4,13 +4,18 @@ and CAP_IPC_LOCK; and the figures ``zigllama.show_config()`` reports for maps.""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from .._arguments import integer
 from .mapping_flags import invalid
 
-if TYPE_CHECKING:
-    from .memory_mapping import MemoryMap
+
+class _Mapping(Protocol):
+    """What a strategy is applied to (a MemoryMap)."""
+
+    def advise(self, advice: str, offset: int = 0, length: int | None = None) -> None: ...
+    def lock(self) -> None: ...
+    def prefault(self, offset: int = 0, length: int | None = None) -> None: ...
 
 
 def page_size() -> int:
@@ -100,7 +105,7 @@ class MappingStrategy(_MappingStrategyFields):
         return cls(name, "requested", name != "lazy", name == "lock",
                    "normal" if name == "lazy" else "willneed", file_size, None, None)
 
-    def apply(self, mapping: MemoryMap) -> None:
+    def apply(self, mapping: _Mapping) -> None:
         """Give the map this strategy's advice, then prefault or lock it."""
         mapping.advise(self.advice)
         if self.lock:

@@ -42,10 +42,14 @@ ALLOWED = {
     "blas_stats": set(),
     "blas_config": {"blas_integration", "scipy_blas"},
     "blas_manager": {"blas_integration", "blas_stats", "tensor"},
-    "threading": {"tensor"},
+    "threading": {"tensor", "cpu_topology", "thread_pool_config", "thread_pool_stats"},
+    # threading's pure Python, below it
+    "cpu_topology": set(),
+    "thread_pool_config": {"cpu_topology"},
+    "thread_pool_stats": set(),
     "gguf_format": {"tensor", "memory_mapping"},
     "gguf_model_loader": {"gguf_format"},
-    "quantization": {"tensor", "memory_mapping", "threading", "platform"},
+    "quantization": {"tensor", "memory_mapping", "threading", "platform", "cpu_topology"},
     "qmatmul": {"blas_integration", "threading", "quantization"},
     "_model_kernels": set(),
     PACKAGE: None,  # the wiring: anything

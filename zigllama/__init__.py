@@ -41,8 +41,10 @@ _LAZY = {
     "BlasManager": ("._core.blas_manager", "BlasManager"),
     "BlasStats": ("._core.blas_stats", "BlasStats"),
     **{n: ("._core.threading", n) for n in (
-        "CpuTopology", "NumaAllocator", "NumaPolicy", "ParallelOps", "ThreadPool",
-        "ThreadPoolConfig", "ThreadPoolStats", "WorkStealingQueue", "default_pool")},
+        "NumaAllocator", "ParallelOps", "ThreadPool", "WorkStealingQueue", "default_pool")},
+    "CpuTopology": ("._core.cpu_topology", "CpuTopology"),
+    **{n: ("._core.thread_pool_config", n) for n in ("NumaPolicy", "ThreadPoolConfig")},
+    "ThreadPoolStats": ("._core.thread_pool_stats", "ThreadPoolStats"),
     "GGMLType": (".ggml_types", "GGMLType"),
     **{n: ("._core.gguf_format", n) for n in ("GGUFReader", "GGUFValueType")},
     "GGUFModelLoader": ("._core.gguf_model_loader", "GGUFModelLoader"),

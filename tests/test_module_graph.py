@@ -29,6 +29,7 @@ PACKAGE = "__init__"
 # module -> the _core modules it may import or cimport (directly).
 ALLOWED = {
     "platform": set(),
+    "ggml_type_table": set(),   # the C type table, for zigllama.ggml_types
     "allocator": set(),
     "tensor": {"allocator", "platform", PACKAGE},
     "memory_mapping": {"tensor", "mapping_flags", "mapping_strategy"},

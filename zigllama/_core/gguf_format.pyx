@@ -83,14 +83,6 @@ cdef extern from "zigllama/zl_gguf.h" nogil:
         uint64_t bad
     int gguf_probe_strings(void *probe)
 
-cdef extern from "zigllama/zl_ggml_types.h" nogil:
-    ctypedef struct zl_ggml_type_traits:
-        const char *name
-        uint32_t block_size
-        uint32_t type_size
-    const zl_ggml_type_traits *zl_ggml_type_get(uint32_t id)
-    int ZL_GGML_TYPE_COUNT
-
 GGUF_MAGIC = 0x46554747  # b"GGUF" read as a little-endian u32
 GGUF_DEFAULT_ALIGNMENT = C_DEFAULT_ALIGNMENT
 GGUF_MAX_ALIGNMENT = C_MAX_ALIGNMENT
@@ -165,17 +157,6 @@ cdef object _ctx_error(gguf_ctx *ctx, object path):
         return OutOfMemory(f"out of memory while parsing a GGUF file: {ctx.err_msg.decode('utf-8', 'replace')}")
     return _gguf_error(_ERROR_KINDS[ctx.err], ctx.err_field.decode("utf-8", "replace"), ctx.err_pos,
                        ctx.err_msg.decode("utf-8", "replace"), path)
-
-
-def _ggml_type_table():
-    """The C table (id -> (name, block size, bytes per block)): for the consistency test."""
-    cdef const zl_ggml_type_traits *t
-    out = {}
-    for i in range(ZL_GGML_TYPE_COUNT):
-        t = zl_ggml_type_get(i)
-        if t != NULL:
-            out[i] = (t.name.decode(), t.block_size, t.type_size)
-    return out
 
 
 def _close_map(m):

@@ -48,7 +48,8 @@ ALLOWED = {
     "cpu_topology": set(),
     "thread_pool_config": {"cpu_topology"},
     "thread_pool_stats": set(),
-    "gguf_format": {"tensor", "memory_mapping"},
+    "gguf_format": {"tensor", "memory_mapping", "gguf_value_types"},
+    "gguf_value_types": set(),   # shared with the writer (zigllama/gguf_writer.py)
     "gguf_model_loader": {"gguf_format"},
     "quantization": {"tensor", "memory_mapping", "threading", "platform", "cpu_topology"},
     "qmatmul": {"blas_integration", "threading", "quantization"},

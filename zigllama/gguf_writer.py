@@ -22,13 +22,15 @@ from ._core.gguf_format import (
     GGUF_DEFAULT_ALIGNMENT,
     GGUF_MAX_ALIGNMENT,
     GGUF_MAX_ARRAY_DEPTH,
+    GGUF_MAX_NAME,
     GGUFReader,
-    GGUFValueType,
 )
+from ._core.gguf_value_types import INT_RANGES, TENSOR_DTYPES, VALUE_DTYPES, GGUFValueType
 
 __all__ = ["GGUFWriter", "GGUFValue", "rewrite_metadata", "float32_to_bfloat16"]
 
-_MAX_NAME = 63
+# ggml's GGML_MAX_NAME counts the NUL: a name holds one byte fewer.
+_MAX_NAME = GGUF_MAX_NAME - 1
 _COPY_CHUNK = 64 << 20
 
 _SCALAR_FORMATS = {
@@ -37,28 +39,11 @@ _SCALAR_FORMATS = {
     GGUFValueType.FLOAT32: "f", GGUFValueType.BOOL: "?", GGUFValueType.UINT64: "Q",
     GGUFValueType.INT64: "q", GGUFValueType.FLOAT64: "d",
 }
-_NUMPY_TO_VALUE = {
-    np.dtype(np.uint8): GGUFValueType.UINT8, np.dtype(np.int8): GGUFValueType.INT8,
-    np.dtype(np.uint16): GGUFValueType.UINT16, np.dtype(np.int16): GGUFValueType.INT16,
-    np.dtype(np.uint32): GGUFValueType.UINT32, np.dtype(np.int32): GGUFValueType.INT32,
-    np.dtype(np.float32): GGUFValueType.FLOAT32, np.dtype(np.bool_): GGUFValueType.BOOL,
-    np.dtype(np.uint64): GGUFValueType.UINT64, np.dtype(np.int64): GGUFValueType.INT64,
-    np.dtype(np.float64): GGUFValueType.FLOAT64,
-}
-_VALUE_TO_NUMPY = {v: k for k, v in _NUMPY_TO_VALUE.items()}
-_INT_RANGES = {
-    GGUFValueType.UINT8: (0, 2**8 - 1), GGUFValueType.INT8: (-2**7, 2**7 - 1),
-    GGUFValueType.UINT16: (0, 2**16 - 1), GGUFValueType.INT16: (-2**15, 2**15 - 1),
-    GGUFValueType.UINT32: (0, 2**32 - 1), GGUFValueType.INT32: (-2**31, 2**31 - 1),
-    GGUFValueType.UINT64: (0, 2**64 - 1), GGUFValueType.INT64: (-2**63, 2**63 - 1),
-}
+_NUMPY_TO_VALUE = {dt: t for t, dt in VALUE_DTYPES.items()}
+_VALUE_TO_NUMPY = VALUE_DTYPES
+_INT_RANGES = INT_RANGES
 # ggml type -> the numpy dtype its plain elements are given in
-_TENSOR_NUMPY = {
-    GGMLType.F32: np.dtype(np.float32), GGMLType.F16: np.dtype(np.float16),
-    GGMLType.F64: np.dtype(np.float64), GGMLType.I8: np.dtype(np.int8),
-    GGMLType.I16: np.dtype(np.int16), GGMLType.I32: np.dtype(np.int32),
-    GGMLType.I64: np.dtype(np.int64), GGMLType.BF16: np.dtype(np.uint16),
-}
+_TENSOR_NUMPY = TENSOR_DTYPES
 _NUMPY_TO_GGML = {v: k for k, v in _TENSOR_NUMPY.items() if k != GGMLType.BF16}
 
 

@@ -1,4 +1,3 @@
-import enum
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
@@ -9,6 +8,7 @@ import numpy.typing as npt
 from typing_extensions import disjoint_base
 
 from ..ggml_types import GGMLType as GGMLType
+from .gguf_value_types import GGUFValueType as GGUFValueType
 from .memory_mapping import MemoryMap
 from .qmatmul import QuantizedTensor
 from .tensor import Tensor
@@ -22,28 +22,14 @@ _Source = str | os.PathLike[str] | MemoryMap | bytes | bytearray | memoryview
 __all__ = [
     "GGUFReader", "GGUFValueType", "GGMLType", "TensorInfo",
     "Metadata", "LazyArray", "StringArray", "NestedArray", "validate",
-    "GGUF_MAGIC", "GGUF_DEFAULT_ALIGNMENT", "GGUF_MAX_ALIGNMENT", "GGUF_MAX_ARRAY_DEPTH",
+    "GGUF_MAGIC", "GGUF_DEFAULT_ALIGNMENT", "GGUF_MAX_ALIGNMENT", "GGUF_MAX_ARRAY_DEPTH", "GGUF_MAX_NAME",
 ]
 
 GGUF_MAGIC: int
 GGUF_DEFAULT_ALIGNMENT: int
 GGUF_MAX_ALIGNMENT: int
 GGUF_MAX_ARRAY_DEPTH: int
-
-class GGUFValueType(enum.IntEnum):
-    UINT8 = 0
-    INT8 = 1
-    UINT16 = 2
-    INT16 = 3
-    UINT32 = 4
-    INT32 = 5
-    FLOAT32 = 6
-    BOOL = 7
-    STRING = 8
-    ARRAY = 9
-    UINT64 = 10
-    INT64 = 11
-    FLOAT64 = 12
+GGUF_MAX_NAME: int
 
 @disjoint_base
 class TensorInfo:

@@ -8,7 +8,6 @@ numeric arrays as zero-copy numpy views, string arrays (a 262,144-entry vocabula
 as a lazy sequence over an index built once at open.
 """
 from collections.abc import Mapping, Sequence
-from enum import IntEnum
 import os
 
 import numpy as np
@@ -38,6 +37,7 @@ from ..errors import (
     UnsupportedDtype,
 )
 from ..ggml_types import GGML_TYPE_TRAITS, GGMLType
+from .gguf_value_types import FLOAT_TYPES, INT_TYPES, TENSOR_DTYPES, VALUE_DTYPES, GGUFValueType
 from .tensor import Tensor
 from .memory_mapping cimport fault_guarded_call, fault_touch
 from .memory_mapping import MemoryMap
@@ -45,7 +45,7 @@ from .memory_mapping import MemoryMap
 __all__ = [
     "GGUFReader", "GGUFValueType", "GGMLType", "TensorInfo",
     "Metadata", "LazyArray", "StringArray", "NestedArray", "validate",
-    "GGUF_MAGIC", "GGUF_DEFAULT_ALIGNMENT", "GGUF_MAX_ALIGNMENT", "GGUF_MAX_ARRAY_DEPTH",
+    "GGUF_MAGIC", "GGUF_DEFAULT_ALIGNMENT", "GGUF_MAX_ALIGNMENT", "GGUF_MAX_ARRAY_DEPTH", "GGUF_MAX_NAME",
 ]
 
 cdef extern from "zigllama/zl_gguf.h" nogil:
@@ -55,6 +55,7 @@ cdef extern from "zigllama/zl_gguf.h" nogil:
     unsigned int C_DEFAULT_ALIGNMENT "GGUF_DEFAULT_ALIGNMENT"
     unsigned int C_MAX_ALIGNMENT "GGUF_MAX_ALIGNMENT"
     int C_MAX_ARRAY_DEPTH "GGUF_MAX_ARRAY_DEPTH"
+    int C_MAX_NAME "GGUF_MAX_NAME"
     int gguf_parse(gguf_ctx *ctx, const uint8_t *data, uint64_t size)
     void gguf_free(gguf_ctx *ctx)
     uint64_t gguf_type_size(uint32_t type)
@@ -87,42 +88,17 @@ GGUF_MAGIC = 0x46554747  # b"GGUF" read as a little-endian u32
 GGUF_DEFAULT_ALIGNMENT = C_DEFAULT_ALIGNMENT
 GGUF_MAX_ALIGNMENT = C_MAX_ALIGNMENT
 GGUF_MAX_ARRAY_DEPTH = C_MAX_ARRAY_DEPTH
+#: ggml's GGML_MAX_NAME: a tensor name's bytes plus ggml's terminating NUL.
+GGUF_MAX_NAME = C_MAX_NAME
 
 
-class GGUFValueType(IntEnum):
-    """The type of a metadata value (GGUF's ids 0..12)."""
+# Value type -> numpy dtype of a little-endian file's values (swapped for big-endian files).
+_VALUE_DTYPES = {t: dt.newbyteorder("<") for t, dt in VALUE_DTYPES.items()}
+_INT_TYPES = INT_TYPES
+_FLOAT_TYPES = FLOAT_TYPES
 
-    UINT8 = 0
-    INT8 = 1
-    UINT16 = 2
-    INT16 = 3
-    UINT32 = 4
-    INT32 = 5
-    FLOAT32 = 6
-    BOOL = 7
-    STRING = 8
-    ARRAY = 9
-    UINT64 = 10
-    INT64 = 11
-    FLOAT64 = 12
-
-
-# Value type -> numpy dtype (little-endian; swapped for big-endian files).
-_VALUE_DTYPES = {
-    0: np.dtype("<u1"), 1: np.dtype("<i1"), 2: np.dtype("<u2"), 3: np.dtype("<i2"),
-    4: np.dtype("<u4"), 5: np.dtype("<i4"), 6: np.dtype("<f4"), 7: np.dtype("?"),
-    10: np.dtype("<u8"), 11: np.dtype("<i8"), 12: np.dtype("<f8"),
-}
-_INT_TYPES = frozenset((0, 1, 2, 3, 4, 5, 10, 11))
-_FLOAT_TYPES = frozenset((6, 12))
-
-# ggml type -> numpy dtype of its elements, for the plain (non-block) types. BF16 has
-# no numpy dtype: its elements are shown as their uint16 bit patterns.
-_TENSOR_DTYPES = {
-    GGMLType.F32: np.dtype("<f4"), GGMLType.F16: np.dtype("<f2"), GGMLType.BF16: np.dtype("<u2"),
-    GGMLType.F64: np.dtype("<f8"), GGMLType.I8: np.dtype("<i1"), GGMLType.I16: np.dtype("<i2"),
-    GGMLType.I32: np.dtype("<i4"), GGMLType.I64: np.dtype("<i8"),
-}
+# ggml type -> numpy dtype of a little-endian file's elements, for the plain (non-block) types.
+_TENSOR_DTYPES = {t: dt.newbyteorder("<") for t, dt in TENSOR_DTYPES.items()}
 
 # ggml types a zigllama Tensor holds, by the Tensor's dtype name.
 _TENSOR_CLASS_DTYPES = {

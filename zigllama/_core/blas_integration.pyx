@@ -27,6 +27,7 @@ from cpython.pycapsule cimport PyCapsule_New
 from libc.limits cimport INT_MAX
 from libc.math cimport hypot, hypotf
 from libc.stdint cimport int64_t, uintptr_t
+from .array_data cimport array_data
 from scipy.linalg.cython_blas cimport (
     ddot, daxpy, dgemm, dgemv, dnrm2, dscal, sdot, saxpy, sgemm, sgemv, snrm2, sscal,
 )
@@ -789,9 +790,9 @@ cdef class BlasInterface:
         task.backend = self
         task.arrays = (a, b, out)
         task.c.blas = single_threaded(self.c)
-        task.c.a = <const void *><size_t>a.ctypes.data
-        task.c.b = <const void *><size_t>b.ctypes.data
-        task.c.c = <void *><size_t>out.ctypes.data
+        task.c.a = <const void *><uintptr_t>array_data(a)
+        task.c.b = <const void *><uintptr_t>array_data(b)
+        task.c.c = <void *><uintptr_t>array_data(out)
         task.c.n = b.shape[1]
         task.c.k = a.shape[1]
         task.c.f32 = a.dtype == np.float32

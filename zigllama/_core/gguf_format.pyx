@@ -40,6 +40,7 @@ from ..ggml_types import GGML_TYPE_TRAITS, GGMLType
 from .gguf_value_types import FLOAT_TYPES, INT_TYPES, TENSOR_DTYPES, VALUE_DTYPES, GGUFValueType
 from .tensor import Tensor
 from .memory_mapping cimport fault_guarded_call, fault_touch
+from .array_data cimport array_data
 from .memory_mapping import MemoryMap
 
 __all__ = [
@@ -769,7 +770,7 @@ cdef class GGUFReader:
             raw = self.raw_tensor(name)
             # the copy reads the map in numpy: its pages are read under the SIGBUS guard
             # first (as the other byte order's conversions in quantization do)
-            if raw.size and fault_touch(<const void *><uintptr_t>raw.ctypes.data, raw.nbytes) != 0:
+            if raw.size and fault_touch(<const void *><uintptr_t>array_data(raw), raw.nbytes) != 0:
                 raise GGUFFileChanged(
                     f"{self.path or 'GGUF data'}: tensor {name!r} (bytes {info.data_offset}.."
                     f"{info.data_offset + info.nbytes}) is past the end of the file now (SIGBUS): "

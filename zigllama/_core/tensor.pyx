@@ -41,6 +41,7 @@ import numpy as np
 
 from zigllama._core.allocator cimport Allocator, ZL_DEFAULT_ALIGNMENT
 from zigllama._core.platform cimport zl_cpu_has_avx2
+from .array_data cimport array_data
 
 from zigllama._arguments import wrong_type
 from zigllama._core.allocator import HeapAllocator
@@ -1328,12 +1329,12 @@ cdef class Tensor:
                 f"cannot wrap a non-contiguous array (shape {array.shape}, strides "
                 f"{array.strides}) without copying: use Tensor.from_numpy(np.ascontiguousarray(a))"
             )
-        if (<uintptr_t>cnp.PyArray_DATA(arr)) % <uintptr_t>npdt.itemsize != 0:
+        if (<uintptr_t>array_data(arr)) % <uintptr_t>npdt.itemsize != 0:
             raise InvalidLayout(
-                f"cannot wrap an array whose data (at 0x{<uintptr_t>cnp.PyArray_DATA(arr):x}) "
+                f"cannot wrap an array whose data (at 0x{<uintptr_t>array_data(arr):x}) "
                 f"is misaligned for {array.dtype}: copy it with np.array(a) first"
             )
-        t = contiguous_tensor(<char *>cnp.PyArray_DATA(arr), code, ndim,
+        t = contiguous_tensor(<char *>array_data(arr), code, ndim,
                               <const ptrdiff_t *>cnp.PyArray_DIMS(arr), cnp.PyArray_SIZE(arr),
                               cnp.PyArray_ISWRITEABLE(arr), array)
         root = root_tensor(array.base)

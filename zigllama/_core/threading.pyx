@@ -58,6 +58,8 @@ cdef extern from "probes.h" nogil:
     size_t zl_pool_worker_stride() noexcept
 
 from .tensor cimport RangeTask, range_fn_t, set_range_runner
+from .array_data cimport array_data
+from libc.stdint cimport uintptr_t
 from .tensor import matmul_backend
 
 # The pool's pure Python (topology, configuration, statistics) sits below this
@@ -700,7 +702,7 @@ class NumaAllocator:
         array = np.asarray(array)
         if array.nbytes == 0:
             return -1
-        return zl_numa_node_of(<const void *><size_t>array.ctypes.data)
+        return zl_numa_node_of(<const void *><uintptr_t>array_data(array))
 
 
 # --------------------------------------------------------------------------
@@ -781,8 +783,8 @@ class ParallelOps:
         out = _out_array(out, x.shape, x.dtype)
         if x.size == 0:
             return out
-        ctx.x = <const void *><size_t>rows.ctypes.data
-        ctx.out = <void *><size_t>out.ctypes.data
+        ctx.x = <const void *><uintptr_t>array_data(rows)
+        ctx.out = <void *><uintptr_t>array_data(out)
         ctx.weight = NULL
         ctx.cols = rows.shape[1]
         ctx.eps = 0.0
@@ -844,11 +846,11 @@ class ParallelOps:
         out = _out_array(out, x.shape, x.dtype)
         if x.size == 0:
             return out
-        ctx.x = <const void *><size_t>rows.ctypes.data
-        ctx.out = <void *><size_t>out.ctypes.data
+        ctx.x = <const void *><uintptr_t>array_data(rows)
+        ctx.out = <void *><uintptr_t>array_data(out)
         ctx.weight = NULL
         if weight is not None:
-            ctx.weight = <const void *><size_t>weight.ctypes.data
+            ctx.weight = <const void *><uintptr_t>array_data(weight)
         ctx.cols = rows.shape[1]
         ctx.eps = eps
         _run_rows(pool_ptr(self.pool), rows.shape[0], self._grain(grain),

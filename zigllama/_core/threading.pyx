@@ -34,24 +34,13 @@ from ..errors import (
 )
 
 cdef extern from "probes.h" nogil:
-    ctypedef struct zl_probe_ctx:
-        void *hits
-        int64_t calls
-        int64_t fail_at
-        int fail_status
-        zl_pool *pool
-        int64_t inner_n
-        zl_probe_ctx *inner_template
     ctypedef struct zl_probe_sleep:
         long ns
         int64_t done
         int64_t cancelled
-    int zl_probe_count_rows(void *ctx, int64_t begin, int64_t end) noexcept
-    int zl_probe_nested_rows(void *ctx, int64_t begin, int64_t end) noexcept
     int zl_probe_empty_rows(void *ctx, int64_t begin, int64_t end) noexcept
     int zl_probe_spin_rows(void *ctx, int64_t begin, int64_t end) noexcept
     int zl_probe_empty_task(void *ctx) noexcept
-    int zl_probe_count_task(void *ctx) noexcept
     int zl_probe_sleep_task(void *ctx) noexcept
     void zl_probe_sleep_cancel(void *ctx) noexcept
     int64_t zl_probe_now_ns() noexcept
@@ -859,64 +848,11 @@ class ParallelOps:
 
 
 # --------------------------------------------------------------------------
-# Probes for the tests and benchmarks (not public API)
+# Probes for the tests and benchmarks (not public API). The tests' own probes of
+# parallel_for and submit live in a test-only extension (tests/pool_probes.pyx)
+# that uses the public .pxd; the one below needs a task's cancel callback, which
+# that API does not take.
 # --------------------------------------------------------------------------
-
-def _probe_parallel_for(pool, int64_t n, int64_t grain=1, int64_t fail_at=-1, int fail_status=7):
-    """Run a counting chunk over [0, n); returns (status, hits per row, chunks run)."""
-    cdef zl_pool *p = pool_ptr(pool)
-    cdef zl_probe_ctx ctx
-    cdef int status
-    hits = np.zeros(max(n, 1), dtype=np.uint8)
-    cdef uint8_t[::1] h = hits
-    memset(&ctx, 0, sizeof(ctx))
-    ctx.hits = <void *>&h[0]
-    ctx.fail_at = fail_at
-    ctx.fail_status = fail_status
-    with nogil:
-        status = zl_parallel_for(p, n, grain, zl_probe_count_rows, &ctx)
-    return status, hits[:n], ctx.calls
-
-
-def _probe_nested(pool, int64_t outer, int64_t inner):
-    """parallel_for over outer rows, each running a parallel_for over inner rows."""
-    cdef zl_pool *p = pool_ptr(pool)
-    cdef zl_probe_ctx ctx, template
-    cdef int status
-    hits = np.zeros(max(outer * inner, 1), dtype=np.uint8)
-    cdef uint8_t[::1] h = hits
-    memset(&ctx, 0, sizeof(ctx))
-    memset(&template, 0, sizeof(template))
-    template.fail_at = -1
-    ctx.hits = <void *>&h[0]
-    ctx.fail_at = -1
-    ctx.pool = p
-    ctx.inner_n = inner
-    ctx.inner_template = &template
-    with nogil:
-        status = zl_parallel_for(p, outer, 1, zl_probe_nested_rows, &ctx)
-    return status, hits[:outer * inner]
-
-
-def _probe_submit_count(pool, int64_t ntasks):
-    """Submit ntasks C tasks in one group and wait; returns (status, times run)."""
-    cdef zl_pool *p = pool_ptr(pool)
-    cdef zl_task_group g
-    cdef int64_t counter = 0
-    cdef int64_t i
-    cdef int rc = 0
-    zl_task_group_init(&g)
-    with nogil:
-        for i in range(ntasks):
-            rc = zl_pool_submit(p, &g, zl_probe_count_task, NULL, &counter)
-            if rc != 0:
-                break
-        if rc == 0:
-            rc = zl_task_group_wait(p, &g)
-        else:
-            zl_task_group_wait(p, &g)
-    return rc, counter
-
 
 def _probe_shutdown_busy(int num_threads, int64_t ntasks, long sleep_ns, bint cancel):
     """Fill a pool with sleeping tasks and shut it down at once; returns (done, cancelled)."""

@@ -123,6 +123,44 @@ def test_shapes_strides_and_out(t, n, m, blocks, transposed, with_out, seed):
     check_close(y, ref, size, k // max(block_of(t)[0], 32) * 4)
 
 
+# Types with a tiled integer GEMM: from 4 x rows on, W is decoded into tiles of
+# 4 rows and multiplied against groups of x rows (4, or 8 on AVX-512 VNNI).
+TILED_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q5_0", "Q8_0", "IQ4_NL")
+
+
+@pytest.mark.parametrize("t", TILED_TYPES)
+def test_tiled_gemm_against_the_oracle(t, path):
+    rng = np.random.default_rng(hash(t) % 2**32 + 1)
+    k = 3 * max(block_of(t)[0], 32)
+    for n, m in ((1, 4), (6, 9), (13, 21)):   # ragged tiles of W and groups of x
+        w = QuantizedTensor(make_weight(t, n, k, rng), t, (n, k))
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        y = qgemm(x, w)
+        ref, size = fast_oracle(x, w)
+        check_close(y, ref, size, k // max(block_of(t)[0], 32) * 4)
+        # every (W row, x row) pair is summed on its own: moving x rows between
+        # groups and lanes changes no bit
+        perm = rng.permutation(m)
+        np.testing.assert_array_equal(qgemm(x[perm], w), y[perm])
+
+
+@pytest.mark.parametrize("t", TILED_TYPES)
+def test_tiled_gemm_at_the_extremes_of_the_integer_ranges(t, path):
+    # Every quant at its largest (all bits set) against x quantized to +-127
+    # everywhere: the widest products the byte and 16-bit sums must hold.
+    block, size = block_of(t)
+    k = 2 * max(block, 32)
+    n = 5
+    raw = np.full((n, k // block, size), 0xFF, np.uint8)
+    for off in F16_FIELDS[t]:
+        raw[:, :, off:off + 2] = np.array([0.01], "<f2").view(np.uint8)
+    w = QuantizedTensor(raw.reshape(n, -1), t, (n, k))
+    signs = np.where(np.arange(k) % 3 == 0, -1.0, 1.0).astype(np.float32)
+    x = np.stack([np.ones(k, np.float32), -np.ones(k, np.float32), signs, -signs, 2 * signs])
+    ref, size_ = fast_oracle(x, w)
+    check_close(qgemm(x, w), ref, size_, k // max(block, 32) * 4)
+
+
 @pytest.mark.parametrize("mode", ["fast", "exact"])
 def test_threads_split_rows_without_changing_a_bit(mode):
     rng = np.random.default_rng(11)

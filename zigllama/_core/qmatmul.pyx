@@ -43,6 +43,7 @@ cdef extern from "zigllama/zl_ggml_types.h" nogil:
         ZL_GGML_Q8_0
 
 cdef extern from "qgemm_job.h" nogil:
+    cdef struct zl_tile_kernels
     enum:
         ZL_ACT_F32
         ZL_ACT_Q8_0
@@ -72,6 +73,8 @@ cdef extern from "qgemm_job.h" nogil:
         zl_dequantize_fn dequantize
         float *panel
         int64_t panel_r0, panel_rows
+        const zl_tile_kernels *tiles
+        uint8_t *xpack
     int zl_qpath_supported(int path)
     int zl_qpath_best()
     int zl_qpath_active()
@@ -86,6 +89,8 @@ cdef extern from "qgemm_job.h" nogil:
     int zl_qgemm_fast_chunk(void *job, int64_t begin, int64_t end)
     int zl_qgemm_exact_chunk(void *job, int64_t begin, int64_t end)
     int zl_qgemm_panel_chunk(void *job, int64_t begin, int64_t end)
+    const zl_tile_kernels *zl_qgemm_tiles_for(int type, int64_t m, int path)
+    int zl_qgemm_tile_setup(zl_qgemm_job *job, const zl_tile_kernels *kernels)
     uint64_t zl_read_sweep(const uint8_t *p, int64_t n)
 
 
@@ -97,6 +102,12 @@ cdef int64_t SPLIT_MIN_WORK = 1 << 18
 cdef int64_t EXACT_ROWWISE_MAX_M = 32
 # Bytes of W rows a chunk keeps hot while every x row passes over them (m > 1).
 cdef int64_t FAST_BLOCK_BYTES = 16 << 10
+# Fast mode on several threads: chunks per thread, claimed one at a time, so
+# that a worker that wakes late (or is preempted) still takes its share
+# instead of leaving the caller to run the other half alone; at least
+# FAST_CHUNK_MIN_ROWS rows of W each.
+cdef int64_t FAST_CHUNKS_PER_THREAD = 8
+cdef int64_t FAST_CHUNK_MIN_ROWS = 32
 # Floats of W a dequantized panel holds (exact mode, many x rows): 16 MiB, so
 # the hand-overs between the pool (dequantizing) and the BLAS's own threads
 # (multiplying) are few.
@@ -132,6 +143,7 @@ cdef int qgemm_on(zl_blas blas, zl_pool *pool, const zl_qtensor *w, zl_blas_int 
     cdef int64_t i, r0, threads, work, k = w.cols if w != NULL else 0
     cdef int status = 0, path
     cdef const zl_quant_type *qt
+    cdef const zl_tile_kernels *tiles
     if zl_qgemm_check(w, m, ldx, ldy, mode) != 0:
         return ZL_BLAS_EINVAL
     if m == 0 or w.rows == 0:
@@ -157,6 +169,8 @@ cdef int qgemm_on(zl_blas blas, zl_pool *pool, const zl_qtensor *w, zl_blas_int 
     path = zl_qpath_active()
 
     if mode == ZL_QGEMM_FAST and zl_qfast_has(w.type):
+        if threads > 1:
+            job.nchunks = min(threads * FAST_CHUNKS_PER_THREAD, max(threads, w.rows // FAST_CHUNK_MIN_ROWS))
         job.act = zl_act_of(w.type)
         job.dot = zl_qdot_for(w.type, path)
         job.rows_per_block = FAST_BLOCK_BYTES // w.row_stride + 1
@@ -170,8 +184,18 @@ cdef int qgemm_on(zl_blas blas, zl_pool *pool, const zl_qtensor *w, zl_blas_int 
                 run_split(pool, m, zl_qgemm_quantize_rows, &job)
             else:
                 zl_qgemm_quantize_rows(&job, 0, m)
+            # Many x rows: the tiled integer GEMM, on x regrouped once.
+            tiles = zl_qgemm_tiles_for(w.type, m, path)
+            if tiles != NULL:
+                status = zl_qgemm_tile_setup(&job, tiles)
+                free(job.xq)
+                job.xq = NULL
+                if status != 0:
+                    free(job.xpack)
+                    return ZL_BLAS_ENOMEM
         status = run_split(pool, job.nchunks, zl_qgemm_fast_chunk, &job)
         free(job.xq)
+        free(job.xpack)
         return ZL_BLAS_ENOMEM if status != 0 else ZL_BLAS_OK
 
     qt = quant_type(w.type)
@@ -444,11 +468,16 @@ def qgemm(x, w, out=None, *, mode="fast", threads=None):
         if pool == NULL:
             pool_obj = default_pool()
             pool = pool_ptr(pool_obj)
-    cdef zl_blas blas = (<BlasInterface>get_blas()).c
     cdef const float *xp = <const float *><uintptr_t>array_data(X)
     cdef float *yp = <float *><uintptr_t>array_data(Y)
     cdef int cmode = _MODES[mode]
     cdef int status
+    # Only the exact mode's panels need the BLAS backend: its look-up costs a
+    # few microseconds, a good part of a small GEMV.
+    cdef zl_blas blas
+    memset(&blas, 0, sizeof(blas))
+    if cmode != ZL_QGEMM_FAST or not zl_qfast_has(W.c.type):
+        blas = (<BlasInterface>get_blas()).c
     with nogil:
         status = qgemm_on(blas, pool, &W.c, m, xp, ldx, yp, ldy, cmode, nthreads)
     _qgemm_status(status)

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "qmatmul_impl.h"
+#include "qgemm_tile.h"
 #include "../quantization/iq_grids.h"
 
 #if ZL_X86
@@ -110,14 +111,35 @@ ZL_TARGET_AVX2 void zl_quantize_act_q8_k_avx2(const float *x, uint8_t *dst, int6
 #define QK_TARGET ZL_TARGET_AVX2
 #define QK_NAME(name) avx2_##name
 #define QK_DOT_U8I8(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
+#define QK_DPWSSD(acc, a, b) _mm256_add_epi32((acc), _mm256_madd_epi16((a), (b)))
+#define QK_DPBUSD(acc, u, s) _mm256_add_epi32((acc), QK_DOT_U8I8((u), (s)))
 #include "dot_x86_impl.h"
 
+/* Tiles: two rows per pass (16 registers), the scales broadcast from memory;
+ * legacy blocks through the sign trick on signed x. */
+#define QK_TR 2
+#define QK_SCALES(v, p, c) \
+    ((void)(v), _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((p)[2 * (c)])), _mm_set1_epi16((p)[2 * (c) + 1]), 1))
+#define QK_LDOT(x, w) avx2_dot_i8((w), (x))
+#include "tile_x86_impl.h"
+
 const zl_qdot_fn *const zl_qdot_avx2 = avx2_table;
+const zl_tile_kernels zl_tile_avx2 = {avx2_ktile, avx2_ltile, ZL_TILE_M, zl_tile_pack_x, zl_tile_x_bytes,
+                                     avx2_unpack_row};
+
+int zl_tile_unpack_avx2(int type, const uint8_t *row, int64_t k, void *tiles, int r) {
+    return avx2_unpack_row(type, row, k, tiles, r);
+}
 
 #else /* not x86: no AVX2 kernels; the driver never picks this path */
 
 static const zl_qdot_fn no_kernels[ZL_GGML_TYPE_COUNT];
 const zl_qdot_fn *const zl_qdot_avx2 = no_kernels;
+const zl_tile_kernels zl_tile_avx2 = {NULL, NULL, ZL_TILE_M, zl_tile_pack_x, zl_tile_x_bytes, NULL};
+int zl_tile_unpack_avx2(int type, const uint8_t *row, int64_t k, void *tiles, int r) {
+    (void)type; (void)row; (void)k; (void)tiles; (void)r;
+    return 0;
+}
 void zl_quantize_act_q8_0_avx2(const float *x, uint8_t *dst, int64_t k) { (void)x; (void)dst; (void)k; }
 void zl_quantize_act_q8_k_avx2(const float *x, uint8_t *dst, int64_t k) { zl_quantize_act_q8_k_portable(x, dst, k); }
 

@@ -1,6 +1,7 @@
 /* AVX-512 VNNI kernels: the x86 kernels with vpdpbusd (four unsigned x signed
  * byte products summed into each int32 lane in one instruction, in its 256-bit
- * AVX-512VL form, as ggml uses it) in place of maddubs + madd. */
+ * AVX-512VL form, as ggml uses it) in place of maddubs + madd, vpdpwssd in place
+ * of madd + add, and vpmovm2b to spread 32 bits into 32 bytes. */
 #include "qmatmul_impl.h"
 #include "../quantization/iq_grids.h"
 
@@ -9,6 +10,9 @@
 #define QK_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define QK_NAME(name) avx512vnni_##name
 #define QK_DOT_U8I8(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
+#define QK_DPWSSD(acc, a, b) _mm256_dpwssd_epi32((acc), (a), (b))
+#define QK_DPBUSD(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
+#define QK_MASK_TO_BYTES(v) _mm256_movm_epi8((__mmask32)(v))
 #include "dot_x86_impl.h"
 
 const zl_qdot_fn *const zl_qdot_avx512_vnni = avx512vnni_table;

@@ -5,6 +5,9 @@
  *   QK_NAME(name)        a per-path name for each kernel
  *   QK_DOT_U8I8(u, s)    8 int32 sums of 4 products of unsigned bytes u (< 128)
  *                        and signed bytes s: maddubs + madd, or one vpdpbusd
+ *   QK_DPWSSD(acc, a, b) acc + the int32 sums of pairs of int16 products a * b:
+ *                        madd + add, or one vpdpwssd
+ *   QK_DPBUSD(acc, u, s) acc + QK_DOT_U8I8(u, s): one vpdpbusd where there is one
  * Four rows of W go through each loop together, sharing the loads of x (a GEMV
  * is bound by reading W: x stays in L1). Block scales are f16 read with F16C. */
 
@@ -33,47 +36,63 @@ QK_TARGET static inline __m256i QK_NAME(dot_i8)(__m256i a, __m256i b) {
 #define QK_PREFETCH 16384
 #endif
 
-/* Lines covering the QK_NR * wbytes bytes a step of the row loop reads, issued
- * with a fixed count (an unrolled loop: no branch to mispredict). */
-#define QK_PF_STEP(addr, wbytes)                                                                \
+/* Lines covering the `bytes` a step of the row loop reads, issued with a fixed
+ * count (an unrolled loop: no branch to mispredict). */
+#define QK_PF_STEP(addr, bytes)                                                                 \
     do {                                                                                        \
-        for (int q_ = 0; q_ < (QK_NR * (wbytes) + 63) / 64; q_++)                               \
+        for (int q_ = 0; q_ < ((bytes) + 63) / 64; q_++)                                        \
             _mm_prefetch((const char *)(addr) + QK_PREFETCH + 64 * q_, _MM_HINT_T1);            \
     } while (0)
 
-/* Rows of W a pass of the driver reads together. */
-#define QK_NR 4
+/* Rows of W a pass of the row driver reads together, per type: four share x's
+ * loads and keep four chains of integer sums in flight. */
+#ifndef QK_ROWS_NR_K
+#define QK_ROWS_NR_K 4
+#endif
+#define QK_ROWS_NR_q8_0 4
+#define QK_ROWS_NR_q4_1 4
+#define QK_ROWS_NR_q5_1 4
+#define QK_ROWS_NR_iq4_nl 4
+#define QK_ROWS_NR_q4_k QK_ROWS_NR_K
+#define QK_ROWS_NR_q5_k QK_ROWS_NR_K
+#define QK_ROWS_NR_q6_k QK_ROWS_NR_K
 
-/* Four-row driver: BLOCK(w, x, acc) adds one block's products into acc. */
-#define QK_ROWS(name, wbytes, xbytes, BLOCK)                                                        \
+/* Row driver: BLOCK(w, x, acc) adds one block's products into acc; NR rows
+ * (4 or 1) of W go through the block loop together, sharing x's loads. */
+#define QK_ROWS_N(name, wbytes, xbytes, BLOCK, NR)                                                  \
     QK_TARGET static void QK_NAME(rows_##name)(int64_t k, const uint8_t *w, int64_t stride,         \
                                                int64_t nrows, const uint8_t *xq, float *y) {        \
         const int64_t nb = k / (xbytes == ZL_Q8_0_BYTES ? 32 : QK_K);                               \
         int64_t r = 0;                                                                              \
-        for (; r + QK_NR <= nrows; r += QK_NR) {                                                    \
-            const uint8_t *w0 = w + r * stride, *w1 = w0 + stride, *w2 = w1 + stride;               \
-            const uint8_t *w3 = w2 + stride, *x = xq;                                               \
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                             \
-            for (int64_t i = 0; i < nb; i++) {                                                      \
-                QK_PF_STEP(w + r * stride + QK_NR * i * wbytes, wbytes);                            \
-                a0 = BLOCK(w0, x, a0);                                                              \
-                a1 = BLOCK(w1, x, a1);                                                              \
-                a2 = BLOCK(w2, x, a2);                                                              \
-                a3 = BLOCK(w3, x, a3);                                                              \
-                w0 += wbytes, w1 += wbytes, w2 += wbytes, w3 += wbytes, x += xbytes;                \
+        if (NR == 4)                                                                                \
+            for (; r + 4 <= nrows; r += 4) {                                                        \
+                const uint8_t *w0 = w + r * stride, *w1 = w0 + stride, *w2 = w1 + stride;           \
+                const uint8_t *w3 = w2 + stride, *x = xq;                                           \
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                         \
+                for (int64_t i = 0; i < nb; i++) {                                                  \
+                    QK_PF_STEP(w + r * stride + 4 * i * wbytes, 4 * (wbytes));                      \
+                    a0 = BLOCK(w0, x, a0);                                                          \
+                    a1 = BLOCK(w1, x, a1);                                                          \
+                    a2 = BLOCK(w2, x, a2);                                                          \
+                    a3 = BLOCK(w3, x, a3);                                                          \
+                    w0 += wbytes, w1 += wbytes, w2 += wbytes, w3 += wbytes, x += xbytes;            \
+                }                                                                                   \
+                y[r] = QK_NAME(hsum)(a0);                                                           \
+                y[r + 1] = QK_NAME(hsum)(a1);                                                       \
+                y[r + 2] = QK_NAME(hsum)(a2);                                                       \
+                y[r + 3] = QK_NAME(hsum)(a3);                                                       \
             }                                                                                       \
-            y[r] = QK_NAME(hsum)(a0);                                                               \
-            y[r + 1] = QK_NAME(hsum)(a1);                                                           \
-            y[r + 2] = QK_NAME(hsum)(a2);                                                           \
-            y[r + 3] = QK_NAME(hsum)(a3);                                                           \
-        }                                                                                           \
         for (; r < nrows; r++) {                                                                    \
             const uint8_t *w0 = w + r * stride, *x = xq;                                            \
             __m256 a0 = _mm256_setzero_ps();                                                        \
-            for (int64_t i = 0; i < nb; i++, w0 += wbytes, x += xbytes) a0 = BLOCK(w0, x, a0);      \
+            for (int64_t i = 0; i < nb; i++, w0 += wbytes, x += xbytes) {                           \
+                if (NR == 1) QK_PF_STEP(w0, wbytes);                                                \
+                a0 = BLOCK(w0, x, a0);                                                              \
+            }                                                                                       \
             y[r] = QK_NAME(hsum)(a0);                                                               \
         }                                                                                           \
     }
+#define QK_ROWS(name, wbytes, xbytes, BLOCK) QK_ROWS_N(name, wbytes, xbytes, BLOCK, QK_ROWS_NR_##name)
 
 /* ---- legacy blocks against Q8_0 (x: f16 d, 32 int8) ---- */
 
@@ -91,13 +110,6 @@ QK_TARGET static inline __m256 QK_NAME(blk_q8_0)(const uint8_t *b, const uint8_t
 }
 QK_ROWS(q8_0, 34, ZL_Q8_0_BYTES, QK_NAME(blk_q8_0))
 
-QK_TARGET static inline __m256 QK_NAME(blk_q4_0)(const uint8_t *b, const uint8_t *x, __m256 acc) {
-    const __m256 d = _mm256_set1_ps(QK_NAME(f16)(b) * QK_NAME(f16)(x));
-    const __m256i q = _mm256_sub_epi8(QK_NAME(nibbles)(b + 2), _mm256_set1_epi8(8));
-    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(QK_NAME(dot_i8)(q, QK_NAME(q8x)(x))), acc);
-}
-QK_ROWS(q4_0, 18, ZL_Q8_0_BYTES, QK_NAME(blk_q4_0))
-
 /* Q4_1: d * (q . x8) + m * (sum x8), both scaled by x's d. */
 QK_TARGET static inline __m256 QK_NAME(blk_q4_1)(const uint8_t *b, const uint8_t *x, __m256 acc) {
     const float dx = QK_NAME(f16)(x);
@@ -111,21 +123,15 @@ QK_ROWS(q4_1, 20, ZL_Q8_0_BYTES, QK_NAME(blk_q4_1))
 
 /* Byte j is 0xFF where bit j of x is set. */
 QK_TARGET static inline __m256i QK_NAME(bits32)(uint32_t v) {
+#ifdef QK_MASK_TO_BYTES
+    return QK_MASK_TO_BYTES(v);
+#endif
     const __m256i spread = _mm256_setr_epi64x(0x0000000000000000LL, 0x0101010101010101LL,
                                               0x0202020202020202LL, 0x0303030303030303LL);
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
     const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v), spread);
     return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
 }
-
-QK_TARGET static inline __m256 QK_NAME(blk_q5_0)(const uint8_t *b, const uint8_t *x, __m256 acc) {
-    const __m256 d = _mm256_set1_ps(QK_NAME(f16)(b) * QK_NAME(f16)(x));
-    /* (q | h << 4) - 16 = q - 16 where the high bit is clear */
-    const __m256i hi = _mm256_andnot_si256(QK_NAME(bits32)(zl_load_u32(b + 2)), _mm256_set1_epi8((char)0xF0));
-    const __m256i q = _mm256_or_si256(QK_NAME(nibbles)(b + 6), hi);
-    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(QK_NAME(dot_i8)(q, QK_NAME(q8x)(x))), acc);
-}
-QK_ROWS(q5_0, 22, ZL_Q8_0_BYTES, QK_NAME(blk_q5_0))
 
 QK_TARGET static inline __m256 QK_NAME(blk_q5_1)(const uint8_t *b, const uint8_t *x, __m256 acc) {
     const float dx = QK_NAME(f16)(x);
@@ -145,6 +151,95 @@ QK_TARGET static inline __m256 QK_NAME(blk_iq4_nl)(const uint8_t *b, const uint8
     return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(QK_NAME(dot_i8)(q, QK_NAME(q8x)(x))), acc);
 }
 QK_ROWS(iq4_nl, 18, ZL_Q8_0_BYTES, QK_NAME(blk_iq4_nl))
+
+/* Q4_0 and Q5_0, two rows to a vector. The 16 bytes of nibbles of a block of
+ * row a and of row b fill one vector: masked, it holds both rows' first 16
+ * values, shifted, their last 16, each half against x's matching 16 values
+ * broadcast to both halves. The values go in unsigned (q, not q - 8: no sign
+ * fix-ups) and the offset comes back through x's sums, computed once per block
+ * for all four rows: sum (q - o) x = sum q x - o sum x, exact in each lane.
+ * Lane l of a half sums the values 4l..4l+3 and 16+4l..16+4l+3 of its row, the
+ * same lanes whichever row shares the vector, so a row's result does not
+ * depend on its neighbours (the last rows reuse the code with a row repeated). */
+
+/* x's block: its two halves, each broadcast, and -o * (each lane's x sum). */
+#define QK_PAIR_X(x, xlo, xhi, ncorr, o)                                                            \
+    const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)((x) + 2)));   \
+    const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)((x) + 18)));  \
+    const __m256i ncorr = _mm256_sub_epi32(                                                         \
+        _mm256_setzero_si256(),                                                                     \
+        QK_DPBUSD(QK_DPBUSD(_mm256_setzero_si256(), _mm256_set1_epi8(o), xlo), _mm256_set1_epi8(o), xhi))
+
+/* The block scales of four rows times x's, as the two vectors of row pairs. */
+QK_TARGET static inline void QK_NAME(pair_scales)(const uint8_t *w0, const uint8_t *w1, const uint8_t *w2,
+                                                  const uint8_t *w3, float dx, __m256 *s01, __m256 *s23) {
+    const uint64_t h = (uint64_t)zl_load_u16(w0) | (uint64_t)zl_load_u16(w1) << 16 |
+                       (uint64_t)zl_load_u16(w2) << 32 | (uint64_t)zl_load_u16(w3) << 48;
+    const __m128 d = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)h)), _mm_set1_ps(dx));
+    const __m256 d2 = _mm256_castps128_ps256(d);
+    *s01 = _mm256_permutevar8x32_ps(d2, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    *s23 = _mm256_permutevar8x32_ps(d2, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3));
+}
+
+/* Sum of the four lanes of one half. */
+QK_TARGET static inline float QK_NAME(hsum_half)(__m256 v, int half) {
+    __m128 s = half ? _mm256_extractf128_ps(v, 1) : _mm256_castps256_ps128(v);
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Unsigned values of a Q4_0 pair: lo, hi as above. */
+QK_TARGET static inline void QK_NAME(pair_q4_0)(const uint8_t *a, const uint8_t *b, __m256i *lo, __m256i *hi) {
+    const __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(b + 2)), _mm_loadu_si128((const __m128i *)(a + 2)));
+    *lo = _mm256_and_si256(q, _mm256_set1_epi8(0x0F));
+    *hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0F));
+}
+
+/* Q5_0: the nibbles plus the fifth bits (bit j of qh for value j). */
+QK_TARGET static inline void QK_NAME(pair_q5_0)(const uint8_t *a, const uint8_t *b, __m256i *lo, __m256i *hi) {
+    const __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(b + 6)), _mm_loadu_si128((const __m128i *)(a + 6)));
+    const uint32_t ha = zl_load_u32(a + 2), hb = zl_load_u32(b + 2);
+    const __m256i bit = _mm256_set1_epi8(0x10);
+    const __m256i hlo = _mm256_and_si256(QK_NAME(bits32)((ha & 0xFFFFu) | (hb << 16)), bit);
+    const __m256i hhi = _mm256_and_si256(QK_NAME(bits32)((ha >> 16) | (hb & 0xFFFF0000u)), bit);
+    *lo = _mm256_or_si256(_mm256_and_si256(q, _mm256_set1_epi8(0x0F)), hlo);
+    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0F)), hhi);
+}
+
+#define QK_PAIR_ROWS(name, wbytes, offset)                                                          \
+    QK_TARGET static void QK_NAME(rows_##name)(int64_t k, const uint8_t *w, int64_t stride,        \
+                                               int64_t nrows, const uint8_t *xq, float *y) {       \
+        const int64_t nb = k / 32;                                                                 \
+        for (int64_t r = 0; r < nrows; r += 4) {                                                   \
+            const int64_t n = nrows - r < 4 ? nrows - r : 4;                                       \
+            const uint8_t *w0 = w + r * stride;                                                    \
+            const uint8_t *w1 = w0 + (n > 1 ? stride : 0), *w2 = w0 + (n > 2 ? 2 * stride : 0);    \
+            const uint8_t *w3 = w0 + (n > 3 ? 3 * stride : 0), *x = xq;                            \
+            __m256 a01 = _mm256_setzero_ps(), a23 = a01;                                           \
+            for (int64_t i = 0; i < nb; i++) {                                                     \
+                QK_PF_STEP(w + r * stride + 4 * i * (wbytes), 4 * (wbytes));                       \
+                QK_PAIR_X(x, xlo, xhi, ncorr, offset);                                             \
+                __m256 s01, s23;                                                                   \
+                QK_NAME(pair_scales)(w0, w1, w2, w3, QK_NAME(f16)(x), &s01, &s23);                 \
+                __m256i lo, hi;                                                                    \
+                QK_NAME(pair_##name)(w0, w1, &lo, &hi);                                            \
+                const __m256i p01 = QK_DPBUSD(QK_DPBUSD(ncorr, lo, xlo), hi, xhi);                 \
+                QK_NAME(pair_##name)(w2, w3, &lo, &hi);                                            \
+                const __m256i p23 = QK_DPBUSD(QK_DPBUSD(ncorr, lo, xlo), hi, xhi);                 \
+                a01 = _mm256_fmadd_ps(s01, _mm256_cvtepi32_ps(p01), a01);                          \
+                a23 = _mm256_fmadd_ps(s23, _mm256_cvtepi32_ps(p23), a23);                          \
+                w0 += wbytes, w1 += wbytes, w2 += wbytes, w3 += wbytes, x += ZL_Q8_0_BYTES;        \
+            }                                                                                      \
+            y[r] = QK_NAME(hsum_half)(a01, 0);                                                     \
+            if (n > 1) y[r + 1] = QK_NAME(hsum_half)(a01, 1);                                      \
+            if (n > 2) y[r + 2] = QK_NAME(hsum_half)(a23, 0);                                      \
+            if (n > 3) y[r + 3] = QK_NAME(hsum_half)(a23, 1);                                      \
+        }                                                                                          \
+    }
+
+QK_PAIR_ROWS(q4_0, 18, 8)
+QK_PAIR_ROWS(q5_0, 22, 16)
 
 /* ---- K-quants against Q8_K (x: f32 d, 256 int8 at 4, 16 int16 sums at 260) ---- */
 
@@ -182,16 +277,16 @@ QK_TARGET static inline __m256 QK_NAME(blk_q4_k)(const uint8_t *b, const uint8_t
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const uint8_t *q4 = b + 16;
     const int8_t *q8 = (const int8_t *)(x + 4);
-    __m256i sumi = _mm256_setzero_si256();
+    __m256i sumi = _mm256_setzero_si256(), sumh = sumi; /* two chains of vpdpwssd */
     for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
         const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
         const __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-        __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
-        __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-        pl = _mm256_madd_epi16(QK_NAME(lane16)(scales, 2 * j), pl);
-        ph = _mm256_madd_epi16(QK_NAME(lane16)(scales, 2 * j + 1), ph);
-        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        const __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
+        const __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+        sumi = QK_DPWSSD(sumi, QK_NAME(lane16)(scales, 2 * j), pl);
+        sumh = QK_DPWSSD(sumh, QK_NAME(lane16)(scales, 2 * j + 1), ph);
     }
+    sumi = _mm256_add_epi32(sumi, sumh);
     return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b) * dx), _mm256_cvtepi32_ps(sumi), acc);
 }
 QK_ROWS(q4_k, 144, ZL_Q8_K_BYTES, QK_NAME(blk_q4_k))
@@ -205,50 +300,61 @@ QK_TARGET static inline __m256 QK_NAME(blk_q5_k)(const uint8_t *b, const uint8_t
     const __m256i hbits = _mm256_loadu_si256((const __m256i *)(b + 16));
     const uint8_t *q4 = b + 48;
     const int8_t *q8 = (const int8_t *)(x + 4);
-    __m256i sumi = _mm256_setzero_si256();
+    __m256i sumi = _mm256_setzero_si256(), sumh = sumi; /* two chains of vpdpwssd */
     for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
         const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
         const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * j), 4), bit);
         const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * j + 1), 4), bit);
         const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), h0);
         const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), h1);
-        __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
-        __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-        pl = _mm256_madd_epi16(QK_NAME(lane16)(scales, 2 * j), pl);
-        ph = _mm256_madd_epi16(QK_NAME(lane16)(scales, 2 * j + 1), ph);
-        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        const __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
+        const __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+        sumi = QK_DPWSSD(sumi, QK_NAME(lane16)(scales, 2 * j), pl);
+        sumh = QK_DPWSSD(sumh, QK_NAME(lane16)(scales, 2 * j + 1), ph);
     }
+    sumi = _mm256_add_epi32(sumi, sumh);
     return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b) * dx), _mm256_cvtepi32_ps(sumi), acc);
 }
 QK_ROWS(q5_k, 176, ZL_Q8_K_BYTES, QK_NAME(blk_q5_k))
 
-/* Q6_K: ql[128], qh[64], int8 scales[16], f16 d; (q - 32) * x as q * x - 32 * x. */
+/* Q6_K: ql[128], qh[64], int8 scales[16], f16 d; the sum of sc * (q - 32) * x
+ * as that of sc * q * x less 32 * (sc . x's 16-value sums): exact integers. */
 QK_TARGET static inline __m256 QK_NAME(blk_q6_k)(const uint8_t *b, const uint8_t *x, __m256 acc) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
-    const __m128i sc = _mm_loadu_si128((const __m128i *)(b + 192));
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192)));
+    /* scales 0..7 and 8..15, each in both halves, for the in-lane picks below */
+    const __m256i sclo = _mm256_permute2x128_si256(sc16, sc16, 0x00), schi = _mm256_permute2x128_si256(sc16, sc16, 0x11);
     const uint8_t *ql = b, *qh = b + 128;
     const int8_t *q8 = (const int8_t *)(x + 4);
-    __m256i sumi = _mm256_setzero_si256();
+    const __m256i bsums = _mm256_loadu_si256((const __m256i *)(x + 260));
+    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsums), 5));
+    __m256i sumh = _mm256_setzero_si256(); /* a second chain of vpdpwssd */
     for (int j = 0; j < 2; j++, ql += 64, qh += 32) {
         const __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
         const __m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
         const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
         __m256i q[4];
         q[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(h, m2), 4));
-        q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4));
-        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2), 4));
+        q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(12)), 2));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), _mm256_and_si256(h, _mm256_set1_epi8(48)));
         q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
-                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4));
+                               _mm256_srli_epi16(_mm256_and_si256(h, _mm256_set1_epi8((char)0xC0)), 2));
+        const __m256i scv = j ? schi : sclo;
         for (int l = 0; l < 4; l++) {
             const __m256i x8 = _mm256_loadu_si256((const __m256i *)(q8 + 128 * j + 32 * l));
-            const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[l], x8), _mm256_maddubs_epi16(m32, x8));
-            const int s = 8 * j + 2 * l;
-            const __m128i two = _mm_shuffle_epi8(sc, _mm_set_epi8(s + 1, s + 1, s + 1, s + 1, s + 1, s + 1, s + 1, s + 1,
-                                                                   s, s, s, s, s, s, s, s));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_cvtepi8_epi16(two), p));
+            const __m256i p = _mm256_maddubs_epi16(q[l], x8);
+            /* int16 scale 2l of the group in the low half, 2l + 1 in the high half */
+            const char lo0 = (char)(4 * l), lo1 = (char)(4 * l + 1), hi0 = (char)(4 * l + 2), hi1 = (char)(4 * l + 3);
+            const __m256i two = _mm256_shuffle_epi8(
+                scv, _mm256_setr_epi8(lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1, lo0, lo1,
+                                      hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1, hi0, hi1));
+            if (l & 1)
+                sumh = QK_DPWSSD(sumh, two, p);
+            else
+                sumi = QK_DPWSSD(sumi, two, p);
         }
     }
+    sumi = _mm256_add_epi32(sumi, sumh);
     return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b + 208) * zl_load_f32(x)), _mm256_cvtepi32_ps(sumi), acc);
 }
 QK_ROWS(q6_k, 210, ZL_Q8_K_BYTES, QK_NAME(blk_q6_k))

@@ -114,11 +114,6 @@ int zl_qgemm_check(const zl_qtensor *w, int64_t m, int64_t ldx, int64_t ldy, int
 
 /* ---- chunk bodies ---- */
 
-static inline void chunk_rows(const zl_qgemm_job *j, int64_t begin, int64_t end, int64_t *r0, int64_t *r1) {
-    *r0 = j->w.rows * begin / j->nchunks;
-    *r1 = j->w.rows * end / j->nchunks;
-}
-
 int zl_qgemm_quantize_rows(void *vjob, int64_t begin, int64_t end) {
     zl_qgemm_job *j = (zl_qgemm_job *)vjob;
     for (int64_t i = begin; i < end; i++)
@@ -129,8 +124,9 @@ int zl_qgemm_quantize_rows(void *vjob, int64_t begin, int64_t end) {
 /* W rows in blocks that stay in L1/L2 while every x row passes over them. */
 int zl_qgemm_fast_chunk(void *vjob, int64_t begin, int64_t end) {
     const zl_qgemm_job *j = (const zl_qgemm_job *)vjob;
+    if (j->tiles != NULL) return zl_qgemm_tile_chunk(vjob, begin, end);
     int64_t r0, r1;
-    chunk_rows(j, begin, end, &r0, &r1);
+    zl_qgemm_chunk_rows(j, begin, end, &r0, &r1);
     const int64_t block = j->m == 1 ? r1 - r0 : j->rows_per_block;
     for (int64_t r = r0; r < r1; r += block) {
         const int64_t n = (r1 - r < block) ? r1 - r : block;
@@ -148,7 +144,7 @@ int zl_qgemm_fast_chunk(void *vjob, int64_t begin, int64_t end) {
 int zl_qgemm_exact_chunk(void *vjob, int64_t begin, int64_t end) {
     const zl_qgemm_job *j = (const zl_qgemm_job *)vjob;
     int64_t r0, r1;
-    chunk_rows(j, begin, end, &r0, &r1);
+    zl_qgemm_chunk_rows(j, begin, end, &r0, &r1);
     if (r1 <= r0) return 0;
     const int64_t block = j->rows_per_block;
     float *buf = (float *)malloc((size_t)(block * j->w.cols) * sizeof(float) + 64);

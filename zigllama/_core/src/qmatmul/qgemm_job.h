@@ -28,7 +28,18 @@ typedef struct {
     zl_dequantize_fn dequantize;
     float *panel;           /* exact mode, many rows: panel_rows x cols */
     int64_t panel_r0, panel_rows;
+    const struct zl_tile_kernels *tiles; /* fast mode, many x rows: the tiled GEMM */
+    uint8_t *xpack;         /* x regrouped for it: ngroups groups, xgroup_bytes apart */
+    int64_t xgroup_bytes, ngroups;
 } zl_qgemm_job;
+
+/* Rows [*r0, *r1) of W for chunks [begin, end) of the job's nchunks: whole
+ * multiples of 16 rows (64 bytes of y) between chunks, so that two threads
+ * never write one cache line of y. */
+static inline void zl_qgemm_chunk_rows(const zl_qgemm_job *j, int64_t begin, int64_t end, int64_t *r0, int64_t *r1) {
+    *r0 = begin >= j->nchunks ? j->w.rows : j->w.rows * begin / j->nchunks / 16 * 16;
+    *r1 = end >= j->nchunks ? j->w.rows : j->w.rows * end / j->nchunks / 16 * 16;
+}
 
 int zl_qfast_has(int type);
 /* The activation form (ZL_ACT_*) of a weight type's fast kernel. */
@@ -39,6 +50,14 @@ int zl_qgemm_quantize_rows(void *job, int64_t begin, int64_t end);
 int zl_qgemm_fast_chunk(void *job, int64_t begin, int64_t end);
 int zl_qgemm_exact_chunk(void *job, int64_t begin, int64_t end);
 int zl_qgemm_panel_chunk(void *job, int64_t begin, int64_t end);
+
+/* The tiled GEMM's kernels for a weight type, m x rows and a path, or NULL
+ * when the blocked GEMV serves better (few x rows) or the type has none. */
+const struct zl_tile_kernels *zl_qgemm_tiles_for(int type, int64_t m, int path);
+/* Regroup the quantized x (job->xq) for the tiled GEMM; 1: no memory. The
+ * caller frees job->xpack. */
+int zl_qgemm_tile_setup(zl_qgemm_job *job, const struct zl_tile_kernels *kernels);
+int zl_qgemm_tile_chunk(void *job, int64_t begin, int64_t end);
 
 /* OR of every byte of p[0..n): a read-only sweep, the bandwidth peer of the benchmarks. */
 uint64_t zl_read_sweep(const uint8_t *p, int64_t n);

@@ -38,7 +38,12 @@ COMPILER_DIRECTIVES = {
 # -ffp-contract=off: dequantization must match the reference bit for bit, so the
 # compiler may not fuse a*b+c into an FMA where the reference does not (GCC fuses by
 # default in GNU C mode wherever FMA is enabled, e.g. inside target("fma") kernels).
-BASE_CFLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-Wno-unused-function"]
+#
+# -fvisibility=hidden: an extension module exports PyInit_<name> only (Python marks it
+# visible); its C functions stay private to it, so no symbol of zigllama can clash with
+# another library in the process (ggml's gguf_*, a BLAS). Other extensions reach the
+# kernels through the Cython C API (the .pxd files), not by symbol.
+BASE_CFLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-Wno-unused-function", "-fvisibility=hidden"]
 
 
 def _compiler_accepts(flags, source="int main(void){return 0;}\n", link_flags=()):
@@ -104,10 +109,13 @@ def extensions():
     for pyx in sorted(glob(os.path.join(CORE, "*.pyx"))):
         name = os.path.splitext(os.path.basename(pyx))[0]
         sources = [pyx] + sorted(glob(os.path.join(CORE, "src", name, "*.c")))
+        # Every header a source may include: editing one rebuilds the extension.
+        headers = sorted(glob(os.path.join(INCLUDE, "zigllama", "*.h")) + glob(os.path.join(CORE, "src", name, "*.h")))
         exts.append(
             Extension(
                 f"zigllama._core.{name}",
                 sources=sources,
+                depends=headers,
                 include_dirs=[INCLUDE, os.path.join(CORE, "src", name), numpy.get_include()],
                 define_macros=[
                     ("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION"),

@@ -1054,7 +1054,7 @@ def test_random_programs_under_a_gpa(program, child):
 
 OUTSIDE_PYX = '''
 from libc.stdint cimport uint64_t
-from zigllama._core.allocator cimport Allocator, zl_allocator, zl_alloc, zl_free, ZL_DEFAULT_ALIGNMENT
+from zigllama.allocator cimport Allocator, zl_allocator, zl_alloc, zl_free, ZL_DEFAULT_ALIGNMENT
 
 def scratch_sum(Allocator allocator, size_t n):
     cdef zl_allocator a = allocator.c

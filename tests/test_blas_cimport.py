@@ -82,7 +82,7 @@ def test_capsule_name_is_checked():
 
 EXTENSION = textwrap.dedent("""
     from cython.parallel cimport prange
-    from zigllama._core.blas_integration cimport (
+    from zigllama.blas_integration cimport (
         BlasInterface, zl_blas, zl_blas_int, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_BLAS_OK)
     import zigllama
 

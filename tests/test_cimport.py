@@ -10,8 +10,8 @@ import zigllama
 
 PYX = textwrap.dedent(
     """
-    from zigllama._core.allocator cimport Allocator
-    from zigllama._core.tensor cimport (
+    from zigllama.allocator cimport Allocator
+    from zigllama.tensor cimport (
         Tensor, tensor_add, tensor_empty, tensor_fill, tensor_matmul, ZL_F32, ZL_F64,
     )
 
@@ -105,3 +105,17 @@ def test_outside_extension_matmul(outside):
     out = zigllama.Tensor.zeros((2, 4), "float64")
     outside.matmul_nogil(zigllama.Tensor.from_numpy(a), zigllama.Tensor.from_numpy(b), out)
     np.testing.assert_allclose(np.asarray(out), a @ b)
+
+
+def test_the_core_paths_still_cimport(tmp_path):
+    # The public .pxd files re-export zigllama/_core/*.pxd; code written against the
+    # _core paths (before the public names existed) still builds and runs.
+    core_pyx = PYX.replace("from zigllama.allocator cimport", "from zigllama._core.allocator cimport") \
+                  .replace("from zigllama.tensor cimport", "from zigllama._core.tensor cimport")
+    assert "zigllama._core.tensor" in core_pyx and "zigllama._core.allocator" in core_pyx
+    outside_extension.build(tmp_path, {"zl_outside_core.pyx": core_pyx,
+                                       "setup.py": SETUP.replace("zl_outside", "zl_outside_core")})
+    core = outside_extension.load(tmp_path, "zl_outside_core")
+    a, b, out = core.add_in_arena(zigllama.ArenaAllocator(), 2, 3)
+    assert type(out) is zigllama.Tensor
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(a) + np.asarray(b))

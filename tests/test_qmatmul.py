@@ -343,8 +343,8 @@ def test_show_config_names_the_kernel_path():
 # ---- from Cython, without the GIL ----
 
 QGEMM_EXTENSION = """
-from zigllama._core.blas_integration cimport BlasInterface, zl_blas, ZL_BLAS_OK
-from zigllama._core.qmatmul cimport QuantizedTensor, ZL_QGEMM_FAST, ZL_QGEMM_EXACT
+from zigllama.blas_integration cimport BlasInterface, zl_blas, ZL_BLAS_OK
+from zigllama.qmatmul cimport QuantizedTensor, ZL_QGEMM_FAST, ZL_QGEMM_EXACT
 import zigllama
 
 def qgemm_nogil(str backend, QuantizedTensor w, const float[:, ::1] x, float[:, ::1] y, bint exact):

@@ -648,9 +648,9 @@ def test_load_command(tmp_path):
 OUTSIDE_PYX = """
 import numpy
 from libc.stdint cimport int64_t, uint8_t
-from zigllama._core.quantization cimport (
+from zigllama.quantization cimport (
     dequantize_into, dequantize_into_on, quant_type, quantizer_for, split_blocks, zl_quant_type)
-from zigllama._core.threading cimport check_pool_status, parallel_for_status, pool_ptr, zl_pool
+from zigllama.threading cimport check_pool_status, parallel_for_status, pool_ptr, zl_pool
 
 
 def dequantize_on(pool, int type_id, const uint8_t[::1] raw, float[::1] out, int threads):

@@ -909,7 +909,7 @@ def test_public_names_and_show_config():
 
 OUTSIDE = textwrap.dedent("""
     from libc.stdint cimport int64_t
-    from zigllama._core.threading cimport zl_pool, pool_ptr, parallel_for, submit, wait, zl_task_group, zl_task_group_init
+    from zigllama.threading cimport zl_pool, pool_ptr, parallel_for, submit, wait, zl_task_group, zl_task_group_init
 
     cdef int scale_rows(void *ctx, int64_t begin, int64_t end) noexcept nogil:
         cdef double *x = <double *>ctx

@@ -31,9 +31,11 @@ ZIG_SOURCES = {
     "quantization.md": "src/linear_algebra/quantization.zig, k_quantization.zig, iq_quantization.zig",
     "blas-integration.md": "src/foundation/blas_integration.zig",
     "threading.md": "src/foundation/threading.zig",
+    "cython-api.md": "no Zig module: the C and Cython API for other extensions",
 }
 
 ZIG_PUBLIC_NAMES = {
+    "cython-api.md": [],
     "tensors.md": [
         "Shape",
         "TensorError",

@@ -80,7 +80,8 @@ def get_include():
     """Directory to add to a downstream extension's include path.
 
     It holds the ``zigllama/*.h`` C headers; the ``.pxd`` files are found by
-    Cython through the installed package itself.
+    Cython through the installed package itself (``cimport zigllama.tensor``,
+    ``from zigllama cimport gguf_format``: see docs/cython-api.md).
     """
     return _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "_core", "include")
 

@@ -1,10 +1,35 @@
-"""The zigllama error family.
+"""The zigllama error family, and the one rule at the nogil boundary.
 
 Zig returns error unions (``error.InvalidShape``); zigllama raises exceptions of one
 family, each also an instance of the built-in exception a Python user would catch
 (an invalid index is an ``IndexError``, running out of memory a ``MemoryError``).
-nogil kernels return a status; the status becomes one of these once, at the
-boundary between C and Python.
+
+The rule at the nogil boundary, followed by every module:
+
+1. A C-level call that runs without the GIL and can fail returns a named status
+   code declared in its module's C header, 0 meaning success: ``zl_tensor_status``
+   (``zl_tensor.h``), ``zl_quant_status`` (``zl_quants.h``), ``ZL_BLAS_*``
+   (``zl_blas.h``), ``zl_gguf_error_kind`` (``zl_gguf.h``), ``ZL_POOL_E*``
+   (``zl_threading.h``). It never raises and never takes the GIL on its success
+   path (settings that live in Python are read before the GIL is released, or
+   kept in C state).
+2. Each module has one checked wrapper, ``except -1 nogil``, that turns a status
+   into the module's exception with its context (shapes, type, byte offset, file):
+   ``check_tensor_status``, ``check_quant_status``, ``check_blas_status``,
+   ``check_gguf_status``, ``check_pool_status``. It takes the GIL only when the
+   status is an error, as h5py's checked wrappers do. A kernel's checked form
+   (``tensor_add``, ``parallel_for``) is its status form passed through it.
+3. The allocator vtable returns NULL on failure: that is the allocator contract
+   (Zig's ``std.mem.Allocator``, C's ``malloc``), kept for C callers; its checked
+   wrapper is ``check_alloc`` (nogil), which turns NULL into ``OutOfMemory`` naming
+   the size and alignment (``Allocator.allocate`` with the GIL).
+4. Convenience forms that find the default pool (a Python object) take the GIL
+   for that lookup only, and only outside a pool's task (``dequantize_into``,
+   ``split_blocks``); their ``_on`` forms take a ``zl_pool *`` and never do.
+5. An exception a callback raises is never swallowed: a ``KeyboardInterrupt``
+   caught where C cannot pass it on is signalled again for the interpreter.
+
+``docs/cython-api.md`` lists the status codes and wrappers of each ``.pxd``.
 """
 
 

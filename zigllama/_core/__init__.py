@@ -12,8 +12,9 @@ def wire():
     The tensor module calls this (with the GIL) before its first product, and the
     BLAS module before its first GEMM, so the choice is the same whatever was
     imported first: the default backend (``ZIGLLAMA_BLAS``, else scipy) for
-    float32/float64 products, split over the default pool."""
-    from . import blas_integration, tensor, threading
+    float32/float64 products, split over the default pool; and every backend's
+    qgemm slot, which zigllama._core.qmatmul fills when imported."""
+    from . import blas_integration, qmatmul, tensor, threading  # noqa: F401 (qmatmul fills the vtables' qgemm slot)
 
     threading.install_range_runner()
     tensor.set_backend_lookup(blas_integration.get_blas)

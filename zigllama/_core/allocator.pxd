@@ -1,8 +1,11 @@
 # The allocator interface for Cython callers (Zig's std.mem.Allocator).
 #
 # nogil code receives `Allocator.c` (a {ctx, vtable} struct) and calls zl_alloc /
-# zl_free on it; Python-level code calls `allocate` / `deallocate`, which turn a
-# NULL into OutOfMemory and misuse into an AllocatorError.
+# zl_free on it: zl_alloc returns NULL on failure (the allocator contract, the one
+# exception to the status-code rule of zigllama/errors.py). The module's checked
+# wrapper is check_alloc (nogil: NULL -> OutOfMemory naming the size, the GIL taken
+# only then); with the GIL, `allocate` also checks the allocator is open and the
+# alignment valid, and `deallocate` turns misuse into an AllocatorError.
 
 from libc.stdint cimport uint64_t
 
@@ -51,3 +54,9 @@ cdef class Allocator:
     cdef int check_open(self) except -1
     # The exception to raise when the vtable returned NULL for this request.
     cdef object out_of_memory(self, size_t size, size_t alignment)
+
+
+# The checked wrapper of zl_alloc: ptr when it is not NULL; else takes the GIL and
+# raises OutOfMemory naming size and alignment. Usage, without the GIL:
+#     p = check_alloc(zl_alloc(arena.c, n, ZL_DEFAULT_ALIGNMENT), n, ZL_DEFAULT_ALIGNMENT)
+cdef void *check_alloc(void *ptr, size_t size, size_t alignment) except NULL nogil

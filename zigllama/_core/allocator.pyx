@@ -201,6 +201,17 @@ cdef object refusal(Allocator allocator, size_t size, size_t alignment):
     return allocator.out_of_memory(size, alignment)
 
 
+cdef int raise_alloc_failure(size_t size, size_t alignment) except -1 with gil:
+    raise OutOfMemory(f"could not allocate {size} bytes aligned to {alignment}")
+
+
+cdef void *check_alloc(void *ptr, size_t size, size_t alignment) except NULL nogil:
+    if ptr != NULL:
+        return ptr
+    raise_alloc_failure(size, alignment)
+    return NULL
+
+
 cdef class Allocator:
     """Base class of every allocator: ``{ctx, vtable}`` plus the Python methods.
 

@@ -4,7 +4,7 @@
 # through it; every function returns a status (ZL_BLAS_OK or a negative code)
 # and never touches the GIL:
 #
-#     from zigllama._core.blas_integration cimport BlasInterface, zl_blas, ZL_ROW_MAJOR, ZL_NO_TRANS
+#     from zigllama.blas_integration cimport BlasInterface, zl_blas, ZL_ROW_MAJOR, ZL_NO_TRANS
 #     cdef zl_blas blas = (<BlasInterface>zigllama.get_blas("generic")).c
 #     with nogil:
 #         status = blas.vtable.sgemm(blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
@@ -82,6 +82,11 @@ cdef extern from "zigllama/zl_blas.h" nogil:
     int zl_blas_check_gemv(zl_blas_layout layout, zl_blas_trans t, zl_blas_int m, zl_blas_int n,
                            zl_blas_int lda, zl_blas_int incx, zl_blas_int incy) noexcept
     int zl_blas_check_vector(zl_blas_int n, zl_blas_int inc) noexcept
+
+
+# The module's one checked wrapper: 0 for ZL_BLAS_OK, else takes the GIL and raises
+# BlasError (OutOfMemory for ZL_BLAS_ENOMEM) naming the operation `what`.
+cdef int check_blas_status(int status, const char *what) except -1 nogil
 
 
 cdef class BlasInterface:

@@ -32,9 +32,12 @@ from scipy.linalg.cython_blas cimport (
     ddot, daxpy, dgemm, dgemv, dnrm2, dscal, sdot, saxpy, sgemm, sgemv, snrm2, sscal,
 )
 
+from cpython.pythread cimport (
+    PyThread_acquire_lock, PyThread_allocate_lock, PyThread_release_lock, PyThread_type_lock, WAIT_LOCK,
+)
 from zigllama._core.tensor cimport (
-    ZL_F32, ZL_F64, RangeTask, ensure_wired, naive_matmul, range_fn_t, range_runner, range_runner_t, set_matmul_impl,
-    zl_tensor_view,
+    ZL_F32, ZL_F64, ZL_TENSOR_EBACKEND, ZL_TENSOR_ENOMEM, ZL_TENSOR_OK, RangeTask, ensure_wired, naive_matmul,
+    range_fn_t, range_runner, range_runner_t, set_matmul_impl, set_matmul_prepare, zl_tensor_view,
 )
 
 from .._config import num_threads, openmp_threads
@@ -322,7 +325,10 @@ _backends[2].vtable = &zl_blas_naive_vtable
 # thread setting is only looked up (a Python call) for calls above it.
 cdef double _THREAD_SYNC_WORK = 64.0 * 64.0 * 64.0
 
-_blas_threads_pinned = 0       # > 0 inside limit_blas_threads(): leave the BLAS alone
+cdef int _blas_threads_pinned = 0   # > 0 inside limit_blas_threads(): leave the BLAS alone
+# num_threads() as last read with the GIL, for nogil code (Tensor.matmul reads it
+# just before its product: see _prepare_tensor_matmul).
+cdef int _threads_snapshot = 1
 
 
 def _sync_threads(int index):
@@ -347,43 +353,90 @@ ctypedef int (*_get_threads_fn)() noexcept nogil
 
 cdef int _pin_depth = 0
 _pin_saved = None
+
+# The direct entry points as C state, so that nogil code can pin without the GIL:
+# _n_direct is -1 until looked up (with the GIL), then their number (0: none, and
+# pinning needs threadpoolctl, hence the GIL). _pin_lock orders pins of any thread.
+cdef enum:
+    _MAX_DIRECT = 4
+cdef int _n_direct = -1
+cdef _set_threads_fn _direct_set[_MAX_DIRECT]
+cdef _get_threads_fn _direct_get[_MAX_DIRECT]
+cdef int _direct_saved[_MAX_DIRECT]
+cdef PyThread_type_lock _pin_lock = PyThread_allocate_lock()
+
+
+cdef int _resolve_direct() except -1:
+    global _n_direct
+    cdef size_t addr
+    cdef int i
+    if _n_direct >= 0:
+        return 0
+    direct = scipy_blas.entry_points()
+    if not direct or len(direct) > _MAX_DIRECT:
+        _n_direct = 0
+        return 0
+    for i, (set_addr, get_addr) in enumerate(direct):
+        addr = set_addr
+        _direct_set[i] = <_set_threads_fn>addr
+        addr = get_addr
+        _direct_get[i] = <_get_threads_fn>addr
+    _n_direct = len(direct)
+    return 0
+
+
+cdef bint _pin_direct_nogil() noexcept nogil:
+    """Pin through the direct entry points: True, or False when there are none."""
+    global _pin_depth
+    cdef int i
+    if _n_direct <= 0:
+        return False
+    PyThread_acquire_lock(_pin_lock, WAIT_LOCK)
+    _pin_depth += 1
+    if _pin_depth == 1:
+        for i in range(_n_direct):
+            _direct_saved[i] = _direct_get[i]()
+            _direct_set[i](1)
+    PyThread_release_lock(_pin_lock)
+    return True
+
+
+cdef void _unpin_direct_nogil() noexcept nogil:
+    global _pin_depth
+    cdef int i
+    PyThread_acquire_lock(_pin_lock, WAIT_LOCK)
+    _pin_depth -= 1
+    if _pin_depth == 0:
+        for i in range(_n_direct):
+            _direct_set[i](_direct_saved[i])
+    PyThread_release_lock(_pin_lock)
+
+
 cdef int _pin_scipy_blas() except -1:
     global _pin_depth, _pin_saved
-    cdef size_t addr
+    _resolve_direct()
+    if _pin_direct_nogil():
+        return 0
     _pin_depth += 1
     if _pin_depth > 1:
         return 0
-    direct = scipy_blas.entry_points()
-    if direct:
-        saved = []
-        for set_addr, get_addr in direct:
-            addr = get_addr
-            saved.append((<_get_threads_fn>addr)())
-            addr = set_addr
-            (<_set_threads_fn>addr)(1)
-        _pin_saved = saved
-    else:
-        libs = scipy_blas.libraries()
-        _pin_saved = [lib.num_threads for lib in libs]
-        for lib in libs:
-            lib.set_num_threads(1)
+    libs = scipy_blas.libraries()
+    _pin_saved = [lib.num_threads for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
     return 0
 
 
 cdef int _unpin_scipy_blas() except -1:
     global _pin_depth
-    cdef size_t addr
+    if _n_direct > 0:
+        _unpin_direct_nogil()
+        return 0
     _pin_depth -= 1
     if _pin_depth > 0:
         return 0
-    direct = scipy_blas.entry_points()
-    if direct:
-        for (set_addr, _), n in zip(direct, _pin_saved):
-            addr = set_addr
-            (<_set_threads_fn>addr)(n)
-    else:
-        for lib, n in zip(scipy_blas.libraries(), _pin_saved):
-            lib.set_num_threads(n)
+    for lib, n in zip(scipy_blas.libraries(), _pin_saved):
+        lib.set_num_threads(n)
     return 0
 
 
@@ -446,7 +499,7 @@ cdef int _gemm_block(void *vctx, int64_t begin, int64_t end) noexcept nogil:
                                <double *>c, g.ldc)
 
 
-cdef int64_t _split_chunks(zl_blas_int m, zl_blas_int n, zl_blas_int k, int threads, bint *by_rows) noexcept:
+cdef int64_t _split_chunks(zl_blas_int m, zl_blas_int n, zl_blas_int k, int threads, bint *by_rows) noexcept nogil:
     """Blocks to split a GEMM into (<= 1: do not split): one per thread. Each
     block is a BLAS call that packs its own copy of the shared operand, and thin
     blocks run slower (measured with OpenBLAS on 256 x 256: one block 348 us,
@@ -708,6 +761,13 @@ cdef void _extent(cnp.ndarray arr, char **lo, char **hi) noexcept:
     hi[0] = p + span + cnp.PyArray_ITEMSIZE(arr)
 
 
+cdef int check_blas_status(int status, const char *what) except -1 nogil:
+    if status == ZL_BLAS_OK:
+        return 0
+    with gil:
+        return _raise_status(status, what.decode())
+
+
 cdef int _raise_status(int status, str op) except -1:
     if status == ZL_BLAS_OK:
         return 0
@@ -716,7 +776,8 @@ cdef int _raise_status(int status, str op) except -1:
     if status == ZL_BLAS_ERANGE:
         raise BlasError(f"{op}: a size or stride exceeds the 32-bit integers of the BLAS behind scipy")
     if status == ZL_BLAS_ENOSYS:
-        raise BlasError(f"{op}: quantized products need zigllama._core.qmatmul imported first")
+        raise BlasError(f"{op}: quantized products need zigllama._core.qmatmul imported first "
+                        "(get_blas() imports it)")
     raise BlasError(f"{op}: the backend rejected the arguments (status {status})")
 
 
@@ -1059,10 +1120,19 @@ def get_blas(name=None):
     if name is None:
         name = default_backend()
     try:
-        return _interfaces[BACKENDS.index(name)]
+        interface = _interfaces[BACKENDS.index(name)]
     except ValueError:
         raise BlasError(f"unknown BLAS backend {name!r}; choose one of {', '.join(BACKENDS)} "
                         f"(ZIGLLAMA_BLAS selects the default)") from None
+    if _module_ready:
+        # The qgemm slot's implementation lives in zigllama._core.qmatmul (on top of
+        # this module); the package's wiring imports it, so a C caller of the slot
+        # of any interface handed out never sees ZL_BLAS_ENOSYS for want of an import.
+        ensure_wired()
+    return interface
+
+
+cdef bint _module_ready = False
 
 
 def generic_threads():
@@ -1102,8 +1172,25 @@ cdef int _tensor_operand(const zl_tensor_view *t, _Mat *out, ptrdiff_t *batch_st
                             t.itemsize, out)
 
 
-cdef int _tensor_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) except -1 nogil:
-    """out[p] = a[p] @ b[p] (shapes already checked by the tensor module)."""
+cdef int _prepare_tensor_matmul(const zl_tensor_view *a, const zl_tensor_view *b,
+                                const zl_tensor_view *out) except -1:
+    """With the GIL, before Tensor.matmul's nogil product: the thread setting (a
+    Python value) into C state, for products big enough to read it."""
+    global _threads_snapshot
+    cdef ptrdiff_t batch = out.shape[0] if out.ndim == 3 else 1
+    if <double>batch * out.shape[out.ndim - 2] * out.shape[out.ndim - 1] * a.shape[a.ndim - 1] \
+            >= _THREAD_SYNC_WORK:
+        _sync_threads(_tensor_backend)
+        _threads_snapshot = num_threads()
+        _resolve_direct()
+    return 0
+
+
+cdef int _tensor_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) noexcept nogil:
+    """out[p] = a[p] @ b[p] (shapes already checked by the tensor module); a
+    zl_tensor_status. Never takes the GIL: the thread setting comes from C state
+    (_prepare_tensor_matmul), the BLAS is pinned through its C entry points (no
+    split where threadpoolctl would be needed)."""
     cdef _Mat ma, mb, mc
     cdef ptrdiff_t sa, sb, sc, p, batch = out.shape[0] if out.ndim == 3 else 1
     if (a.dtype != ZL_F32 and a.dtype != ZL_F64) or _tensor_operand(a, &ma, &sa) \
@@ -1124,13 +1211,11 @@ cdef int _tensor_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_ten
     cdef bint pinned = False
     cdef bint by_rows = True
     cdef int64_t nchunks = 1
-    if <double>batch * m * n * k >= _THREAD_SYNC_WORK:
-        with gil:
-            _sync_threads(_tensor_backend)
-            if _tensor_backend == 0 and not _blas_threads_pinned:
-                nchunks = _split_chunks(m, n, k, num_threads(), &by_rows)
-                _pin_scipy_blas()
-                pinned = True
+    if <double>batch * m * n * k >= _THREAD_SYNC_WORK and _tensor_backend == 0 and not _blas_threads_pinned:
+        nchunks = _split_chunks(m, n, k, _threads_snapshot, &by_rows)
+        pinned = _pin_direct_nogil()
+        if not pinned:
+            nchunks = 1
     for p in range(batch):
         if nchunks > 1:
             status = _scipy_gemm_split(blas, a.dtype == ZL_F32, nchunks, by_rows, mc.layout, ta, tb, m, n, k,
@@ -1152,12 +1237,10 @@ cdef int _tensor_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_ten
         if status != ZL_BLAS_OK:
             break
     if pinned:
-        with gil:
-            _unpin_scipy_blas()
-    if status != ZL_BLAS_OK:
-        with gil:
-            return _raise_status(status, "matmul")
-    return 0
+        _unpin_direct_nogil()
+    if status == ZL_BLAS_OK:
+        return ZL_TENSOR_OK
+    return ZL_TENSOR_ENOMEM if status == ZL_BLAS_ENOMEM else ZL_TENSOR_EBACKEND
 
 
 def set_tensor_backend(name=None):
@@ -1168,6 +1251,7 @@ def set_tensor_backend(name=None):
     cdef BlasInterface blas = get_blas(name)
     _tensor_backend = blas.index
     set_matmul_impl(_tensor_matmul)
+    set_matmul_prepare(_prepare_tensor_matmul)
     return blas
 
 
@@ -1188,3 +1272,7 @@ def install_tensor_backend():
         # it; tensors use scipy meanwhile.
         _tensor_backend = (<BlasInterface>get_blas("scipy")).index
     set_matmul_impl(_tensor_matmul)
+    set_matmul_prepare(_prepare_tensor_matmul)
+
+
+_module_ready = True

@@ -50,40 +50,46 @@ __all__ = [
 ]
 
 cdef extern from "zigllama/zl_gguf.h" nogil:
-    int GGUF_OK, GGUF_E_MAGIC, GGUF_E_VERSION, GGUF_E_TRUNCATED, GGUF_E_TYPE
-    int GGUF_E_DUPLICATE, GGUF_E_LIMIT, GGUF_E_VALUE, GGUF_E_LAYOUT, GGUF_E_NOMEM, GGUF_E_CHANGED
-    int GGUF_TYPE_STRING, GGUF_TYPE_ARRAY, GGUF_TYPE_BOOL, GGUF_TYPE_COUNT
-    unsigned int C_DEFAULT_ALIGNMENT "GGUF_DEFAULT_ALIGNMENT"
-    unsigned int C_MAX_ALIGNMENT "GGUF_MAX_ALIGNMENT"
-    int C_MAX_ARRAY_DEPTH "GGUF_MAX_ARRAY_DEPTH"
-    int C_MAX_NAME "GGUF_MAX_NAME"
-    int gguf_parse(gguf_ctx *ctx, const uint8_t *data, uint64_t size)
-    void gguf_free(gguf_ctx *ctx)
-    uint64_t gguf_type_size(uint32_t type)
-    uint64_t gguf_read_u64(const gguf_ctx *ctx, uint64_t pos)
-    uint32_t gguf_read_u32(const gguf_ctx *ctx, uint64_t pos)
-    int gguf_array_header(const gguf_ctx *ctx, uint64_t array_pos, uint32_t *elem_type,
+    int ZL_GGUF_E_MAGIC, ZL_GGUF_E_VERSION, ZL_GGUF_E_TRUNCATED, ZL_GGUF_E_TYPE
+    int ZL_GGUF_E_DUPLICATE, ZL_GGUF_E_LIMIT, ZL_GGUF_E_VALUE, ZL_GGUF_E_LAYOUT, ZL_GGUF_E_NOMEM
+    int ZL_GGUF_TYPE_STRING, ZL_GGUF_TYPE_ARRAY, ZL_GGUF_TYPE_BOOL, ZL_GGUF_TYPE_COUNT
+    unsigned int C_DEFAULT_ALIGNMENT "ZL_GGUF_DEFAULT_ALIGNMENT"
+    unsigned int C_MAX_ALIGNMENT "ZL_GGUF_MAX_ALIGNMENT"
+    int C_MAX_ARRAY_DEPTH "ZL_GGUF_MAX_ARRAY_DEPTH"
+    int C_MAX_NAME "ZL_GGUF_MAX_NAME"
+    int zl_gguf_parse(zl_gguf_ctx *ctx, const uint8_t *data, uint64_t size)
+    void zl_gguf_free(zl_gguf_ctx *ctx)
+    uint64_t zl_gguf_type_size(uint32_t type)
+    uint64_t zl_gguf_read_u64(const zl_gguf_ctx *ctx, uint64_t pos)
+    uint32_t zl_gguf_read_u32(const zl_gguf_ctx *ctx, uint64_t pos)
+    int zl_gguf_array_header(const zl_gguf_ctx *ctx, uint64_t array_pos, uint32_t *elem_type,
                           uint64_t *count, uint64_t *data_pos)
-    int gguf_array_index(const gguf_ctx *ctx, uint64_t array_pos, uint64_t *positions)
-    int gguf_utf8_valid(const uint8_t *s, uint64_t n, uint64_t *bad_at)
-    int gguf_check_strings(gguf_ctx *ctx)
-    ctypedef struct gguf_parse_args:
-        gguf_ctx *ctx
+    int zl_gguf_array_index(const zl_gguf_ctx *ctx, uint64_t array_pos, uint64_t *positions)
+    int zl_gguf_utf8_valid(const uint8_t *s, uint64_t n, uint64_t *bad_at)
+    int zl_gguf_check_strings(zl_gguf_ctx *ctx)
+    ctypedef struct zl_gguf_parse_args:
+        zl_gguf_ctx *ctx
         const uint8_t *data
         uint64_t size
-    int gguf_parse_guarded(void *args)
-    int gguf_check_strings_guarded(void *ctx)
-    ctypedef struct gguf_string_probe:
-        const gguf_ctx *ctx
+    int zl_gguf_parse_guarded(void *args)
+    int zl_gguf_check_strings_guarded(void *ctx)
+    ctypedef struct zl_gguf_string_probe:
+        const zl_gguf_ctx *ctx
         uint64_t pos
         uint64_t len
-    int gguf_probe_string(void *probe)
-    ctypedef struct gguf_strings_probe:
-        const gguf_ctx *ctx
+    int zl_gguf_probe_string(void *probe)
+    ctypedef struct zl_gguf_strings_probe:
+        const zl_gguf_ctx *ctx
         const uint64_t *positions
         uint64_t n
         uint64_t bad
-    int gguf_probe_strings(void *probe)
+    int zl_gguf_probe_strings(void *probe)
+    ctypedef struct zl_gguf_find_args:
+        const zl_gguf_ctx *ctx
+        const char *name
+        uint64_t name_len
+        zl_gguf_tensor_ref *out
+    int zl_gguf_find_tensor_guarded(void *args)
 
 GGUF_MAGIC = 0x46554747  # b"GGUF" read as a little-endian u32
 GGUF_DEFAULT_ALIGNMENT = C_DEFAULT_ALIGNMENT
@@ -108,15 +114,15 @@ _TENSOR_CLASS_DTYPES = {
 }
 
 _ERROR_KINDS = {
-    GGUF_E_MAGIC: GGUFError,
-    GGUF_E_VERSION: GGUFUnsupportedVersion,
-    GGUF_E_TRUNCATED: GGUFTruncated,
-    GGUF_E_TYPE: GGUFUnknownType,
-    GGUF_E_DUPLICATE: GGUFDuplicate,
-    GGUF_E_LIMIT: GGUFLimitExceeded,
-    GGUF_E_VALUE: GGUFInvalidValue,
-    GGUF_E_LAYOUT: GGUFLayoutError,
-    GGUF_E_CHANGED: GGUFFileChanged,
+    ZL_GGUF_E_MAGIC: GGUFError,
+    ZL_GGUF_E_VERSION: GGUFUnsupportedVersion,
+    ZL_GGUF_E_TRUNCATED: GGUFTruncated,
+    ZL_GGUF_E_TYPE: GGUFUnknownType,
+    ZL_GGUF_E_DUPLICATE: GGUFDuplicate,
+    ZL_GGUF_E_LIMIT: GGUFLimitExceeded,
+    ZL_GGUF_E_VALUE: GGUFInvalidValue,
+    ZL_GGUF_E_LAYOUT: GGUFLayoutError,
+    ZL_GGUF_E_CHANGED: GGUFFileChanged,
 }
 
 
@@ -129,11 +135,40 @@ def _gguf_error(cls, field, offset, message, path=None):
     return err
 
 
-cdef object _ctx_error(gguf_ctx *ctx, object path):
-    if ctx.err == GGUF_E_NOMEM:
+cdef object _ctx_error(zl_gguf_ctx *ctx, object path):
+    if ctx.err == ZL_GGUF_E_NOMEM:
         return OutOfMemory(f"out of memory while parsing a GGUF file: {ctx.err_msg.decode('utf-8', 'replace')}")
     return _gguf_error(_ERROR_KINDS[ctx.err], ctx.err_field.decode("utf-8", "replace"), ctx.err_pos,
                        ctx.err_msg.decode("utf-8", "replace"), path)
+
+
+cdef int gguf_find_tensor(GGUFReader reader, const char *name, size_t name_len,
+                          zl_gguf_tensor_ref *out) noexcept nogil:
+    cdef zl_gguf_find_args args
+    args.ctx = &reader.ctx
+    args.name = name
+    args.name_len = name_len
+    args.out = out
+    return fault_guarded_call(zl_gguf_find_tensor_guarded, &args, ZL_GGUF_E_CHANGED)
+
+
+cdef int raise_gguf_status(int status, GGUFReader reader, const char *what) except -1 with gil:
+    where = os.fspath(reader.path) if reader.path is not None else "GGUF data"
+    name = what.decode("utf-8", "replace")
+    if status == ZL_GGUF_E_NOTFOUND:
+        raise GGUFMissingKey(f"{where}: no tensor named {name!r}")
+    if status == ZL_GGUF_E_NOMEM:
+        raise OutOfMemory(f"{where}: out of memory while reading {name}")
+    if status == ZL_GGUF_E_CHANGED:
+        raise _gguf_error(GGUFFileChanged, name, 0, "part of the file is past its end now (SIGBUS): "
+                          "the file shrank after it was opened", reader.path)
+    raise _gguf_error(_ERROR_KINDS.get(status, GGUFError), name, 0, f"status {status}", reader.path)
+
+
+cdef int check_gguf_status(int status, GGUFReader reader, const char *what) except -1 nogil:
+    if status == ZL_GGUF_OK:
+        return 0
+    return raise_gguf_status(status, reader, what)
 
 
 def _close_map(m):
@@ -195,13 +230,13 @@ cdef inline uint64_t _string_length(GGUFReader r, uint64_t pos, object what, Py_
     position itself comes from the tables built at open, so pos + 8 <= size. The
     string's pages are read once under the SIGBUS guard, so that decoding it next
     cannot fault (unless the file shrinks in between: a window of microseconds)."""
-    cdef gguf_string_probe probe
+    cdef zl_gguf_string_probe probe
     cdef int rc
     r.check_open()  # here, not only in the callers: nothing may run between it and the read
     probe.ctx = &r.ctx
     probe.pos = pos
     probe.len = 0
-    rc = fault_guarded_call(gguf_probe_string, &probe, -1)
+    rc = fault_guarded_call(zl_gguf_probe_string, &probe, -1)
     if rc == 1:
         raise _changed(r, what if index < 0 else f"{what}[{index}]", pos, probe.len)
     if rc != 0:
@@ -223,17 +258,17 @@ cdef enum:
 cdef int _probe_run(StringArray a, Py_ssize_t first, Py_ssize_t count) except -1:
     """Elements [first, first + count) of a string array checked and paged in under the
     SIGBUS guard, so that _decode_probed can decode them right after."""
-    cdef gguf_strings_probe probe
+    cdef zl_gguf_strings_probe probe
     cdef int rc
     a.reader.check_open()
     probe.ctx = &a.reader.ctx
     probe.positions = a.positions + first
     probe.n = count
     probe.bad = 0
-    rc = fault_guarded_call(gguf_probe_strings, &probe, -1)
+    rc = fault_guarded_call(zl_gguf_probe_strings, &probe, -1)
     if rc == 1:
         i = first + <Py_ssize_t>probe.bad
-        raise _changed(a.reader, f"{a.what}[{i}]", a.positions[i], gguf_read_u64(&a.reader.ctx, a.positions[i]))
+        raise _changed(a.reader, f"{a.what}[{i}]", a.positions[i], zl_gguf_read_u64(&a.reader.ctx, a.positions[i]))
     if rc != 0:
         raise _shrank(a.reader, f"{a.what}[{first}..{first + count}]", a.positions[first])
     return 0
@@ -245,7 +280,7 @@ cdef inline object _decode_probed(StringArray a, Py_ssize_t i):
     cdef uint64_t pos = a.positions[i]
     cdef uint64_t n
     a.reader.check_open()
-    n = gguf_read_u64(&a.reader.ctx, pos)
+    n = zl_gguf_read_u64(&a.reader.ctx, pos)
     if n > a.reader.ctx.size - pos - 8:
         raise _changed(a.reader, f"{a.what}[{i}]", pos, n)
     return _decode_at(a.reader, pos, n, a.what, i)
@@ -257,7 +292,7 @@ cdef inline object _decode_at(GGUFReader r, uint64_t pos, uint64_t n, object wha
     try:
         return PyUnicode_DecodeUTF8(<const char *>s, n, NULL)
     except UnicodeDecodeError:
-        gguf_utf8_valid(s, n, &bad)
+        zl_gguf_utf8_valid(s, n, &bad)
         field = what if index < 0 else f"{what}[{index}]"
         raise _gguf_error(GGUFInvalidValue, field, pos + 8 + bad, "not valid UTF-8", r.path) from None
 
@@ -445,7 +480,7 @@ cdef class Metadata:
     # so let another thread close the reader), then checks the reader is open, then
     # reads the C tables: nothing between the check and the read can switch threads.
 
-    cdef const gguf_kv *_kv(self, key) except NULL:
+    cdef const zl_gguf_kv *_kv(self, key) except NULL:
         cdef Py_ssize_t i = self._index(key)
         self.reader.check_open()
         return &self.reader.ctx.kv[i]
@@ -456,14 +491,14 @@ cdef class Metadata:
 
     def element_type(self, key):
         """The element type of an array value (None for scalars and strings)."""
-        cdef const gguf_kv *kv = self._kv(key)
-        if kv.type != GGUF_TYPE_ARRAY:
+        cdef const zl_gguf_kv *kv = self._kv(key)
+        if kv.type != ZL_GGUF_TYPE_ARRAY:
             return None
         return GGUFValueType(kv.elem_type)
 
     def raw_value(self, key):
         """The value's bytes as stored (type field included): a uint8 view."""
-        cdef const gguf_kv *kv = self._kv(key)
+        cdef const zl_gguf_kv *kv = self._kv(key)
         cdef uint64_t start = kv.value_pos - 4, count = kv.end_pos - kv.value_pos + 4
         return np.frombuffer(self.reader.base, dtype=np.uint8, count=count, offset=start)
 
@@ -503,7 +538,7 @@ cdef class Metadata:
 
     def get_array(self, key, default=None, element_type=None):
         """An array value; with `element_type`, also checks the elements' type."""
-        v = self._typed(key, default, (GGUF_TYPE_ARRAY,), "an array")
+        v = self._typed(key, default, (ZL_GGUF_TYPE_ARRAY,), "an array")
         if element_type is not None and key in self.index and self.element_type(key) != element_type:
             raise _gguf_error(GGUFTypeMismatch, f"kv {key!r}", self.offset(key),
                               f"is an array of {self.element_type(key).name.lower()}, "
@@ -538,7 +573,7 @@ cdef class GGUFReader:
         cdef const uint8_t *data
         cdef uint64_t size
         cdef int rc
-        cdef gguf_parse_args args
+        cdef zl_gguf_parse_args args
         if self.has_view:
             raise GGUFError("GGUFReader.__init__ called twice")
         self.path = None
@@ -556,7 +591,7 @@ cdef class GGUFReader:
         args.data = data
         args.size = size
         with nogil:
-            rc = fault_guarded_call(gguf_parse_guarded, &args, -2)
+            rc = fault_guarded_call(zl_gguf_parse_guarded, &args, -2)
         if rc == -2:
             self.close()
             raise _gguf_error(GGUFFileChanged, "header", 0, "the file shrank while it was being opened "
@@ -569,8 +604,8 @@ cdef class GGUFReader:
 
     cdef _build_tables(self):
         cdef Py_ssize_t i
-        cdef const gguf_kv *kv
-        cdef const gguf_tensor *t
+        cdef const zl_gguf_kv *kv
+        cdef const zl_gguf_tensor *t
         cdef const uint8_t *data = self.ctx.data
         md = Metadata.__new__(Metadata)
         (<Metadata>md).reader = self
@@ -600,6 +635,14 @@ cdef class GGUFReader:
         if not self.has_view:
             raise GGUFError(f"{self.path or 'GGUF data'}: the reader is closed")
         return 0
+
+    cdef int pin(self) except -1:
+        self.check_open()
+        self.busy += 1
+        return 0
+
+    cdef void unpin(self) noexcept:
+        self.busy -= 1
 
     # ---- header -------------------------------------------------------------------
 
@@ -644,12 +687,12 @@ cdef class GGUFReader:
 
     def _kv_value(self, Py_ssize_t i, key):
         self.check_open()
-        cdef const gguf_kv *kv = &self.ctx.kv[i]
+        cdef const zl_gguf_kv *kv = &self.ctx.kv[i]
         what = f"kv[{i}] {key!r}"
-        if kv.type == GGUF_TYPE_STRING:
+        if kv.type == ZL_GGUF_TYPE_STRING:
             return _decode_string(self, kv.value_pos, what + ".value")
-        if kv.type == GGUF_TYPE_ARRAY:
-            if kv.elem_type == GGUF_TYPE_STRING:
+        if kv.type == ZL_GGUF_TYPE_ARRAY:
+            if kv.elem_type == ZL_GGUF_TYPE_STRING:
                 return self._string_array(self.ctx.str_index + kv.index if kv.count else NULL, None,
                                           kv.count, what)
             return self._array_at(kv.value_pos, 1, what)
@@ -674,12 +717,12 @@ cdef class GGUFReader:
         cdef uint64_t count, data_pos, esz
         cdef uint64_t[::1] p
         self.check_open()
-        if gguf_array_header(&self.ctx, pos, &et, &count, &data_pos) != 0:
+        if zl_gguf_array_header(&self.ctx, pos, &et, &count, &data_pos) != 0:
             raise _gguf_error(GGUFFileChanged, what, pos, "the array's header no longer fits the file: "
                               "the file changed after it was opened", self.path)
         # The count is read again here: it must still fit what was validated at open
         # (each element takes at least 8 bytes unless it is a number).
-        esz = gguf_type_size(et)
+        esz = zl_gguf_type_size(et)
         if count > (self.ctx.size - data_pos) // (esz if esz else 8):
             raise _changed(self, what, pos + 4, count)
         if esz:
@@ -688,9 +731,9 @@ cdef class GGUFReader:
         positions = np.empty(count, dtype=np.uint64)
         if count:
             p = positions
-            if gguf_array_index(&self.ctx, pos, &p[0]) != 0:
+            if zl_gguf_array_index(&self.ctx, pos, &p[0]) != 0:
                 raise _gguf_error(GGUFLayoutError, what, pos, "array outside the file", self.path)
-        if et == GGUF_TYPE_STRING:
+        if et == ZL_GGUF_TYPE_STRING:
             return self._string_array(&p[0] if count else NULL, positions, count, what)
         a = NestedArray.__new__(NestedArray)
         (<NestedArray>a).reader = self
@@ -808,7 +851,7 @@ cdef class GGUFReader:
         self.busy += 1
         try:
             with nogil:
-                rc = fault_guarded_call(gguf_check_strings_guarded, &self.ctx, -2)
+                rc = fault_guarded_call(zl_gguf_check_strings_guarded, &self.ctx, -2)
         finally:
             self.busy -= 1
         if rc == -2:
@@ -830,7 +873,8 @@ cdef class GGUFReader:
         closed it still reads valid tables, and every read of the file's bytes checks
         again."""
         if self.busy:
-            raise GGUFError(f"{self.path or 'GGUF data'}: close() while another thread validates the file")
+            raise GGUFError(f"{self.path or 'GGUF data'}: close() while another thread validates the file "
+                            "or nogil code reads it (the reader is pinned)")
         if self.metadata is not None:
             (<Metadata>self.metadata).cache.clear()  # its array views hold the map too
         if self.has_view:
@@ -849,7 +893,7 @@ cdef class GGUFReader:
     def __dealloc__(self):
         if self.has_view:
             PyBuffer_Release(&self.view)
-        gguf_free(&self.ctx)
+        zl_gguf_free(&self.ctx)
 
     def __reduce__(self):
         raise NotCopyable(f"a {type(self).__name__} cannot be pickled or copied: it holds the open file; pickle its path and open it again")

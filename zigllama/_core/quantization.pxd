@@ -16,6 +16,12 @@ cdef extern from "zigllama/zl_quants.h" nogil:
     # One kernel: n / block_size whole blocks at src -> n float32 values at dst.
     ctypedef void (*zl_dequantize_fn)(const uint8_t *src, float *dst, int64_t n) noexcept nogil
 
+    ctypedef enum zl_quant_status:
+        ZL_QUANT_OK
+        ZL_QUANT_EUNKNOWN_TYPE
+        ZL_QUANT_EPARTIAL_BLOCK
+        ZL_QUANT_ESOURCE_GONE
+
     ctypedef struct zl_quant_type:
         int type_id
         const char *name
@@ -54,13 +60,13 @@ ctypedef int64_t (*quantize_fn)(const float *src, uint8_t *dst, int64_t nb, cons
 cdef quantize_fn quantizer_for(int type_id) noexcept nogil
 
 # n_elements values of ggml type `type_id` from src into dst on up to nthreads
-# threads of the pool at hand (found as for split_blocks). Returns 0, -1 for
-# an unknown type or a missing kernel and -2 for a count that is not a whole
-# number of blocks (nothing written), DEQUANTIZE_SOURCE_GONE when reading src took a
-# SIGBUS (a mapped file shrank: the output is partly written), or a pool failure
-# (ZL_POOL_E*, negative).
+# threads of the pool at hand (found as for split_blocks). Returns a zl_quant_status:
+# ZL_QUANT_OK, ZL_QUANT_EUNKNOWN_TYPE (unknown type or missing kernel) and
+# ZL_QUANT_EPARTIAL_BLOCK (a count that is not a whole number of blocks) with
+# nothing written, ZL_QUANT_ESOURCE_GONE when reading src took a SIGBUS (a mapped
+# file shrank: the output is partly written), or a pool failure (ZL_POOL_E*).
 cdef enum:
-    DEQUANTIZE_SOURCE_GONE = -3
+    DEQUANTIZE_SOURCE_GONE = -3   # the old name of ZL_QUANT_ESOURCE_GONE
 
 cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_elements,
                          int nthreads) noexcept nogil
@@ -68,3 +74,8 @@ cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_
 # dequantize_into on a given pool (NULL: on the caller), without the GIL at all.
 cdef int dequantize_into_on(zl_pool *pool, int type_id, const uint8_t *src, float *dst,
                             int64_t n_elements, int nthreads) noexcept nogil
+
+# The module's one checked wrapper: 0 for ZL_QUANT_OK, else takes the GIL and raises
+# QuantizationError (unknown type, partial block: naming the type and the count),
+# MappingError (source gone) or ThreadPoolError/OutOfMemory (the pool's codes).
+cdef int check_quant_status(int status, int type_id, int64_t n_elements) except -1 nogil

@@ -191,9 +191,9 @@ cdef int dequantize_into_on(zl_pool *pool, int type_id, const uint8_t *src, floa
     cdef const zl_quant_type *t = zl_quant_type_find(type_id)
     cdef dequantize_ctx ctx
     if t == NULL or t.dequantize == NULL:
-        return -1
+        return ZL_QUANT_EUNKNOWN_TYPE
     if n_elements < 0 or n_elements % t.block_size != 0:
-        return -2
+        return ZL_QUANT_EPARTIAL_BLOCK
     ctx.kernel = t.dequantize
     ctx.src = src
     ctx.dst = dst
@@ -204,8 +204,29 @@ cdef int dequantize_into_on(zl_pool *pool, int type_id, const uint8_t *src, floa
     cdef int status = split_blocks_on(pool, dequantize_range, &ctx, n_elements // t.block_size, t.block_size,
                                       nthreads)
     if status == 0 and ctx.faulted:
-        return DEQUANTIZE_SOURCE_GONE
+        return ZL_QUANT_ESOURCE_GONE
     return status
+
+
+cdef int raise_quant_status(int status, int type_id, int64_t n_elements) except -1 with gil:
+    cdef const zl_quant_type *t = zl_quant_type_find(type_id)
+    name = t.name.decode() if t != NULL else f"ggml type {type_id}"
+    if status == ZL_QUANT_EUNKNOWN_TYPE:
+        raise QuantizationError(f"{name}: no such ggml type, or no dequantization kernel for it")
+    if status == ZL_QUANT_EPARTIAL_BLOCK:
+        raise QuantizationError(f"{name}: {n_elements} elements are not a whole number of "
+                                f"blocks of {t.block_size if t != NULL else '?'}")
+    if status == ZL_QUANT_ESOURCE_GONE:
+        raise MappingError(errno.EFAULT, "the data being decoded is past the end of its file now "
+                           "(SIGBUS): the file behind the map shrank")
+    check_pool_status(status)  # the pool's own failures: ThreadPoolError / OutOfMemory
+    raise QuantizationError(f"{name}: dequantizing {n_elements} elements failed with status {status}")
+
+
+cdef int check_quant_status(int status, int type_id, int64_t n_elements) except -1 nogil:
+    if status == ZL_QUANT_OK:
+        return 0
+    return raise_quant_status(status, type_id, n_elements)
 
 
 cdef int dequantize_into(int type_id, const uint8_t *src, float *dst, int64_t n_elements,
@@ -416,12 +437,7 @@ def dequantize(raw, ggml_type, shape, out=None, threads=None):
     cdef zl_pool *pool = pool_ptr(owner) if owner is not None else NULL
     with nogil:
         status = dequantize_into_on(pool, type_id, &src[0], &dst[0], count, nthreads)
-    if status == -1 or status == -2:  # unreachable after the checks above; the C contract's guard
-        raise QuantizationError(f"dequantizing {name} failed with status {status}")
-    if status == DEQUANTIZE_SOURCE_GONE:
-        raise MappingError(errno.EFAULT, "the data being decoded is past the end of its file now "
-                           "(SIGBUS): the file behind the map shrank")
-    check_pool_status(status)  # the pool's own failures: ThreadPoolError
+    check_quant_status(status, type_id, count)
     return result
 
 

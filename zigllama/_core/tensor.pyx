@@ -536,7 +536,7 @@ cdef void fill_dispatch(nd_iter *it, int dtype, double value) noexcept nogil:
 
 
 cdef int naive_matmul(const zl_tensor_view *a, const zl_tensor_view *b,
-                      zl_tensor_view *out) except -1 nogil:
+                      zl_tensor_view *out) noexcept nogil:
     """The default matmul_impl: the plain loops (the BLAS module swaps in its GEMM)."""
     cdef ptrdiff_t sa[3]
     cdef ptrdiff_t sb[3]
@@ -587,12 +587,18 @@ cdef void set_matmul_impl(matmul_impl_t impl) noexcept:
 
 
 cdef int ensure_wired() except -1:
+    # _wired is set first: the wiring itself asks for backends (get_blas), which
+    # must not start it again.
     global _wired
     if not _wired:
-        from zigllama._core import wire
-
-        wire()
         _wired = True
+        try:
+            from zigllama._core import wire
+
+            wire()
+        except BaseException:
+            _wired = False
+            raise
     return 0
 
 
@@ -630,31 +636,51 @@ cdef class RangeTask:
         self.ctx = NULL
 
 
-# ---- checks (nogil; the GIL is taken only to raise) -------------------------------------
+cdef matmul_prepare_t _matmul_prepare = NULL
+
+cdef void set_matmul_prepare(matmul_prepare_t prepare) noexcept:
+    global _matmul_prepare
+    _matmul_prepare = prepare
+
+
+# ---- checks: nogil kernels return a zl_tensor_status; check_tensor_status raises -----
 
 cdef tuple shape_of(const zl_tensor_view *t):
     return tuple([t.shape[d] for d in range(t.ndim)])
 
 
-cdef int raise_shapes(str what, const zl_tensor_view *a, const zl_tensor_view *b,
-                      const zl_tensor_view *out) except -1 with gil:
-    msg = f"{what}: shapes {shape_of(a)} and {shape_of(b)}"
-    if out != NULL:
-        msg += f" do not fit the output shape {shape_of(out)}"
-    else:
-        msg += " are incompatible"
-    raise IncompatibleShapes(msg)
+cdef int raise_tensor_status(int status, const char *what, const zl_tensor_view *a,
+                             const zl_tensor_view *b, const zl_tensor_view *out) except -1 with gil:
+    name = what.decode()
+    if status == ZL_TENSOR_EDTYPE:
+        other = b if b.dtype != a.dtype else out
+        raise UnsupportedDtype(
+            f"{name}: operands of different dtypes ({_NAME_OF.get(a.dtype, a.dtype)} and "
+            f"{_NAME_OF.get(other.dtype, other.dtype)}); convert one with astype() first"
+        )
+    if status == ZL_TENSOR_ESHAPE:
+        msg = f"{name}: shapes {shape_of(a)} and {shape_of(b)}"
+        if out != NULL:
+            msg += f" do not fit the output shape {shape_of(out)}"
+        else:
+            msg += " are incompatible"
+        raise IncompatibleShapes(msg)
+    if status == ZL_TENSOR_ENOMEM:
+        raise OutOfMemory(f"{name}: the matmul backend found no memory for its buffers "
+                          f"(shapes {shape_of(a)} and {shape_of(b)})")
+    raise TensorError(f"{name}: the kernel failed with status {status} "
+                      f"(shapes {shape_of(a)} and {shape_of(b)})")
 
 
-cdef int raise_dtypes(str what, const zl_tensor_view *a, const zl_tensor_view *b) except -1 with gil:
-    raise UnsupportedDtype(
-        f"{what}: operands of different dtypes ({_NAME_OF.get(a.dtype, a.dtype)} and "
-        f"{_NAME_OF.get(b.dtype, b.dtype)}); convert one with astype() first"
-    )
+cdef int check_tensor_status(int status, const char *what, const zl_tensor_view *a,
+                             const zl_tensor_view *b, const zl_tensor_view *out) except -1 nogil:
+    if status == ZL_TENSOR_OK:
+        return 0
+    return raise_tensor_status(status, what, a, b, out)
 
 
-cdef int broadcast_shape(str what, const zl_tensor_view *a, const zl_tensor_view *b,
-                         int *ndim, ptrdiff_t *shape) except -1 nogil:
+cdef int broadcast_shape_status(const zl_tensor_view *a, const zl_tensor_view *b,
+                                int *ndim, ptrdiff_t *shape) noexcept nogil:
     """numpy's broadcasting of a and b: aligned from the last axis, sizes equal or 1."""
     cdef int n = a.ndim if a.ndim > b.ndim else b.ndim, d
     cdef ptrdiff_t da, db
@@ -662,10 +688,10 @@ cdef int broadcast_shape(str what, const zl_tensor_view *a, const zl_tensor_view
         da = a.shape[a.ndim - n + d] if d >= n - a.ndim else 1
         db = b.shape[b.ndim - n + d] if d >= n - b.ndim else 1
         if da != db and da != 1 and db != 1:
-            return raise_shapes(what, a, b, NULL)
+            return ZL_TENSOR_ESHAPE
         shape[d] = da if da != 1 else db
     ndim[0] = n
-    return 0
+    return ZL_TENSOR_OK
 
 
 cdef int broadcast_strides(const zl_tensor_view *t, const zl_tensor_view *out,
@@ -687,14 +713,14 @@ cdef int broadcast_strides(const zl_tensor_view *t, const zl_tensor_view *out,
     return 0
 
 
-cdef int binary_into(str what, const zl_tensor_view *a, const zl_tensor_view *b,
-                     zl_tensor_view *out, const binop *op) except -1 nogil:
+cdef int binary_status(const zl_tensor_view *a, const zl_tensor_view *b,
+                       zl_tensor_view *out, const binop *op) noexcept nogil:
     cdef nd_iter it
     if a.dtype != b.dtype or a.dtype != out.dtype:
-        return raise_dtypes(what, a, b if a.dtype != b.dtype else out)
+        return ZL_TENSOR_EDTYPE
     it.nops = 3
     if broadcast_strides(a, out, it.strides[0]) < 0 or broadcast_strides(b, out, it.strides[1]) < 0:
-        return raise_shapes(what, a, b, out)
+        return ZL_TENSOR_ESHAPE
     memcpy(it.strides[2], out.strides, out.ndim * sizeof(ptrdiff_t))
     memcpy(it.shape, out.shape, out.ndim * sizeof(ptrdiff_t))
     it.ptr[0] = a.data
@@ -702,31 +728,43 @@ cdef int binary_into(str what, const zl_tensor_view *a, const zl_tensor_view *b,
     it.ptr[2] = out.data
     iter_prepare(&it, out.ndim)
     binary_dispatch(&it, out.dtype, op)
-    return 0
+    return ZL_TENSOR_OK
+
+
+cdef int tensor_add_status(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) noexcept nogil:
+    cdef AddTag op
+    return binary_status(a, b, out, &op)
+
+
+cdef int tensor_mul_status(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) noexcept nogil:
+    cdef MulTag op
+    return binary_status(a, b, out, &op)
 
 
 cdef int tensor_add(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) except -1 nogil:
-    cdef AddTag op
-    return binary_into("add", a, b, out, &op)
+    return check_tensor_status(tensor_add_status(a, b, out), "add", a, b, out)
 
 
 cdef int tensor_mul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) except -1 nogil:
-    cdef MulTag op
-    return binary_into("mul", a, b, out, &op)
+    return check_tensor_status(tensor_mul_status(a, b, out), "mul", a, b, out)
 
 
-cdef int tensor_copy(const zl_tensor_view *src, zl_tensor_view *dst) except -1 nogil:
+cdef int tensor_copy_status(const zl_tensor_view *src, zl_tensor_view *dst) noexcept nogil:
     cdef nd_iter it
     it.nops = 2
     if broadcast_strides(src, dst, it.strides[0]) < 0:
-        return raise_shapes("copy", src, dst, dst)
+        return ZL_TENSOR_ESHAPE
     memcpy(it.strides[1], dst.strides, dst.ndim * sizeof(ptrdiff_t))
     memcpy(it.shape, dst.shape, dst.ndim * sizeof(ptrdiff_t))
     it.ptr[0] = src.data
     it.ptr[1] = dst.data
     iter_prepare(&it, dst.ndim)
     cast_dispatch(&it, src.dtype, dst.dtype)
-    return 0
+    return ZL_TENSOR_OK
+
+
+cdef int tensor_copy(const zl_tensor_view *src, zl_tensor_view *dst) except -1 nogil:
+    return check_tensor_status(tensor_copy_status(src, dst), "copy", src, dst, dst)
 
 
 cdef void tensor_fill(zl_tensor_view *t, double value) noexcept nogil:
@@ -739,44 +777,49 @@ cdef void tensor_fill(zl_tensor_view *t, double value) noexcept nogil:
     fill_dispatch(&it, t.dtype, value)
 
 
-cdef int matmul_shape(const zl_tensor_view *a, const zl_tensor_view *b,
-                      int *ndim, ptrdiff_t *shape) except -1 nogil:
+cdef int matmul_shape_status(const zl_tensor_view *a, const zl_tensor_view *b,
+                             int *ndim, ptrdiff_t *shape) noexcept nogil:
     """The shape of a @ b: (m,k)@(k,n) -> (m,n); a batch of 3-D operands broadcasts."""
     cdef ptrdiff_t ba, bb
     if a.dtype != b.dtype:
-        return raise_dtypes("matmul", a, b)
+        return ZL_TENSOR_EDTYPE
     if a.ndim < 2 or a.ndim > 3 or b.ndim < 2 or b.ndim > 3 \
             or a.shape[a.ndim - 1] != b.shape[b.ndim - 2]:
-        return raise_shapes("matmul", a, b, NULL)
+        return ZL_TENSOR_ESHAPE
     ba = a.shape[0] if a.ndim == 3 else 1
     bb = b.shape[0] if b.ndim == 3 else 1
     if ba != bb and ba != 1 and bb != 1:
-        return raise_shapes("matmul", a, b, NULL)
+        return ZL_TENSOR_ESHAPE
     ndim[0] = 3 if (a.ndim == 3 or b.ndim == 3) else 2
     if ndim[0] == 3:
         shape[0] = ba if ba != 1 else bb
     shape[ndim[0] - 2] = a.shape[a.ndim - 2]
     shape[ndim[0] - 1] = b.shape[b.ndim - 1]
-    return 0
+    return ZL_TENSOR_OK
+
+
+cdef int tensor_matmul_status(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) noexcept nogil:
+    cdef int ndim = 0, d, status
+    cdef ptrdiff_t shape[3]
+    status = matmul_shape_status(a, b, &ndim, shape)
+    if status != ZL_TENSOR_OK:
+        return status
+    if out.dtype != a.dtype:
+        return ZL_TENSOR_EDTYPE
+    if out.ndim != ndim:
+        return ZL_TENSOR_ESHAPE
+    for d in range(ndim):
+        if out.shape[d] != shape[d]:
+            return ZL_TENSOR_ESHAPE
+    if _matmul_impl == NULL:
+        # A nogil product before the package's wiring ran (no Python-level product
+        # and no ensure_wired() yet): the plain loops, never the GIL.
+        return naive_matmul(a, b, out)
+    return _matmul_impl(a, b, out)
 
 
 cdef int tensor_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) except -1 nogil:
-    cdef int ndim = 0, d
-    cdef ptrdiff_t shape[3]
-    matmul_shape(a, b, &ndim, shape)
-    if out.dtype != a.dtype:
-        return raise_dtypes("matmul", a, out)
-    if out.ndim != ndim:
-        return raise_shapes("matmul", a, b, out)
-    for d in range(ndim):
-        if out.shape[d] != shape[d]:
-            return raise_shapes("matmul", a, b, out)
-    if _matmul_impl == NULL:
-        # A nogil caller's product before any Python-level one: the wiring runs once
-        # per process, here (the GIL taken once, with nothing of ours held).
-        with gil:
-            ensure_wired()
-    return _matmul_impl(a, b, out)
+    return check_tensor_status(tensor_matmul_status(a, b, out), "matmul", a, b, out)
 
 
 # ---- shapes ------------------------------------------------------------------------------
@@ -907,6 +950,47 @@ cdef Tensor tensor_zeros(int ndim, const ptrdiff_t *shape, int dtype, Allocator 
     cdef Tensor t = tensor_empty(ndim, shape, dtype, allocator)
     memset(t.view.data, 0, t.alloc_size)   # all-zero bits are 0 in every dtype
     return t
+
+
+cdef int tensor_pin(Tensor t) except -1:
+    t.check_alive()
+    if t.allocator is not None:
+        t.allocator.acquire_export(t.generation)
+    return 0
+
+
+cdef void tensor_unpin(Tensor t) noexcept:
+    if t.allocator is not None:
+        t.allocator.release_export()
+
+
+cdef int pin_operands(Tensor a, Tensor b, Tensor c) except -1:
+    """tensor_pin of a, b and c (b, c may be None) for a method's nogil work: another
+    thread's arena reset then raises BufferInUse instead of freeing the memory under
+    the kernel. All or none: a failed pin undoes the others."""
+    tensor_pin(a)
+    try:
+        if b is not None:
+            tensor_pin(b)
+        try:
+            if c is not None:
+                tensor_pin(c)
+        except BaseException:
+            if b is not None:
+                tensor_unpin(b)
+            raise
+    except BaseException:
+        tensor_unpin(a)
+        raise
+    return 0
+
+
+cdef void unpin_operands(Tensor a, Tensor b, Tensor c) noexcept:
+    tensor_unpin(a)
+    if b is not None:
+        tensor_unpin(b)
+    if c is not None:
+        tensor_unpin(c)
 
 
 cdef Tensor view_of(Tensor base):
@@ -1170,8 +1254,12 @@ cdef int assign(Tensor t, value) except -1:
         src = Tensor.from_numpy(arr)
     src.check_alive()
     src = unaliased(src, t, True)
-    with nogil:
-        tensor_copy(&src.view, &t.view)
+    pin_operands(src, t, None)
+    try:
+        with nogil:
+            tensor_copy(&src.view, &t.view)
+    finally:
+        unpin_operands(src, t, None)
     return 0
 
 
@@ -1199,25 +1287,27 @@ cdef Tensor binary(Tensor t, other, Tensor out, Allocator allocator, bint multip
     cdef Tensor b = operand(t, other)
     cdef ptrdiff_t shape[ZL_MAX_DIMS]
     cdef int ndim = 0
-    cdef AddTag add_op
-    cdef MulTag mul_op
-    cdef str what = "mul" if multiply else "add"
+    cdef const char *cwhat = "mul" if multiply else "add"
     t.check_alive()
     if out is None:
-        broadcast_shape(what, &t.view, &b.view, &ndim, shape)
+        check_tensor_status(broadcast_shape_status(&t.view, &b.view, &ndim, shape), cwhat, &t.view, &b.view, NULL)
         if t.view.dtype != b.view.dtype:
-            raise_dtypes(what, &t.view, &b.view)
+            check_tensor_status(ZL_TENSOR_EDTYPE, cwhat, &t.view, &b.view, NULL)
         out = like(t, ndim, shape, t.view.dtype, allocator)
     else:
         out.check_alive()
         out.check_writable()
         t = unaliased(t, out, True)
         b = unaliased(b, out, True)
-    with nogil:
-        if multiply:
-            binary_into(what, &t.view, &b.view, &out.view, &mul_op)
-        else:
-            binary_into(what, &t.view, &b.view, &out.view, &add_op)
+    pin_operands(t, b, out)
+    try:
+        with nogil:
+            if multiply:
+                tensor_mul(&t.view, &b.view, &out.view)
+            else:
+                tensor_add(&t.view, &b.view, &out.view)
+    finally:
+        unpin_operands(t, b, out)
     return out
 
 
@@ -1530,8 +1620,12 @@ cdef class Tensor:
         self.check_alive()
         self.check_writable()
         cdef double v = fill_value(value, self.view.dtype)
-        with nogil:
-            tensor_fill(&self.view, v)
+        pin_operands(self, None, None)
+        try:
+            with nogil:
+                tensor_fill(&self.view, v)
+        finally:
+            unpin_operands(self, None, None)
 
     # ---- views -------------------------------------------------------------------------------
     def __getitem__(self, key):
@@ -1632,8 +1726,12 @@ cdef class Tensor:
         cdef Tensor out
         self.check_alive()
         out = like(self, self.view.ndim, self.view.shape, code, allocator_argument(allocator))
-        with nogil:
-            tensor_copy(&self.view, &out.view)
+        pin_operands(self, out, None)
+        try:
+            with nogil:
+                tensor_copy(&self.view, &out.view)
+        finally:
+            unpin_operands(self, out, None)
         return out
 
 
@@ -1661,15 +1759,22 @@ cdef class Tensor:
         b.check_alive()
         ensure_wired()
         if o is None:
-            matmul_shape(&self.view, &b.view, &ndim, shape)
+            check_tensor_status(matmul_shape_status(&self.view, &b.view, &ndim, shape), "matmul",
+                                &self.view, &b.view, NULL)
             o = like(self, ndim, shape, self.view.dtype, allocator_argument(allocator))
         else:
             o.check_alive()
             o.check_writable()
             a = unaliased(a, o, False)
             b = unaliased(b, o, False)
-        with nogil:
-            tensor_matmul(&a.view, &b.view, &o.view)
+        if _matmul_prepare != NULL:
+            _matmul_prepare(&a.view, &b.view, &o.view)
+        pin_operands(a, b, o)
+        try:
+            with nogil:
+                tensor_matmul(&a.view, &b.view, &o.view)
+        finally:
+            unpin_operands(a, b, o)
         return o
 
     def __add__(self, other):

@@ -121,14 +121,26 @@ cdef int wait(zl_pool *pool, zl_task_group *group) except -1 nogil:
     return check_pool_status(zl_task_group_wait(pool, group))
 
 
+cdef extern from "Python.h":
+    void PyErr_SetInterrupt()
+
+
 cdef zl_pool *lookup_default_pool(void **ref) noexcept nogil:
     # The default pool, with a reference held until release_pool(ref); NULL
-    # (run on the caller) if it cannot be had. Takes the GIL.
+    # (run on the caller) if it cannot be had. Takes the GIL. This function
+    # cannot raise: an error means running on the caller, except that a Ctrl-C
+    # (KeyboardInterrupt) that arrived meanwhile is signalled again, so that the
+    # interpreter raises it at its next check instead of losing it.
     with gil:
         try:
             pool = default_pool()
             result = pool_ptr(pool)
-        except BaseException:
+        except Exception:
+            ref[0] = NULL
+            return NULL
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                PyErr_SetInterrupt()
             ref[0] = NULL
             return NULL
         Py_INCREF(pool)

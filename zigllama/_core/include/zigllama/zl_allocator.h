@@ -4,12 +4,19 @@
  * allocates (a Tensor, a kernel's scratch space) never knows which allocator it
  * has. All three functions are callable without the GIL and never raise:
  * alloc returns NULL when it cannot (or, for the failing allocator, will not)
- * provide memory; the caller turns that into OutOfMemory at the Python boundary.
+ * provide memory: NULL on failure is the allocator contract (the one exception to
+ * the status-code rule of zigllama/errors.py, kept because every C allocator
+ * speaks it). The module's checked wrapper, check_alloc in allocator.pxd, turns
+ * NULL into OutOfMemory naming the size at the Python boundary.
  */
 #ifndef ZIGLLAMA_ZL_ALLOCATOR_H
 #define ZIGLLAMA_ZL_ALLOCATOR_H
 
 #include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct zl_allocator_vtable {
     /* size bytes aligned to alignment (a power of two), or NULL. */
@@ -39,5 +46,9 @@ static inline void zl_free(zl_allocator a, void *ptr, size_t size, size_t alignm
 
 /* Tensors and kernel buffers are 64-byte aligned: a cache line, and an AVX-512 vector. */
 #define ZL_DEFAULT_ALIGNMENT 64
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

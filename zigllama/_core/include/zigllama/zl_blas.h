@@ -26,6 +26,10 @@
 
 #include "zigllama/zl_qmatmul.h" /* zl_qtensor: a quantized weight */
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef int64_t zl_blas_int;
 
 typedef enum { ZL_ROW_MAJOR = 101, ZL_COL_MAJOR = 102 } zl_blas_layout;
@@ -36,7 +40,7 @@ enum {
     ZL_BLAS_EINVAL = -1, /* an argument out of its domain (layout, trans, size, ld, inc) */
     ZL_BLAS_ENOMEM = -2, /* packing buffers could not be allocated */
     ZL_BLAS_ERANGE = -3, /* a size larger than the backend's integer type holds */
-    ZL_BLAS_ENOSYS = -4  /* qgemm before zigllama._core.qmatmul was imported */
+    ZL_BLAS_ENOSYS = -4  /* qgemm with no kernels registered (get_blas() registers them) */
 };
 
 #define ZL_BLAS_CAPSULE_NAME "zigllama.blas_vtable"
@@ -136,5 +140,9 @@ static inline int zl_dgemm(zl_blas b, zl_blas_layout layout, zl_blas_trans ta, z
                            double beta, double *c, zl_blas_int ldc) {
     return b.vtable->dgemm(b.ctx, layout, ta, tb, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -18,6 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 #define ZL_X86 1
 #define ZL_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -183,5 +187,9 @@ static inline const char *zl_simd_name(void) {
     default: return "portable";
     }
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -19,10 +19,14 @@
  * The guarded code must hold no lock and own no allocation it would leak when the
  * jump skips the rest of it: kernels over plain buffers, parsers that write into a
  * context. */
-#ifndef ZL_FAULT_GUARD_H
-#define ZL_FAULT_GUARD_H
+#ifndef ZIGLLAMA_ZL_FAULT_GUARD_H
+#define ZIGLLAMA_ZL_FAULT_GUARD_H
 
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef int (*zl_fault_guarded_fn)(void *arg);
 
@@ -35,4 +39,8 @@ int zl_fault_guarded_call(zl_fault_guarded_fn fn, void *arg, int fault_status);
 /* Reads one byte of every page of [p, p + n): 0 if all are readable, -1 on SIGBUS. */
 int zl_fault_touch(const void *p, uint64_t n);
 
-#endif /* ZL_FAULT_GUARD_H */
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ZIGLLAMA_ZL_FAULT_GUARD_H */

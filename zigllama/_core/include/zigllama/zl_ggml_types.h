@@ -5,11 +5,15 @@
  * reach a file). The same table, for Python, is zigllama/ggml_types.py; a test
  * checks that both agree with each other and with the gguf package.
  */
-#ifndef ZL_GGML_TYPES_H
-#define ZL_GGML_TYPES_H
+#ifndef ZIGLLAMA_ZL_GGML_TYPES_H
+#define ZIGLLAMA_ZL_GGML_TYPES_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef enum {
     ZL_GGML_F32 = 0, ZL_GGML_F16 = 1, ZL_GGML_Q4_0 = 2, ZL_GGML_Q4_1 = 3,
@@ -30,11 +34,15 @@ typedef struct {
     uint32_t type_size;   /* bytes per block */
 } zl_ggml_type_traits;
 
+/* Every id in order, retired ones included: C++ compilers take array designators
+ * only in order and without gaps. */
 static const zl_ggml_type_traits zl_ggml_type_table[ZL_GGML_TYPE_COUNT] = {
     [ZL_GGML_F32] = {"F32", 1, 4},
     [ZL_GGML_F16] = {"F16", 1, 2},
     [ZL_GGML_Q4_0] = {"Q4_0", 32, 18},
     [ZL_GGML_Q4_1] = {"Q4_1", 32, 20},
+    [4] = {NULL, 0, 0},
+    [5] = {NULL, 0, 0},
     [ZL_GGML_Q5_0] = {"Q5_0", 32, 22},
     [ZL_GGML_Q5_1] = {"Q5_1", 32, 24},
     [ZL_GGML_Q8_0] = {"Q8_0", 32, 34},
@@ -60,8 +68,14 @@ static const zl_ggml_type_traits zl_ggml_type_table[ZL_GGML_TYPE_COUNT] = {
     [ZL_GGML_F64] = {"F64", 1, 8},
     [ZL_GGML_IQ1_M] = {"IQ1_M", 256, 56},
     [ZL_GGML_BF16] = {"BF16", 1, 2},
+    [31] = {NULL, 0, 0},
+    [32] = {NULL, 0, 0},
+    [33] = {NULL, 0, 0},
     [ZL_GGML_TQ1_0] = {"TQ1_0", 256, 54},
     [ZL_GGML_TQ2_0] = {"TQ2_0", 256, 66},
+    [36] = {NULL, 0, 0},
+    [37] = {NULL, 0, 0},
+    [38] = {NULL, 0, 0},
     [ZL_GGML_MXFP4] = {"MXFP4", 32, 17},
     [ZL_GGML_NVFP4] = {"NVFP4", 64, 36},
     [ZL_GGML_Q1_0] = {"Q1_0", 128, 18},
@@ -73,4 +87,8 @@ static inline const zl_ggml_type_traits *zl_ggml_type_get(uint32_t id) {
     return &zl_ggml_type_table[id];
 }
 
-#endif /* ZL_GGML_TYPES_H */
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ZIGLLAMA_ZL_GGML_TYPES_H */

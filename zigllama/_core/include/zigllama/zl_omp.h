@@ -2,6 +2,10 @@
 #ifndef ZIGLLAMA_ZL_OMP_H
 #define ZIGLLAMA_ZL_OMP_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The largest thread count accepted anywhere (pool, OpenMP team, settings):
  * libgomp exits the process when it cannot create a team, and thousands of
  * threads on any machine of today only cost memory. Python's MAX_THREADS. */
@@ -14,6 +18,10 @@ static inline int zl_omp_version(void) { return _OPENMP; }
 #else
 static inline int zl_omp_max_threads(void) { return 1; }
 static inline int zl_omp_version(void) { return 0; }
+#endif
+
+#ifdef __cplusplus
+}
 #endif
 
 #endif

@@ -24,6 +24,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct zl_qtensor {
     const uint8_t *data; /* the first row's first block */
     int type;            /* ggml type id */
@@ -42,5 +46,9 @@ enum {
     ZL_QPATH_AVX512_VNNI = 3,
     ZL_QPATH_COUNT = 4
 };
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

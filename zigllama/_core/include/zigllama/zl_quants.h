@@ -32,6 +32,16 @@ extern "C" {
 
 typedef void (*zl_dequantize_fn)(const uint8_t *src, float *dst, int64_t n);
 
+/* What dequantize_into / dequantize_into_on return (quantization.pxd); the pool's
+ * own failures (ZL_POOL_E*, below -10000) pass through. check_quant_status turns
+ * any of them into an exception. */
+typedef enum zl_quant_status {
+    ZL_QUANT_OK = 0,
+    ZL_QUANT_EUNKNOWN_TYPE = -1, /* no ggml type of that id, or no kernel for it */
+    ZL_QUANT_EPARTIAL_BLOCK = -2,/* n_elements is negative or not a whole number of blocks */
+    ZL_QUANT_ESOURCE_GONE = -3   /* reading src took a SIGBUS (its file shrank): dst partly written */
+} zl_quant_status;
+
 #define ZL_DEQUANTIZE_DECL(name) \
     void zl_dequantize_row_##name(const uint8_t *__restrict src, float *__restrict dst, int64_t n)
 

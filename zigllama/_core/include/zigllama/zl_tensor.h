@@ -14,6 +14,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum zl_dtype {
     ZL_F32 = 0,
     ZL_F16 = 1,
@@ -22,6 +26,16 @@ typedef enum zl_dtype {
     ZL_F64 = 28,
     ZL_BF16 = 30
 } zl_dtype;
+
+/* What a nogil tensor kernel returns (the *_status functions of tensor.pxd); the
+ * module's one checked wrapper, check_tensor_status, turns it into an exception. */
+typedef enum zl_tensor_status {
+    ZL_TENSOR_OK = 0,
+    ZL_TENSOR_ESHAPE = -1,   /* shapes that do not broadcast or do not fit the output */
+    ZL_TENSOR_EDTYPE = -2,   /* operands (or output) of different dtypes */
+    ZL_TENSOR_ENOMEM = -3,   /* the matmul backend found no memory for its buffers */
+    ZL_TENSOR_EBACKEND = -4  /* the matmul backend rejected the call */
+} zl_tensor_status;
 
 /* The most dimensions a tensor may have (ggml uses 4). */
 #define ZL_MAX_DIMS 8
@@ -164,5 +178,9 @@ static inline uint16_t zl_f32_to_bf16_bits(float value) {
 
 /* bfloat16 -> float32, exact. */
 static inline float zl_bf16_bits_to_f32(uint16_t b) { return zl_bits_f32((uint32_t)b << 16); }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -18,11 +18,21 @@
 #ifndef ZIGLLAMA_ZL_THREADING_H
 #define ZIGLLAMA_ZL_THREADING_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "zigllama/zl_omp.h" /* ZL_MAX_THREADS */
+
+#ifdef __cplusplus
+extern "C" {
+/* C++ has no _Atomic qualifier. A C++ caller only passes a task group to the
+ * functions below (which are compiled as C), so it sees the same layout with
+ * plain fields. */
+#define ZL_ATOMIC(T) T
+#else
+#include <stdatomic.h>
+#define ZL_ATOMIC(T) _Atomic T
+#endif
 
 /* Per-worker data is aligned and padded to this, so two workers never write to
  * the same cache line (false sharing). 64 bytes on x86-64 and most ARM cores. */
@@ -115,10 +125,10 @@ typedef struct zl_pool_stats {
 
 /* A group of submitted tasks to wait for together; zero it with init. */
 typedef struct zl_task_group {
-    _Atomic int64_t pending;   /* submitted and not yet finished */
-    _Atomic int status;        /* first non-zero task status */
-    _Atomic uint32_t done_seq; /* futex word: bumped when pending reaches 0 */
-    _Atomic int waiters;       /* threads asleep on done_seq */
+    ZL_ATOMIC(int64_t) pending;   /* submitted and not yet finished */
+    ZL_ATOMIC(int) status;        /* first non-zero task status */
+    ZL_ATOMIC(uint32_t) done_seq; /* futex word: bumped when pending reaches 0 */
+    ZL_ATOMIC(int) waiters;       /* threads asleep on done_seq */
 } zl_task_group;
 
 /* NULL on failure with *status set (ZL_POOL_ENOMEM, ZL_POOL_ETHREAD, ZL_POOL_EINVAL). */
@@ -147,10 +157,17 @@ void zl_pool_get_stats(const zl_pool *p, zl_pool_stats *out);
 void zl_pool_reset_stats(zl_pool *p);
 
 static inline void zl_task_group_init(zl_task_group *g) {
+#ifdef __cplusplus
+    g->pending = 0;
+    g->status = 0;
+    g->done_seq = 0;
+    g->waiters = 0;
+#else
     atomic_init(&g->pending, 0);
     atomic_init(&g->status, 0);
     atomic_init(&g->done_seq, 0);
     atomic_init(&g->waiters, 0);
+#endif
 }
 /* Queue fn(ctx) (cancel(ctx) if dropped by a cancelling shutdown). From a worker
  * it goes to that worker's deque, from another thread to that thread's own deque
@@ -215,5 +232,9 @@ int zl_softmax_rows_f32(void *ctx, int64_t begin, int64_t end);
 int zl_softmax_rows_f64(void *ctx, int64_t begin, int64_t end);
 int zl_rmsnorm_rows_f32(void *ctx, int64_t begin, int64_t end);
 int zl_rmsnorm_rows_f64(void *ctx, int64_t begin, int64_t end);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

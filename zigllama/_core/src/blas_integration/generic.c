@@ -210,7 +210,9 @@ static void *zl_blas_alloc(size_t size) {
 #include "kernel_impl.h"
 #include "generic_impl.h"
 
-const zl_blas_vtable zl_blas_generic_vtable = {
+/* Exported (the module is built with hidden visibility): threadpoolctl finds this
+ * extension module by this symbol (see zigllama/_threadpoolctl.py). */
+__attribute__((visibility("default"))) const zl_blas_vtable zl_blas_generic_vtable = {
     sdot, ddot, saxpy, daxpy, sscal, dscal, snrm2, dnrm2, sgemv, dgemv, sgemm, dgemm,
     zl_blas_generic_qgemm,
 };

@@ -568,7 +568,9 @@ static void wake_all(zl_pool *p) {
     futex_wake(&p->epoch, INT_MAX);
 }
 
-zl_pool *zl_pool_create(const zl_pool_config *cfg, int *status) {
+/* Exported (the module is built with hidden visibility): threadpoolctl finds this
+ * extension module by this symbol and zl_parallel_for (see zigllama/_threadpoolctl.py). */
+__attribute__((visibility("default"))) zl_pool *zl_pool_create(const zl_pool_config *cfg, int *status) {
     int st_dummy;
     if (status == NULL) status = &st_dummy;
     if (cfg == NULL || cfg->num_workers < 1 || cfg->num_workers > ZL_MAX_THREADS - 1 || cfg->spin_us < 0) {
@@ -936,7 +938,8 @@ static void pfor_helper_run(zl_task *t) {
     job_release(job);
 }
 
-int zl_parallel_for(zl_pool *p, int64_t n, int64_t grain, zl_range_fn fn, void *ctx) {
+__attribute__((visibility("default"))) int zl_parallel_for(zl_pool *p, int64_t n, int64_t grain, zl_range_fn fn,
+                                                           void *ctx) {
     if (n < 0 || fn == NULL) return ZL_POOL_EINVAL;
     if (n == 0) return 0;
     zl_worker *w = current_worker(p);

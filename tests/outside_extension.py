@@ -36,3 +36,34 @@ def load(directory, module):
         return importlib.import_module(module)
     finally:
         sys.path.remove(str(directory))
+
+
+_PROBES = {}
+
+
+def pool_probes():
+    """The pool's test probes (tests/pool_probes.pyx), built once per test session
+    into a temporary directory like any outside extension: (module, environment to
+    run a child interpreter that imports it)."""
+    if not _PROBES:
+        import atexit
+        import pathlib
+        import shutil
+        import tempfile
+
+        directory = pathlib.Path(tempfile.mkdtemp(prefix="zigllama-probes-"))
+        atexit.register(shutil.rmtree, directory, True)
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, "pool_probes.pyx")) as f:
+            source = f.read()
+        setup = (
+            "import zigllama\n"
+            "from Cython.Build import cythonize\n"
+            "from setuptools import Extension, setup\n"
+            "setup(ext_modules=cythonize([Extension('pool_probes', ['pool_probes.pyx'],\n"
+            "      include_dirs=[zigllama.get_include()])], compiler_directives={'language_level': 3}))\n"
+        )
+        env = build(directory, {"pool_probes.pyx": source, "setup.py": setup})
+        _PROBES["module"] = load(directory, "pool_probes")
+        _PROBES["env"] = env
+    return _PROBES["module"], _PROBES["env"]

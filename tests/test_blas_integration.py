@@ -535,6 +535,43 @@ def test_tensor_matmul_goes_through_the_default_backend(backend):
     assert f"tensor ok {backend}" in run.stdout
 
 
+ORDER_SCRIPT = """
+import hashlib, sys
+import numpy as np
+for name in sys.argv[1:]:
+    __import__(name)
+from zigllama._core.tensor import Tensor
+rng = np.random.default_rng(5)
+digest = hashlib.sha256()
+for dtype in (np.float32, np.float64):
+    for m, k, n in ((37, 29, 41), (300, 200, 260)):   # one GEMM; split over the pool
+        a = rng.standard_normal((m, k)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        digest.update(np.asarray(Tensor.from_numpy(a) @ Tensor.from_numpy(b)).tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_tensor_matmul_bits_do_not_depend_on_import_order():
+    """Tensor.matmul's backend is chosen in one place (zigllama._core.wire): a fresh
+    interpreter gives the same bits whatever it imported first."""
+    runs = {}
+    for first in ((), ("zigllama._core.blas_integration",), ("zigllama._core.threading",),
+                  ("zigllama._core.threading", "zigllama._core.blas_integration")):
+        run = subprocess.run([sys.executable, "-c", ORDER_SCRIPT, *first], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        runs[first] = run.stdout.strip()
+    assert len(set(runs.values())) == 1, runs
+
+
+def test_importing_the_blas_module_leaves_tensors_alone():
+    code = ("import zigllama._core.tensor as t, zigllama._core.blas_integration, sys; "
+            "print('zigllama._core.threading' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"   # nothing wired on import: no pool started
+
+
 @pytest.fixture(params=BACKENDS)
 def tensor_backend(request):
     previous = blas_integration.tensor_backend().name

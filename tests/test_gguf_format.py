@@ -442,11 +442,14 @@ def test_metadata_mapping_and_typed_getters(tmp_path):
             np.asarray(r.tensor("nope"))
 
 
-def test_ggml_type_table_c_and_python_agree():
-    table = gguf_format._ggml_type_table()
-    assert set(table) == {t.value for t in GGMLType}
-    for t in GGMLType:
-        assert table[t.value] == (t.name, t.block_size, t.type_size)
+def test_ggml_type_table_has_one_source():
+    """GGMLType, its traits and the dequantizers' table are all the C header's table."""
+    from zigllama._core import quantization
+    from zigllama._core.ggml_type_table import ggml_types
+
+    table = {type_id: (name, block, size) for type_id, name, block, size in ggml_types()}
+    assert {t.value: (t.name, t.block_size, t.type_size) for t in GGMLType} == table
+    assert quantization.GGML_QUANT_SIZES == {i: (b, s) for i, (_, b, s) in table.items()}
 
 
 @given(st.dictionaries(

@@ -15,6 +15,7 @@ import threadpoolctl
 import zigllama as zl
 from zigllama import _config
 from zigllama._core import blas_integration as zb
+from zigllama._core import scipy_blas
 from zigllama._core import threading as zt
 
 MAX = _config.MAX_THREADS
@@ -220,7 +221,7 @@ def test_threadpool_info_lists_zigllama():
 
 
 def _scipy_blas_threads():
-    return [lib.num_threads for lib in zb._scipy_blas_libraries()]
+    return [lib.num_threads for lib in scipy_blas.libraries()]
 
 
 def _every_backend_call():

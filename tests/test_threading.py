@@ -56,6 +56,16 @@ def pool():
         yield p
 
 
+def probes():
+    """The pool's test probes, a test-only extension (tests/pool_probes.pyx)."""
+    return outside_extension.pool_probes()[0]
+
+
+def probes_env():
+    """The environment of a child interpreter that imports the probes."""
+    return outside_extension.pool_probes()[1]
+
+
 def run_python(code, timeout=60, env=None):
     """Run code in a fresh interpreter; a hang is a test failure, not a stuck suite."""
     full_env = dict(os.environ)
@@ -398,7 +408,7 @@ def test_context_manager_and_closed_pool():
     assert p.closed
     with pytest.raises(ThreadPoolError, match="shut down"):
         p.submit(print)
-    assert zt._probe_parallel_for(p, 10)[0] == zt.POOL_ECLOSED
+    assert probes().parallel_for(p, 10)[0] == zt.POOL_ECLOSED
     with pytest.raises(ThreadPoolError, match="shut down"):
         ParallelOps(p).softmax(np.ones((4, 4)))
     p.shutdown()  # idempotent
@@ -442,7 +452,7 @@ def test_shutdown_from_inside_a_task_is_refused():
 
 def test_python_tasks_run_concurrently_with_native_ones(pool):
     fut = pool.submit(sum, range(1000))
-    status, hits, _ = zt._probe_parallel_for(pool, 10000, 7)
+    status, hits, _ = probes().parallel_for(pool, 10000, 7)
     assert status == 0 and hits.min() == hits.max() == 1
     assert fut.result(timeout=30) == sum(range(1000))
 
@@ -453,7 +463,7 @@ def test_python_tasks_run_concurrently_with_native_ones(pool):
 
 def test_a_million_tasks_each_run_exactly_once(pool):
     pool.reset_stats()
-    status, hits, calls = zt._probe_parallel_for(pool, 1_000_000, 1)
+    status, hits, calls = probes().parallel_for(pool, 1_000_000, 1)
     assert status == 0
     assert hits.min() == 1 and hits.max() == 1
     assert calls == 1_000_000
@@ -463,39 +473,39 @@ def test_a_million_tasks_each_run_exactly_once(pool):
 
 @pytest.mark.parametrize("n,grain", [(1, 1), (2, 1), (3, 2), (1000, 0), (1000, 7), (1000, 1000), (1000, 5000)])
 def test_parallel_for_covers_the_range(pool, n, grain):
-    status, hits, calls = zt._probe_parallel_for(pool, n, grain)
+    status, hits, calls = probes().parallel_for(pool, n, grain)
     assert status == 0 and hits.min() == 1 and hits.max() == 1
     if grain > 0:
         assert calls == -(-n // grain)
 
 
 def test_parallel_for_of_nothing_and_bad_arguments(pool):
-    status, hits, calls = zt._probe_parallel_for(pool, 0)
+    status, hits, calls = probes().parallel_for(pool, 0)
     assert status == 0 and calls == 0
-    assert zt._probe_parallel_for(pool, -1)[0] == zt.POOL_EINVAL
+    assert probes().parallel_for(pool, -1)[0] == zt.POOL_EINVAL
 
 
 def test_first_chunk_error_reaches_the_caller(pool):
-    status, hits, calls = zt._probe_parallel_for(pool, 100_000, 10, fail_at=5_003, fail_status=42)
+    status, hits, calls = probes().parallel_for(pool, 100_000, 10, fail_at=5_003, fail_status=42)
     assert status == 42
     assert hits[5_003] == 1
     assert calls < 10_000  # chunks after the failure are skipped
 
 
 def test_nested_parallel_for_does_not_deadlock(pool):
-    status, hits = zt._probe_nested(pool, 64, 500)
+    status, hits = probes().nested(pool, 64, 500)
     assert status == 0 and hits.min() == 1 and hits.max() == 1
 
 
 def test_nested_parallel_for_on_many_threads():
     with ThreadPool(6) as p:  # more workers than cores: every worker nests
         for _ in range(5):
-            status, hits = zt._probe_nested(p, 40, 300)
+            status, hits = probes().nested(p, 40, 300)
             assert status == 0 and hits.min() == hits.max() == 1
 
 
 def test_submit_and_wait_from_cython(pool):
-    status, counter = zt._probe_submit_count(pool, 200_000)
+    status, counter = probes().submit_count(pool, 200_000)
     assert status == 0 and counter == 200_000
 
 
@@ -505,9 +515,9 @@ def test_parallel_for_from_many_python_threads(pool):
     def run():
         try:
             for _ in range(20):
-                status, hits, _ = zt._probe_parallel_for(pool, 5000, 3)
+                status, hits, _ = probes().parallel_for(pool, 5000, 3)
                 assert status == 0 and hits.min() == hits.max() == 1
-                assert zt._probe_submit_count(pool, 2000) == (0, 2000)
+                assert probes().submit_count(pool, 2000) == (0, 2000)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
@@ -544,7 +554,7 @@ def test_create_and_destroy_a_thousand_pools_without_leaks():
         for i in range(k):
             p = ThreadPool(2, spin_us=0)
             if i % 2:
-                zt._probe_parallel_for(p, 8, 1)
+                probes().parallel_for(p, 8, 1)
             if i % 3 == 0:
                 p.submit(int, "1")
             p.shutdown()
@@ -562,7 +572,8 @@ def test_create_and_destroy_a_thousand_pools_without_leaks():
 def test_pools_dropped_without_shutdown_are_reclaimed():
     run_python("""
         import gc, os
-        from zigllama._core.threading import ThreadPool, _probe_parallel_for
+        from zigllama._core.threading import ThreadPool
+        from pool_probes import parallel_for as _probe_parallel_for
         def threads():
             return len(os.listdir('/proc/self/task'))
         base = threads()
@@ -579,7 +590,7 @@ def test_pools_dropped_without_shutdown_are_reclaimed():
         while threads() != base and time.monotonic() < deadline:
             time.sleep(0.01)
         assert threads() == base, (threads(), base)
-    """)
+    """, env=probes_env())
 
 
 def test_idle_workers_sleep_and_wake_on_new_work():
@@ -598,7 +609,7 @@ def test_stats_fields_and_reset(pool):
     assert set(s.as_dict()) == {"tasks_executed", "tasks_submitted", "tasks_stolen", "failed_steals",
                                 "injected", "queue_high_water", "sleeps", "wakes", "parallel_fors",
                                 "affinity_failures", "numa_applied"}
-    zt._probe_submit_count(pool, 1000)
+    probes().submit_count(pool, 1000)
     s = pool.stats()
     assert s.tasks_submitted >= 1000 and s.queue_high_water >= 1
     pool.reset_stats()
@@ -614,7 +625,7 @@ def test_affinity_and_numa_policy_are_applied_or_counted():
     topo = CpuTopology.detect()
     with ThreadPool(2, affinity=True, numa_policy="interleave") as p:
         assert p.submit(lambda: os.sched_getaffinity(0)).result(timeout=30) <= set(topo.cpus)
-        status, hits, _ = zt._probe_parallel_for(p, 1000, 1)
+        status, hits, _ = probes().parallel_for(p, 1000, 1)
         assert status == 0
         s = p.stats()
         if topo.num_numa_nodes == 1:
@@ -643,12 +654,13 @@ def test_use_after_fork_gives_a_fresh_default_pool_or_a_clear_error():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
         import zigllama
         from zigllama._core import threading as zt
+        import pool_probes
         from zigllama.errors import ThreadPoolError
         explicit = zt.ThreadPool(2)
         default = zt.default_pool()
         gate = threading.Event()
         stuck = explicit.submit(gate.wait, 30)  # busy in the parent at fork time
-        assert zt._probe_parallel_for(default, 1000, 1)[0] == 0
+        assert pool_probes.parallel_for(default, 1000, 1)[0] == 0
         pid = os.fork()
         if pid == 0:
             code = 0
@@ -665,7 +677,7 @@ def test_use_after_fork_gives_a_fresh_default_pool_or_a_clear_error():
                     pass
                 fresh = zt.default_pool()
                 assert fresh is not default
-                status, hits, _ = zt._probe_parallel_for(fresh, 100000, 1)
+                status, hits, _ = pool_probes.parallel_for(fresh, 100000, 1)
                 assert status == 0 and hits.min() == hits.max() == 1
                 assert fresh.submit(lambda: 7).result(timeout=10) == 7
                 explicit.shutdown()  # only marks it closed: no join of threads that are not here
@@ -678,7 +690,7 @@ def test_use_after_fork_gives_a_fresh_default_pool_or_a_clear_error():
         assert stuck.result(timeout=30) is True
         explicit.shutdown()
         print("child", os.waitstatus_to_exitcode(status))
-    """, timeout=120)
+    """, timeout=120, env=probes_env())
     assert "child 0" in out
 
 

@@ -11,6 +11,8 @@ Every thread count is bounded by ``MAX_THREADS``: a larger one is an error at
 once (libgomp exits the process on a team it cannot create, and a pool of
 100,000 threads exhausts memory long before it helps).
 """
+from __future__ import annotations
+
 import os
 
 from ._arguments import integer, integer_in_range
@@ -19,13 +21,13 @@ from .errors import InvalidArgumentType, InvalidArgumentValue
 #: The largest thread count zigllama accepts anywhere (setting, pool, per call).
 MAX_THREADS = 1024
 
-_override = None
+_override: int | None = None
 # Limits set through threadpoolctl: "pool" (the pool and every region sized from
 # the setting) and "openmp" (the generic GEMM's OpenMP team). None: no limit.
-_limits = {"pool": None, "openmp": None}
+_limits: dict[str, int | None] = {"pool": None, "openmp": None}
 
 
-def check_thread_count(n, what="num_threads"):
+def check_thread_count(n: int, what: str = "num_threads") -> int:
     """n as an int in [1, MAX_THREADS]; InvalidArgumentType/InvalidArgumentValue
     (a TypeError/ValueError) naming `what` otherwise."""
     if isinstance(n, bool):
@@ -33,7 +35,7 @@ def check_thread_count(n, what="num_threads"):
     return integer_in_range(n, what, 1, MAX_THREADS)
 
 
-def available_cpus():
+def available_cpus() -> int:
     """CPUs this process may run on (affinity mask aware)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -41,7 +43,7 @@ def available_cpus():
         return max(1, os.cpu_count() or 1)
 
 
-def _env_threads():
+def _env_threads() -> int | None:
     env = os.environ.get("ZIGLLAMA_NUM_THREADS", "").strip()
     if not env:
         return None
@@ -53,7 +55,7 @@ def _env_threads():
     return check_thread_count(n, "ZIGLLAMA_NUM_THREADS")
 
 
-def base_num_threads():
+def base_num_threads() -> int:
     """The setting before any threadpoolctl limit."""
     if _override is not None:
         return _override
@@ -61,20 +63,20 @@ def base_num_threads():
     return n if n is not None else min(available_cpus(), MAX_THREADS)
 
 
-def explicit_num_threads():
+def explicit_num_threads() -> int | None:
     """The count the user gave (set_num_threads or ZIGLLAMA_NUM_THREADS), or None.
     Only an explicit count is ever applied to another library's threads."""
     return _override if _override is not None else _env_threads()
 
 
-def num_threads():
+def num_threads() -> int:
     """Threads a parallel region may use."""
     n = base_num_threads()
     limit = _limits["pool"]
     return n if limit is None else min(n, limit)
 
 
-def openmp_threads():
+def openmp_threads() -> int:
     """Threads of the generic GEMM's OpenMP team: the setting, capped by the
     OpenMP limit threadpoolctl set."""
     n = num_threads()
@@ -82,13 +84,13 @@ def openmp_threads():
     return n if limit is None else min(n, limit)
 
 
-def set_num_threads(n):
+def set_num_threads(n: int | None) -> None:
     """Set the thread count for this process (None returns to the default)."""
     global _override
     _override = None if n is None else check_thread_count(n)
 
 
-def set_limit(kind, n):
+def set_limit(kind: str, n: int) -> None:
     """A limit from threadpoolctl: n at or above the setting lifts it (a limit
     above MAX_THREADS too: a cap that high limits nothing)."""
     n = integer(n, f"the {kind} thread limit")
@@ -97,7 +99,7 @@ def set_limit(kind, n):
     _limits[kind] = None if n >= base_num_threads() else n
 
 
-def resolve_threads(threads=None):
+def resolve_threads(threads: int | None = None) -> int:
     """A per-call ``threads=`` argument, or the process setting."""
     if threads is None:
         return num_threads()

@@ -41,7 +41,7 @@ def _simd_section():
 
 
 def _blas_section():
-    from ._core.blas_integration import BlasConfig
+    from ._core.blas_config import BlasConfig
 
     return {"blas": BlasConfig.detect().as_dict()}
 
@@ -60,7 +60,7 @@ _EXTRA_SECTIONS.append(_memory_mapping_section)
 
 
 def _threading_section():
-    from ._core.threading import ThreadPoolConfig
+    from ._core.thread_pool_config import ThreadPoolConfig
 
     config = ThreadPoolConfig.detect()
     return {"threading": dict(config.as_dict(), topology=config.topology.as_dict())}

@@ -15,12 +15,14 @@ when threadpoolctl restores the previous value on leaving the block, the limit
 is lifted. threadpoolctl finds a controller's library by its file name and an
 exported symbol: the extension modules that hold the pool and the GEMM.
 """
+from __future__ import annotations
+
 from . import _config
 
 _registered = False
 
 
-def register():
+def register() -> bool:
     """Register the controllers once (threadpoolctl >= 3.5 has ``register``;
     with an older one zigllama is simply not listed)."""
     global _registered
@@ -30,38 +32,36 @@ def register():
         return False
     if _registered or not hasattr(threadpoolctl, "register"):
         return False
-    base = threadpoolctl.LibController
-
-    class ZigllamaPoolController(base):
+    class ZigllamaPoolController(threadpoolctl.LibController):  # type: ignore[misc]
         user_api = "zigllama"
         internal_api = "zigllama_pool"
         filename_prefixes = ("threading.",)
         check_symbols = ("zl_pool_create", "zl_parallel_for")
 
-        def get_num_threads(self):
+        def get_num_threads(self) -> int:
             return _config.num_threads()
 
-        def set_num_threads(self, num_threads):
+        def set_num_threads(self, num_threads: int) -> None:
             _config.set_limit("pool", num_threads)
 
-        def get_version(self):
+        def get_version(self) -> str:
             from . import __version__
 
             return __version__
 
-    class ZigllamaOpenMPController(base):
+    class ZigllamaOpenMPController(threadpoolctl.LibController):  # type: ignore[misc]
         user_api = "openmp"
         internal_api = "zigllama_openmp"
         filename_prefixes = ("blas_integration.",)
         check_symbols = ("zl_blas_generic_vtable",)
 
-        def get_num_threads(self):
+        def get_num_threads(self) -> int:
             return _config.openmp_threads()
 
-        def set_num_threads(self, num_threads):
+        def set_num_threads(self, num_threads: int) -> None:
             _config.set_limit("openmp", num_threads)
 
-        def get_version(self):
+        def get_version(self) -> str:
             from . import __version__
 
             return __version__

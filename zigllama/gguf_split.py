@@ -20,7 +20,8 @@ import os
 import re
 
 from .errors import GGUFError, GGUFInvalidValue, GGUFLimitExceeded
-from ._core.gguf_format import GGUF_DEFAULT_ALIGNMENT, GGUFModelLoader, GGUFReader, GGUFValueType
+from ._core.gguf_format import GGUF_DEFAULT_ALIGNMENT, GGUFReader, GGUFValueType
+from ._core.gguf_model_loader import GGUFModelLoader
 
 __all__ = ["SPLIT_KEYS", "shard_path", "parse_size", "plan_split", "split_model", "merge_model"]
 

@@ -9,11 +9,19 @@ chunks from the map, never decoded (what llama.cpp's gguf-new-metadata does).
 The writer checks what the reader checks (key and name rules, types, block
 multiples, alignment), so every file it writes reads back.
 """
+from __future__ import annotations
+
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn, SupportsIndex, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from typing_extensions import Buffer, Self
 
 from .errors import (GGUFDuplicate, GGUFError, GGUFInvalidValue, GGUFLayoutError, GGUFLimitExceeded, GGUFMissingKey,
                      GGUFUnknownType, NotCopyable)
@@ -22,13 +30,15 @@ from ._core.gguf_format import (
     GGUF_DEFAULT_ALIGNMENT,
     GGUF_MAX_ALIGNMENT,
     GGUF_MAX_ARRAY_DEPTH,
+    GGUF_MAX_NAME,
     GGUFReader,
-    GGUFValueType,
 )
+from ._core.gguf_value_types import INT_RANGES, TENSOR_DTYPES, VALUE_DTYPES, GGUFValueType
 
 __all__ = ["GGUFWriter", "GGUFValue", "rewrite_metadata", "float32_to_bfloat16"]
 
-_MAX_NAME = 63
+# ggml's GGML_MAX_NAME counts the NUL: a name holds one byte fewer.
+_MAX_NAME = GGUF_MAX_NAME - 1
 _COPY_CHUNK = 64 << 20
 
 _SCALAR_FORMATS = {
@@ -37,28 +47,11 @@ _SCALAR_FORMATS = {
     GGUFValueType.FLOAT32: "f", GGUFValueType.BOOL: "?", GGUFValueType.UINT64: "Q",
     GGUFValueType.INT64: "q", GGUFValueType.FLOAT64: "d",
 }
-_NUMPY_TO_VALUE = {
-    np.dtype(np.uint8): GGUFValueType.UINT8, np.dtype(np.int8): GGUFValueType.INT8,
-    np.dtype(np.uint16): GGUFValueType.UINT16, np.dtype(np.int16): GGUFValueType.INT16,
-    np.dtype(np.uint32): GGUFValueType.UINT32, np.dtype(np.int32): GGUFValueType.INT32,
-    np.dtype(np.float32): GGUFValueType.FLOAT32, np.dtype(np.bool_): GGUFValueType.BOOL,
-    np.dtype(np.uint64): GGUFValueType.UINT64, np.dtype(np.int64): GGUFValueType.INT64,
-    np.dtype(np.float64): GGUFValueType.FLOAT64,
-}
-_VALUE_TO_NUMPY = {v: k for k, v in _NUMPY_TO_VALUE.items()}
-_INT_RANGES = {
-    GGUFValueType.UINT8: (0, 2**8 - 1), GGUFValueType.INT8: (-2**7, 2**7 - 1),
-    GGUFValueType.UINT16: (0, 2**16 - 1), GGUFValueType.INT16: (-2**15, 2**15 - 1),
-    GGUFValueType.UINT32: (0, 2**32 - 1), GGUFValueType.INT32: (-2**31, 2**31 - 1),
-    GGUFValueType.UINT64: (0, 2**64 - 1), GGUFValueType.INT64: (-2**63, 2**63 - 1),
-}
+_NUMPY_TO_VALUE = {dt: t for t, dt in VALUE_DTYPES.items()}
+_VALUE_TO_NUMPY = VALUE_DTYPES
+_INT_RANGES = INT_RANGES
 # ggml type -> the numpy dtype its plain elements are given in
-_TENSOR_NUMPY = {
-    GGMLType.F32: np.dtype(np.float32), GGMLType.F16: np.dtype(np.float16),
-    GGMLType.F64: np.dtype(np.float64), GGMLType.I8: np.dtype(np.int8),
-    GGMLType.I16: np.dtype(np.int16), GGMLType.I32: np.dtype(np.int32),
-    GGMLType.I64: np.dtype(np.int64), GGMLType.BF16: np.dtype(np.uint16),
-}
+_TENSOR_NUMPY = TENSOR_DTYPES
 _NUMPY_TO_GGML = {v: k for k, v in _TENSOR_NUMPY.items() if k != GGMLType.BF16}
 
 
@@ -67,26 +60,27 @@ class GGUFValue:
 
     __slots__ = ("value", "type", "element_type")
 
-    def __init__(self, value, type, element_type=None):
+    def __init__(self, value: Any, type: SupportsIndex, element_type: SupportsIndex | None = None) -> None:
         self.value = value
         self.type = _value_type(type)
-        self.element_type = None if element_type is None else _value_type(element_type)
+        self.element_type: GGUFValueType | None = None if element_type is None else _value_type(element_type)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         et = f", element_type={self.element_type.name}" if self.element_type is not None else ""
         return f"GGUFValue({self.value!r}, {self.type.name}{et})"
 
 
-def float32_to_bfloat16(a):
+def float32_to_bfloat16(a: npt.ArrayLike) -> npt.NDArray[np.uint16]:
     """bfloat16 bit patterns (uint16) of float32 values: round to nearest even, NaNs
     kept quiet (as ggml and the gguf package do)."""
-    n = np.asarray(a, dtype=np.float32).view(np.uint32)
+    n: Any = np.asarray(a, dtype=np.float32).view(np.uint32)
     n = np.where((n & 0x7FFFFFFF) > 0x7F800000, (n & np.uint32(0xFFFF0000)) | np.uint32(64 << 16), n)
     n = (n.astype(np.uint64) + (0x7FFF + ((n >> 16) & 1))) >> 16
-    return n.astype(np.uint16)
+    bits: npt.NDArray[np.uint16] = n.astype(np.uint16)
+    return bits
 
 
-def _infer_type(value):
+def _infer_type(value: Any) -> GGUFValueType:
     """GGUF type of a Python/numpy value, as the gguf package infers it (int32 for
     ints that fit, float32 for floats) but widening ints that do not fit."""
     if isinstance(value, GGUFValue):
@@ -113,7 +107,7 @@ def _infer_type(value):
     raise GGUFInvalidValue(f"no GGUF type for a {type(value).__name__}")
 
 
-def _infer_element_type(values):
+def _infer_element_type(values: Any) -> GGUFValueType:
     if isinstance(values, np.ndarray):
         try:
             return _NUMPY_TO_VALUE[values.dtype.newbyteorder("=")]
@@ -134,16 +128,16 @@ def _infer_element_type(values):
 class _Encoder:
     """Metadata values to bytes, in one byte order."""
 
-    def __init__(self, byte_order):
-        self.e = ">" if byte_order == "big" else "<"
+    def __init__(self, byte_order: str) -> None:
+        self.e: Literal["<", ">"] = ">" if byte_order == "big" else "<"
 
-    def u32(self, v):
+    def u32(self, v: int) -> bytes:
         return struct.pack(self.e + "I", v)
 
-    def u64(self, v):
+    def u64(self, v: int) -> bytes:
         return struct.pack(self.e + "Q", v)
 
-    def string(self, s):
+    def string(self, s: str | bytes | bytearray) -> bytes:
         """A GGUF string: UTF-8 (a lone surrogate or bytes that are not UTF-8 would make
         a file the reader's validate() rejects)."""
         try:
@@ -154,7 +148,7 @@ class _Encoder:
             raise GGUFInvalidValue(f"a GGUF string must be UTF-8: {exc}") from None
         return self.u64(len(b)) + b
 
-    def scalar(self, t, v, where):
+    def scalar(self, t: GGUFValueType, v: Any, where: str) -> bytes:
         if isinstance(v, GGUFValue):
             v = v.value
         if t == GGUFValueType.BOOL:
@@ -168,7 +162,8 @@ class _Encoder:
             v = int(v)
         return struct.pack(self.e + _SCALAR_FORMATS[t], v)
 
-    def value(self, t, v, et=None, where="", depth=0):
+    def value(self, t: GGUFValueType, v: Any, et: SupportsIndex | None = None, where: str = "",
+              depth: int = 0) -> bytes:
         """The bytes of a value (without its type field)."""
         if isinstance(v, GGUFValue):
             t, et, v = v.type, v.element_type if et is None else et, v.value
@@ -224,11 +219,11 @@ class _Encoder:
 class _TensorSlot:
     __slots__ = ("name", "ggml_type", "shape", "nbytes", "offset", "written", "data")
 
-    def __init__(self, name, ggml_type, shape, nbytes):
+    def __init__(self, name: str, ggml_type: GGMLType, shape: tuple[int, ...], nbytes: int) -> None:
         self.name, self.ggml_type, self.shape, self.nbytes = name, ggml_type, shape, nbytes
-        self.offset = None
+        self.offset = 0
         self.written = False
-        self.data = None
+        self.data: npt.NDArray[Any] | None = None
 
 
 class GGUFWriter:
@@ -246,7 +241,8 @@ class GGUFWriter:
     only when given (any order, each once). Shapes are numpy order.
     """
 
-    def __init__(self, path, *, alignment=GGUF_DEFAULT_ALIGNMENT, byte_order="little", version=3):
+    def __init__(self, path: str | os.PathLike[str], *, alignment: int = GGUF_DEFAULT_ALIGNMENT,
+                 byte_order: str = "little", version: int = 3) -> None:
         if byte_order not in ("little", "big"):
             raise ValueError(f"byte_order must be 'little' or 'big', not {byte_order!r}")
         if version not in (2, 3):
@@ -255,10 +251,11 @@ class GGUFWriter:
         self.byte_order = byte_order
         self.version = version
         self._enc = _Encoder(byte_order)
-        self._kv = {}          # key -> encoded value (type field + value)
-        self._tensors = {}     # name -> _TensorSlot, in declaration order
-        self._file = None
-        self._data_offset = None
+        self._kv: dict[str, bytes] = {}              # key -> encoded value (type field + value)
+        self._tensors: dict[str, _TensorSlot] = {}   # in declaration order
+        self._file: IO[bytes] | None = None
+        self._data_offset = 0
+        self._end = 0
         self._closed = False
         self.alignment = GGUF_DEFAULT_ALIGNMENT
         if alignment != GGUF_DEFAULT_ALIGNMENT:
@@ -266,11 +263,12 @@ class GGUFWriter:
 
     # ---- metadata -----------------------------------------------------------------
 
-    def _check_open_for_declarations(self, what):
+    def _check_open_for_declarations(self, what: str) -> None:
         if self._file is not None or self._closed:
             raise GGUFError(f"{self.path}: {what} after the header was written")
 
-    def add(self, key, value, value_type=None, element_type=None):
+    def add(self, key: str, value: Any, value_type: SupportsIndex | None = None,
+            element_type: SupportsIndex | None = None) -> None:
         """Add a key. Its type is inferred if not given (str -> string, bool -> bool,
         int -> int32/int64, float -> float32, list/array -> array)."""
         self._check_open_for_declarations(f"key {key!r} added")
@@ -289,7 +287,7 @@ class GGUFWriter:
             self.alignment = _check_alignment(value)
         self._kv[key] = self._enc.u32(t) + self._enc.value(t, value, element_type, f"key {key!r}")
 
-    def add_raw(self, key, raw):
+    def add_raw(self, key: str, raw: Buffer | npt.NDArray[Any]) -> None:
         """Add a key whose value is already encoded (type field + value, this byte order)."""
         self._check_open_for_declarations(f"key {key!r} added")
         if len(_name_bytes(key, "a key")) > 65535:
@@ -300,7 +298,7 @@ class GGUFWriter:
             raise GGUFInvalidValue("general.alignment decides the layout: set it with add()")
         self._kv[key] = bytes(raw)
 
-    def remove(self, key):
+    def remove(self, key: str) -> None:
         self._check_open_for_declarations(f"key {key!r} removed")
         if key not in self._kv:
             raise GGUFMissingKey(f"no key {key!r} to remove")
@@ -308,25 +306,26 @@ class GGUFWriter:
         if key == "general.alignment":
             self.alignment = GGUF_DEFAULT_ALIGNMENT
 
-    def add_uint8(self, key, v): self.add(key, v, GGUFValueType.UINT8)
-    def add_int8(self, key, v): self.add(key, v, GGUFValueType.INT8)
-    def add_uint16(self, key, v): self.add(key, v, GGUFValueType.UINT16)
-    def add_int16(self, key, v): self.add(key, v, GGUFValueType.INT16)
-    def add_uint32(self, key, v): self.add(key, v, GGUFValueType.UINT32)
-    def add_int32(self, key, v): self.add(key, v, GGUFValueType.INT32)
-    def add_float32(self, key, v): self.add(key, v, GGUFValueType.FLOAT32)
-    def add_bool(self, key, v): self.add(key, v, GGUFValueType.BOOL)
-    def add_string(self, key, v): self.add(key, v, GGUFValueType.STRING)
-    def add_uint64(self, key, v): self.add(key, v, GGUFValueType.UINT64)
-    def add_int64(self, key, v): self.add(key, v, GGUFValueType.INT64)
-    def add_float64(self, key, v): self.add(key, v, GGUFValueType.FLOAT64)
+    def add_uint8(self, key: str, v: int) -> None: self.add(key, v, GGUFValueType.UINT8)
+    def add_int8(self, key: str, v: int) -> None: self.add(key, v, GGUFValueType.INT8)
+    def add_uint16(self, key: str, v: int) -> None: self.add(key, v, GGUFValueType.UINT16)
+    def add_int16(self, key: str, v: int) -> None: self.add(key, v, GGUFValueType.INT16)
+    def add_uint32(self, key: str, v: int) -> None: self.add(key, v, GGUFValueType.UINT32)
+    def add_int32(self, key: str, v: int) -> None: self.add(key, v, GGUFValueType.INT32)
+    def add_float32(self, key: str, v: float) -> None: self.add(key, v, GGUFValueType.FLOAT32)
+    def add_bool(self, key: str, v: bool) -> None: self.add(key, v, GGUFValueType.BOOL)
+    def add_string(self, key: str, v: str) -> None: self.add(key, v, GGUFValueType.STRING)
+    def add_uint64(self, key: str, v: int) -> None: self.add(key, v, GGUFValueType.UINT64)
+    def add_int64(self, key: str, v: int) -> None: self.add(key, v, GGUFValueType.INT64)
+    def add_float64(self, key: str, v: float) -> None: self.add(key, v, GGUFValueType.FLOAT64)
 
-    def add_array(self, key, values, element_type=None):
+    def add_array(self, key: str, values: Sequence[Any] | npt.NDArray[Any],
+                  element_type: SupportsIndex | None = None) -> None:
         self.add(key, values, GGUFValueType.ARRAY, element_type)
 
     # ---- tensors ------------------------------------------------------------------
 
-    def add_tensor_info(self, name, shape, ggml_type):
+    def add_tensor_info(self, name: str, shape: Sequence[SupportsIndex], ggml_type: SupportsIndex) -> None:
         """Declare a tensor of numpy-order `shape` (the last axis is ggml's ne[0])."""
         self._check_open_for_declarations(f"tensor {name!r} declared")
         t = _ggml_type(ggml_type)
@@ -335,34 +334,35 @@ class GGUFWriter:
             raise GGUFLimitExceeded(f"tensor name {name!r} is {len(raw)} bytes; at most {_MAX_NAME}")
         if name in self._tensors:
             raise GGUFDuplicate(f"tensor {name!r} declared twice")
-        shape = tuple(int(n) for n in shape)
-        if len(shape) > 4:
-            raise GGUFLimitExceeded(f"tensor {name!r}: {len(shape)} dimensions; at most 4")
-        if any(n < 0 for n in shape):
-            raise GGUFInvalidValue(f"tensor {name!r}: negative dimension in {shape}")
+        dims = tuple(int(n) for n in shape)
+        if len(dims) > 4:
+            raise GGUFLimitExceeded(f"tensor {name!r}: {len(dims)} dimensions; at most 4")
+        if any(n < 0 for n in dims):
+            raise GGUFInvalidValue(f"tensor {name!r}: negative dimension in {dims}")
         block, size = GGML_TYPE_TRAITS[t]
-        ne0 = shape[-1] if shape else 1
+        ne0 = dims[-1] if dims else 1
         if ne0 % block:
             raise GGUFLayoutError(f"tensor {name!r}: a row of {ne0} is not a multiple of "
                                   f"{t.name}'s block size {block}")
         rows = 1
-        for n in shape[:-1]:
+        for n in dims[:-1]:
             rows *= n
-        self._tensors[name] = _TensorSlot(name, t, shape, rows * (ne0 // block) * size)
+        self._tensors[name] = _TensorSlot(name, t, dims, rows * (ne0 // block) * size)
 
-    def add_tensor(self, name, data, ggml_type=None, shape=None):
+    def add_tensor(self, name: str, data: npt.ArrayLike, ggml_type: SupportsIndex | None = None,
+                   shape: Sequence[SupportsIndex] | None = None) -> None:
         """Declare a tensor and keep `data` until close() writes it.
 
         float32 data with ggml_type F16 or BF16 is converted when written; uint8 data
         with a block ggml_type is raw blocks, of logical `shape` (numpy order; by
         default the byte shape's last axis converted back to elements).
         """
-        data = np.asarray(data)
-        t, shape = _tensor_type_and_shape(name, data, ggml_type, shape)
-        self.add_tensor_info(name, shape, t)
-        self._tensors[name].data = data
+        array = np.asarray(data)
+        t, dims = _tensor_type_and_shape(name, array, ggml_type, shape)
+        self.add_tensor_info(name, dims, t)
+        self._tensors[name].data = array
 
-    def _layout(self):
+    def _layout(self) -> int:
         """Offsets of every tensor (in declaration order, each padded)."""
         a = self.alignment
         off = 0
@@ -371,13 +371,13 @@ class GGUFWriter:
             off += -(-slot.nbytes // a) * a
         return off
 
-    def write_header(self):
+    def write_header(self) -> None:
         """Write the header, the metadata and the tensor infos; tensors come next."""
         if self._file is not None or self._closed:
             raise GGUFError(f"{self.path}: the header was already written")
         e = self._enc
         total = self._layout()
-        out = [b"GGUF", e.u32(self.version), e.u64(len(self._tensors)), e.u64(len(self._kv))]
+        out: list[bytes] = [b"GGUF", e.u32(self.version), e.u64(len(self._tensors)), e.u64(len(self._kv))]
         for key, raw in self._kv.items():
             out += [e.string(key), raw]
         for slot in self._tensors.values():
@@ -386,11 +386,11 @@ class GGUFWriter:
             out += [e.u32(slot.ggml_type), e.u64(slot.offset)]
         head = b"".join(out)
         self._data_offset = -(-len(head) // self.alignment) * self.alignment
-        self._file = open(self.path, "wb")
-        self._file.write(head + bytes(self._data_offset - len(head)))
+        self._file = f = open(self.path, "wb")
+        f.write(head + bytes(self._data_offset - len(head)))
         self._end = self._data_offset + total
 
-    def write_tensor(self, name, data, ggml_type=None):
+    def write_tensor(self, name: str, data: npt.ArrayLike, ggml_type: SupportsIndex | None = None) -> None:
         """Write one declared tensor's data (in any order, each tensor once); a
         `ggml_type` given must be the declared one."""
         if self._file is None:
@@ -401,13 +401,20 @@ class GGUFWriter:
                                    f"written as {_ggml_type(ggml_type).name}")
         if slot.written:
             raise GGUFDuplicate(f"{self.path}: tensor {name!r} written twice")
+        f = self._open_file()
         for chunk in _tensor_chunks(slot, np.asarray(data), self.byte_order):
-            self._file.seek(self._data_offset + slot.offset)
-            self._file.write(chunk)
+            f.seek(self._data_offset + slot.offset)
+            f.write(chunk)
         slot.written = True
         slot.data = None
 
-    def _slot(self, name):
+    def _open_file(self) -> IO[bytes]:
+        if self._file is None:
+            self.write_header()
+        assert self._file is not None
+        return self._file
+
+    def _slot(self, name: str) -> _TensorSlot:
         if self._closed:
             raise GGUFError(f"{self.path}: the writer is closed")
         try:
@@ -415,7 +422,7 @@ class GGUFWriter:
         except (KeyError, TypeError):
             raise GGUFMissingKey(f"{self.path}: no tensor {name!r} was declared") from None
 
-    def write_tensor_bytes(self, name, chunks):
+    def write_tensor_bytes(self, name: str, chunks: Iterable[Buffer | npt.NDArray[Any]]) -> None:
         """Write a declared tensor's bytes as given (an iterable of bytes-like chunks,
         already in the file's layout and byte order): for copying without decoding."""
         if self._file is None:
@@ -425,25 +432,25 @@ class GGUFWriter:
             raise GGUFDuplicate(f"{self.path}: tensor {name!r} written twice")
         n = 0
         closed = GGUFError(f"{self.path}: the writer was closed while tensor {name!r} was written")
+        f = self._open_file()
         try:
-            self._file.seek(self._data_offset + slot.offset)
+            f.seek(self._data_offset + slot.offset)
         except (ValueError, AttributeError):  # closed by another thread meanwhile
             raise closed from None
         for c in chunks:  # the chunks' own errors pass through as they are
             try:
-                n += self._file.write(c)
+                n += f.write(cast("Buffer", c))
             except (ValueError, AttributeError):
                 raise closed from None
         if n != slot.nbytes:
             raise GGUFLayoutError(f"{self.path}: tensor {name!r}: {n} bytes given, {slot.nbytes} declared")
         slot.written = True
 
-    def close(self):
+    def close(self) -> None:
         """Write what is left (tensors given to add_tensor), pad, and close the file."""
         if self._closed:
             return
-        if self._file is None:
-            self.write_header()
+        f = self._open_file()
         try:
             for slot in self._tensors.values():
                 if not slot.written and slot.data is not None:
@@ -451,18 +458,19 @@ class GGUFWriter:
             missing = [s.name for s in self._tensors.values() if not s.written]
             if missing:
                 raise GGUFError(f"{self.path}: tensors declared but never written: {', '.join(missing[:5])}")
-            self._file.truncate(self._end)
+            f.truncate(self._end)
         finally:
-            self._file.close()
+            f.close()
             self._closed = True
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise NotCopyable(f"a {type(self).__name__} cannot be pickled or copied: it writes an open file")
 
-    def __exit__(self, exc_type, *exc):
+    def __exit__(self, exc_type: type[BaseException] | None,
+                 *exc: BaseException | TracebackType | None) -> None:
         if exc_type is None:
             self.close()
         elif self._file is not None:
@@ -470,7 +478,7 @@ class GGUFWriter:
             self._closed = True
 
 
-def _check_alignment(value):
+def _check_alignment(value: Any) -> int:
     a = int(value)
     if a <= 0 or a & (a - 1):
         raise GGUFInvalidValue(f"the alignment must be a non-zero power of two, not {a}")
@@ -479,21 +487,21 @@ def _check_alignment(value):
     return a
 
 
-def _value_type(t):
+def _value_type(t: Any) -> GGUFValueType:
     try:
         return GGUFValueType(t)
     except (ValueError, TypeError):
         raise GGUFUnknownType(f"{t!r} is not a GGUF value type (0..12 or a GGUFValueType)") from None
 
 
-def _ggml_type(t):
+def _ggml_type(t: Any) -> GGMLType:
     try:
         return GGMLType(t)
     except (ValueError, TypeError):
         raise GGUFUnknownType(f"{t!r} is not a ggml type (a GGMLType or its id)") from None
 
 
-def _name_bytes(name, what):
+def _name_bytes(name: object, what: str) -> bytes:
     """A key's or tensor name's UTF-8: non-empty, no NUL (ggml keeps names as C
     strings, so "a\0b" would read as "a"), no lone surrogates."""
     if not isinstance(name, str) or not name:
@@ -506,7 +514,8 @@ def _name_bytes(name, what):
         raise GGUFInvalidValue(f"{what} must be UTF-8: {exc}") from None
 
 
-def _tensor_type_and_shape(name, data, ggml_type, shape):
+def _tensor_type_and_shape(name: str, data: npt.NDArray[Any], ggml_type: SupportsIndex | None,
+                           shape: Sequence[SupportsIndex] | None) -> tuple[GGMLType, tuple[int, ...]]:
     if ggml_type is None:
         try:
             ggml_type = _NUMPY_TO_GGML[data.dtype.newbyteorder("=")]
@@ -527,7 +536,7 @@ def _tensor_type_and_shape(name, data, ggml_type, shape):
     return t, tuple(shape)
 
 
-def _tensor_chunks(slot, data, byte_order):
+def _tensor_chunks(slot: _TensorSlot, data: npt.NDArray[Any], byte_order: str) -> Iterator[memoryview]:
     """The bytes of a tensor's data, converted to its type and byte order."""
     t = slot.ggml_type
     if t.is_quantized:
@@ -551,7 +560,9 @@ def _tensor_chunks(slot, data, byte_order):
     yield data.reshape(-1).view(np.uint8).data
 
 
-def rewrite_metadata(src, dst, set=None, remove=(), *, alignment=None):
+def rewrite_metadata(src: str | os.PathLike[str], dst: str | os.PathLike[str],
+                     set: Mapping[str, Any] | None = None, remove: Iterable[str] = (), *,
+                     alignment: int | None = None) -> None:
     """Copy the GGUF file `src` to `dst` with metadata keys set (added or changed)
     and removed; tensor bytes are copied in chunks, not decoded.
 

@@ -88,13 +88,6 @@ cdef extern from "zigllama/zl_blas.h" nogil:
 # BlasError (OutOfMemory for ZL_BLAS_ENOMEM) naming the operation `what`.
 cdef int check_blas_status(int status, const char *what) except -1 nogil
 
-# The pool's parallel_for, as the threading module hands it over (this module
-# cannot import the pool): run fn over chunks [0, nchunks) on the pool and the
-# caller; 0 or the first non-zero status of a chunk.
-ctypedef int (*zl_blas_range_fn)(void *ctx, int64_t begin, int64_t end) noexcept nogil
-ctypedef int (*zl_blas_splitter)(int64_t nchunks, zl_blas_range_fn fn, void *ctx) noexcept nogil
-cdef void register_splitter(zl_blas_splitter splitter) noexcept
-
 
 cdef class BlasInterface:
     # {name, ctx, vtable}: what nogil code is handed. Valid for the life of the process.

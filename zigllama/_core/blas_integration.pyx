@@ -19,7 +19,6 @@ take ``BlasInterface.capsule`` (a PyCapsule named ``"zigllama.blas_vtable"``
 holding a ``zl_blas *``, see ``zigllama/zl_blas.h``).
 """
 import os
-import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -28,6 +27,7 @@ from cpython.pycapsule cimport PyCapsule_New
 from libc.limits cimport INT_MAX
 from libc.math cimport hypot, hypotf
 from libc.stdint cimport int64_t, uintptr_t
+from .array_data cimport array_data
 from scipy.linalg.cython_blas cimport (
     ddot, daxpy, dgemm, dgemv, dnrm2, dscal, sdot, saxpy, sgemm, sgemv, snrm2, sscal,
 )
@@ -36,11 +36,11 @@ from cpython.pythread cimport (
     PyThread_acquire_lock, PyThread_allocate_lock, PyThread_release_lock, PyThread_type_lock, WAIT_LOCK,
 )
 from zigllama._core.tensor cimport (
-    ZL_F32, ZL_F64, ZL_TENSOR_EBACKEND, ZL_TENSOR_ENOMEM, ZL_TENSOR_OK, naive_matmul, set_matmul_impl,
-    set_matmul_prepare, zl_tensor_view,
+    ZL_F32, ZL_F64, ZL_TENSOR_EBACKEND, ZL_TENSOR_ENOMEM, ZL_TENSOR_OK, RangeTask, ensure_wired, naive_matmul,
+    range_fn_t, range_runner, range_runner_t, set_matmul_impl, set_matmul_prepare, zl_tensor_view,
 )
 
-from .._config import num_threads, openmp_threads, resolve_threads
+from .._config import num_threads, openmp_threads
 from ..errors import BlasError, InvalidArgumentType, NotCopyable, OutOfMemory, ZigLlamaError
 
 cnp.import_array()
@@ -48,6 +48,7 @@ cnp.import_array()
 # threadpoolctl lists and limits zigllama's runtimes from the moment the first
 # of its extensions that runs threads (this one) is loaded.
 from .._threadpoolctl import register as _register_threadpoolctl
+from . import scipy_blas
 
 _register_threadpoolctl()
 
@@ -324,30 +325,10 @@ _backends[2].vtable = &zl_blas_naive_vtable
 # thread setting is only looked up (a Python call) for calls above it.
 cdef double _THREAD_SYNC_WORK = 64.0 * 64.0 * 64.0
 
-_scipy_blas_controllers = None
 cdef int _blas_threads_pinned = 0   # > 0 inside limit_blas_threads(): leave the BLAS alone
 # num_threads() as last read with the GIL, for nogil code (Tensor.matmul reads it
 # just before its product: see _prepare_tensor_matmul).
 cdef int _threads_snapshot = 1
-
-
-def _scipy_blas_libraries():
-    """threadpoolctl controllers of the BLAS library scipy.linalg.cython_blas calls."""
-    global _scipy_blas_controllers
-    if _scipy_blas_controllers is None:
-        import scipy
-        from threadpoolctl import ThreadpoolController
-
-        blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
-        scipy_dir = os.path.dirname(os.path.realpath(scipy.__file__))
-        numpy_dir = os.path.dirname(os.path.realpath(np.__file__))
-        # A wheel's bundled copy sits in scipy.libs/ (or scipy/.dylibs); a system
-        # BLAS is shared with numpy, and then there is only one to choose.
-        own = [c for c in blas if os.path.realpath(c.filepath).startswith(scipy_dir)]
-        if not own:
-            own = [c for c in blas if not os.path.realpath(c.filepath).startswith(numpy_dir)] or blas
-        _scipy_blas_controllers = own
-    return _scipy_blas_controllers
 
 
 def _sync_threads(int index):
@@ -372,7 +353,6 @@ ctypedef int (*_get_threads_fn)() noexcept nogil
 
 cdef int _pin_depth = 0
 _pin_saved = None
-_pin_direct = None  # list of (set address, get address), or False when unavailable
 
 # The direct entry points as C state, so that nogil code can pin without the GIL:
 # _n_direct is -1 until looked up (with the GIL), then their number (0: none, and
@@ -386,36 +366,13 @@ cdef int _direct_saved[_MAX_DIRECT]
 cdef PyThread_type_lock _pin_lock = PyThread_allocate_lock()
 
 
-def _scipy_blas_entry_points():
-    global _pin_direct
-    if _pin_direct is None:
-        import ctypes
-
-        found = []
-        for lib in _scipy_blas_libraries():
-            try:
-                if lib.internal_api != "openblas":
-                    raise AttributeError(lib.internal_api)
-                # The names as threadpoolctl resolves them (scipy's wheels
-                # prefix and suffix OpenBLAS's symbols).
-                affix = lib._symbol_prefix, lib._symbol_suffix
-                set_fn = getattr(lib.dynlib, f"{affix[0]}openblas_set_num_threads{affix[1]}")
-                get_fn = getattr(lib.dynlib, f"{affix[0]}openblas_get_num_threads{affix[1]}")
-            except (AttributeError, TypeError):
-                found = False
-                break
-            found.append((ctypes.cast(set_fn, ctypes.c_void_p).value, ctypes.cast(get_fn, ctypes.c_void_p).value))
-        _pin_direct = found
-    return _pin_direct
-
-
 cdef int _resolve_direct() except -1:
     global _n_direct
     cdef size_t addr
     cdef int i
     if _n_direct >= 0:
         return 0
-    direct = _scipy_blas_entry_points()
+    direct = scipy_blas.entry_points()
     if not direct or len(direct) > _MAX_DIRECT:
         _n_direct = 0
         return 0
@@ -463,7 +420,7 @@ cdef int _pin_scipy_blas() except -1:
     _pin_depth += 1
     if _pin_depth > 1:
         return 0
-    libs = _scipy_blas_libraries()
+    libs = scipy_blas.libraries()
     _pin_saved = [lib.num_threads for lib in libs]
     for lib in libs:
         lib.set_num_threads(1)
@@ -478,20 +435,15 @@ cdef int _unpin_scipy_blas() except -1:
     _pin_depth -= 1
     if _pin_depth > 0:
         return 0
-    for lib, n in zip(_scipy_blas_libraries(), _pin_saved):
+    for lib, n in zip(scipy_blas.libraries(), _pin_saved):
         lib.set_num_threads(n)
     return 0
 
 
 # Large GEMMs of the scipy backend run as row (or column) blocks on the pool,
 # each block one single-threaded BLAS call: one thread runtime (the pool) on the
-# cores instead of OpenBLAS's team spinning beside it. The threading module
-# registers the splitter (it owns the pool; this module cannot import it).
-cdef zl_blas_splitter _splitter = NULL
-
-cdef void register_splitter(zl_blas_splitter splitter) noexcept:
-    global _splitter
-    _splitter = splitter
+# cores instead of OpenBLAS's team spinning beside it. The pool's runner comes
+# from the tensor module's registry (this module does not import the pool).
 
 # Above this many multiply-adds the scipy backend splits (OpenBLAS itself runs
 # one thread up to 64**3): a block must stay large enough for the BLAS to run
@@ -553,7 +505,7 @@ cdef int64_t _split_chunks(zl_blas_int m, zl_blas_int n, zl_blas_int k, int thre
     blocks run slower (measured with OpenBLAS on 256 x 256: one block 348 us,
     2 blocks 368 us, 4 blocks 432 us, 8 blocks 554 us on the caller alone), so
     more blocks than threads cost more than the balance they buy."""
-    if threads <= 1 or _splitter == NULL or <double>m * <double>n * <double>k < _SPLIT_WORK:
+    if threads <= 1 or range_runner() == NULL or <double>m * <double>n * <double>k < _SPLIT_WORK:
         return 1
     by_rows[0] = m >= n
     cdef zl_blas_int rows = m if by_rows[0] else n
@@ -590,7 +542,7 @@ cdef int _scipy_gemm_split(zl_blas blas, bint f32, int64_t nchunks, bint by_rows
     g.b = <const char *>b
     g.c = <char *>c
     g.item = sizeof(float) if f32 else sizeof(double)
-    return _splitter(nchunks, _gemm_block, &g)
+    return range_runner()(nchunks, 1, _gemm_block, &g)
 
 
 @contextmanager
@@ -637,6 +589,12 @@ cdef struct _Vec:
 
 cdef inline str _shape(cnp.ndarray arr):
     return str((<object>arr).shape)
+
+
+def as_operand(obj, op, what):
+    """``obj`` as a numpy array, or BlasError naming the operation ``op`` and the
+    operand ``what`` (for the Python-level companions, BlasManager)."""
+    return _as_array(obj, op, what)
 
 
 cdef cnp.ndarray _as_array(obj, str op, str what):
@@ -883,6 +841,26 @@ cdef class BlasInterface:
         view.index = self.index
         return view
 
+    def gemm_rows(self, a, b, out):
+        """C = a @ b as a RangeTask over the rows of a (C-contiguous float32 or
+        float64 arrays of one dtype, shapes already checked): each chunk of rows is
+        one GEMM on the calling thread, for a pool to split (ParallelOps.matmul).
+        Used as a context, it pins the BLAS behind scipy to one thread meanwhile:
+        the pool is then the only parallel layer."""
+        task = <_GemmRows>_GemmRows.__new__(_GemmRows)
+        task.backend = self
+        task.arrays = (a, b, out)
+        task.c.blas = single_threaded(self.c)
+        task.c.a = <const void *><uintptr_t>array_data(a)
+        task.c.b = <const void *><uintptr_t>array_data(b)
+        task.c.c = <void *><uintptr_t>array_data(out)
+        task.c.n = b.shape[1]
+        task.c.k = a.shape[1]
+        task.c.f32 = a.dtype == np.float32
+        task.fn = _gemm_rows
+        task.ctx = &task.c
+        return task
+
     def gemm(self, a, b, out=None, double alpha=1.0, double beta=0.0, bint trans_a=False,
              bint trans_b=False):
         """``out = alpha * op(a) @ op(b) + beta * out``; returns ``out``.
@@ -932,6 +910,7 @@ cdef class BlasInterface:
         elif self.index == 0 and <double>m * <double>n * <double>k > _THREAD_SYNC_WORK \
                 and not _blas_threads_pinned:
             # (OpenBLAS runs up to 64**3 multiply-adds on one thread by itself.)
+            ensure_wired()   # the pool that splits it, whatever was imported first
             nchunks = _split_chunks(m, n, k, num_threads(), &by_rows)
             _pin_scipy_blas()
             pinned = True
@@ -1067,6 +1046,60 @@ cdef zl_blas single_threaded(zl_blas blas) noexcept nogil:
     return blas
 
 
+ctypedef struct _GemmRowsCtx:
+    zl_blas blas
+    const void *a
+    const void *b
+    void *c
+    int64_t n
+    int64_t k
+    bint f32
+
+
+cdef int _gemm_rows(void *vctx, int64_t begin, int64_t end) noexcept nogil:
+    # Rows [begin, end) of C = A @ B: one GEMM of (end - begin) x n x k. BLAS
+    # status codes are negative; a chunk reports failures as positive numbers.
+    cdef _GemmRowsCtx *c = <_GemmRowsCtx *>vctx
+    cdef int rc
+    if c.f32:
+        rc = c.blas.vtable.sgemm(c.blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
+                                 end - begin, c.n, c.k, 1.0, <const float *>c.a + begin * c.k, c.k,
+                                 <const float *>c.b, c.n, 0.0, <float *>c.c + begin * c.n, c.n)
+    else:
+        rc = c.blas.vtable.dgemm(c.blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
+                                 end - begin, c.n, c.k, 1.0, <const double *>c.a + begin * c.k, c.k,
+                                 <const double *>c.b, c.n, 0.0, <double *>c.c + begin * c.n, c.n)
+    return -rc
+
+
+cdef class _GemmRows(RangeTask):
+    """BlasInterface.gemm_rows's task: the context, and the arrays it points into."""
+    cdef _GemmRowsCtx c
+    cdef object arrays
+    cdef BlasInterface backend
+    cdef bint pinned
+
+    def __enter__(self):
+        if self.backend.index == 0 and not self.pinned:
+            _pin_scipy_blas()
+            self.pinned = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.pinned:
+            self.pinned = False
+            _unpin_scipy_blas()
+        return False
+
+    def raise_status(self, int status):
+        """BlasError for a chunk's status (a positive BLAS code); nothing for 0."""
+        if status == 0:
+            return
+        m, k, n = self.arrays[0].shape[0], self.c.k, self.c.n
+        raise BlasError(f"the {self.backend.name} BLAS refused a {m}x{k} @ {k}x{n} block "
+                        f"(status {-status}: {'out of memory' if -status == ZL_BLAS_ENOMEM else 'invalid argument or size'})")
+
+
 cdef list _interfaces = []
 for _i, _name in enumerate(BACKENDS):
     _bi = BlasInterface.__new__(BlasInterface)
@@ -1092,23 +1125,14 @@ def get_blas(name=None):
         raise BlasError(f"unknown BLAS backend {name!r}; choose one of {', '.join(BACKENDS)} "
                         f"(ZIGLLAMA_BLAS selects the default)") from None
     if _module_ready:
-        _load_qgemm()
+        # The qgemm slot's implementation lives in zigllama._core.qmatmul (on top of
+        # this module); the package's wiring imports it, so a C caller of the slot
+        # of any interface handed out never sees ZL_BLAS_ENOSYS for want of an import.
+        ensure_wired()
     return interface
 
 
-# The qgemm slot's implementation lives in zigllama._core.qmatmul, which registers
-# it when imported; it cimports this module, so this module cannot import it while
-# loading. Every interface handed out after loading has it registered, so a C
-# caller of the slot never sees ZL_BLAS_ENOSYS for want of an import.
 cdef bint _module_ready = False
-cdef bint _qgemm_loaded = False
-
-cdef int _load_qgemm() except -1:
-    global _qgemm_loaded
-    if not _qgemm_loaded:
-        import zigllama._core.qmatmul  # noqa: F401 (registers the qgemm implementation)
-        _qgemm_loaded = True
-    return 0
 
 
 def generic_threads():
@@ -1223,6 +1247,7 @@ def set_tensor_backend(name=None):
     """Choose the backend behind Tensor.matmul and `@` (None: the default,
     ``ZIGLLAMA_BLAS`` or "scipy"); returns its BlasInterface."""
     global _tensor_backend
+    ensure_wired()
     cdef BlasInterface blas = get_blas(name)
     _tensor_backend = blas.index
     set_matmul_impl(_tensor_matmul)
@@ -1232,177 +1257,22 @@ def set_tensor_backend(name=None):
 
 def tensor_backend():
     """The BlasInterface behind Tensor.matmul and `@`."""
-    _load_qgemm()
+    ensure_wired()
     return _interfaces[_tensor_backend]
 
 
-try:
-    set_tensor_backend()
-except BlasError:
-    # A misspelt ZIGLLAMA_BLAS must not break `import zigllama`: get_blas()
-    # reports it; tensors use scipy meanwhile.
-    set_tensor_backend("scipy")
+def install_tensor_backend():
+    """The package's wiring (zigllama._core.wire), once: the default backend behind
+    Tensor.matmul. Importing this module changes nothing of the tensor module."""
+    global _tensor_backend
+    try:
+        _tensor_backend = (<BlasInterface>get_blas()).index
+    except BlasError:
+        # A misspelt ZIGLLAMA_BLAS must not break tensors: get_blas() reports
+        # it; tensors use scipy meanwhile.
+        _tensor_backend = (<BlasInterface>get_blas("scipy")).index
+    set_matmul_impl(_tensor_matmul)
+    set_matmul_prepare(_prepare_tensor_matmul)
+
+
 _module_ready = True
-
-
-# ---------------------------------------------------------------------------
-# BlasConfig, BlasStats, BlasManager: the seed's Python-level companions.
-
-_LIBRARY_NAMES = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS", "flexiblas": "FlexiBLAS"}
-
-
-class BlasConfig:
-    """What really runs: the default backend, the BLAS library behind scipy (as
-    threadpoolctl finds it loaded: name, version, threads, CPU kernel), and the
-    generic backend's micro-kernel, blocking and OpenMP threads."""
-
-    def __init__(self, default_backend, library, version, architecture, threading_layer, filepath,
-                 blas_threads, num_threads, generic):
-        self.default_backend = default_backend
-        self.library = library
-        self.version = version
-        self.architecture = architecture
-        self.threading_layer = threading_layer
-        self.filepath = filepath
-        self.blas_threads = blas_threads
-        self.num_threads = num_threads
-        self.generic = generic
-
-    @classmethod
-    def detect(cls):
-        libs = _scipy_blas_libraries()
-        if libs:
-            info = libs[0].info()
-            library = _LIBRARY_NAMES.get(info.get("internal_api"), info.get("internal_api"))
-            fields = (library, info.get("version"), info.get("architecture"), info.get("threading_layer"),
-                      info.get("filepath"), info.get("num_threads"))
-        else:
-            # A BLAS threadpoolctl cannot see (Accelerate, a static reference BLAS).
-            fields = ("unknown", None, None, None, None, None)
-        return cls(default_backend(), *fields, resolve_threads(None), generic_info())
-
-    def as_dict(self):
-        return {
-            "default_backend": self.default_backend,
-            "scipy_blas": {
-                "library": self.library,
-                "library_version": self.version,
-                "architecture": self.architecture,
-                "threading_layer": self.threading_layer,
-                "threads": self.blas_threads,
-                "filepath": self.filepath,
-            },
-            "generic": dict(self.generic, threads=self.num_threads),
-        }
-
-    def __repr__(self):
-        return (f"BlasConfig(default_backend={self.default_backend!r}, library={self.library!r}, "
-                f"version={self.version!r}, architecture={self.architecture!r}, "
-                f"blas_threads={self.blas_threads}, num_threads={self.num_threads}, "
-                f"generic_kernel={self.generic['micro_kernel']!r})")
-
-
-class BlasStats:
-    """Calls, time and floating-point operations per operation (gemm, gemv, ...)."""
-
-    def __init__(self):
-        self._ops = {}
-
-    def record(self, op, seconds, flops):
-        entry = self._ops.setdefault(op, [0, 0.0, 0])
-        entry[0] += 1
-        entry[1] += seconds
-        entry[2] += flops
-
-    def reset(self):
-        self._ops.clear()
-
-    def operations(self):
-        return list(self._ops)
-
-    def count(self, op):
-        return self._ops.get(op, (0, 0.0, 0))[0]
-
-    def seconds(self, op):
-        return self._ops.get(op, (0, 0.0, 0))[1]
-
-    def flops(self, op):
-        return self._ops.get(op, (0, 0.0, 0))[2]
-
-    def gflops(self, op):
-        """Achieved GFLOPS of `op` over all its calls (0 before any time was spent)."""
-        count, seconds, flops = self._ops.get(op, (0, 0.0, 0))
-        return flops / seconds / 1e9 if seconds > 0 else 0.0
-
-    def as_dict(self):
-        return {op: {"count": c, "seconds": s, "flops": f, "gflops": self.gflops(op)}
-                for op, (c, s, f) in self._ops.items()}
-
-    def __str__(self):
-        lines = ["BLAS statistics:", f"  {'operation':<10} {'calls':>8} {'time (ms)':>11} {'GFLOP':>10} {'GFLOPS':>8}"]
-        for op, (count, seconds, flops) in self._ops.items():
-            lines.append(f"  {op:<10} {count:>8} {seconds * 1e3:>11.3f} {flops / 1e9:>10.3f} "
-                         f"{self.gflops(op):>8.2f}")
-        return "\n".join(lines)
-
-
-cdef object _like(template, cnp.ndarray result):
-    # Results come back as the caller's type: a Tensor for Tensors.
-    if cnp.PyArray_Check(template):
-        return result
-    from_numpy = getattr(type(template), "from_numpy", None)
-    return from_numpy(result) if from_numpy is not None else result
-
-
-class BlasManager:
-    """The seed's tensor operations on one backend, with statistics.
-
-    ``matmul`` takes 2-D @ 2-D and batched 3-D @ 2-D (one GEMM over all the
-    batch's rows); ``matvec``, ``scale`` (in place), ``dot`` and ``norm``.
-    """
-
-    def __init__(self, backend=None):
-        self.blas = backend if isinstance(backend, BlasInterface) else get_blas(backend)
-        self.stats = BlasStats()
-
-    def __repr__(self):
-        return f"BlasManager({self.blas.name!r})"
-
-    def matmul(self, a, b):
-        cdef object A = _as_array(a, "matmul", "a")
-        cdef object B = _as_array(b, "matmul", "b")
-        if B.ndim != 2 or A.ndim not in (2, 3):
-            raise BlasError(f"matmul: expected 2-D @ 2-D or 3-D @ 2-D, got shapes {A.shape} and {B.shape}")
-        # A batch (b, s, d) @ (d, e) is one (b*s, d) @ (d, e) product.
-        flat = A.reshape(A.shape[0] * A.shape[1], A.shape[2]) if A.ndim == 3 else A
-        start = time.perf_counter()
-        out = self.blas.gemm(flat, B)
-        self.stats.record("matmul", time.perf_counter() - start, 2 * flat.shape[0] * B.shape[0] * B.shape[1])
-        if A.ndim == 3:
-            out = out.reshape(A.shape[0], A.shape[1], B.shape[1])
-        return _like(a, out)
-
-    def matvec(self, a, x):
-        start = time.perf_counter()
-        out = self.blas.gemv(a, x)
-        self.stats.record("matvec", time.perf_counter() - start, 2 * _as_array(a, "matvec", "a").size)
-        return _like(x, out)
-
-    def scale(self, x, alpha):
-        """``x *= alpha`` in place; returns ``x``."""
-        start = time.perf_counter()
-        self.blas.scal(alpha, x)
-        self.stats.record("scale", time.perf_counter() - start, _as_array(x, "scale", "x").size)
-        return x
-
-    def dot(self, x, y):
-        start = time.perf_counter()
-        result = self.blas.dot(x, y)
-        self.stats.record("dot", time.perf_counter() - start, 2 * _as_array(x, "dot", "x").size)
-        return result
-
-    def norm(self, x):
-        start = time.perf_counter()
-        result = self.blas.nrm2(x)
-        self.stats.record("norm", time.perf_counter() - start, 2 * _as_array(x, "norm", "x").size)
-        return result

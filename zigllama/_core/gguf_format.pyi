@@ -1,4 +1,3 @@
-import enum
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
@@ -9,40 +8,28 @@ import numpy.typing as npt
 from typing_extensions import disjoint_base
 
 from ..ggml_types import GGMLType as GGMLType
+from .gguf_value_types import GGUFValueType as GGUFValueType
 from .memory_mapping import MemoryMap
 from .qmatmul import QuantizedTensor
 from .tensor import Tensor
 
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=BaseException)
 _Out = TypeVar("_Out", npt.NDArray[np.float32], Tensor)
 
 _Source = str | os.PathLike[str] | MemoryMap | bytes | bytearray | memoryview
 
 __all__ = [
-    "GGUFReader", "GGUFModelLoader", "GGUFValueType", "GGMLType", "TensorInfo",
+    "GGUFReader", "GGUFValueType", "GGMLType", "TensorInfo",
     "Metadata", "LazyArray", "StringArray", "NestedArray", "validate",
-    "GGUF_MAGIC", "GGUF_DEFAULT_ALIGNMENT", "GGUF_MAX_ALIGNMENT", "GGUF_MAX_ARRAY_DEPTH",
+    "GGUF_MAGIC", "GGUF_DEFAULT_ALIGNMENT", "GGUF_MAX_ALIGNMENT", "GGUF_MAX_ARRAY_DEPTH", "GGUF_MAX_NAME",
 ]
 
 GGUF_MAGIC: int
 GGUF_DEFAULT_ALIGNMENT: int
 GGUF_MAX_ALIGNMENT: int
 GGUF_MAX_ARRAY_DEPTH: int
-
-class GGUFValueType(enum.IntEnum):
-    UINT8 = 0
-    INT8 = 1
-    UINT16 = 2
-    INT16 = 3
-    UINT32 = 4
-    INT32 = 5
-    FLOAT32 = 6
-    BOOL = 7
-    STRING = 8
-    ARRAY = 9
-    UINT64 = 10
-    INT64 = 11
-    FLOAT64 = 12
+GGUF_MAX_NAME: int
 
 @disjoint_base
 class TensorInfo:
@@ -145,35 +132,5 @@ class GGUFReader:
 
 def validate(source: _Source) -> None: ...
 
-class GGUFModelLoader:
-    paths: list[str]
-    readers: list[GGUFReader]
-    tensors: tuple[TensorInfo, ...]
-    def __init__(self, path: str | os.PathLike[str]) -> None: ...
-    @property
-    def metadata(self) -> Metadata: ...
-    @property
-    def architecture(self) -> str: ...
-    @property
-    def context_length(self) -> Any: ...
-    @property
-    def embedding_length(self) -> Any: ...
-    @property
-    def block_count(self) -> Any: ...
-    @property
-    def head_count(self) -> Any: ...
-    @property
-    def head_count_kv(self) -> Any: ...
-    @property
-    def tensor_nbytes(self) -> int: ...
-    def tensor_names(self) -> list[str]: ...
-    def tensor_info(self, name: str) -> TensorInfo: ...
-    def tensor(self, name: str) -> Any: ...  # a zigllama Tensor, or a numpy array for the other types
-    @overload
-    def load_tensor(self, name: str, out: None = None, threads: int | None = None) -> Tensor: ...
-    @overload
-    def load_tensor(self, name: str, out: _Out, threads: int | None = None) -> _Out: ...
-    def validate(self) -> None: ...
-    def close(self) -> None: ...
-    def __enter__(self) -> GGUFModelLoader: ...
-    def __exit__(self, *exc: object) -> None: ...
+def _gguf_error(cls: type[_E], field: str, offset: int | None, message: str,
+                path: str | bytes | os.PathLike[str] | None = None) -> _E: ...

@@ -8,9 +8,7 @@ numeric arrays as zero-copy numpy views, string arrays (a 262,144-entry vocabula
 as a lazy sequence over an index built once at open.
 """
 from collections.abc import Mapping, Sequence
-from enum import IntEnum
 import os
-import re
 
 import numpy as np
 
@@ -39,13 +37,16 @@ from ..errors import (
     UnsupportedDtype,
 )
 from ..ggml_types import GGML_TYPE_TRAITS, GGMLType
+from .gguf_value_types import FLOAT_TYPES, INT_TYPES, TENSOR_DTYPES, VALUE_DTYPES, GGUFValueType
 from .tensor import Tensor
 from .memory_mapping cimport fault_guarded_call, fault_touch
+from .array_data cimport array_data
+from .memory_mapping import MemoryMap
 
 __all__ = [
-    "GGUFReader", "GGUFModelLoader", "GGUFValueType", "GGMLType", "TensorInfo",
+    "GGUFReader", "GGUFValueType", "GGMLType", "TensorInfo",
     "Metadata", "LazyArray", "StringArray", "NestedArray", "validate",
-    "GGUF_MAGIC", "GGUF_DEFAULT_ALIGNMENT", "GGUF_MAX_ALIGNMENT", "GGUF_MAX_ARRAY_DEPTH",
+    "GGUF_MAGIC", "GGUF_DEFAULT_ALIGNMENT", "GGUF_MAX_ALIGNMENT", "GGUF_MAX_ARRAY_DEPTH", "GGUF_MAX_NAME",
 ]
 
 cdef extern from "zigllama/zl_gguf.h" nogil:
@@ -55,6 +56,7 @@ cdef extern from "zigllama/zl_gguf.h" nogil:
     unsigned int C_DEFAULT_ALIGNMENT "ZL_GGUF_DEFAULT_ALIGNMENT"
     unsigned int C_MAX_ALIGNMENT "ZL_GGUF_MAX_ALIGNMENT"
     int C_MAX_ARRAY_DEPTH "ZL_GGUF_MAX_ARRAY_DEPTH"
+    int C_MAX_NAME "ZL_GGUF_MAX_NAME"
     int zl_gguf_parse(zl_gguf_ctx *ctx, const uint8_t *data, uint64_t size)
     void zl_gguf_free(zl_gguf_ctx *ctx)
     uint64_t zl_gguf_type_size(uint32_t type)
@@ -89,54 +91,21 @@ cdef extern from "zigllama/zl_gguf.h" nogil:
         zl_gguf_tensor_ref *out
     int zl_gguf_find_tensor_guarded(void *args)
 
-cdef extern from "zigllama/zl_ggml_types.h" nogil:
-    ctypedef struct zl_ggml_type_traits:
-        const char *name
-        uint32_t block_size
-        uint32_t type_size
-    const zl_ggml_type_traits *zl_ggml_type_get(uint32_t id)
-    int ZL_GGML_TYPE_COUNT
-
 GGUF_MAGIC = 0x46554747  # b"GGUF" read as a little-endian u32
 GGUF_DEFAULT_ALIGNMENT = C_DEFAULT_ALIGNMENT
 GGUF_MAX_ALIGNMENT = C_MAX_ALIGNMENT
 GGUF_MAX_ARRAY_DEPTH = C_MAX_ARRAY_DEPTH
+#: ggml's GGML_MAX_NAME: a tensor name's bytes plus ggml's terminating NUL.
+GGUF_MAX_NAME = C_MAX_NAME
 
 
-class GGUFValueType(IntEnum):
-    """The type of a metadata value (GGUF's ids 0..12)."""
+# Value type -> numpy dtype of a little-endian file's values (swapped for big-endian files).
+_VALUE_DTYPES = {t: dt.newbyteorder("<") for t, dt in VALUE_DTYPES.items()}
+_INT_TYPES = INT_TYPES
+_FLOAT_TYPES = FLOAT_TYPES
 
-    UINT8 = 0
-    INT8 = 1
-    UINT16 = 2
-    INT16 = 3
-    UINT32 = 4
-    INT32 = 5
-    FLOAT32 = 6
-    BOOL = 7
-    STRING = 8
-    ARRAY = 9
-    UINT64 = 10
-    INT64 = 11
-    FLOAT64 = 12
-
-
-# Value type -> numpy dtype (little-endian; swapped for big-endian files).
-_VALUE_DTYPES = {
-    0: np.dtype("<u1"), 1: np.dtype("<i1"), 2: np.dtype("<u2"), 3: np.dtype("<i2"),
-    4: np.dtype("<u4"), 5: np.dtype("<i4"), 6: np.dtype("<f4"), 7: np.dtype("?"),
-    10: np.dtype("<u8"), 11: np.dtype("<i8"), 12: np.dtype("<f8"),
-}
-_INT_TYPES = frozenset((0, 1, 2, 3, 4, 5, 10, 11))
-_FLOAT_TYPES = frozenset((6, 12))
-
-# ggml type -> numpy dtype of its elements, for the plain (non-block) types. BF16 has
-# no numpy dtype: its elements are shown as their uint16 bit patterns.
-_TENSOR_DTYPES = {
-    GGMLType.F32: np.dtype("<f4"), GGMLType.F16: np.dtype("<f2"), GGMLType.BF16: np.dtype("<u2"),
-    GGMLType.F64: np.dtype("<f8"), GGMLType.I8: np.dtype("<i1"), GGMLType.I16: np.dtype("<i2"),
-    GGMLType.I32: np.dtype("<i4"), GGMLType.I64: np.dtype("<i8"),
-}
+# ggml type -> numpy dtype of a little-endian file's elements, for the plain (non-block) types.
+_TENSOR_DTYPES = {t: dt.newbyteorder("<") for t, dt in TENSOR_DTYPES.items()}
 
 # ggml types a zigllama Tensor holds, by the Tensor's dtype name.
 _TENSOR_CLASS_DTYPES = {
@@ -200,39 +169,6 @@ cdef int check_gguf_status(int status, GGUFReader reader, const char *what) exce
     if status == ZL_GGUF_OK:
         return 0
     return raise_gguf_status(status, reader, what)
-
-
-def _ggml_type_table():
-    """The C table (id -> (name, block size, bytes per block)): for the consistency test."""
-    cdef const zl_ggml_type_traits *t
-    out = {}
-    for i in range(ZL_GGML_TYPE_COUNT):
-        t = zl_ggml_type_get(i)
-        if t != NULL:
-            out[i] = (t.name.decode(), t.block_size, t.type_size)
-    return out
-
-
-def _open_map(path):
-    """Map `path` read-only: zigllama's MemoryMap if built, else Python's mmap."""
-    try:
-        from .memory_mapping import MemoryMap
-    except ImportError:
-        MemoryMap = None
-    if MemoryMap is not None:
-        return MemoryMap.from_file(path)
-    import mmap
-    import stat
-
-    # O_NONBLOCK and the check before any read: a FIFO must not block the open.
-    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise GGUFError(f"{os.fspath(path)}: not a regular file")
-        size = st.st_size
-        if size == 0:
-            return b""
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _close_map(m):
@@ -643,7 +579,7 @@ cdef class GGUFReader:
         self.path = None
         if isinstance(source, (str, os.PathLike)):
             self.path = source
-            self.owned_map = _open_map(source)
+            self.owned_map = MemoryMap.from_file(source)
             self.base = self.owned_map
         else:
             self.base = source
@@ -877,7 +813,7 @@ cdef class GGUFReader:
             raw = self.raw_tensor(name)
             # the copy reads the map in numpy: its pages are read under the SIGBUS guard
             # first (as the other byte order's conversions in quantization do)
-            if raw.size and fault_touch(<const void *><uintptr_t>raw.ctypes.data, raw.nbytes) != 0:
+            if raw.size and fault_touch(<const void *><uintptr_t>array_data(raw), raw.nbytes) != 0:
                 raise GGUFFileChanged(
                     f"{self.path or 'GGUF data'}: tensor {name!r} (bytes {info.data_offset}.."
                     f"{info.data_offset + info.nbytes}) is past the end of the file now (SIGBUS): "
@@ -975,167 +911,3 @@ def validate(source):
     if the file is valid."""
     with GGUFReader(source) as r:
         r.validate()
-
-
-# ---- models, possibly split across files -------------------------------------------
-
-_SPLIT_NAME = re.compile(r"^(?P<prefix>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
-
-
-class GGUFModelLoader:
-    """A model in one GGUF file or split across several (``name-00001-of-00003.gguf``).
-
-    Opened from any shard, a split model reads as one: the metadata of the first
-    shard (which holds the model's keys), the tensors of all shards. The helpers
-    read the ``{architecture}.xxx`` keys llama.cpp defines.
-    """
-
-    def __init__(self, path):
-        path = os.fspath(path)
-        self.paths = self._shard_paths(path)
-        self.readers = []
-        self._tensor_reader = {}
-        try:
-            for p in self.paths:
-                self.readers.append(GGUFReader(p))
-            self._check_split()
-            for r in self.readers:
-                for info in r.tensors:
-                    if info.name in self._tensor_reader:
-                        raise _gguf_error(GGUFDuplicate, f"tensor {info.name!r}", info.info_offset,
-                                          "appears in two shards", r.path)
-                    self._tensor_reader[info.name] = r
-        except BaseException:
-            self.close()
-            raise
-        self.tensors = tuple(i for r in self.readers for i in r.tensors)
-
-    @staticmethod
-    def _shard_paths(path):
-        m = _SPLIT_NAME.match(os.path.basename(path))
-        if not m:
-            return [path]
-        count = int(m["count"])
-        if count == 0 or not 1 <= int(m["no"]) <= count:
-            raise GGUFError(f"{path}: shard {m['no']} of {m['count']} is not a valid split name")
-        d = os.path.dirname(path)
-        return [os.path.join(d, f"{m['prefix']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
-
-    def _check_split(self):
-        n = len(self.readers)
-        first = self.readers[0].metadata
-        count = first.get_int("split.count")
-        if not count:  # absent, or 0: llama-gguf-split's merge leaves split.count = 0 in its output
-            if n > 1:
-                raise GGUFError(f"{self.paths[0]}: named as a split model but its split.count is "
-                                f"{'missing' if count is None else 0}")
-            return
-        if count != n:
-            raise _gguf_error(GGUFInvalidValue, "kv 'split.count'", first.offset("split.count"),
-                              f"says {count} shards, the file names say {n}", self.paths[0])
-        total = first.get_int("split.tensors.count")
-        for i, r in enumerate(self.readers):
-            no = r.metadata.get_int("split.no")
-            if no != i:
-                raise GGUFInvalidValue(f"{r.path}: split.no is {no}, expected {i} for shard {i + 1} of {n}")
-            if r.metadata.get_int("split.count") != n:
-                raise GGUFInvalidValue(f"{r.path}: split.count differs from the first shard's ({n})")
-        found = sum(len(r.tensors) for r in self.readers)
-        if total is not None and total != found:
-            raise _gguf_error(GGUFInvalidValue, "kv 'split.tensors.count'", first.offset("split.tensors.count"),
-                              f"says {total} tensors, the shards hold {found}", self.paths[0])
-
-    @property
-    def metadata(self):
-        return self.readers[0].metadata
-
-    def _required(self, key):
-        v = self.metadata.get(key)
-        if v is None:
-            raise GGUFMissingKey(f"{self.paths[0]}: the model has no {key!r} key")
-        return v
-
-    @property
-    def architecture(self):
-        v = self.metadata.get_str("general.architecture")
-        if v is None:
-            raise GGUFMissingKey(f"{self.paths[0]}: the model has no 'general.architecture' key")
-        return v
-
-    def _arch_int(self, name):
-        key = f"{self.architecture}.{name}"
-        if key not in self.metadata:
-            raise GGUFMissingKey(f"{self.paths[0]}: the model has no {key!r} key")
-        v = self.metadata[key]
-        if self.metadata.value_type(key) == GGUFValueType.ARRAY:
-            return v  # per-layer values (some architectures vary head counts by layer)
-        return self.metadata.get_int(key)
-
-    @property
-    def context_length(self):
-        return self._arch_int("context_length")
-
-    @property
-    def embedding_length(self):
-        return self._arch_int("embedding_length")
-
-    @property
-    def block_count(self):
-        return self._arch_int("block_count")
-
-    @property
-    def head_count(self):
-        return self._arch_int("attention.head_count")
-
-    @property
-    def head_count_kv(self):
-        """Key/value heads; without the key, as many as query heads (llama.cpp's default)."""
-        if f"{self.architecture}.attention.head_count_kv" in self.metadata:
-            return self._arch_int("attention.head_count_kv")
-        return self.head_count
-
-    @property
-    def tensor_nbytes(self):
-        """Bytes of all tensor data (the memory the weights take as stored)."""
-        return sum(i.nbytes for i in self.tensors)
-
-    def tensor_names(self):
-        """Every shard's tensor names, in shard and file order."""
-        return [info.name for info in self.tensors]
-
-    def tensor_info(self, name):
-        return self._reader_of(name).tensor_info(name)
-
-    def tensor(self, name):
-        """A zero-copy view of a tensor's bytes (see GGUFReader.tensor)."""
-        return self._reader_of(name).tensor(name)
-
-    def load_tensor(self, name, out=None, threads=None):
-        """A tensor of the model dequantized to float32 (see GGUFReader.load)."""
-        return self._reader_of(name).load(name, out=out, threads=threads)
-
-    def _reader_of(self, name):
-        try:
-            return self._tensor_reader[name]
-        except KeyError:
-            raise GGUFMissingKey(f"{self.paths[0]}: the model has no tensor named {name!r}") from None
-
-    def validate(self):
-        for r in self.readers:
-            r.validate()
-
-    def close(self):
-        for r in self.readers:
-            r.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __reduce__(self):
-        raise NotCopyable(f"a {type(self).__name__} cannot be pickled or copied: it holds open files; pickle its path and open it again")
-
-    def __repr__(self):
-        return f"<GGUFModelLoader {self.paths[0]!r}: {len(self.paths)} file(s), {len(self.tensors)} tensors>"

@@ -1,27 +1,20 @@
-import enum
 import os
-from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 from typing_extensions import disjoint_base
 
+from .mapping_flags import MapFlags as MapFlags, Protection as Protection
+from .mapping_strategy import (
+    MappingOptimizer as MappingOptimizer,
+    MappingStrategy as MappingStrategy,
+    mapping_config as mapping_config,
+)
 from .tensor import Tensor
 
 _Path = str | bytes | os.PathLike[str] | os.PathLike[bytes]
-
-class Protection(enum.IntFlag):
-    READ = 1
-    WRITE = 2
-    EXEC = 4
-
-class MapFlags(enum.IntFlag):
-    PRIVATE = 1
-    SHARED = 2
-    POPULATE = 4
-    HUGE_PAGES = 8
 
 class MappingStats(NamedTuple):
     size: int
@@ -76,52 +69,3 @@ class MemoryMap:
     def __enter__(self) -> MemoryMap: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> Literal[False]: ...
-
-class _MappingStrategyFields(NamedTuple):
-    name: str
-    reason: str
-    prefault: bool
-    lock: bool
-    advice: str
-    file_size: int
-    mem_available: int | None
-    memlock_limit: int | None
-
-class MappingStrategy(_MappingStrategyFields):
-    NAMES: ClassVar[tuple[str, ...]]
-    @classmethod
-    def named(cls, name: str, file_size: int = 0) -> MappingStrategy: ...
-    def apply(self, mapping: MemoryMap) -> None: ...
-
-class MappingOptimizer:
-    LOCK_FRACTION: float
-    PREFAULT_FRACTION: float
-    @staticmethod
-    def mem_available() -> int | None: ...
-    @staticmethod
-    def memlock_limit() -> int | None: ...
-    @classmethod
-    def detect_optimal_strategy(cls, file_size: int, *, mem_available: int | None = ...,
-                                memlock_limit: int | None = ...) -> MappingStrategy: ...
-
-class ModelFileMapper:
-    def __init__(self) -> None: ...
-    def open(self, name: str, path: _Path, *, strategy: str | MappingStrategy = "lazy",
-             protection: Protection | int | str = "r",
-             flags: MapFlags | int | str = "private") -> MemoryMap: ...
-    def get(self, name: str) -> MemoryMap: ...
-    def __getitem__(self, name: str) -> MemoryMap: ...
-    def __contains__(self, name: object) -> bool: ...
-    def __len__(self) -> int: ...
-    def __iter__(self) -> Iterator[str]: ...
-    def close(self, name: str | None = None) -> None: ...
-    def stats(self) -> MappingStats: ...
-    @property
-    def total_mapped_bytes(self) -> int: ...
-    @property
-    def total_resident_bytes(self) -> int: ...
-    def __enter__(self) -> ModelFileMapper: ...
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> Literal[False]: ...
-
-def mapping_config() -> dict[str, int | str | None]: ...

@@ -6,7 +6,6 @@ every view holds the map and counts as an export, and close() refuses while an
 export is alive, so no view can outlive the memory it points to.
 """
 import collections as _collections
-import enum as _enum
 import errno as _errno
 import os as _os
 import stat as _stat
@@ -28,7 +27,15 @@ from posix.mman cimport (
 )
 from posix.unistd cimport sysconf, _SC_PAGESIZE
 
+from .tensor cimport dtype_code, zl_dtype_itemsize
+
 from .._arguments import dtype as _checked_dtype, integer as _integer
+from .mapping_flags import MapFlags, Protection, invalid, parse_flags, parse_protection
+# The map's policy lives in pure Python below this module; re-exported here.
+from .mapping_strategy import (
+    MappingOptimizer, MappingStrategy, huge_page_size, limit_text, mapping_config, memlock_limits,
+)
+from .tensor import Tensor
 from ..errors import BufferInUse, InvalidArgumentType, InvalidMappingArgument, MappingError, MappingInUse, MappingNotFound, NotCopyable
 
 cdef extern from "zl_mmap.h" nogil:
@@ -80,82 +87,11 @@ def _os_error(int err, str what, path=None):
     return MappingError(err, f"{what}: {strerror(err).decode('utf-8', 'replace')}", path)
 
 
-def _invalid(str what, path=None):
-    return InvalidMappingArgument(_errno.EINVAL, what, path)
-
-
-class Protection(_enum.IntFlag):
-    """What the mapped pages allow (Zig: ``MemoryMap.Protection``; mmap's PROT_*).
-
-    Strings work wherever a Protection does: ``"r"``, ``"rw"``, ``"rx"``, or names
-    joined by ``|``: ``"read|write"``. Reading is always required: every view reads.
-    """
-    READ = 1
-    WRITE = 2
-    EXEC = 4
-
-
-class MapFlags(_enum.IntFlag):
-    """How the pages are mapped (Zig: ``MemoryMap.Flags``).
-
-    PRIVATE (the default) or SHARED, never both: writes to a private map stay in
-    this process (copy-on-write), writes to a shared map reach the file.
-    POPULATE prefaults every page at map time (MAP_POPULATE). HUGE_PAGES asks for
-    huge pages: MAP_HUGETLB for an anonymous map when the kernel has reserved some,
-    else transparent huge pages (MADV_HUGEPAGE), else ordinary pages; the
-    ``huge_pages`` property says what was granted. Strings work too:
-    ``"shared|populate"``.
-    """
-    PRIVATE = 1
-    SHARED = 2
-    POPULATE = 4
-    HUGE_PAGES = 8
-
-
-def _parse_enum(value, enum_type, letters, what):
-    """An IntFlag from itself, an int, or a string of letters or ``|``-joined names."""
-    if isinstance(value, enum_type):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0 or value & ~sum(enum_type):
-            raise _invalid(f"{what} {value!r} has bits outside {enum_type.__name__}")
-        return enum_type(value)
-    if not isinstance(value, str):
-        raise InvalidArgumentType(f"{what} must be a {enum_type.__name__}, an int or a str, not {type(value).__name__}")
-    text = value.strip().lower()
-    result = enum_type(0)
-    if text and letters and all(c in letters for c in text):
-        for c in text:
-            result |= letters[c]
-        return result
-    for word in text.replace(",", "|").replace("+", "|").split("|"):
-        key = word.strip().replace("-", "_").upper()
-        if key not in enum_type.__members__:
-            names = ", ".join(m.lower() for m in enum_type.__members__)
-            raise _invalid(f"unknown {what} {word.strip()!r} in {value!r}; expected {names}")
-        result |= enum_type[key]
-    return result
-
-
-_PROTECTION_LETTERS = {"r": Protection.READ, "w": Protection.WRITE, "x": Protection.EXEC}
-
-
 cdef int _prot_bits(object protection) except -1:
-    p = _parse_enum(protection, Protection, _PROTECTION_LETTERS, "protection")
-    if not p & Protection.READ:
-        raise _invalid(f"protection {protection!r} lacks READ: a map must be readable to be viewed")
+    p = parse_protection(protection)
     return (PROT_READ
             | (PROT_WRITE if p & Protection.WRITE else 0)
             | (PROT_EXEC if p & Protection.EXEC else 0))
-
-
-def _parse_flags(flags):
-    f = _parse_enum(flags, MapFlags, None, "flag")
-    if f & MapFlags.PRIVATE and f & MapFlags.SHARED:
-        raise _invalid(f"flags {flags!r} ask for both PRIVATE and SHARED")
-    if not f & MapFlags.SHARED:
-        f |= MapFlags.PRIVATE
-    return f
 
 
 # advise() names -> madvise() advice (Zig: MemoryAdvice). "hugepage" is Linux-only.
@@ -167,27 +103,6 @@ _ADVICE = {
     "dontneed": MADV_DONTNEED,
     "hugepage": ZL_MADV_HUGEPAGE,
 }
-
-
-def _huge_page_size():
-    """The kernel's default huge page size in bytes, or 0 if unknown."""
-    return _meminfo().get("Hugepagesize", 0)
-
-
-def _meminfo():
-    """/proc/meminfo as {field: bytes}; empty where there is no /proc."""
-    fields = {}
-    try:
-        with open("/proc/meminfo", "rb") as f:  # bytes: no codec lookup needed
-            for line in f:
-                name, _, rest = line.partition(b":")
-                parts = rest.split()
-                if parts and parts[0].isdigit():
-                    scale = 1024 if len(parts) > 1 and parts[1] == b"kB" else 1
-                    fields[name.decode("latin-1")] = int(parts[0]) * scale
-    except OSError:
-        pass
-    return fields
 
 
 MappingStats = _collections.namedtuple(
@@ -209,62 +124,39 @@ cdef int _place(MemoryMap m, object offset, object count, Py_ssize_t itemsize,
     no product or sum can overflow before it is compared with the map's size."""
     cdef int i
     if itemsize <= 0:
-        raise _invalid(f"dtype {dtype} has no size", m.path)
+        raise invalid(f"dtype {dtype} has no size", m.path)
     off = _integer(offset, "offset")
     if off < 0 or off > m.size:
-        raise _invalid(f"offset {off} is outside the {m.size}-byte map", m.path)
+        raise invalid(f"offset {off} is outside the {m.size}-byte map", m.path)
     if off % alignment:
-        raise _invalid(f"offset {off} is not a multiple of the {alignment}-byte alignment "
+        raise invalid(f"offset {off} is not a multiple of the {alignment}-byte alignment "
                        f"of {dtype}", m.path)
     available = m.size - off
     if count is None:
         if available % itemsize:
-            raise _invalid(f"the {available} bytes after offset {off} are not a whole number "
+            raise invalid(f"the {available} bytes after offset {off} are not a whole number "
                            f"of {dtype} elements", m.path)
         ndim[0] = 1
         dims[0] = available // itemsize
     else:
         shape = count if isinstance(count, (tuple, list)) else (count,)
         if len(shape) > _MAX_DIMS:
-            raise _invalid(f"shape {count!r} has more than {_MAX_DIMS} dimensions", m.path)
+            raise invalid(f"shape {count!r} has more than {_MAX_DIMS} dimensions", m.path)
         total = nonzero = 1
         for d in shape:
             d = _integer(d, "count" if shape is not count else "shape dimension")
             if d < 0:
-                raise _invalid(f"negative count or dimension in {count!r}", m.path)
+                raise invalid(f"negative count or dimension in {count!r}", m.path)
             total *= d
             nonzero *= d or 1
         if total * itemsize > available or nonzero * itemsize > PY_SSIZE_T_MAX:
-            raise _invalid(f"{total} x {dtype} ({total * itemsize} bytes) in shape {count!r} at "
+            raise invalid(f"{total} x {dtype} ({total * itemsize} bytes) in shape {count!r} at "
                            f"offset {off} runs past the end of the {m.size}-byte map", m.path)
         ndim[0] = len(shape)
         for i in range(ndim[0]):
             dims[i] = shape[i]
     start[0] = off
     return 0
-
-
-cdef dict _TENSOR_ITEMSIZE = {}
-
-
-def _tensor_class():
-    # Imported on first use: a map works without the tensor module loaded.
-    from .tensor import Tensor
-    return Tensor
-
-
-def _tensor_itemsize(dtype):
-    """Bytes per element of a Tensor dtype (raises the Tensor's UnsupportedDtype)."""
-    try:
-        return _TENSOR_ITEMSIZE[dtype]
-    except (KeyError, TypeError):
-        pass
-    size = _tensor_class().from_buffer(bytes(16), dtype, (1,)).itemsize
-    try:
-        _TENSOR_ITEMSIZE[dtype] = size
-    except TypeError:
-        pass  # an unhashable spelling: asked again next time
-    return size
 
 
 # No tp_clear: in a collected cycle the owner must still be there for __dealloc__,
@@ -315,7 +207,7 @@ cdef class MemoryMap:
         """
         cdef int prot = _prot_bits(protection)
         cdef MemoryMap self = MemoryMap.__new__(MemoryMap)
-        mapflags = _parse_flags(flags)
+        mapflags = parse_flags(flags)
         fspath = _os.fspath(path)
         shared = bool(mapflags & MapFlags.SHARED)
         # A private map never writes the file back (copy-on-write), so a read-only
@@ -358,12 +250,12 @@ cdef class MemoryMap:
         """
         cdef int prot = _prot_bits(protection)
         cdef MemoryMap self = MemoryMap.__new__(MemoryMap)
-        mapflags = _parse_flags(flags)
+        mapflags = parse_flags(flags)
         size = _integer(size, "size")
         cdef int base = (MAP_SHARED if mapflags & MapFlags.SHARED else MAP_PRIVATE) | MAP_ANONYMOUS
         if mapflags & MapFlags.POPULATE:
             base |= ZL_MAP_POPULATE
-        huge = _huge_page_size() if mapflags & MapFlags.HUGE_PAGES and ZL_MAP_HUGETLB else 0
+        huge = huge_page_size() if mapflags & MapFlags.HUGE_PAGES and ZL_MAP_HUGETLB else 0
         if huge and size > 0 and size % huge == 0:
             try:
                 self._map(size, prot, base | ZL_MAP_HUGETLB, -1, None)
@@ -380,7 +272,7 @@ cdef class MemoryMap:
     cdef int _map(self, object length, int prot, int flags, int fd, object path) except -1:
         cdef void *addr
         if length < 0 or length > <object>(<size_t>-1 >> 1):
-            raise _invalid(f"cannot map {length} bytes", path)
+            raise invalid(f"cannot map {length} bytes", path)
         cdef size_t n = length
         if n > 0:
             with nogil:
@@ -417,7 +309,7 @@ cdef class MemoryMap:
     cdef int pin(self, size_t offset, size_t length) except -1:
         self.check_open()
         if offset > self.size or length > self.size - offset:
-            raise _invalid(f"range [{offset}, {offset}+{length}) is outside the {self.size}-byte map",
+            raise invalid(f"range [{offset}, {offset}+{length}) is outside the {self.size}-byte map",
                            self.path)
         self.exports += 1
         return 0
@@ -430,10 +322,10 @@ cdef class MemoryMap:
         self.check_open()
         off = _integer(offset, "offset")
         if off < 0 or off > self.size:
-            raise _invalid(f"offset {off} is outside the {self.size}-byte map", self.path)
+            raise invalid(f"offset {off} is outside the {self.size}-byte map", self.path)
         n = self.size - off if length is None else _integer(length, "length")
         if n < 0 or n > self.size - off:
-            raise _invalid(f"length {n} at offset {off} runs past the end of the "
+            raise invalid(f"length {n} at offset {off} runs past the end of the "
                            f"{self.size}-byte map", self.path)
         start[0] = off
         count[0] = n
@@ -528,7 +420,7 @@ cdef class MemoryMap:
         self.check_open()
         dt = _checked_dtype(dtype)
         if dt.hasobject:
-            raise _invalid(f"dtype {dt} holds Python objects; a map holds only bytes", self.path)
+            raise invalid(f"dtype {dt} holds Python objects; a map holds only bytes", self.path)
         _place(self, offset, count, dt.itemsize, dt.alignment, dt, dims, &ndim, &start)
         # The export is counted now and released when the token dies with the last
         # array that shares this memory.
@@ -557,9 +449,9 @@ cdef class MemoryMap:
         cdef int ndim
         cdef Py_ssize_t dims[_MAX_DIMS]
         self.check_open()
-        itemsize = _tensor_itemsize(dtype)
+        itemsize = zl_dtype_itemsize(dtype_code(dtype))
         _place(self, offset, shape, itemsize, itemsize, dtype, dims, &ndim, &start)
-        return _tensor_class().from_buffer(self, dtype, shape, start)
+        return Tensor.from_buffer(self, dtype, shape, start)
 
     # -- paging ---------------------------------------------------------------
 
@@ -579,11 +471,11 @@ cdef class MemoryMap:
         finally:
             self.unpin()
         if rc != 0:
-            soft, hard = _memlock_limits()
+            soft, hard = memlock_limits()
             raise MappingError(
                 err,
                 f"mlock of {self.size} bytes failed: {strerror(err).decode('utf-8', 'replace')}; "
-                f"RLIMIT_MEMLOCK is soft={_limit_text(soft)} hard={_limit_text(hard)}: raise it "
+                f"RLIMIT_MEMLOCK is soft={limit_text(soft)} hard={limit_text(hard)}: raise it "
                 f"(ulimit -l, /etc/security/limits.conf, systemd LimitMEMLOCK=) or grant CAP_IPC_LOCK",
                 self.path)
         self.locked = True
@@ -626,7 +518,7 @@ cdef class MemoryMap:
         cdef int code, err
         name = str(advice).lower().replace("_", "").replace("-", "")
         if name not in _ADVICE:
-            raise _invalid(f"unknown advice {advice!r}; expected one of {', '.join(_ADVICE)}", self.path)
+            raise invalid(f"unknown advice {advice!r}; expected one of {', '.join(_ADVICE)}", self.path)
         code = _ADVICE[name]
         if code < 0:
             raise MappingError(_errno.ENOSYS, f"advice {name!r} is not available on this system", self.path)
@@ -735,251 +627,3 @@ cdef class MemoryMap:
         kind = "shared" if self.shared else "private"
         source = repr(self.path) if self.path is not None else "anonymous"
         return f"<MemoryMap {source} {mode} {kind} {state}>"
-
-
-def _memlock_limits():
-    """RLIMIT_MEMLOCK (soft, hard) in bytes, None meaning unlimited."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-    inf = resource.RLIM_INFINITY
-    return (None if soft == inf else soft), (None if hard == inf else hard)
-
-
-def _limit_text(limit):
-    return "unlimited" if limit is None else f"{limit} bytes"
-
-
-def _has_cap_ipc_lock():
-    """True if this process may lock memory past RLIMIT_MEMLOCK (CAP_IPC_LOCK)."""
-    try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"CapEff:"):
-                    return bool(int(line.split()[1], 16) >> 14 & 1)  # CAP_IPC_LOCK is bit 14
-    except (OSError, ValueError, IndexError):
-        pass
-    return False
-
-
-class MappingStrategy(_collections.namedtuple(
-        "MappingStrategy",
-        ["name", "reason", "prefault", "lock", "advice", "file_size", "mem_available", "memlock_limit"])):
-    """How to bring a file's pages into RAM (Zig: MappingStrategy).
-
-    name: "lazy" (page in on first touch), "prefault" (read every page now) or
-    "lock" (read every page now and mlock them); reason: why, in words; advice: the
-    madvise() advice to give; mem_available and memlock_limit: the figures the
-    choice was made from, in bytes (None: unknown / unlimited).
-    """
-    __slots__ = ()
-
-    NAMES = ("lazy", "prefault", "lock")
-
-    @classmethod
-    def named(cls, name, file_size=0):
-        """The strategy ``name`` chosen by the caller rather than by the optimizer."""
-        if name not in cls.NAMES:
-            raise _invalid(f"unknown mapping strategy {name!r}; expected one of {', '.join(cls.NAMES)} or 'auto'")
-        return cls(name, "requested", name != "lazy", name == "lock",
-                   "normal" if name == "lazy" else "willneed", file_size, None, None)
-
-    def apply(self, MemoryMap mapping):
-        """Give the map this strategy's advice, then prefault or lock it."""
-        mapping.advise(self.advice)
-        if self.lock:
-            mapping.lock()  # mlock faults every page in itself
-        elif self.prefault:
-            mapping.prefault()
-
-
-_DETECT = object()
-
-
-class MappingOptimizer:
-    """Choose how to map a model file from what the machine has (Zig: MappingOptimizer).
-
-    The Zig original assumes 8 GiB of available memory on every machine and
-    locks any file smaller than 4 GiB, though the usual RLIMIT_MEMLOCK is 8 MiB.
-    This one reads MemAvailable from /proc/meminfo and RLIMIT_MEMLOCK (and
-    CAP_IPC_LOCK, which lifts it) from the running process.
-    """
-
-    #: Lock only what fits in this fraction of MemAvailable: locked pages cannot be
-    #: reclaimed, so the rest of the system keeps at least half.
-    LOCK_FRACTION = 0.5
-    #: Prefault only what fits in this fraction: prefaulted pages are page cache
-    #: the kernel may still reclaim, so a larger share is safe.
-    PREFAULT_FRACTION = 0.75
-
-    @staticmethod
-    def mem_available():
-        """MemAvailable in bytes (free memory on systems without it), or None."""
-        info = _meminfo()
-        if "MemAvailable" in info:
-            return info["MemAvailable"]
-        try:
-            return _os.sysconf("SC_AVPHYS_PAGES") * _os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            return None
-
-    @staticmethod
-    def memlock_limit():
-        """Bytes this process may mlock: RLIMIT_MEMLOCK's soft limit, None if unlimited."""
-        if _has_cap_ipc_lock():
-            return None
-        return _memlock_limits()[0]
-
-    @classmethod
-    def detect_optimal_strategy(cls, file_size, *, mem_available=_DETECT, memlock_limit=_DETECT):
-        """A :class:`MappingStrategy` for a file of ``file_size`` bytes.
-
-        "lock" if the file fits in RLIMIT_MEMLOCK and in LOCK_FRACTION of
-        MemAvailable, else "prefault" if it fits in PREFAULT_FRACTION of
-        MemAvailable, else "lazy". mem_available and memlock_limit default to the
-        running system's (None meaning unknown / unlimited); pass them to plan for
-        another machine.
-        """
-        size = _integer(file_size, "file_size")
-        if size < 0:
-            raise _invalid(f"file size {size} is negative")
-        avail = cls.mem_available() if mem_available is _DETECT else mem_available
-        limit = cls.memlock_limit() if memlock_limit is _DETECT else memlock_limit
-
-        def choose(name, reason, advice):
-            return MappingStrategy(name, reason, name != "lazy", name == "lock", advice, size, avail, limit)
-
-        if size == 0:
-            return choose("lazy", "the file is empty: there is nothing to load", "normal")
-        if avail is None:
-            return choose("lazy", "available memory is unknown: pages come in on first use", "normal")
-        limit_text = "unlimited" if limit is None else f"{limit} bytes"
-        fits_limit = limit is None or size <= limit
-        if fits_limit and size <= avail * cls.LOCK_FRACTION:
-            return choose("lock", f"{size} bytes fit in RLIMIT_MEMLOCK ({limit_text}) and in "
-                                  f"{cls.LOCK_FRACTION:.0%} of MemAvailable ({avail} bytes): "
-                                  f"locked, they are never paged out", "willneed")
-        if size <= avail * cls.PREFAULT_FRACTION:
-            why_not = (f"exceed RLIMIT_MEMLOCK ({limit_text})" if not fits_limit
-                       else f"exceed {cls.LOCK_FRACTION:.0%} of MemAvailable")
-            return choose("prefault", f"{size} bytes {why_not} but fit in "
-                                      f"{cls.PREFAULT_FRACTION:.0%} of MemAvailable ({avail} bytes): "
-                                      f"read them in now, the kernel may still reclaim them", "willneed")
-        return choose("lazy", f"{size} bytes exceed {cls.PREFAULT_FRACTION:.0%} of MemAvailable "
-                              f"({avail} bytes): pages come in on first use and the kernel "
-                              f"evicts the coldest", "normal")
-
-
-class ModelFileMapper:
-    """Several named maps of model files, and their total use (Zig: ModelFileMapper).
-
-    Unlike the Zig original, which returns pointers into a growing ArrayList (so
-    the second load can move the first map), each map here is its own object and
-    stays valid for as long as anyone holds it.
-    """
-
-    def __init__(self):
-        self._maps = {}
-
-    def open(self, name, path, *, strategy="lazy", protection="r", flags="private"):
-        """Map ``path`` under ``name`` and apply ``strategy``; returns the MemoryMap.
-
-        strategy: "lazy", "prefault", "lock", "auto" (ask
-        :meth:`MappingOptimizer.detect_optimal_strategy`) or a MappingStrategy.
-        If the strategy fails (a lock over RLIMIT_MEMLOCK), the map is closed and
-        the error raised.
-        """
-        if name in self._maps:
-            raise _invalid(f"a map named {name!r} is already open", path)
-        mapping = MemoryMap.from_file(path, protection, flags)
-        try:
-            if isinstance(strategy, str):
-                strategy = (MappingOptimizer.detect_optimal_strategy(mapping.size) if strategy == "auto"
-                            else MappingStrategy.named(strategy, mapping.size))
-            strategy.apply(mapping)
-        except BaseException:
-            mapping.close()
-            raise
-        self._maps[name] = mapping
-        return mapping
-
-    def get(self, name):
-        """The map opened under ``name`` (KeyError if none)."""
-        try:
-            return self._maps[name]
-        except KeyError:
-            raise MappingNotFound(_errno.ENOENT, f"no map named {name!r}") from None
-
-    __getitem__ = get
-
-    def __contains__(self, name):
-        return name in self._maps
-
-    def __len__(self):
-        return len(self._maps)
-
-    def __iter__(self):
-        return iter(list(self._maps))
-
-    def close(self, name=None):
-        """Close the map ``name``, or every map. Maps with live views stay open
-        and make close() raise MappingInUse naming them, after the others closed."""
-        names = list(self._maps) if name is None else [name]
-        busy = []
-        for n in names:
-            mapping = self.get(n)
-            try:
-                mapping.close()
-            except MappingInUse:
-                busy.append(n)
-            else:
-                del self._maps[n]
-        if busy:
-            raise MappingInUse(_errno.EBUSY, f"maps with live views stay open: {', '.join(map(repr, busy))}")
-
-    def stats(self):
-        """The MappingStats of every map, summed (locked: any map is locked)."""
-        every = [m.stats() for m in self._maps.values()]
-        return MappingStats(
-            sum(s.size for s in every), _kernel_page_size(), sum(s.pages for s in every),
-            sum(s.resident_bytes for s in every), any(s.locked for s in every))
-
-    @property
-    def total_mapped_bytes(self):
-        """Bytes mapped across every map."""
-        return sum(m.size for m in self._maps.values())
-
-    @property
-    def total_resident_bytes(self):
-        """Bytes of every map in RAM now (mincore)."""
-        return self.stats().resident_bytes
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.close()
-        return False
-
-    def __reduce__(self):
-        raise NotCopyable(f"a {type(self).__name__} cannot be pickled or copied: it holds open maps; pickle the paths and open them again")
-
-    def __repr__(self):
-        return f"<ModelFileMapper {len(self._maps)} maps, {self.total_mapped_bytes} bytes>"
-
-
-def mapping_config():
-    """What this machine offers maps, for ``zigllama.show_config()``."""
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled", "rb") as f:
-            words = f.read().split()
-        thp = next((w.strip(b"[]").decode("latin-1") for w in words if w.startswith(b"[")), "unknown")
-    except OSError:
-        thp = "unavailable"
-    limit = MappingOptimizer.memlock_limit()
-    return {
-        "page_size": _kernel_page_size(),
-        "huge_page_size": _huge_page_size(),
-        "transparent_hugepages": thp,
-        "mem_available": MappingOptimizer.mem_available(),
-        "memlock_limit": "unlimited" if limit is None else limit,
-    }

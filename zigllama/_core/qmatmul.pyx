@@ -24,6 +24,7 @@ from libc.string cimport memset
 from .blas_integration cimport (
     BlasInterface, ZL_BLAS_EINVAL, ZL_BLAS_ENOMEM, ZL_BLAS_OK, ZL_NO_TRANS, ZL_ROW_MAJOR, ZL_TRANS, register_qgemm)
 from .quantization cimport quant_type, quantize_fn, quantizer_for, zl_quant_type
+from .array_data cimport array_data
 from .threading cimport (
     acquire_pool, current_thread_pool, parallel_for_status, pool_ptr, pool_threads, release_pool)
 
@@ -320,7 +321,7 @@ cdef class QuantizedTensor:
         self.c.rows = rows
         self.c.cols = cols
         self.c.row_stride = view.strides[0] if rows > 1 else row_bytes
-        self.c.data = <const uint8_t *><uintptr_t>view.ctypes.data if view.size else NULL
+        self.c.data = <const uint8_t *><uintptr_t>array_data(view) if view.size else NULL
 
     @property
     def type_name(self):
@@ -438,7 +439,7 @@ def qgemm(x, w, out=None, *, mode="fast", threads=None):
     if X.shape[1] != k:
         raise IncompatibleShapes(f"x has {X.shape[1]} columns, the weight {W.shape} has rows of {k}")
     if not (X.strides[1] == 4 and X.strides[0] % 4 == 0 and (m <= 1 or X.strides[0] >= 4 * k)) \
-            or X.ctypes.data % 4:
+            or <uintptr_t>array_data(X) % 4:
         X = np.array(X, dtype=np.float32, order="C")
     oshape = (<object>n,) if vector else (<object>m, <object>n)
     if out is None:
@@ -454,7 +455,7 @@ def qgemm(x, w, out=None, *, mode="fast", threads=None):
         if not Y.flags.writeable:
             raise QuantizationError("out is read-only")
         Y = Y.reshape(m, n) if vector else Y
-        if not (Y.strides[1] == 4 or n <= 1) or Y.strides[0] % 4 or Y.ctypes.data % 4 or (
+        if not (Y.strides[1] == 4 or n <= 1) or Y.strides[0] % 4 or <uintptr_t>array_data(Y) % 4 or (
                 m > 1 and Y.strides[0] < 4 * n):
             raise QuantizationError(f"out must have contiguous rows, got strides {Y.strides}")
     cdef int nthreads = resolve_threads(threads)
@@ -467,8 +468,8 @@ def qgemm(x, w, out=None, *, mode="fast", threads=None):
         if pool == NULL:
             pool_obj = default_pool()
             pool = pool_ptr(pool_obj)
-    cdef const float *xp = <const float *><uintptr_t>X.ctypes.data
-    cdef float *yp = <float *><uintptr_t>Y.ctypes.data
+    cdef const float *xp = <const float *><uintptr_t>array_data(X)
+    cdef float *yp = <float *><uintptr_t>array_data(Y)
     cdef int cmode = _MODES[mode]
     cdef int status
     # Only the exact mode's panels need the BLAS backend: its look-up costs a
@@ -509,8 +510,8 @@ def quantize_activations(x, ggml_type):
     out = np.empty((m, nbytes), dtype=np.uint8)
     cdef zl_act_quantize_fn q = zl_act_quantizer(act, zl_qpath_active(),
                                                  q8_0_reference)
-    cdef const float *xp = <const float *><uintptr_t>X.ctypes.data
-    cdef uint8_t *op = <uint8_t *><uintptr_t>out.ctypes.data
+    cdef const float *xp = <const float *><uintptr_t>array_data(X)
+    cdef uint8_t *op = <uint8_t *><uintptr_t>array_data(out)
     with nogil:
         for i in range(m):
             q(xp + i * k, op + i * nbytes, k)

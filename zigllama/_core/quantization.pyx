@@ -62,7 +62,7 @@ cdef int64_t CHUNKS_PER_THREAD = 4
 # than the last-level cache cannot stay there, so keeping it would only evict the
 # source; a smaller one is better left in cache for whoever reads it next.
 def _last_level_cache_bytes():
-    from .threading import CpuTopology
+    from .cpu_topology import CpuTopology
 
     topo = CpuTopology.detect()
     for size in (topo.l3_size, topo.l2_size):

@@ -23,7 +23,7 @@
 #         tensor_unpin(a)
 
 cimport cython
-from libc.stdint cimport uint16_t, uint64_t
+from libc.stdint cimport int64_t, uint16_t, uint64_t
 
 from zigllama._core.allocator cimport Allocator
 
@@ -93,6 +93,11 @@ cdef class Tensor:
     cdef int check_writable(self) except -1
 
 
+# A dtype name, numpy dtype or numpy scalar type -> its zl_dtype code (raises
+# UnsupportedDtype for one a Tensor cannot hold); zl_dtype_itemsize(code) its size.
+cdef int dtype_code(object dtype) except -1
+
+
 # Factories (with the GIL). `allocator=None` means the default HeapAllocator.
 # `shape` holds `ndim` positive extents; raises InvalidShape / UnsupportedDtype / OutOfMemory.
 cdef Tensor tensor_empty(int ndim, const ptrdiff_t *shape, int dtype, Allocator allocator)
@@ -129,7 +134,17 @@ cdef int tensor_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tens
 cdef int tensor_copy(const zl_tensor_view *src, zl_tensor_view *dst) except -1 nogil
 # Every element of t set to value (converted as numpy converts a Python float).
 cdef void tensor_fill(zl_tensor_view *t, double value) noexcept nogil
-# The BLAS module swaps in its GEMM here; NULL restores the plain loops.
+# The plain loops (the GEMM's fallback for dtypes and strides BLAS cannot take).
+cdef int naive_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) noexcept nogil
+
+# ---- the registry at the bottom of the module graph ---------------------------------
+# The pool (threading) and the BLAS (blas_integration) both sit on this module and
+# never import each other; what one needs of the other is registered here, by the
+# package's one wiring function (zigllama._core.wire), the same whatever was
+# imported first.
+#
+# tensor_matmul's kernel: the BLAS module's GEMM once wired (the plain loops when the
+# BLAS module sets NULL).
 cdef void set_matmul_impl(matmul_impl_t impl) noexcept
 # Called by Tensor.matmul with the GIL just before its nogil product (NULL: nothing):
 # the backend reads settings that live in Python here, so the nogil product never
@@ -137,5 +152,26 @@ cdef void set_matmul_impl(matmul_impl_t impl) noexcept
 ctypedef int (*matmul_prepare_t)(const zl_tensor_view *a, const zl_tensor_view *b,
                                  const zl_tensor_view *out) except -1
 cdef void set_matmul_prepare(matmul_prepare_t prepare) noexcept
-# The plain loops themselves (the GEMM's fallback for dtypes and strides BLAS cannot take).
-cdef int naive_matmul(const zl_tensor_view *a, const zl_tensor_view *b, zl_tensor_view *out) noexcept nogil
+# With the GIL: run the package's wiring unless done. Tensor.matmul does; a Cython
+# caller of tensor_matmul calls it once before its nogil products (before the
+# wiring, tensor_matmul runs the plain loops).
+cdef int ensure_wired() except -1
+
+# Work split in chunks: fn over [begin, end) of [0, n), 0 or the first non-zero
+# status of a chunk.
+ctypedef int (*range_fn_t)(void *ctx, int64_t begin, int64_t end) noexcept nogil
+# How the pool runs one: over [0, n) in chunks of `grain` on the calling task's pool,
+# else the default pool, or all on the caller when the pool cannot take them (shut
+# down, out of memory); 0 or the first non-zero status of a chunk.
+ctypedef int (*range_runner_t)(int64_t n, int64_t grain, range_fn_t fn, void *ctx) noexcept nogil
+cdef void set_range_runner(range_runner_t runner) noexcept
+# The registered runner, or NULL (nothing splits then).
+cdef range_runner_t range_runner() noexcept nogil
+
+
+# A C task over rows that one module prepares and another runs (the BLAS module's
+# row-block GEMM, run by ParallelOps on its pool): `fn(ctx, begin, end)`, with `ctx`
+# owned by the object.
+cdef class RangeTask:
+    cdef range_fn_t fn
+    cdef void *ctx

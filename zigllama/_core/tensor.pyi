@@ -1,10 +1,10 @@
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import EllipsisType
 from typing import Any, Literal, SupportsIndex, TypeAlias, final, overload
 
 import numpy as np
 import numpy.typing as npt
-from typing_extensions import Buffer
+from typing_extensions import Buffer, disjoint_base
 
 from .allocator import Allocator, HeapAllocator
 
@@ -20,6 +20,11 @@ DTYPES: tuple[str, ...]
 
 def dtype_name(code: int) -> str: ...
 def default_allocator() -> HeapAllocator: ...
+def set_backend_lookup(lookup: Callable[[str | None], Any]) -> None: ...
+def matmul_backend(name: str | None = None) -> Any: ...
+
+@disjoint_base
+class RangeTask: ...
 
 @final
 class Tensor:

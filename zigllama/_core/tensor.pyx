@@ -41,6 +41,7 @@ import numpy as np
 
 from zigllama._core.allocator cimport Allocator, ZL_DEFAULT_ALIGNMENT
 from zigllama._core.platform cimport zl_cpu_has_avx2
+from .array_data cimport array_data
 
 from zigllama._arguments import wrong_type
 from zigllama._core.allocator import HeapAllocator
@@ -571,11 +572,68 @@ cdef void matrix_strides(const zl_tensor_view *t, ptrdiff_t *s) noexcept nogil:
     s[2] = t.strides[t.ndim - 1]
 
 
-cdef matmul_impl_t _matmul_impl = naive_matmul
+# ---- the registry (see tensor.pxd): filled by the package's wire() (zigllama/_core/__init__.py) ------------------
+
+# NULL until the package's wiring chose the backend: never the plain loops by
+# accident of import order.
+cdef matmul_impl_t _matmul_impl = NULL
+cdef bint _wired = False
+cdef range_runner_t _range_runner = NULL
+
 
 cdef void set_matmul_impl(matmul_impl_t impl) noexcept:
     global _matmul_impl
     _matmul_impl = impl if impl != NULL else naive_matmul
+
+
+cdef int ensure_wired() except -1:
+    # _wired is set first: the wiring itself asks for backends (get_blas), which
+    # must not start it again.
+    global _wired
+    if not _wired:
+        _wired = True
+        try:
+            from zigllama._core import wire
+
+            wire()
+        except BaseException:
+            _wired = False
+            raise
+    return 0
+
+
+_backend_lookup = None
+
+
+def set_backend_lookup(lookup):
+    """The package's wiring: `lookup(name)` gives the BLAS backend called `name`
+    (None: the default), for modules that split GEMMs themselves."""
+    global _backend_lookup
+    _backend_lookup = lookup
+
+
+def matmul_backend(name=None):
+    """The BLAS backend called `name` (None: the default), as the package wired it:
+    how ParallelOps reaches the BLAS without importing its module."""
+    ensure_wired()
+    return _backend_lookup(name)
+
+
+cdef void set_range_runner(range_runner_t runner) noexcept:
+    global _range_runner
+    _range_runner = runner
+
+
+cdef range_runner_t range_runner() noexcept nogil:
+    return _range_runner
+
+
+cdef class RangeTask:
+    """A C task over rows, prepared by one module and run by another (see tensor.pxd)."""
+
+    def __cinit__(self):
+        self.fn = NULL
+        self.ctx = NULL
 
 
 cdef matmul_prepare_t _matmul_prepare = NULL
@@ -753,6 +811,10 @@ cdef int tensor_matmul_status(const zl_tensor_view *a, const zl_tensor_view *b, 
     for d in range(ndim):
         if out.shape[d] != shape[d]:
             return ZL_TENSOR_ESHAPE
+    if _matmul_impl == NULL:
+        # A nogil product before the package's wiring ran (no Python-level product
+        # and no ensure_wired() yet): the plain loops, never the GIL.
+        return naive_matmul(a, b, out)
     return _matmul_impl(a, b, out)
 
 
@@ -1357,12 +1419,12 @@ cdef class Tensor:
                 f"cannot wrap a non-contiguous array (shape {array.shape}, strides "
                 f"{array.strides}) without copying: use Tensor.from_numpy(np.ascontiguousarray(a))"
             )
-        if (<uintptr_t>cnp.PyArray_DATA(arr)) % <uintptr_t>npdt.itemsize != 0:
+        if (<uintptr_t>array_data(arr)) % <uintptr_t>npdt.itemsize != 0:
             raise InvalidLayout(
-                f"cannot wrap an array whose data (at 0x{<uintptr_t>cnp.PyArray_DATA(arr):x}) "
+                f"cannot wrap an array whose data (at 0x{<uintptr_t>array_data(arr):x}) "
                 f"is misaligned for {array.dtype}: copy it with np.array(a) first"
             )
-        t = contiguous_tensor(<char *>cnp.PyArray_DATA(arr), code, ndim,
+        t = contiguous_tensor(<char *>array_data(arr), code, ndim,
                               <const ptrdiff_t *>cnp.PyArray_DIMS(arr), cnp.PyArray_SIZE(arr),
                               cnp.PyArray_ISWRITEABLE(arr), array)
         root = root_tensor(array.base)
@@ -1695,6 +1757,7 @@ cdef class Tensor:
         cdef Tensor o = tensor_argument(out, "out", True)
         self.check_alive()
         b.check_alive()
+        ensure_wired()
         if o is None:
             check_tensor_status(matmul_shape_status(&self.view, &b.view, &ndim, shape), "matmul",
                                 &self.view, &b.view, NULL)

@@ -1,5 +1,4 @@
-import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any, ParamSpec, SupportsIndex, TypeVar, final
 
@@ -7,89 +6,23 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import Self
 
+from .cpu_topology import CpuTopology as CpuTopology
+from .thread_pool_config import (
+    DEFAULT_SPIN_US as DEFAULT_SPIN_US,
+    DEFAULT_STACK_SIZE as DEFAULT_STACK_SIZE,
+    NumaPolicy as NumaPolicy,
+    ThreadPoolConfig as ThreadPoolConfig,
+)
+from .thread_pool_stats import ThreadPoolStats as ThreadPoolStats
+
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
-DEFAULT_STACK_SIZE: int
-DEFAULT_SPIN_US: int
 CACHE_LINE: int
 POOL_ECLOSED: int
 POOL_ENOMEM: int
 POOL_EFORKED: int
 POOL_EINVAL: int
-
-class NumaPolicy(enum.IntEnum):
-    DISABLED = ...
-    LOCAL = ...
-    INTERLEAVE = ...
-    BALANCED = ...
-    @classmethod
-    def coerce(cls, value: NumaPolicy | str | int) -> Self: ...
-
-class CpuTopology:
-    cpus: tuple[int, ...]
-    cores: tuple[tuple[int, ...], ...]
-    packages: int
-    numa_nodes: dict[int, tuple[int, ...]]
-    cache_line: int
-    l1d_size: int | None
-    l2_size: int | None
-    l3_size: int | None
-    fallbacks: tuple[str, ...]
-    def __init__(
-        self, cpus: Sequence[int], cores: Sequence[Sequence[int]], packages: int,
-        numa_nodes: Mapping[int, Sequence[int]], cache_line: int = 64,
-        l1d_size: int | None = None, l2_size: int | None = None, l3_size: int | None = None,
-        fallbacks: Sequence[str] = (),
-    ) -> None: ...
-    @property
-    def num_cpus(self) -> int: ...
-    @property
-    def num_cores(self) -> int: ...
-    @property
-    def num_numa_nodes(self) -> int: ...
-    @property
-    def threads_per_core(self) -> int: ...
-    def node_of(self, cpu: int) -> int: ...
-    def as_dict(self) -> dict[str, Any]: ...
-    @classmethod
-    def detect(cls, root: str = "/") -> Self: ...
-
-class ThreadPoolConfig:
-    num_threads: int
-    numa_policy: NumaPolicy
-    affinity: bool
-    stack_size: int
-    spin_us: int
-    topology: CpuTopology | None
-    def __init__(
-        self, num_threads: int | None = None, numa_policy: NumaPolicy | str | int = ...,
-        affinity: bool = False, stack_size: int = 8388608, spin_us: int = 50,
-        topology: CpuTopology | None = None,
-    ) -> None: ...
-    @classmethod
-    def detect(cls, num_threads: int | None = None, **options: Any) -> Self: ...
-    @property
-    def num_workers(self) -> int: ...
-    def worker_cpus(self) -> list[int]: ...
-    def worker_nodes(self) -> list[int]: ...
-    def as_dict(self) -> dict[str, Any]: ...
-
-class ThreadPoolStats:
-    tasks_executed: int
-    tasks_submitted: int
-    tasks_stolen: int
-    failed_steals: int
-    injected: int
-    queue_high_water: int
-    sleeps: int
-    wakes: int
-    parallel_fors: int
-    affinity_failures: int
-    numa_applied: int
-    def __init__(self, **counters: int) -> None: ...
-    def as_dict(self) -> dict[str, int]: ...
-    def __eq__(self, other: object) -> bool: ...
 
 @final
 class PoolHandle:
@@ -132,6 +65,7 @@ class ThreadPool(Executor):
     def reset_stats(self) -> None: ...
 
 def default_pool() -> ThreadPool: ...
+def install_range_runner() -> None: ...
 
 @final
 class WorkStealingQueue:

@@ -7,10 +7,7 @@ configurations, runs Python callables on the pool (taking the GIL in the worker)
 and gives the ``parallel_for`` C API to Cython callers (see ``threading.pxd``).
 """
 import atexit
-import contextlib
-import enum
 import os
-import re
 import threading as _pythreading
 import time
 import weakref
@@ -37,38 +34,32 @@ from ..errors import (
 )
 
 cdef extern from "probes.h" nogil:
-    ctypedef struct zl_probe_ctx:
-        void *hits
-        int64_t calls
-        int64_t fail_at
-        int fail_status
-        zl_pool *pool
-        int64_t inner_n
-        zl_probe_ctx *inner_template
     ctypedef struct zl_probe_sleep:
         long ns
         int64_t done
         int64_t cancelled
-    int zl_probe_count_rows(void *ctx, int64_t begin, int64_t end) noexcept
-    int zl_probe_nested_rows(void *ctx, int64_t begin, int64_t end) noexcept
     int zl_probe_empty_rows(void *ctx, int64_t begin, int64_t end) noexcept
     int zl_probe_spin_rows(void *ctx, int64_t begin, int64_t end) noexcept
     int zl_probe_empty_task(void *ctx) noexcept
-    int zl_probe_count_task(void *ctx) noexcept
     int zl_probe_sleep_task(void *ctx) noexcept
     void zl_probe_sleep_cancel(void *ctx) noexcept
     int64_t zl_probe_now_ns() noexcept
     size_t zl_pool_worker_stride() noexcept
 
-from .blas_integration cimport (
-    BlasInterface, register_splitter, single_threaded, zl_blas_range_fn, zl_blas, zl_blas_int, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_BLAS_EINVAL,
-    ZL_BLAS_ENOMEM,
-)
+from .tensor cimport RangeTask, range_fn_t, set_range_runner
+from .array_data cimport array_data
+from libc.stdint cimport uintptr_t
+from .tensor import matmul_backend
 
-#: Default worker stack: 8 MiB, as in threading.zig (Python tasks need room too).
-DEFAULT_STACK_SIZE = 8 * 1024 * 1024
-#: How long an idle worker spins before it sleeps, in microseconds.
-DEFAULT_SPIN_US = 50
+# The pool's pure Python (topology, configuration, statistics) sits below this
+# module; its names are this module's too.
+from .cpu_topology import CpuTopology
+from .thread_pool_config import DEFAULT_SPIN_US, DEFAULT_STACK_SIZE, NumaPolicy, ThreadPoolConfig
+from .thread_pool_stats import ThreadPoolStats
+
+if (NumaPolicy.DISABLED, NumaPolicy.LOCAL, NumaPolicy.INTERLEAVE, NumaPolicy.BALANCED) != \
+        (ZL_NUMA_DISABLED, ZL_NUMA_LOCAL, ZL_NUMA_INTERLEAVE, ZL_NUMA_BALANCED):
+    raise ImportError("NumaPolicy's values differ from zl_numa_policy in zigllama/zl_threading.h")
 CACHE_LINE = ZL_CACHE_LINE
 # The pool's own status codes (zl_threading.h), for C-level callers and tests.
 POOL_ECLOSED = ZL_POOL_ECLOSED
@@ -176,424 +167,25 @@ cdef void release_pool(void *ref) noexcept nogil:
             Py_DECREF(<object>ref)
 
 
-cdef int _split_for_blas(int64_t nchunks, zl_blas_range_fn fn, void *ctx) noexcept nogil:
-    # The splitter of the scipy backend's large GEMMs: chunks on the pool, or
-    # all on the caller when the pool cannot take them (shut down, out of
-    # memory): a chunk only writes its own block of the output.
+cdef int _run_range(int64_t nchunks, int64_t grain, range_fn_t fn, void *ctx) noexcept nogil:
+    # The tensor module's range runner (what the BLAS module splits large GEMMs
+    # with): chunks on the pool, or all on the caller when the pool cannot take
+    # them (shut down, out of memory): a chunk only writes its own block of the output.
     cdef void *ref = NULL
     cdef zl_pool *pool = acquire_pool(&ref)
     cdef int rc = ZL_POOL_EINVAL
     if pool != NULL:
-        rc = zl_parallel_for(pool, nchunks, 1, fn, ctx)
+        rc = zl_parallel_for(pool, nchunks, grain, fn, ctx)
     release_pool(ref)
     if rc <= ZL_POOL_ECLOSED and rc >= ZL_POOL_ETHREAD:
         rc = fn(ctx, 0, nchunks)
     return rc
 
 
-register_splitter(_split_for_blas)
-
-
-# --------------------------------------------------------------------------
-# Topology
-# --------------------------------------------------------------------------
-
-class NumaPolicy(enum.IntEnum):
-    """Where a worker's memory goes (threading.zig's NumaPolicy).
-
-    DISABLED: no NUMA system calls. LOCAL: each worker allocates on the node it
-    runs on; workers fill one node before the next. INTERLEAVE: every worker's
-    pages go round-robin over all nodes (bandwidth over latency). BALANCED:
-    workers are spread evenly over the nodes, each allocating locally.
-    On a machine with one node all four are the same and nothing is called.
-    """
-
-    DISABLED = ZL_NUMA_DISABLED
-    LOCAL = ZL_NUMA_LOCAL
-    INTERLEAVE = ZL_NUMA_INTERLEAVE
-    BALANCED = ZL_NUMA_BALANCED
-
-    @classmethod
-    def coerce(cls, value):
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls[value.strip().upper()]
-            except KeyError:
-                pass
-        elif isinstance(value, int) and not isinstance(value, bool):
-            try:
-                return cls(value)
-            except ValueError:
-                pass
-        names = ", ".join(m.name.lower() for m in cls)
-        raise ValueError(f"numa_policy must be one of {names}, got {value!r}")
-
-
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
-
-
-def _parse_size(text):
-    """'48K' -> 49152 (sysfs cache sizes), None if unreadable."""
-    if text is None:
-        return None
-    m = _SIZE_RE.match(text)
-    if not m:
-        return None
-    return int(m.group(1)) * {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}[m.group(2).upper()]
-
-
-def _parse_cpulist(text):
-    """'0-3,8,10-11' -> [0, 1, 2, 3, 8, 10, 11]; None if malformed."""
-    if text is None:
-        return None
-    text = text.strip()
-    if not text:
-        return []
-    out = []
-    try:
-        for part in text.split(","):
-            if "-" in part:
-                lo, hi = part.split("-")
-                lo, hi = int(lo), int(hi)
-                if hi < lo or lo < 0 or hi - lo > 65536:
-                    return None
-                out.extend(range(lo, hi + 1))
-            else:
-                v = int(part)
-                if v < 0:
-                    return None
-                out.append(v)
-    except ValueError:
-        return None
-    return sorted(set(out))
-
-
-class CpuTopology:
-    """The machine's CPUs as the OS reports them (threading.zig's CpuTopology).
-
-    ``detect(root="/")`` reads ``/sys/devices/system/{cpu,node}`` and
-    ``/proc/cpuinfo`` under ``root`` (a fake tree in tests). Whatever is missing
-    falls back to the next source (sysfs, then /proc/cpuinfo, then
-    ``os.cpu_count()``, one package, one NUMA node, 64-byte lines); ``fallbacks``
-    lists which facts were not read from the system.
-    """
-
-    __slots__ = ("cpus", "cores", "packages", "numa_nodes", "cache_line",
-                 "l1d_size", "l2_size", "l3_size", "fallbacks")
-
-    def __init__(self, cpus, cores, packages, numa_nodes, cache_line=64,
-                 l1d_size=None, l2_size=None, l3_size=None, fallbacks=()):
-        self.cpus = tuple(cpus)
-        self.cores = tuple(tuple(c) for c in cores)
-        self.packages = int(packages)
-        self.numa_nodes = {int(k): tuple(v) for k, v in numa_nodes.items()}
-        self.cache_line = int(cache_line)
-        self.l1d_size = l1d_size
-        self.l2_size = l2_size
-        self.l3_size = l3_size
-        self.fallbacks = tuple(fallbacks)
-
-    @property
-    def num_cpus(self):
-        """Logical CPUs (hardware threads) online."""
-        return len(self.cpus)
-
-    @property
-    def num_cores(self):
-        return len(self.cores)
-
-    @property
-    def num_numa_nodes(self):
-        return len(self.numa_nodes)
-
-    @property
-    def threads_per_core(self):
-        return max((len(c) for c in self.cores), default=1)
-
-    def node_of(self, cpu):
-        """The NUMA node of a CPU (0 if unknown)."""
-        for node, cpus in self.numa_nodes.items():
-            if cpu in cpus:
-                return node
-        return 0
-
-    def as_dict(self):
-        return {
-            "cpus": self.num_cpus,
-            "cores": self.num_cores,
-            "threads_per_core": self.threads_per_core,
-            "packages": self.packages,
-            "numa_nodes": {k: list(v) for k, v in self.numa_nodes.items()},
-            "cache_line": self.cache_line,
-            "l1d": self.l1d_size,
-            "l2": self.l2_size,
-            "l3": self.l3_size,
-            "fallbacks": list(self.fallbacks),
-        }
-
-    def __repr__(self):
-        return (f"CpuTopology(cpus={self.num_cpus}, cores={self.num_cores}, packages={self.packages}, "
-                f"numa_nodes={self.num_numa_nodes}, cache_line={self.cache_line}, l1d={self.l1d_size}, "
-                f"l2={self.l2_size}, l3={self.l3_size})")
-
-    @classmethod
-    def detect(cls, root="/"):
-        def read(*parts):
-            try:
-                with open(os.path.join(root, *parts)) as f:
-                    return f.read().strip()
-            except (OSError, UnicodeDecodeError):
-                return None
-
-        def read_int(*parts):
-            text = read(*parts)
-            try:
-                return int(text) if text is not None else None
-            except ValueError:
-                return None
-
-        fallbacks = []
-        cpu_dir = os.path.join("sys", "devices", "system", "cpu")
-        cpuinfo = _parse_cpuinfo(read("proc", "cpuinfo"))
-
-        cpus = _parse_cpulist(read(cpu_dir, "online"))
-        if not cpus:
-            try:
-                names = os.listdir(os.path.join(root, cpu_dir))
-            except OSError:
-                names = []
-            cpus = sorted(int(n[3:]) for n in names if re.fullmatch(r"cpu\d+", n))
-            if not cpus:
-                cpus = sorted(cpuinfo) or list(range(os.cpu_count() or 1))
-                fallbacks.append("cpus")
-
-        # Cores: CPUs sharing (package, core id) are SMT siblings of one core.
-        core_key = {}
-        package_of = {}
-        for cpu in cpus:
-            pkg = read_int(cpu_dir, f"cpu{cpu}", "topology", "physical_package_id")
-            core = read_int(cpu_dir, f"cpu{cpu}", "topology", "core_id")
-            if pkg is None or core is None:
-                info = cpuinfo.get(cpu, {})
-                pkg = info.get("physical id", pkg)
-                core = info.get("core id", core)
-            if core is None:
-                siblings = _parse_cpulist(read(cpu_dir, f"cpu{cpu}", "topology", "thread_siblings_list"))
-                core = ("siblings", min(siblings)) if siblings else ("cpu", cpu)
-                if not siblings and "cores" not in fallbacks:
-                    fallbacks.append("cores")
-            package_of[cpu] = pkg if pkg is not None else 0
-            core_key[cpu] = (package_of[cpu], core)
-        groups = {}
-        for cpu in cpus:
-            groups.setdefault(core_key[cpu], []).append(cpu)
-        cores = sorted((tuple(sorted(g)) for g in groups.values()), key=lambda c: c[0])
-        packages = len(set(package_of.values())) or 1
-        if all(read_int(cpu_dir, f"cpu{c}", "topology", "physical_package_id") is None for c in cpus) \
-                and not any("physical id" in cpuinfo.get(c, {}) for c in cpus):
-            fallbacks.append("packages")
-
-        # NUMA nodes and their CPUs.
-        node_dir = os.path.join("sys", "devices", "system", "node")
-        nodes = _parse_cpulist(read(node_dir, "online"))
-        if nodes is None:
-            try:
-                names = os.listdir(os.path.join(root, node_dir))
-            except OSError:
-                names = []
-            nodes = sorted(int(n[4:]) for n in names if re.fullmatch(r"node\d+", n))
-        numa = {}
-        online = set(cpus)
-        for node in nodes or []:
-            node_cpus = _parse_cpulist(read(node_dir, f"node{node}", "cpulist"))
-            numa[node] = tuple(c for c in (node_cpus or []) if c in online)
-        if not numa or not any(numa.values()):
-            numa = {0: tuple(cpus)}
-            fallbacks.append("numa_nodes")
-
-        # Caches of the first CPU: L1 data, L2, L3 and the coherency line size.
-        sizes = {}
-        line = None
-        first = cpus[0]
-        try:
-            indexes = sorted(n for n in os.listdir(os.path.join(root, cpu_dir, f"cpu{first}", "cache"))
-                             if re.fullmatch(r"index\d+", n))
-        except OSError:
-            indexes = []
-        for idx in indexes:
-            base = (cpu_dir, f"cpu{first}", "cache", idx)
-            level = read_int(*base, "level")
-            kind = (read(*base, "type") or "").lower()
-            size = _parse_size(read(*base, "size"))
-            if level is None or kind == "instruction":
-                continue
-            if size is not None:
-                sizes.setdefault(level, size)
-            line = line or read_int(*base, "coherency_line_size")
-        if not line:
-            line = cpuinfo.get(first, {}).get("cache_alignment")
-        if not line:
-            line = 64
-            fallbacks.append("cache_line")
-        if not sizes:
-            fallbacks.append("caches")
-            last = cpuinfo.get(first, {}).get("cache size")
-            if last:
-                sizes[3] = last  # /proc/cpuinfo reports the last-level cache
-        return cls(cpus, cores, packages, numa, line, sizes.get(1), sizes.get(2), sizes.get(3), fallbacks)
-
-
-def _parse_cpuinfo(text):
-    """processor -> {"physical id", "core id", "cache_alignment", "cache size"} from /proc/cpuinfo."""
-    out = {}
-    if not text:
-        return out
-    current = None
-    for line in text.splitlines():
-        if ":" not in line:
-            continue
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "processor":
-            try:
-                current = int(value)
-            except ValueError:
-                current = None
-                continue
-            out[current] = {}
-        elif current is not None and key in ("physical id", "core id", "cache_alignment"):
-            try:
-                out[current][key] = int(value)
-            except ValueError:
-                pass
-        elif current is not None and key == "cache size":
-            size = _parse_size(value.replace(" ", ""))
-            if size:
-                out[current][key] = size
-    return out
-
-
-# --------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------
-
-class ThreadPoolConfig:
-    """How a ThreadPool is built (threading.zig's ThreadPoolConfig).
-
-    num_threads counts every thread that works in a ``parallel_for``: the
-    ``num_workers = num_threads - 1`` workers plus the calling thread, which helps
-    (at least one worker, so that submitted tasks always make progress).
-    """
-
-    __slots__ = ("num_threads", "numa_policy", "affinity", "stack_size", "spin_us", "topology")
-
-    def __init__(self, num_threads=None, numa_policy=NumaPolicy.BALANCED, affinity=False,
-                 stack_size=DEFAULT_STACK_SIZE, spin_us=DEFAULT_SPIN_US, topology=None):
-        self.num_threads = resolve_threads(num_threads)   # 1 .. MAX_THREADS, or an error
-        self.numa_policy = NumaPolicy.coerce(numa_policy)
-        self.affinity = bool(affinity)
-        stack_size = int(stack_size)
-        if stack_size < 0 or (0 < stack_size < 64 * 1024) or stack_size > (1 << 40):
-            raise ValueError(f"stack_size must be 0 (system default) or 64 KiB .. 1 TiB, got {stack_size}")
-        self.stack_size = stack_size
-        spin_us = int(spin_us)
-        if not 0 <= spin_us <= 1_000_000:
-            raise ValueError(f"spin_us must be in [0, 1000000], got {spin_us}")
-        self.spin_us = spin_us
-        self.topology = topology
-
-    @classmethod
-    def detect(cls, num_threads=None, **options):
-        """Size from the argument, else ZIGLLAMA_NUM_THREADS, else the CPUs this
-        process may use; read the topology for pinning and NUMA."""
-        topology = options.pop("topology", None) or CpuTopology.detect()
-        return cls(num_threads, topology=topology, **options)
-
-    @property
-    def num_workers(self):
-        return max(1, self.num_threads - 1)
-
-    def worker_cpus(self):
-        """The CPU each worker is pinned to (all -1 when affinity is off).
-
-        One worker per physical core before any SMT sibling; BALANCED takes the
-        nodes in turn, the other policies fill one node before the next.
-        """
-        n = self.num_workers
-        if not self.affinity:
-            return [-1] * n
-        topo = self.topology or CpuTopology.detect()
-        try:
-            allowed = os.sched_getaffinity(0)
-        except (AttributeError, OSError):
-            allowed = set(topo.cpus)
-        per_node = []
-        for node in sorted(topo.numa_nodes):
-            cpus = set(topo.numa_nodes[node]) & allowed
-            cores = [[c for c in core if c in cpus] for core in topo.cores]
-            cores = [c for c in cores if c]
-            depth = max((len(c) for c in cores), default=0)
-            order = [core[k] for k in range(depth) for core in cores if k < len(core)]
-            if order:
-                per_node.append(order)
-        if not per_node:
-            return [-1] * n
-        if self.numa_policy == NumaPolicy.BALANCED:
-            order = [cpus[k] for k in range(max(map(len, per_node))) for cpus in per_node if k < len(cpus)]
-        else:
-            order = [c for cpus in per_node for c in cpus]
-        return [order[i % len(order)] for i in range(n)]
-
-    def worker_nodes(self):
-        """The NUMA node each worker allocates on (-1: wherever it runs)."""
-        topo = self.topology or CpuTopology.detect()
-        cpus = self.worker_cpus()
-        if self.affinity:
-            return [topo.node_of(c) if c >= 0 else -1 for c in cpus]
-        if self.numa_policy == NumaPolicy.BALANCED and topo.num_numa_nodes > 1:
-            nodes = sorted(topo.numa_nodes)
-            return [nodes[i % len(nodes)] for i in range(self.num_workers)]
-        return [-1] * self.num_workers
-
-    def as_dict(self):
-        return {
-            "num_threads": self.num_threads,
-            "num_workers": self.num_workers,
-            "numa_policy": self.numa_policy.name.lower(),
-            "affinity": self.affinity,
-            "stack_size": self.stack_size,
-            "spin_us": self.spin_us,
-        }
-
-    def __repr__(self):
-        return "ThreadPoolConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
-
-
-# --------------------------------------------------------------------------
-# Statistics
-# --------------------------------------------------------------------------
-
-class ThreadPoolStats:
-    """Counters of a pool since it started (or since ``reset_stats()``)."""
-
-    __slots__ = ("tasks_executed", "tasks_submitted", "tasks_stolen", "failed_steals", "injected",
-                 "queue_high_water", "sleeps", "wakes", "parallel_fors", "affinity_failures",
-                 "numa_applied")
-
-    def __init__(self, **counters):
-        for name in self.__slots__:
-            setattr(self, name, int(counters.get(name, 0)))
-
-    def as_dict(self):
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __eq__(self, other):
-        return isinstance(other, ThreadPoolStats) and self.as_dict() == other.as_dict()
-
-    def __repr__(self):
-        return "ThreadPoolStats(" + ", ".join(f"{k}={v}" for k, v in self.as_dict().items()) + ")"
+def install_range_runner():
+    """The package's wiring (zigllama._core.wire): the pool becomes the tensor
+    module's range runner, which the BLAS module splits large GEMMs with."""
+    set_range_runner(_run_range)
 
 
 # --------------------------------------------------------------------------
@@ -1111,7 +703,7 @@ class NumaAllocator:
         array = np.asarray(array)
         if array.nbytes == 0:
             return -1
-        return zl_numa_node_of(<const void *><size_t>array.ctypes.data)
+        return zl_numa_node_of(<const void *><uintptr_t>array_data(array))
 
 
 # --------------------------------------------------------------------------
@@ -1155,56 +747,6 @@ cdef int _run_rows(zl_pool *pool, int64_t rows, int64_t grain, zl_range_fn fn, z
     return 0
 
 
-ctypedef struct _MatmulCtx:
-    zl_blas blas
-    const void *a
-    const void *b
-    void *c
-    int64_t n
-    int64_t k
-    bint f32
-
-
-cdef int _matmul_rows(void *vctx, int64_t begin, int64_t end) noexcept nogil:
-    # Rows [begin, end) of C = A @ B: one GEMM of (end - begin) x n x k. BLAS
-    # status codes are negative; a chunk reports failures as positive numbers.
-    cdef _MatmulCtx *c = <_MatmulCtx *>vctx
-    cdef int rc
-    if c.f32:
-        rc = c.blas.vtable.sgemm(c.blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
-                                 end - begin, c.n, c.k, 1.0, <const float *>c.a + begin * c.k, c.k,
-                                 <const float *>c.b, c.n, 0.0, <float *>c.c + begin * c.n, c.n)
-    else:
-        rc = c.blas.vtable.dgemm(c.blas.ctx, ZL_ROW_MAJOR, ZL_NO_TRANS, ZL_NO_TRANS,
-                                 end - begin, c.n, c.k, 1.0, <const double *>c.a + begin * c.k, c.k,
-                                 <const double *>c.b, c.n, 0.0, <double *>c.c + begin * c.n, c.n)
-    return -rc
-
-
-@contextlib.contextmanager
-def _one_blas_thread(backend):
-    """Pin the threads of the BLAS behind scipy to one, and restore them after.
-
-    Only the scipy backend has threads of its own (generic gets a one-thread
-    context, naive has none). threadpoolctl's controllers of that library are
-    looked up once (a threadpool_limits() context would scan every loaded library
-    on each call: milliseconds)."""
-    if backend != "scipy":
-        yield
-        return
-    from .blas_integration import _scipy_blas_libraries
-
-    libs = _scipy_blas_libraries()
-    saved = [lib.num_threads for lib in libs]
-    for lib in libs:
-        lib.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for lib, n in zip(libs, saved):
-            lib.set_num_threads(n)
-
-
 def _matrix(x, name):
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
@@ -1242,8 +784,8 @@ class ParallelOps:
         out = _out_array(out, x.shape, x.dtype)
         if x.size == 0:
             return out
-        ctx.x = <const void *><size_t>rows.ctypes.data
-        ctx.out = <void *><size_t>out.ctypes.data
+        ctx.x = <const void *><uintptr_t>array_data(rows)
+        ctx.out = <void *><uintptr_t>array_data(out)
         ctx.weight = NULL
         ctx.cols = rows.shape[1]
         ctx.eps = 0.0
@@ -1254,13 +796,9 @@ class ParallelOps:
     def matmul(self, a, b, out=None, blas=None, grain=None):
         """``a @ b`` by blocks of ``grain`` rows of ``a``, each block one GEMM
         through the BLAS vtable (``zigllama.get_blas(blas)``). The BLAS's own
-        threads are pinned to one meanwhile (threadpoolctl for scipy's BLAS, a
-        one-thread context for the generic backend): the pool is the only
-        parallel layer, nothing nests."""
-        from .blas_integration import get_blas
-
-        cdef _MatmulCtx ctx
-        cdef BlasInterface iface = get_blas(blas)
+        threads are pinned to one meanwhile (scipy's BLAS through its thread
+        setting, a one-thread context for the generic backend): the pool is the
+        only parallel layer, nothing nests."""
         a = _matrix(a, "a")
         b = _matrix(b, "b")
         if a.dtype != b.dtype:
@@ -1279,23 +817,17 @@ class ParallelOps:
             # About two blocks per thread: big enough for the GEMM to run at full
             # speed, small enough for stealing to even out the threads.
             grain = max(8, -(-m // (2 * self.pool.num_threads)))
-        ctx.blas = single_threaded(iface.c)
-        ctx.a = <const void *><size_t>a.ctypes.data
-        ctx.b = <const void *><size_t>b.ctypes.data
-        ctx.c = <void *><size_t>out.ctypes.data
-        ctx.n = n
-        ctx.k = k
-        ctx.f32 = a.dtype == np.float32
+        # The backend comes from the tensor module's registry (this module does
+        # not import the BLAS module): a RangeTask of row-block GEMMs.
+        cdef RangeTask task = matmul_backend(blas).gemm_rows(a, b, out)
         cdef zl_pool *p = pool_ptr(self.pool)
         cdef int status = 0
         cdef int64_t rows = m
         cdef int64_t g = self._grain(grain)
-        with _one_blas_thread(iface.name):
+        with task:
             with nogil:
-                status = parallel_for(p, rows, g, _matmul_rows, &ctx)
-        if status != 0:
-            raise BlasError(f"the {iface.name} BLAS refused a {m}x{k} @ {k}x{n} block "
-                            f"(status {-status}: {'out of memory' if -status == ZL_BLAS_ENOMEM else 'invalid argument or size'})")
+                status = parallel_for(p, rows, g, task.fn, task.ctx)
+        (<object>task).raise_status(status)
         return out
 
     def rmsnorm(self, x, weight=None, eps=1e-6, out=None, grain=None):
@@ -1315,11 +847,11 @@ class ParallelOps:
         out = _out_array(out, x.shape, x.dtype)
         if x.size == 0:
             return out
-        ctx.x = <const void *><size_t>rows.ctypes.data
-        ctx.out = <void *><size_t>out.ctypes.data
+        ctx.x = <const void *><uintptr_t>array_data(rows)
+        ctx.out = <void *><uintptr_t>array_data(out)
         ctx.weight = NULL
         if weight is not None:
-            ctx.weight = <const void *><size_t>weight.ctypes.data
+            ctx.weight = <const void *><uintptr_t>array_data(weight)
         ctx.cols = rows.shape[1]
         ctx.eps = eps
         _run_rows(pool_ptr(self.pool), rows.shape[0], self._grain(grain),
@@ -1328,64 +860,11 @@ class ParallelOps:
 
 
 # --------------------------------------------------------------------------
-# Probes for the tests and benchmarks (not public API)
+# Probes for the tests and benchmarks (not public API). The tests' own probes of
+# parallel_for and submit live in a test-only extension (tests/pool_probes.pyx)
+# that uses the public .pxd; the one below needs a task's cancel callback, which
+# that API does not take.
 # --------------------------------------------------------------------------
-
-def _probe_parallel_for(pool, int64_t n, int64_t grain=1, int64_t fail_at=-1, int fail_status=7):
-    """Run a counting chunk over [0, n); returns (status, hits per row, chunks run)."""
-    cdef zl_pool *p = pool_ptr(pool)
-    cdef zl_probe_ctx ctx
-    cdef int status
-    hits = np.zeros(max(n, 1), dtype=np.uint8)
-    cdef uint8_t[::1] h = hits
-    memset(&ctx, 0, sizeof(ctx))
-    ctx.hits = <void *>&h[0]
-    ctx.fail_at = fail_at
-    ctx.fail_status = fail_status
-    with nogil:
-        status = zl_parallel_for(p, n, grain, zl_probe_count_rows, &ctx)
-    return status, hits[:n], ctx.calls
-
-
-def _probe_nested(pool, int64_t outer, int64_t inner):
-    """parallel_for over outer rows, each running a parallel_for over inner rows."""
-    cdef zl_pool *p = pool_ptr(pool)
-    cdef zl_probe_ctx ctx, template
-    cdef int status
-    hits = np.zeros(max(outer * inner, 1), dtype=np.uint8)
-    cdef uint8_t[::1] h = hits
-    memset(&ctx, 0, sizeof(ctx))
-    memset(&template, 0, sizeof(template))
-    template.fail_at = -1
-    ctx.hits = <void *>&h[0]
-    ctx.fail_at = -1
-    ctx.pool = p
-    ctx.inner_n = inner
-    ctx.inner_template = &template
-    with nogil:
-        status = zl_parallel_for(p, outer, 1, zl_probe_nested_rows, &ctx)
-    return status, hits[:outer * inner]
-
-
-def _probe_submit_count(pool, int64_t ntasks):
-    """Submit ntasks C tasks in one group and wait; returns (status, times run)."""
-    cdef zl_pool *p = pool_ptr(pool)
-    cdef zl_task_group g
-    cdef int64_t counter = 0
-    cdef int64_t i
-    cdef int rc = 0
-    zl_task_group_init(&g)
-    with nogil:
-        for i in range(ntasks):
-            rc = zl_pool_submit(p, &g, zl_probe_count_task, NULL, &counter)
-            if rc != 0:
-                break
-        if rc == 0:
-            rc = zl_task_group_wait(p, &g)
-        else:
-            zl_task_group_wait(p, &g)
-    return rc, counter
-
 
 def _probe_shutdown_busy(int num_threads, int64_t ntasks, long sleep_ns, bint cancel):
     """Fill a pool with sleeping tasks and shut it down at once; returns (done, cancelled)."""

@@ -44,7 +44,7 @@ class _Progress:
 
 def run(args):
     from .._config import resolve_threads
-    from .._core.gguf_format import GGUFModelLoader
+    from .._core.gguf_model_loader import GGUFModelLoader
 
     threads = resolve_threads(args.threads)
     loaded = []

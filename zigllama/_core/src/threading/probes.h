@@ -1,4 +1,5 @@
-/* Test and benchmark probes (see probes.c). */
+/* Benchmark probes and the pool-shutdown probe (see probes.c); the tests' other
+ * probes are a test-only extension (tests/pool_probes.pyx). */
 #ifndef ZIGLLAMA_THREADING_PROBES_H
 #define ZIGLLAMA_THREADING_PROBES_H
 
@@ -7,28 +8,15 @@
 
 #include "zigllama/zl_threading.h"
 
-typedef struct zl_probe_ctx {
-    _Atomic uint8_t *hits;      /* one counter per row */
-    _Atomic int64_t calls;      /* chunks run */
-    int64_t fail_at;            /* row whose chunk fails (-1: none) */
-    int fail_status;
-    zl_pool *pool;              /* nested: the pool for the inner loops */
-    int64_t inner_n;
-    struct zl_probe_ctx *inner_template;
-} zl_probe_ctx;
-
 typedef struct zl_probe_sleep {
     long ns;
     _Atomic int64_t done;
     _Atomic int64_t cancelled;
 } zl_probe_sleep;
 
-int zl_probe_count_rows(void *ctx, int64_t begin, int64_t end);
-int zl_probe_nested_rows(void *ctx, int64_t begin, int64_t end);
 int zl_probe_empty_rows(void *ctx, int64_t begin, int64_t end);
 int zl_probe_spin_rows(void *ctx, int64_t begin, int64_t end);
 int zl_probe_empty_task(void *ctx);
-int zl_probe_count_task(void *ctx);
 int zl_probe_sleep_task(void *ctx);
 void zl_probe_sleep_cancel(void *ctx);
 int64_t zl_probe_now_ns(void);

@@ -35,8 +35,10 @@ changes that). On two cores that spinner holds one core through every call that
 follows numpy.matmul in the mixed loop, whoever makes it. The script measures
 the spin (CPU time the process burns while it sleeps right after a numpy.matmul)
 and, with --spin-control, runs the multi-thread mixed loop again in a child
-process started with OPENBLAS_THREAD_TIMEOUT=4, where numpy's team sleeps as soon
-as its work ends: what is left there is what the other runtimes answer for.
+process started with OPENBLAS_THREAD_TIMEOUT=4 (what `import zigllama` sets
+when it comes before numpy; this script imports numpy first, as most programs do),
+where numpy's team sleeps as soon as its work ends: what is left there is what
+the other runtimes answer for.
 """
 import json
 import argparse

@@ -238,7 +238,7 @@ def print_table(res, threads, worst, title):
 def spin_control(threads, args):
     """The mixed loop again in a child whose numpy OpenBLAS team does not spin."""
     cmd = [sys.executable, os.path.abspath(__file__), "--threads", str(threads), "--repeats", str(args.repeats),
-           "--json"] + (["--quick"] if args.quick else [])
+           "--json"] + (["--quick"] if args.quick else []) + (["--noisy"] if args.noisy else [])
     env = dict(os.environ, OPENBLAS_THREAD_TIMEOUT="4")
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     data = json.loads(out)
@@ -258,7 +258,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     thread_counts = [int(t) for t in args.threads.split(",")]
     if args.json:
-        res = measure(thread_counts[0], args.quick, args.repeats, False)
+        res = measure(thread_counts[0], args.quick, args.repeats, args.noisy)
         with threadpoolctl.threadpool_limits(thread_counts[0]):
             spin = numpy_team_spin()
         print(json.dumps({"results": [[n, name, v] for (n, name), v in res.items()], "spin_ms": spin}))

@@ -27,7 +27,20 @@ the same loop while the neighbour runs ("busy core").
 Thread counts are set for everyone at once: threadpoolctl's threadpool_limits(t)
 (numpy's and scipy's BLAS, and zigllama through its registered controllers)
 plus zigllama.set_num_threads(t). Medians of per-call times over all rounds.
+
+numpy's own OpenBLAS team keeps spinning after each of its parallel calls
+(OpenBLAS's worker threads busy-wait for 2**28 cycles, about 0.1 s, before they
+sleep; only the OPENBLAS_THREAD_TIMEOUT variable, read when the library loads,
+changes that). On two cores that spinner holds one core through every call that
+follows numpy.matmul in the mixed loop, whoever makes it. The script measures
+the spin (CPU time the process burns while it sleeps right after a numpy.matmul)
+and, with --spin-control, runs the multi-thread mixed loop again in a child
+process started with OPENBLAS_THREAD_TIMEOUT=4 (what `import zigllama` sets
+when it comes before numpy; this script imports numpy first, as most programs do),
+where numpy's team sleeps as soon as its work ends: what is left there is what
+the other runtimes answer for.
 """
+import json
 import argparse
 import os
 import statistics
@@ -180,45 +193,99 @@ def busy_core_ratio(seconds=0.3):
     return loud / quiet
 
 
+def numpy_team_spin(n=256, nap=0.2, repeats=5):
+    """CPU time (ms) this process burns in `nap` seconds of sleep right after a
+    numpy.matmul on the threads threadpoolctl allows: numpy's OpenBLAS workers
+    spinning, as no thread of the caller runs meanwhile."""
+    a = np.ones((n, n), np.float32)
+    burnt = []
+    for _ in range(repeats):
+        np.matmul(a, a)
+        t0 = time.process_time()
+        time.sleep(nap)
+        burnt.append((time.process_time() - t0) * 1e3)
+    return statistics.median(burnt)
+
+
 def fmt_us(s):
     return f"{s * 1e6:,.0f}" if s >= 1e-4 else f"{s * 1e6:.1f}"
+
+
+def print_table(res, threads, worst, title):
+    noisy = any(loud is not None for (_, _, _, loud) in res.values())
+    head = ("| n | call | own loop (us) | control (us) | mixed loop (us) | mixed / own "
+            "| control / own | mixed / control |")
+    rule = "|---:|---|---:|---:|---:|---:|---:|---:|"
+    if noisy:
+        head += " noisy neighbour (us) | noisy / own |"
+        rule += "---:|---:|"
+    print(f"### {title}\n")
+    print(head)
+    print(rule)
+    for (n, name), (own, cold, mixed, loud) in res.items():
+        row = (f"| {n} | {name} | {fmt_us(own)} | {fmt_us(cold)} | {fmt_us(mixed)} | {mixed / own:.2f}x "
+               f"| {cold / own:.2f}x | {mixed / cold:.2f}x |")
+        for kind, ratio in (("mixed", mixed / own), ("control", cold / own),
+                            ("mixed against the control", mixed / cold)):
+            worst[(kind, threads)] = max(worst.get((kind, threads), 0), ratio)
+        if loud is not None:
+            row += f" {fmt_us(loud)} | {loud / own:.2f}x |"
+            worst[("noisy", threads)] = max(worst.get(("noisy", threads), 0), loud / own)
+        print(row)
+    print()
+
+
+def spin_control(threads, args):
+    """The mixed loop again in a child whose numpy OpenBLAS team does not spin."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--threads", str(threads), "--repeats", str(args.repeats),
+           "--json"] + (["--quick"] if args.quick else []) + (["--noisy"] if args.noisy else [])
+    env = dict(os.environ, OPENBLAS_THREAD_TIMEOUT="4")
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    data = json.loads(out)
+    res = {(n, name): tuple(v) for n, name, v in data["results"]}
+    return res, data["spin_ms"]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--noisy", action="store_true", help="also run the mixed loop beside a busy process")
+    p.add_argument("--spin-control", action="store_true",
+                   help="also run the multi-thread mixed loop with numpy's OpenBLAS team not spinning")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     p.add_argument("--repeats", type=int, default=3, help="own/mixed alternations per size")
+    p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # the spin control's child
     args = p.parse_args(argv)
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    if args.json:
+        res = measure(thread_counts[0], args.quick, args.repeats, args.noisy)
+        with threadpoolctl.threadpool_limits(thread_counts[0]):
+            spin = numpy_team_spin()
+        print(json.dumps({"results": [[n, name, v] for (n, name), v in res.items()], "spin_ms": spin}))
+        return 0
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"Load average at start: {load}. Goals: mixed/own <= 1.25x; noisy/own <= 2.5x.\n")
     ceiling = busy_core_ratio() if args.noisy else None
     worst = {}
-    for threads in [int(t) for t in args.threads.split(",")]:
+    spins = []
+    for threads in thread_counts:
         res = measure(threads, args.quick, args.repeats, args.noisy)
-        head = ("| n | call | own loop (us) | control (us) | mixed loop (us) | mixed / own "
-                "| control / own | mixed / control |")
-        rule = "|---:|---|---:|---:|---:|---:|---:|---:|"
-        if args.noisy:
-            head += " noisy neighbour (us) | noisy / own |"
-            rule += "---:|---:|"
-        print(f"### {threads} thread{'s' if threads > 1 else ''}\n")
-        print(head)
-        print(rule)
-        for (n, name), (own, cold, mixed, loud) in res.items():
-            row = (f"| {n} | {name} | {fmt_us(own)} | {fmt_us(cold)} | {fmt_us(mixed)} | {mixed / own:.2f}x "
-                   f"| {cold / own:.2f}x | {mixed / cold:.2f}x |")
-            for kind, ratio in (("mixed", mixed / own), ("control", cold / own),
-                                ("mixed against the control", mixed / cold)):
-                worst[(kind, threads)] = max(worst.get((kind, threads), 0), ratio)
-            if loud is not None:
-                row += f" {fmt_us(loud)} | {loud / own:.2f}x |"
-                worst[("noisy", threads)] = max(worst.get(("noisy", threads), 0), loud / own)
-            print(row)
-        print()
+        print_table(res, threads, worst, f"{threads} thread{'s' if threads > 1 else ''}")
+        if args.spin_control and threads > 1:
+            with threadpoolctl.threadpool_limits(threads):
+                spins.append((threads, numpy_team_spin(), None))
+            calm, calm_spin = spin_control(threads, args)
+            spins[-1] = (threads, spins[-1][1], calm_spin)
+            calm_worst = {}
+            print_table(calm, threads, calm_worst,
+                        f"{threads} threads, numpy's OpenBLAS team not spinning (OPENBLAS_THREAD_TIMEOUT=4)")
+            for (kind, t), r in calm_worst.items():
+                worst[(kind + " with numpy's team not spinning", t)] = r
     print("Worst ratios: " + ", ".join(f"{kind} on {t} thread{'s' if t > 1 else ''} {r:.2f}x"
                                        for (kind, t), r in worst.items()))
+    for threads, spin, calm_spin in spins:
+        print(f"numpy's OpenBLAS team on {threads} threads burns {spin:.0f} ms of CPU in the 0.2 s after a "
+              f"256 x 256 numpy.matmul (the caller asleep); {calm_spin:.0f} ms with OPENBLAS_THREAD_TIMEOUT=4.")
     if ceiling is not None:
         print(f"Busy core: a single-threaded Python loop runs {ceiling:.2f}x slower beside the neighbour "
               "(the machine's own cost of the noisy case).")

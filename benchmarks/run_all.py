@@ -50,9 +50,11 @@ BENCHMARKS = [
      "GFLOPS of each backend against numpy.matmul; the generic backend also on each narrower SIMD path"),
     ("Thread pool", "bench_threading.py", [], ["--quick"],
      "parallel_for dispatch and submit cost against ThreadPoolExecutor and OpenMP; parallel speed-ups"),
-    ("Threads that cooperate (mixed loop)", "bench_mixed.py", ["--noisy"], ["--quick", "--noisy", "--repeats", "1"],
+    ("Threads that cooperate (mixed loop)", "bench_mixed.py", ["--noisy", "--spin-control"],
+     ["--quick", "--noisy", "--spin-control", "--repeats", "1"],
      "numpy.matmul, the scipy and generic GEMMs, dequantize and softmax called in turn in one process against "
-     "each in a loop of its own, with a cache-eviction control, and beside a process that keeps one core busy"),
+     "each in a loop of its own, with a cache-eviction control, beside a process that keeps one core busy, and "
+     "with numpy's OpenBLAS team not spinning"),
     ("A whole model", "bench_model.py", [], ["--repeat", "1", "--gen", "16"],
      "pp128 and tg32 tokens per second and peak RSS on a Gemma-3-270M-shaped Q4_K_M model against llama.cpp "
      "(llama-cpp-python, from the Python named by ZIGLLAMA_LLAMA_CPP_PYTHON), 1 and 2 threads"),

@@ -156,6 +156,20 @@ RULES = textwrap.dedent("""
         tensor_pin(t)
 
 
+    def matmul_pinned(Tensor a, Tensor b, Tensor out):
+        # The documented way: pin the operands, then the nogil product.
+        cdef int status
+        tensor_pin(a)
+        tensor_pin(b)
+        tensor_pin(out)
+        with nogil:
+            status = tensor_matmul_status(&a.view, &b.view, &out.view)
+        tensor_unpin(out)
+        tensor_unpin(b)
+        tensor_unpin(a)
+        return status
+
+
     def alloc_and_free(Allocator a, size_t n):
         cdef void *p
         with nogil:
@@ -406,6 +420,30 @@ def test_qgemm_slot_works_without_importing_qmatmul(rules):
     result = subprocess.run([sys.executable, "-c", code], cwd=build, env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_a_pinned_nogil_matmul_takes_the_package_backend_in_a_fresh_process(rules):
+    # A Cython caller's first product in a fresh interpreter, before any Python-level
+    # product: the pin wires the package, so the bits are the default backend's
+    # (those of Tensor.matmul), not the plain loops' that stand in before the wiring.
+    _, build, env = rules
+    code = textwrap.dedent("""
+        import numpy as np, zigllama, zl_rules
+        rng = np.random.default_rng(5)
+        a = rng.standard_normal((96, 200), dtype=np.float32)
+        b = rng.standard_normal((200, 80), dtype=np.float32)
+        ta, tb = zigllama.Tensor.from_numpy(a), zigllama.Tensor.from_numpy(b)
+        out = zigllama.Tensor.zeros((96, 80), dtype=np.float32)
+        assert zl_rules.matmul_pinned(ta, tb, out) == 0
+        expected = np.asarray(zigllama.get_blas().gemm(a, b))
+        loops = np.asarray(zigllama.get_blas("naive").gemm(a, b))
+        assert not np.array_equal(loops, expected), "the shapes must tell the backends apart"
+        assert np.asarray(out).tobytes() == expected.tobytes()
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=build, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout[-500:] + result.stderr[-2000:]
 
 
 def test_tensor_matmul_takes_no_gil_in_pool_tasks(rules):

@@ -307,3 +307,32 @@ def test_openmp_wait_policy(given, expected):
     code = "import os, zigllama; print(os.environ['OMP_WAIT_POLICY'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == expected, out.stderr
+
+
+# -- OpenBLAS's idle workers sleep at once when zigllama is imported before numpy --
+
+OPENBLAS_TIMEOUT = """
+import ctypes, zigllama, numpy, threadpoolctl
+seen = []
+for lib in threadpoolctl.threadpool_info():
+    if lib["internal_api"] == "openblas":
+        timeout = ctypes.CDLL(lib["filepath"]).openblas_thread_timeout
+        timeout.restype = ctypes.c_int
+        seen.append(timeout())
+print(seen)
+"""
+
+
+@pytest.mark.parametrize("given, expected", [(None, 4), ("12", 12)])
+def test_openblas_thread_timeout(given, expected):
+    # numpy's OpenBLAS reads the variable when it loads, after `import zigllama` here;
+    # its own getter reports what it read (0: unset, the 2**28-cycle spin).
+    if not any(lib["internal_api"] == "openblas" for lib in threadpoolctl.threadpool_info()):
+        pytest.skip("numpy's BLAS here is not OpenBLAS")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if given:
+        env["OPENBLAS_THREAD_TIMEOUT"] = given
+    out = subprocess.run([sys.executable, "-c", OPENBLAS_TIMEOUT], env=env, capture_output=True, text=True,
+                         timeout=120)
+    seen = eval(out.stdout.strip() or "None")
+    assert seen and all(t == expected for t in seen), (out.stdout, out.stderr)

@@ -19,6 +19,12 @@ import os as _os
 # extensions that uses it is loaded (on first use of a name below), so it is set
 # at import, before any of them.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The same for OpenBLAS (numpy's and scipy's): its workers busy-wait about 0.1 s
+# after each parallel call (2**28 cycles) unless OPENBLAS_THREAD_TIMEOUT says
+# otherwise, holding a core through whatever runs next; 4 (2**4 cycles) lets them
+# sleep at once. OpenBLAS reads it when it loads: it holds when zigllama is
+# imported before numpy (a process that loaded numpy first keeps the spin).
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from . import errors
 from .errors import *  # noqa: F401,F403  (the error family is public API)

@@ -106,6 +106,8 @@ cdef Tensor tensor_zeros(int ndim, const ptrdiff_t *shape, int dtype, Allocator 
 # Pin before nogil work: check_alive(), then the tensor's allocator counts the pin
 # as it counts a buffer view, so an arena reset (or close) raises BufferInUse until
 # tensor_unpin. With the GIL; every successful tensor_pin needs one tensor_unpin.
+# The first pin also wires the package (ensure_wired), so tensor_matmul after a pin
+# takes the package's BLAS backend.
 cdef int tensor_pin(Tensor t) except -1
 cdef void tensor_unpin(Tensor t) noexcept
 
@@ -152,9 +154,9 @@ cdef void set_matmul_impl(matmul_impl_t impl) noexcept
 ctypedef int (*matmul_prepare_t)(const zl_tensor_view *a, const zl_tensor_view *b,
                                  const zl_tensor_view *out) except -1
 cdef void set_matmul_prepare(matmul_prepare_t prepare) noexcept
-# With the GIL: run the package's wiring unless done. Tensor.matmul does; a Cython
-# caller of tensor_matmul calls it once before its nogil products (before the
-# wiring, tensor_matmul runs the plain loops).
+# With the GIL: run the package's wiring unless done. Tensor.matmul and tensor_pin
+# do; a caller of tensor_matmul on views it did not pin calls it once before its
+# nogil products (before the wiring, tensor_matmul runs the plain loops).
 cdef int ensure_wired() except -1
 
 # Work split in chunks: fn over [begin, end) of [0, n), 0 or the first non-zero

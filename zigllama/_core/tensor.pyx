@@ -952,11 +952,19 @@ cdef Tensor tensor_zeros(int ndim, const ptrdiff_t *shape, int dtype, Allocator 
     return t
 
 
-cdef int tensor_pin(Tensor t) except -1:
+cdef int pin_memory(Tensor t) except -1:
     t.check_alive()
     if t.allocator is not None:
         t.allocator.acquire_export(t.generation)
     return 0
+
+
+cdef int tensor_pin(Tensor t) except -1:
+    # The public pin also wires the package (once: the first pin imports the
+    # backends), so a nogil tensor_matmul after a pin always takes the package's
+    # backend, never the plain loops that stand in before the wiring.
+    ensure_wired()
+    return pin_memory(t)
 
 
 cdef void tensor_unpin(Tensor t) noexcept:
@@ -967,14 +975,15 @@ cdef void tensor_unpin(Tensor t) noexcept:
 cdef int pin_operands(Tensor a, Tensor b, Tensor c) except -1:
     """tensor_pin of a, b and c (b, c may be None) for a method's nogil work: another
     thread's arena reset then raises BufferInUse instead of freeing the memory under
-    the kernel. All or none: a failed pin undoes the others."""
-    tensor_pin(a)
+    the kernel. All or none: a failed pin undoes the others. (The methods' own
+    pins leave the wiring to the methods that need a backend.)"""
+    pin_memory(a)
     try:
         if b is not None:
-            tensor_pin(b)
+            pin_memory(b)
         try:
             if c is not None:
-                tensor_pin(c)
+                pin_memory(c)
         except BaseException:
             if b is not None:
                 tensor_unpin(b)

@@ -125,6 +125,20 @@ def extensions():
                 extra_link_args=omp_link + san_link,
             )
         )
+    # The model runner's kernels: a user of the layer, outside _core (it cimports the
+    # public zigllama/*.pxd names and includes the shipped headers).
+    model_src = os.path.join("zigllama", "src", "model_kernels")
+    exts.append(
+        Extension(
+            "zigllama._model_kernels",
+            sources=[os.path.join("zigllama", "_model_kernels.pyx")] + sorted(glob(os.path.join(model_src, "*.c"))),
+            depends=sorted(glob(os.path.join(INCLUDE, "zigllama", "*.h")) + glob(os.path.join(model_src, "*.h"))),
+            include_dirs=[INCLUDE, model_src, numpy.get_include()],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+            extra_compile_args=BASE_CFLAGS + san_compile,
+            extra_link_args=san_link,
+        )
+    )
     return cythonize(
         exts,
         compiler_directives=COMPILER_DIRECTIVES,

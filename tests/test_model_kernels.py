@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zigllama._core import _model_kernels as K
+from zigllama import _model_kernels as K
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -69,7 +69,7 @@ _PATH_CHECK = """
 import numpy as np, sys
 sys.path.insert(0, {tests!r})
 from test_model_kernels import check_vector_kernels
-from zigllama._core import _model_kernels as K
+from zigllama import _model_kernels as K
 check_vector_kernels()
 print(K.kernels_path())
 """

@@ -5,7 +5,7 @@ The model is a *user* of the layer below: the file is memory-mapped and parsed b
 through ``zigllama.qgemm`` when this build has it (else a chunk of rows is
 dequantized into a small reused buffer and multiplied by the BLAS vtable), and the
 small row-wise steps (RMSNorm, RoPE, masked softmax, the GLU gate) are nogil
-kernels of ``zigllama._core._model_kernels``.
+kernels of ``zigllama._model_kernels``.
 
 Architectures: llama (llama-2/3, mistral shapes), mistral, qwen2 (q/k/v biases),
 gemma, gemma2 (post-norms, attention and final logit soft-capping, alternating
@@ -299,7 +299,7 @@ class Model:
         mats = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
         if any(getattr(L, m).quantized is None for L in self.layers for m in mats):
             return None
-        from ._core._model_kernels import LayerStack
+        from ._model_kernels import LayerStack
 
         layers = []
         for il, L in enumerate(self.layers):
@@ -410,7 +410,7 @@ class Model:
             _config._override = saved
 
     def _forward_stack(self, toks, start_pos, all_logits, timings, out):
-        from ._core import _model_kernels as K
+        from . import _model_kernels as K
 
         hp = self.hparams
         clock = _StageClock(timings)
@@ -447,7 +447,7 @@ class Model:
         return out if out is not None else logits[0]
 
     def _forward(self, toks, start_pos, all_logits, timings):
-        from ._core import _model_kernels as K
+        from . import _model_kernels as K
 
         hp, th = self.hparams, self.threads
         clock = _StageClock(timings)

@@ -5,8 +5,12 @@ and the nogil runner that strings a model's layers together.
 residual add), rotary position embedding (normal and neox pairing) from
 precomputed cos/sin tables, the masked (causal, optionally sliding-window),
 scaled, optionally soft-capped softmax of attention scores, and the SwiGLU/GeGLU
-gate. Their bodies are C (``src/_model_kernels/``) with AVX-512, AVX2 and
+gate. Their bodies are C (``src/model_kernels/``) with AVX-512, AVX2 and
 portable paths chosen at run time.
+
+It sits outside ``zigllama._core`` as a user of the layer: it cimports the public
+``zigllama/*.pxd`` names and includes the shipped headers, as any outside
+extension would.
 
 ``LayerStack`` runs every block of a model whose matrices are all QuantizedTensor
 views: one call per forward pass, without the GIL, calling ``qgemm_on`` through the
@@ -16,18 +20,17 @@ that generating a token costs no Python work per layer.
 from libc.stdint cimport int64_t, uintptr_t
 from libc.string cimport memcpy
 
-from .blas_integration cimport (
+from zigllama.blas_integration cimport (
     BlasInterface, ZL_BLAS_ENOMEM, ZL_BLAS_OK, ZL_NO_TRANS, ZL_ROW_MAJOR, ZL_TRANS, single_threaded, zl_blas,
     zl_blas_int, zl_qtensor,
 )
-from .qmatmul cimport QuantizedTensor, ZL_QGEMM_EXACT, ZL_QGEMM_FAST, qgemm_on
-from .threading cimport parallel_for_status, pool_ptr, pool_threads, zl_pool
+from zigllama.qmatmul cimport QuantizedTensor, ZL_QGEMM_EXACT, ZL_QGEMM_FAST, qgemm_on
+from zigllama.threading cimport parallel_for_status, pool_ptr, pool_threads, zl_pool
 
 import numpy as np
 
-from ..errors import ModelError, OutOfMemory
-from .blas_integration import get_blas
-from .threading import default_pool
+from zigllama import default_pool, get_blas
+from zigllama.errors import ModelError, OutOfMemory
 
 
 cdef extern from "zl_model_kernels.h" nogil:

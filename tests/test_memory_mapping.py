@@ -548,7 +548,7 @@ LOW_MEMLOCK_SCRIPT = textwrap.dedent(
     """
     import os, resource, sys
     import zigllama as zl
-    zl.MemoryMap, zl.MappingOptimizer  # names load on first use: before dropping root
+    zl.MemoryMap, zl.MappingOptimizer, zl.ModelFileMapper  # names load on first use: before dropping root
     resource.setrlimit(resource.RLIMIT_MEMLOCK, (65536, 65536))
     if os.geteuid() == 0:
         os.setgid(65534)

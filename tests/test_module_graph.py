@@ -52,7 +52,10 @@ ALLOWED = {
     "gguf_format": {"tensor", "memory_mapping", "gguf_value_types"},
     "gguf_value_types": set(),   # shared with the writer (zigllama/gguf_writer.py)
     "gguf_model_loader": {"gguf_format"},
-    "quantization": {"tensor", "memory_mapping", "threading", "platform", "cpu_topology"},
+    "quantization": {"tensor", "memory_mapping", "threading", "platform", "cpu_topology",
+                     "quantization_arguments"},
+    # quantization's pure Python: the checks of its entry points, on tensor
+    "quantization_arguments": {"tensor"},
     "qmatmul": {"blas_integration", "threading", "quantization"},
     PACKAGE: None,  # the wiring: anything
 }

@@ -23,6 +23,7 @@ from .._config import resolve_threads
 from .threading import default_pool
 from ..errors import GGUFFileChanged, MappingError, QuantizationError
 from .memory_mapping cimport fault_guarded_call, fault_touch
+from .quantization_arguments import as_byte_buffer, as_imatrix, as_shape, check_out
 from .tensor import Tensor
 
 cdef extern from "zigllama/zl_quants.h" nogil:
@@ -330,54 +331,6 @@ def simd_path():
     return zl_simd_name().decode("ascii")
 
 
-def _as_byte_buffer(raw):
-    """A zero-copy uint8 view of any C-contiguous bytes-like object or array."""
-    if isinstance(raw, np.ndarray):
-        if not raw.flags.c_contiguous:
-            raise QuantizationError("raw data must be C-contiguous")
-        if raw.dtype.hasobject:
-            raise QuantizationError(f"raw data must be bytes, not an array of {raw.dtype}")
-        return raw.reshape(-1).view(np.uint8)
-    try:
-        return np.frombuffer(raw, dtype=np.uint8)
-    except (TypeError, ValueError, BufferError) as e:
-        raise QuantizationError(f"raw data must be a C-contiguous bytes-like object: {e}") from None
-
-
-def _as_shape(shape):
-    try:
-        dims = (operator.index(shape),)
-    except TypeError:
-        try:
-            dims = tuple(operator.index(d) for d in shape)
-        except TypeError:
-            raise QuantizationError(f"shape must be a tuple of ints, got {shape!r}") from None
-    if not dims:
-        raise QuantizationError("shape must have at least one dimension")
-    if any(d < 0 for d in dims):
-        raise QuantizationError(f"shape {dims} has a negative dimension")
-    return dims
-
-
-def _check_out(out, dims, n):
-    """The float32 numpy view of a suitable ``out`` (an ndarray or a Tensor)."""
-    if isinstance(out, Tensor):
-        if not out.valid:
-            raise QuantizationError("out is a tensor whose memory is gone")
-        out = np.asarray(out)
-    if not isinstance(out, np.ndarray):
-        raise QuantizationError(f"out must be a numpy array or a Tensor, got {type(out).__name__}")
-    if out.dtype != np.float32:
-        raise QuantizationError(f"out must have dtype float32, got {out.dtype}")
-    if not out.flags.c_contiguous:
-        raise QuantizationError("out must be C-contiguous")
-    if not out.flags.writeable:
-        raise QuantizationError("out is read-only")
-    if out.size != n:
-        raise QuantizationError(f"out has {out.size} elements, shape {dims} needs {n}")
-    return out
-
-
 def dequantize(raw, ggml_type, shape, out=None, threads=None):
     """Dequantize GGML data to float32.
 
@@ -398,8 +351,8 @@ def dequantize(raw, ggml_type, shape, out=None, threads=None):
     cdef int type_id = ggml_type_id(ggml_type)
     cdef int64_t block_size, type_size
     name, block_size, type_size, kernel = _TYPES[type_id]
-    dims = _as_shape(shape)
-    buf = _as_byte_buffer(raw)
+    dims = as_shape(shape)
+    buf = as_byte_buffer(raw)
     if not kernel:
         raise QuantizationError(f"no kernel for {name}")
     row = dims[len(dims) - 1]
@@ -421,7 +374,7 @@ def dequantize(raw, ggml_type, shape, out=None, threads=None):
         result = Tensor.empty(dims, "float32")
         target = np.asarray(result)
     else:
-        target = _check_out(out, dims, n)
+        target = check_out(out, dims, n)
         if np.may_share_memory(target, buf):
             raise QuantizationError("out overlaps the raw data")
         result = out
@@ -439,19 +392,6 @@ def dequantize(raw, ggml_type, shape, out=None, threads=None):
         status = dequantize_into_on(pool, type_id, &src[0], &dst[0], count, nthreads)
     check_quant_status(status, type_id, count)
     return result
-
-
-def _as_imatrix(imatrix, row, name):
-    """One float32 weight per column, C-contiguous, finite and non-negative."""
-    try:
-        w = np.ascontiguousarray(imatrix, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise QuantizationError(f"imatrix must be an array of floats: {e}") from None
-    if w.ndim != 1 or w.shape[0] != row:
-        raise QuantizationError(f"imatrix must hold one weight per column: {row}, got shape {w.shape}")
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise QuantizationError(f"imatrix weights for {name} must be finite and non-negative")
-    return w
 
 
 def quantize(array, ggml_type, threads=None, imatrix=None):
@@ -498,7 +438,7 @@ def quantize(array, ggml_type, threads=None, imatrix=None):
         if not q.takes_imatrix:
             raise QuantizationError(
                 f"{name} takes no importance matrix (types that do: {', '.join(IMATRIX_TYPES)})")
-        weights = _as_imatrix(imatrix, row, name)
+        weights = as_imatrix(imatrix, row, name)
     result = np.empty((*lead, row // block_size * type_size), dtype=np.uint8)
     cdef int nthreads = resolve_threads(threads)
     if a.size == 0:
@@ -557,7 +497,7 @@ def dequantize_tensor(source, name, out=None, threads=None):
         # a Tensor has no empty shape: an empty tensor loads as an empty numpy array
         if out is None:
             return np.empty(shape, np.float32)
-        _check_out(out, shape, 0)
+        check_out(out, shape, 0)
         return out
     if data.dtype.byteorder != ">":
         try:
@@ -579,5 +519,5 @@ def dequantize_tensor(source, name, out=None, threads=None):
     converted = converted.reshape(shape)
     if out is None:
         return Tensor.from_numpy(converted)
-    np.copyto(_check_out(out, shape, converted.size).reshape(shape), converted)
+    np.copyto(check_out(out, shape, converted.size).reshape(shape), converted)
     return out

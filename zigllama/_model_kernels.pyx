@@ -342,6 +342,16 @@ cdef inline double _now() noexcept nogil:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
+cdef inline double _lap(double *stage, int s, double t0, bint timed) noexcept nogil:
+    """In a timed pass, add the time since t0 to stage[s]; the start of the next stage."""
+    cdef double now
+    if not timed:
+        return t0
+    now = _now()
+    stage[s] += now - t0
+    return now
+
+
 cdef const float *_vec(object a, Py_ssize_t n, str what, list keep) except? NULL:
     if a is None:
         return NULL
@@ -525,21 +535,18 @@ cdef class LayerStack:
         cdef layer_c *nxt
         if self.n_layer == 0:
             return 0
-        if timed:
-            t0 = _now()
+        t0 = _now() if timed else 0.0
         # The first block's input norm; later ones come fused with the residual add.
         for s in range(seq):
             zl_rms_norm_row(x + s * E, self.layers[0].attn_norm, self.eps, h + s * E, E)
-        if timed:
-            self.stage[S_NORMS] += _now() - t0
+        _lap(self.stage, S_NORMS, t0, timed)
         for il in range(self.n_layer):
             L = &self.layers[il]
             nxt = &self.layers[il + 1] if il + 1 < self.n_layer else NULL
             if nxt == NULL:
                 r0 = last_skip
                 m = seq - r0
-            if timed:
-                t0 = _now()
+            t0 = _now() if timed else 0.0
             status = self._linear(&L.wq, m, h + r0 * E, E, q + r0 * HQ, HQ, pool, threads) if m else 0
             if status == 0:
                 status = self._linear(&L.wk, seq, h, E, k, HK, pool, threads)
@@ -547,9 +554,7 @@ cdef class LayerStack:
                 status = self._linear(&L.wv, seq, h, E, v, HK, pool, threads)
             if status != 0:
                 return status
-            if timed:
-                self.stage[S_QKV] += _now() - t0
-                t0 = _now()
+            t0 = _lap(self.stage, S_QKV, t0, timed)
             for s in range(seq):
                 if L.bq != NULL and s >= r0:
                     for i in range(HQ):
@@ -574,53 +579,38 @@ cdef class LayerStack:
                                      self.rope_dim, self.neox)
                     memcpy(L.k_cache + (g * self.n_ctx + start + s) * hd, k + s * HK + g * hd, hd * sizeof(float))
                     memcpy(L.v_cache + (g * self.n_ctx + start + s) * hd, v + s * HK + g * hd, hd * sizeof(float))
-            if timed:
-                self.stage[S_ROPE] += _now() - t0
-                t0 = _now()
+            t0 = _lap(self.stage, S_ROPE, t0, timed)
             if m == 0:
                 break   # the last block's keys and values are cached; no row is read
             status = self._attention(L, q, attn, r0, seq, start, pool)
             if status != 0:
                 return status
-            if timed:
-                self.stage[S_ATTN] += _now() - t0
-                t0 = _now()
+            t0 = _lap(self.stage, S_ATTN, t0, timed)
             status = self._linear(&L.wo, m, attn + r0 * HQ, HQ, o + r0 * E, E, pool, threads)
             if status != 0:
                 return status
-            if timed:
-                self.stage[S_OUT] += _now() - t0
-                t0 = _now()
+            t0 = _lap(self.stage, S_OUT, t0, timed)
             for s in range(r0, seq):
                 zl_residual_norm_row(x + s * E, o + s * E, L.post_attn_norm, L.ffn_norm, self.eps, h + s * E, E)
-            if timed:
-                self.stage[S_NORMS] += _now() - t0
-                t0 = _now()
+            t0 = _lap(self.stage, S_NORMS, t0, timed)
             status = self._linear(&L.wg, m, h + r0 * E, E, gate + r0 * F, F, pool, threads)
             if status == 0:
                 status = self._linear(&L.wu, m, h + r0 * E, E, up + r0 * F, F, pool, threads)
             if status != 0:
                 return status
-            if timed:
-                self.stage[S_GATE_UP] += _now() - t0
-                t0 = _now()
+            t0 = _lap(self.stage, S_GATE_UP, t0, timed)
             status = glu_on(pool, gate + r0 * F, up + r0 * F, m * F, self.gelu)
             if status != 0:
                 return status
-            if timed:
-                self.stage[S_GLU] += _now() - t0
-                t0 = _now()
+            t0 = _lap(self.stage, S_GLU, t0, timed)
             status = self._linear(&L.wd, m, gate + r0 * F, F, o + r0 * E, E, pool, threads)
             if status != 0:
                 return status
-            if timed:
-                self.stage[S_DOWN] += _now() - t0
-                t0 = _now()
+            t0 = _lap(self.stage, S_DOWN, t0, timed)
             for s in range(r0, seq):
                 zl_residual_norm_row(x + s * E, o + s * E, L.post_ffn_norm,
                                      nxt.attn_norm if nxt != NULL else NULL, self.eps, h + s * E, E)
-            if timed:
-                self.stage[S_NORMS] += _now() - t0
+            _lap(self.stage, S_NORMS, t0, timed)
         return 0
 
     cdef int _attention(self, layer_c *L, const float *q, float *attn, int64_t q0, int64_t seq, int64_t start,

@@ -74,22 +74,7 @@ static void *zl_blas_alloc(size_t size) {
 #define ZL_VMASKZ_LOADU _mm512_maskz_loadu_ps
 #include "kernel_avx512.h"
 #include "generic_impl.h"
-#undef ZL_T
-#undef ZL_X
-#undef ZL_PACK_B_MIN_TILE_ROWS
-#undef ZL_MR
-#undef ZL_NR
-#undef ZL_BLOCKING
-#undef ZL_V
-#undef ZL_W
-#undef ZL_MASK
-#undef ZL_VZERO
-#undef ZL_VLOADU
-#undef ZL_VSET1
-#undef ZL_VMUL
-#undef ZL_VFMADD
-#undef ZL_VMASK_STOREU
-#undef ZL_VMASKZ_LOADU
+#include "kernel_undef.h"
 
 #define ZL_T double
 #define ZL_X(name) d512_##name
@@ -109,22 +94,7 @@ static void *zl_blas_alloc(size_t size) {
 #define ZL_VMASKZ_LOADU _mm512_maskz_loadu_pd
 #include "kernel_avx512.h"
 #include "generic_impl.h"
-#undef ZL_T
-#undef ZL_X
-#undef ZL_PACK_B_MIN_TILE_ROWS
-#undef ZL_MR
-#undef ZL_NR
-#undef ZL_BLOCKING
-#undef ZL_V
-#undef ZL_W
-#undef ZL_MASK
-#undef ZL_VZERO
-#undef ZL_VLOADU
-#undef ZL_VSET1
-#undef ZL_VMUL
-#undef ZL_VFMADD
-#undef ZL_VMASK_STOREU
-#undef ZL_VMASKZ_LOADU
+#include "kernel_undef.h"
 #undef ZL_GEMM_ONLY
 #undef ZL_PICK_KERNEL
 #endif
@@ -165,25 +135,7 @@ static void *zl_blas_alloc(size_t size) {
 #define ZL_VFMADD _mm256_fmadd_ps
 #include "kernel_impl.h"
 #include "generic_impl.h"
-#undef ZL_T
-#undef ZL_X
-#undef ZL_PACK_B_MIN_TILE_ROWS
-#undef ZL_MR
-#undef ZL_NR
-#undef ZL_TMAX
-#undef ZL_SQRT
-#undef ZL_BLOCKING
-#undef ZL_GEMM_WIDE
-#undef ZL_V
-#undef ZL_W
-#undef ZL_VZERO
-#undef ZL_VLOAD
-#undef ZL_VLOADU
-#undef ZL_VSTOREU
-#undef ZL_VBCAST
-#undef ZL_VSET1
-#undef ZL_VMUL
-#undef ZL_VFMADD
+#include "kernel_undef.h"
 
 /* ---- float64: 6 x 8 tiles (two 4-double vectors per row) ---- */
 #define ZL_T double
@@ -209,6 +161,7 @@ static void *zl_blas_alloc(size_t size) {
 #define ZL_VFMADD _mm256_fmadd_pd
 #include "kernel_impl.h"
 #include "generic_impl.h"
+#include "kernel_undef.h"
 
 /* Exported (the module is built with hidden visibility): threadpoolctl finds this
  * extension module by this symbol (see zigllama/_threadpoolctl.py). */

@@ -188,14 +188,15 @@ def test_few_x_rows_take_the_gemv_not_the_tiles():
 @pytest.mark.parametrize("mode", ["fast", "exact"])
 def test_threads_split_rows_without_changing_a_bit(mode):
     rng = np.random.default_rng(11)
-    w = QuantizedTensor(make_weight("Q4_K", 301, 1024, rng), "Q4_K", (301, 1024))
-    for m in (1, 5, 40):
-        x = rng.standard_normal((m, 1024)).astype(np.float32)
-        one = qgemm(x, w, mode=mode, threads=1)
-        if mode == "fast" or m <= 8:
-            np.testing.assert_array_equal(qgemm(x, w, mode=mode, threads=2), one)
-        else:   # the panels' sgemm may split its sums differently on more threads
-            np.testing.assert_allclose(qgemm(x, w, mode=mode, threads=2), one, rtol=1e-5, atol=1e-5)
+    for t in ("Q4_K", "Q4_1", "IQ4_XS") if mode == "fast" else ("Q4_K",):
+        w = QuantizedTensor(make_weight(t, 301, 1024, rng), t, (301, 1024))
+        for m in (1, 5, 40):
+            x = rng.standard_normal((m, 1024)).astype(np.float32)
+            one = qgemm(x, w, mode=mode, threads=1)
+            if mode == "fast" or m <= 8:
+                np.testing.assert_array_equal(qgemm(x, w, mode=mode, threads=2), one)
+            else:   # the panels' sgemm may split its sums differently on more threads
+                np.testing.assert_allclose(qgemm(x, w, mode=mode, threads=2), one, rtol=1e-5, atol=1e-5)
 
 
 def test_vector_x_gives_a_vector():

@@ -392,11 +392,16 @@ QK_FLOAT_ROWS(f32, 4, QK_NAME(ld_f32), zl_load_f32)
 QK_FLOAT_ROWS(f16, 2, QK_NAME(ld_f16), zl_load_f16)
 QK_FLOAT_ROWS(bf16, 2, QK_NAME(ld_bf16), QK_NAME(sc_bf16))
 
+#include "dot_x86_lowbit_impl.h"
+
 const zl_qdot_fn QK_NAME(table)[ZL_GGML_TYPE_COUNT] = {
     [ZL_GGML_Q4_0] = QK_NAME(rows_q4_0), [ZL_GGML_Q4_1] = QK_NAME(rows_q4_1),
     [ZL_GGML_Q5_0] = QK_NAME(rows_q5_0), [ZL_GGML_Q5_1] = QK_NAME(rows_q5_1),
     [ZL_GGML_Q8_0] = QK_NAME(rows_q8_0), [ZL_GGML_IQ4_NL] = QK_NAME(rows_iq4_nl),
     [ZL_GGML_Q4_K] = QK_NAME(rows_q4_k), [ZL_GGML_Q5_K] = QK_NAME(rows_q5_k),
     [ZL_GGML_Q6_K] = QK_NAME(rows_q6_k),
+    [ZL_GGML_Q2_K] = QK_NAME(rows_q2_k),
+    [ZL_GGML_Q3_K] = QK_NAME(rows_q3_k),
+    [ZL_GGML_IQ4_XS] = QK_NAME(rows_iq4_xs),
     [ZL_GGML_F32] = QK_NAME(rows_f32), [ZL_GGML_F16] = QK_NAME(rows_f16), [ZL_GGML_BF16] = QK_NAME(rows_bf16),
 };

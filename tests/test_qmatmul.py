@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import zigllama
 from zigllama import QuantizedTensor, qgemm
-from zigllama._core.qmatmul import _qgemm_tile_runs, qgemm_path, qgemm_paths, quantize_activations
+from zigllama._core.qmatmul import _qgemm_gemv_kernels, _qgemm_tile_runs, qgemm_path, qgemm_paths, quantize_activations
 from zigllama.errors import GGUFError, IncompatibleShapes, QuantizationError, UnsupportedDtype
 
 FAST_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
@@ -59,14 +59,27 @@ def path(request, monkeypatch):
 
 
 def fast_oracle(x, w):
-    """(float64 product, float64 sum of |terms|) of what the fast kernels compute."""
+    """(float64 product, float64 sum of |terms|) of what the fast kernels compute.
+    Blocks with two f16 scales (d and a min or offset) have the two parts of
+    each value summed apart, as ggml sums them: each part's terms count."""
     wd = w.dequantize().astype(np.float64)
     if w.type_name in ("F16", "BF16", "F32"):
         xd = x.astype(np.float64)
     else:
         blocks, act = quantize_activations(x, w.ggml_type)
         xd = np.asarray(zigllama.dequantize(blocks, act, x.shape)).astype(np.float64)
-    return xd @ wd.T, np.abs(xd) @ np.abs(wd).T
+    fields = F16_FIELDS.get(w.type_name, ())
+    if len(fields) < 2:
+        return xd @ wd.T, np.abs(xd) @ np.abs(wd).T
+    size = 0
+    for keep in fields:   # the weight with every other f16 scale zeroed
+        raw = np.array(w.data, np.uint8).reshape(w.n_rows, -1, block_of(w.type_name)[1])
+        for off in fields:
+            if off != keep:
+                raw[:, :, off:off + 2] = 0
+        part = QuantizedTensor(raw.reshape(w.n_rows, -1), w.type_name, (w.n_rows, w.n_cols)).dequantize()
+        size = size + np.abs(xd) @ np.abs(part.astype(np.float64)).T
+    return xd @ wd.T, size
 
 
 def check_close(got, ref, size, terms):
@@ -175,6 +188,60 @@ def test_tiled_gemm_at_the_extremes_of_the_integer_ranges(t, path):
         w = QuantizedTensor(raw.reshape(n, -1), t, (n, k))
         ref, size_ = fast_oracle(x, w)
         check_close(qgemm(x, w), ref, size_, k // max(block, 32) * 4)
+
+
+@pytest.mark.parametrize("t", FAST_TYPES)
+def test_every_fast_type_has_a_gemv_kernel_on_each_path(t, path):
+    # a type missing from a path's table would quietly run a narrower path's kernel
+    assert _qgemm_gemv_kernels(t) == TILE_SET[path]
+
+
+def fixed_scale_weight(t, fills, k, scale):
+    """Rows of blocks filled with the bytes `fills` (one per row), f16 scales `scale`."""
+    block, size = block_of(t)
+    raw = np.empty((len(fills), k // block, size), np.uint8)
+    raw[:] = np.asarray(fills, np.uint8)[:, None, None]
+    for off in F16_FIELDS[t]:
+        raw[:, :, off:off + 2] = np.array([scale], "<f2").view(np.uint8)
+    return QuantizedTensor(raw.reshape(len(fills), -1), t, (len(fills), k))
+
+
+@pytest.mark.parametrize("t", TILED_TYPES)
+def test_gemv_at_the_extremes_of_the_integer_ranges(t, path):
+    # The GEMV (1..3 x rows) on quants with all bits set, all clear and mixed,
+    # against x quantized to +-127: the widest sums the kernels' bytes and int16
+    # pairs must hold, in 4-row passes and the ragged rows after them.
+    k = 2 * max(block_of(t)[0], 32)
+    signs = np.where(np.arange(k) % 3 == 0, -1.0, 1.0).astype(np.float32)
+    x = np.stack([np.ones(k, np.float32), -np.ones(k, np.float32), signs])
+    before = _qgemm_tile_runs()
+    for fills in ([0xFF] * 5, [0x00] * 5, [0xFF, 0x00, 0xAA, 0x55, 0x0F, 0xF0, 0xFF]):
+        w = fixed_scale_weight(t, fills, k, 0.01)
+        for m in (1, 2, 3):
+            ref, size = fast_oracle(x[:m], w)
+            check_close(qgemm(x[:m], w), ref, size, k // max(block_of(t)[0], 32) * 4)
+    assert _qgemm_tile_runs() == before
+
+
+@pytest.mark.parametrize("t", TILED_TYPES)
+def test_gemv_integer_sums_are_exact(t, path):
+    # f16 scales of 1 and x of small integers with a -127 in every 32 (so x's
+    # quantized blocks have d = 1): every product and partial sum is an integer
+    # well below 2^24, so every path must give the oracle's integers exactly.
+    rng = np.random.default_rng(hash(t) % 2**32 + 2)
+    block, size = block_of(t)
+    k = 256
+    for n in (1, 3, 4, 9):
+        raw = rng.integers(0, 256, size=(n, k // block, size), dtype=np.uint8)
+        for off in F16_FIELDS[t]:
+            raw[:, :, off:off + 2] = np.array([1.0], "<f2").view(np.uint8)
+        w = QuantizedTensor(raw.reshape(n, -1), t, (n, k))
+        x = rng.integers(-1, 2, size=(3, k)).astype(np.float32)
+        x[:, rng.integers(0, 32) + np.arange(0, k, 32)] = -127
+        ref, size_ = fast_oracle(x, w)
+        assert size_.max() < 2**23 and np.all(ref == np.round(ref))
+        for m in (1, 3):
+            np.testing.assert_array_equal(qgemm(x[:m], w), ref[:m].astype(np.float32))
 
 
 def test_few_x_rows_take_the_gemv_not_the_tiles():

@@ -535,6 +535,20 @@ def _qgemm_tile_runs():
     return {name: zl_qgemm_tile_runs(i) for i, name in enumerate(("portable", "avx2", "avx512_vnni"))}
 
 
+def _qgemm_gemv_kernels(ggml_type):
+    """The kernel set whose GEMV dot product qgemm runs for ``ggml_type`` on the
+    active path: the narrowest path with that same kernel ("portable" where the
+    wider paths have none of their own, "avx2" on the AVX-VNNI path)."""
+    cdef int type_id = ggml_type_id(ggml_type)
+    if not zl_qfast_has(type_id):
+        raise QuantizationError(f"{ggml_type_name(type_id)} has no fast kernel")
+    cdef zl_qdot_fn f = zl_qdot_for(type_id, zl_qpath_active())
+    cdef int p = 0
+    while zl_qdot_for(type_id, p) != f:
+        p += 1
+    return zl_qpath_name(p).decode()
+
+
 ctypedef struct sweep_job:
     const uint8_t *data
     int64_t n

@@ -38,11 +38,12 @@ QK_TARGET static inline __m256 QK_NAME(blk_q2_k)(const uint8_t *b, const uint8_t
     acc = _mm256_fmadd_ps(_mm256_set1_ps(-QK_NAME(f16)(b + 82) * dx), _mm256_cvtepi32_ps(summs), acc);
     const __m256i m3 = _mm256_set1_epi8(3);
     const int8_t *q8 = (const int8_t *)(x + 4);
+    /* scales 0..7 and 8..15, each in both halves */
+    const __m256i sch[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00), _mm256_permute2x128_si256(sc16, sc16, 0x11)};
     __m256i sumi = _mm256_setzero_si256(), sumh = sumi; /* two chains of vpdpwssd */
     for (int h = 0; h < 2; h++) {
         const __m256i bits = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * h));
-        /* scales 8h..8h+7 in both halves */
-        const __m256i scv = _mm256_permute2x128_si256(sc16, sc16, h ? 0x11 : 0x00);
+        const __m256i scv = sch[h];
         for (int g = 0; g < 4; g++) {
             const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m3);
             const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * g)));
@@ -90,9 +91,10 @@ QK_TARGET static inline __m256 QK_NAME(blk_q3_k)(const uint8_t *b, const uint8_t
     __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),
                                     _mm256_slli_epi32(_mm256_madd_epi16(sc16, QK_NAME(q8k_bsums)(x)), 2));
     __m256i sumh = _mm256_setzero_si256(); /* a second chain of vpdpwssd */
+    const __m256i sch[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00), _mm256_permute2x128_si256(sc16, sc16, 0x11)};
     for (int h = 0; h < 2; h++) {
         const __m256i bits = _mm256_loadu_si256((const __m256i *)(b + 32 + 32 * h));
-        const __m256i scv = _mm256_permute2x128_si256(sc16, sc16, h ? 0x11 : 0x00);
+        const __m256i scv = sch[h];
         for (int g = 0; g < 4; g++) {
             const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m3),
                                               QK_NAME(bit_to_4)(hbits, 4 * h + g));

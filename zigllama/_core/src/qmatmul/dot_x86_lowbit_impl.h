@@ -129,20 +129,27 @@ QK_TARGET static inline __m256i QK_NAME(iq4xs_scales)(const uint8_t *b) {
     return _mm256_broadcastsi128_si256(_mm_sub_epi16(s, _mm_set1_epi16(32)));
 }
 
+/* Two sub-blocks per 32-byte load: the low nibbles of both (their values
+ * 0..15) in one vector, the high nibbles (16..31) in another, against x's
+ * matching halves, gathered once per block for all four rows. */
 QK_TARGET static inline __m256 QK_NAME(blk_iq4_xs)(const uint8_t *b, const uint8_t *x, __m256 acc) {
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)zl_kvalues_iq4nl));
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i scv = QK_NAME(iq4xs_scales)(b);
-    const int8_t *q8 = (const int8_t *)(x + 4);
+    const uint8_t *q8 = x + 4;
     __m256i sumi = _mm256_setzero_si256(), sumh = sumi; /* two chains of vpdpwssd */
-    for (int ib = 0; ib < 8; ib++) {
-        const __m256i q = _mm256_shuffle_epi8(table, QK_NAME(nibbles)(b + 8 + 16 * ib));
-        const __m256i x8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * ib));
+    for (int j = 0; j < 4; j++, q8 += 64) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(b + 8 + 32 * j));
+        const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(bits, m4));
+        const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4));
+        const __m256i xlo = _mm256_loadu2_m128i((const __m128i *)(q8 + 32), (const __m128i *)q8);
+        const __m256i xhi = _mm256_loadu2_m128i((const __m128i *)(q8 + 48), (const __m128i *)(q8 + 16));
         /* |q| x sign-adjusted x: pairs within 2 * 127 * 127, no saturation */
-        const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x8, q));
-        if (ib & 1)
-            sumh = QK_DPWSSD(sumh, QK_NAME(lane16)(scv, ib), p);
-        else
-            sumi = QK_DPWSSD(sumi, QK_NAME(lane16)(scv, ib), p);
+        const __m256i pl = _mm256_maddubs_epi16(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(xlo, lo));
+        const __m256i ph = _mm256_maddubs_epi16(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(xhi, hi));
+        const __m256i sc = QK_NAME(sub16_pair)(scv, j); /* sub-block 2j low, 2j + 1 high */
+        sumi = QK_DPWSSD(sumi, sc, pl);
+        sumh = QK_DPWSSD(sumh, sc, ph);
     }
     sumi = _mm256_add_epi32(sumi, sumh);
     return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b) * zl_load_f32(x)), _mm256_cvtepi32_ps(sumi), acc);

@@ -130,8 +130,9 @@ QK_TARGET static inline __m256i QK_NAME(iq4xs_scales)(const uint8_t *b) {
 }
 
 /* Two sub-blocks per 32-byte load: the low nibbles of both (their values
- * 0..15) in one vector, the high nibbles (16..31) in another, against x's
- * matching halves, gathered once per block for all four rows. */
+ * 0..15) in one vector, the high nibbles (16..31) in another, each against
+ * x's matching halves (two 16-byte loads): a fifth fewer instructions than a
+ * 16-byte load, shift and insert per sub-block. */
 QK_TARGET static inline __m256 QK_NAME(blk_iq4_xs)(const uint8_t *b, const uint8_t *x, __m256 acc) {
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)zl_kvalues_iq4nl));
     const __m256i m4 = _mm256_set1_epi8(0x0F);

@@ -7,6 +7,11 @@ variable ``ZIGLLAMA_NUM_THREADS``, else the number of CPUs this process may use;
 then capped by a limit threadpoolctl set (``threadpool_limits(n)`` reaches
 zigllama through the controllers in ``zigllama._threadpoolctl``).
 
+``zigllama._core.threading.setting_threads`` (what qgemm and ``default_pool()``
+read) caches ``num_threads()`` beside the inputs it read: ``_override``,
+``_limits["pool"]``, the environment variable and, without an explicit count,
+the CPU affinity. An input added here must join that comparison.
+
 Every thread count is bounded by ``MAX_THREADS``: a larger one is an error at
 once (libgomp exits the process on a team it cannot create, and a pool of
 100,000 threads exhausts memory long before it helps).

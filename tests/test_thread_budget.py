@@ -359,10 +359,12 @@ def test_qgemm_sizes_the_default_pool_from_the_setting():
         zl.set_num_threads(n)
         assert np.array_equal(zl.qgemm(x, w), want)
         assert zt._default.num_threads == n
+    zl.set_num_threads(3)
     with threadpoolctl.threadpool_limits(1, user_api="zigllama"):
-        zl.set_num_threads(3)        # limited to 1: a pool of 2 (one worker at least)
         assert np.array_equal(zl.qgemm(x, w), want)
-        assert zt._default.num_threads == 2
+        assert zt._default.num_threads == 2      # limited to 1: one worker at least
+    assert np.array_equal(zl.qgemm(x, w), want)
+    assert zt._default.num_threads == 3
 
 
 QGEMM_AFTER_FORK = """

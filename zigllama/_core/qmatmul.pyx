@@ -486,8 +486,8 @@ def qgemm(x, w, out=None, *, mode="fast", threads=None):
             raise IncompatibleShapes(f"out has shape {(<object>Y).shape}, the product is {oshape}")
         if not cnp.PyArray_ISWRITEABLE(Y):
             raise QuantizationError("out is read-only")
-    if vector and contiguous_vector(Y):
-        ldy = max(n, 1)
+    if out is None or vector and contiguous_vector(Y):
+        ldy = max(n, 1)     # rows n apart
     else:
         rows = Y.reshape(m, n) if vector else Y
         if not (rows.strides[1] == 4 or n <= 1) or rows.strides[0] % 4 or <uintptr_t>array_data(Y) % 4 or (

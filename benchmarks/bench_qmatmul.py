@@ -11,7 +11,7 @@ sgemv on two threads. With GGML_SRC set to a ggml checkout, ggml's own
 flags of the active path: -O3 -mavx2 -mfma -mf16c, plus the AVX-512 VNNI ones on
 that path) runs the same GEMV on the same bytes, one call per row as ggml's
 mul_mat does, on x already quantized (ours quantizes x inside each call), rows
-split over OpenMP threads: "x ggml" is its time over ours. The integer ceiling
+split into qgemm's chunks on zigllama's pool: "x ggml" is its time over ours. The integer ceiling
 (``integer_ceiling.c``, built the same way) is the least work any integer GEMV
 of the format must do on this path, on the same bytes and threads: where W sits
 in cache, it is the limit instead of the sweep ("x ceiling": its time / ours).
@@ -42,22 +42,30 @@ from zigllama._core import quantization as zq
 # ggml's vec_dot takes Q8_1 activations for these; ours take Q8_0.
 GGML_OTHER_ACTIVATIONS = ("Q4_1", "Q5_1")
 
-# A row loop over one vec_dot, split over OpenMP threads as ggml splits rows,
-# and what ggml-cpu's quants.c needs from the rest of ggml.
+# A row loop over one vec_dot, split as qgemm splits its rows (zigllama's pool,
+# the same chunks: see PoolSplit), and what ggml-cpu's quants.c needs from the
+# rest of ggml.
 GGML_DRIVER = r"""
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <omp.h>
 typedef void (*vec_dot_fn)(int n, float *s, size_t bs, const void *vx, size_t bx, const void *vy, size_t by,
                            int nrc);
-void bench_gemv(vec_dot_fn f, int n, int64_t rows, const uint8_t *w, int64_t stride, const void *xq, float *y,
-                int threads) {
-    #pragma omp parallel num_threads(threads)
-    {
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; r++) f(n, y + r, 0, w + r * stride, 0, xq, 0, 1);
-    }
+typedef int (*range_fn)(void *ctx, int64_t begin, int64_t end);
+typedef int (*parallel_for_fn)(void *pool, int64_t n, int64_t grain, range_fn fn, void *ctx);
+typedef struct { vec_dot_fn f; int n; int64_t rows, stride, nchunks; const uint8_t *w; const void *xq; float *y; } job;
+static int chunk(void *ctx, int64_t begin, int64_t end) {
+    const job *j = (const job *)ctx;
+    for (int64_t c = begin; c < end; c++)
+        for (int64_t r = j->rows * c / j->nchunks; r < j->rows * (c + 1) / j->nchunks; r++)
+            j->f(j->n, j->y + r, 0, j->w + r * j->stride, 0, j->xq, 0, 1);
+    return 0;
+}
+int bench_gemv(vec_dot_fn f, int n, int64_t rows, const uint8_t *w, int64_t stride, const void *xq, float *y,
+               void *parallel_for, void *pool, int64_t nchunks) {
+    job j = {f, n, rows, stride, nchunks < 1 ? 1 : nchunks, w, xq, y};
+    if (pool == NULL || j.nchunks == 1) return chunk(&j, 0, j.nchunks);
+    return ((parallel_for_fn)parallel_for)(pool, j.nchunks, 1, chunk, &j);
 }
 float ggml_table_f32_e8m0_half[256];
 float ggml_table_f32_ue4m3[256];
@@ -77,16 +85,45 @@ def simd_flags(path):
 
 
 def build_library(workdir, name, sources, flags, includes=()):
-    """A shared library from C sources (paths) with -O3, `flags` and OpenMP;
+    """A shared library from C sources (paths) with -O3 and `flags`;
     RuntimeError with the compiler's message when it cannot be built."""
     lib = os.path.join(workdir, name)
     cc = os.environ.get("CC") or "cc"
-    cmd = [*cc.split(), "-O3", *flags, "-DNDEBUG", "-std=gnu11", "-fPIC", "-shared", "-fopenmp", "-w",
+    cmd = [*cc.split(), "-O3", *flags, "-DNDEBUG", "-std=gnu11", "-fPIC", "-shared", "-w",
            *(arg for inc in includes for arg in ("-I", inc)), *sources, "-o", lib, "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"building {name} failed:\n" + proc.stderr[-3000:])
     return ctypes.CDLL(lib)
+
+
+class PoolSplit:
+    """How qgemm splits a GEMV's rows, for C peers to split theirs the same way:
+    zigllama's zl_parallel_for (exported by the threading extension), the
+    default pool's zl_pool (through the capsule of the Cython function
+    pool_ptr) and qgemm's chunk count. The peers then pay the same dispatch as
+    qgemm (an OpenMP team here would wait passively, as zigllama sets OpenMP
+    up, and wake late on every call)."""
+
+    def __init__(self):
+        from zigllama._core import threading as zt
+        self.parallel_for = ctypes.cast(ctypes.CDLL(zt.__file__).zl_parallel_for, ctypes.c_void_p).value
+        api = ctypes.pythonapi
+        api.PyCapsule_GetName.restype = ctypes.c_char_p
+        api.PyCapsule_GetName.argtypes = [ctypes.py_object]
+        api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+        api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        capsule = zt.__pyx_capi__["pool_ptr"]
+        self._pool_ptr = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object)(
+            api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule)))
+
+    def args(self, threads, rows):
+        """(parallel_for, pool, nchunks) for a GEMV of `rows` rows on `threads`
+        threads: qgemm's 8 chunks per thread of 32 rows at least (qmatmul.pyx)."""
+        if threads <= 1:
+            return self.parallel_for, None, 1
+        pool = zigllama.default_pool()
+        return self.parallel_for, self._pool_ptr(pool), min(threads * 8, max(threads, rows // 32))
 
 
 class GGMLVecDot:
@@ -111,9 +148,11 @@ class GGMLVecDot:
         except RuntimeError:
             shutil.rmtree(self.workdir, ignore_errors=True)
             raise
-        self.lib.bench_gemv.restype = None
+        self.lib.bench_gemv.restype = ctypes.c_int
         self.lib.bench_gemv.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_void_p,
-                                        ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+                                        ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                        ctypes.c_void_p, ctypes.c_int64]
+        self.split = PoolSplit()
 
     def gemv(self, w, x, y):
         """A callable running ggml's GEMV y = W x (x quantized here, once), or None
@@ -131,7 +170,8 @@ class GGMLVecDot:
         keep = (xq, w, y)
 
         def run(threads):
-            self.lib.bench_gemv(*args, threads)
+            if self.lib.bench_gemv(*args, *self.split.args(threads, w.n_rows)) != 0:
+                raise RuntimeError("ggml's GEMV failed on the pool")
             return keep
         return run
 
@@ -166,19 +206,7 @@ class IntegerCeiling:
         self.lib.ceiling_gemv.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                                           ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                                           ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
-        # The rows are split over zigllama's own pool, as qgemm splits them:
-        # its zl_parallel_for and the default pool's zl_pool (the capsule of
-        # the Cython function pool_ptr).
-        from zigllama._core import threading as zt
-        self.parallel_for = ctypes.cast(ctypes.CDLL(zt.__file__).zl_parallel_for, ctypes.c_void_p).value
-        api = ctypes.pythonapi
-        api.PyCapsule_GetName.restype = ctypes.c_char_p
-        api.PyCapsule_GetName.argtypes = [ctypes.py_object]
-        api.PyCapsule_GetPointer.restype = ctypes.c_void_p
-        api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-        capsule = zt.__pyx_capi__["pool_ptr"]
-        self.pool_ptr = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object)(
-            api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule)))
+        self.split = PoolSplit()
 
     def gemv(self, w, x, y):
         """A callable running the ceiling's GEMV of w on x (quantized here, once,
@@ -202,14 +230,11 @@ class IntegerCeiling:
             xq = np.ascontiguousarray(b[:, 4:260]).view(np.int8).ravel()
             xc = np.zeros(len(xd), np.int32)
         args = (fn, w.n_cols, w.n_rows, w.data.ctypes.data, w.row_stride, xq.ctypes.data, xd.ctypes.data,
-                xc.ctypes.data, y.ctypes.data, self.parallel_for)
+                xc.ctypes.data, y.ctypes.data)
         keep = (xq, xd, xc, w, y)
 
         def run(threads):
-            # qgemm's chunks: 8 per thread, 32 rows each at least (qmatmul.pyx)
-            pool = zigllama.default_pool() if threads > 1 else None
-            nchunks = min(threads * 8, max(threads, w.n_rows // 32)) if pool is not None else 1
-            if self.lib.ceiling_gemv(*args, self.pool_ptr(pool) if pool is not None else None, nchunks) != 0:
+            if self.lib.ceiling_gemv(*args, *self.split.args(threads, w.n_rows)) != 0:
                 raise RuntimeError("the ceiling's GEMV failed on the pool")
             return keep
         if self.OFFSETS[name] is not None:

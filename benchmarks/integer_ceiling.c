@@ -31,7 +31,8 @@
 #define DPBUSD(acc, u, s) _mm256_dpbusd_avx_epi32((acc), (u), (s))
 #define VNNI 1
 #else
-#define DPBUSD(acc, u, s) _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1)))
+#define DPBUSD(acc, u, s) \
+    _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1)))
 #define VNNI 0
 #endif
 
@@ -124,12 +125,15 @@ static inline __m256i pair_q5_0(const uint8_t *a, const uint8_t *b, __m256i xlo,
             __m256 a01 = _mm256_setzero_ps(), a23 = a01;                                                \
             for (int64_t i = 0; i < nb; i++) {                                                          \
                 PREFETCH_STEP(w + r * stride + 4 * i * (wbytes), 4 * (wbytes));                         \
-                const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xq + 32 * i))); \
-                const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xq + 32 * i + 16))); \
+                const __m128i *xp = (const __m128i *)(xq + 32 * i);                                     \
+                const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128(xp));                   \
+                const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(xp + 1));               \
                 const __m256i init = _mm256_setr_epi32(xc[i], 0, 0, 0, xc[i], 0, 0, 0);                 \
                 const __m256 dx = _mm256_set1_ps(xd[i]);                                                \
-                a01 = _mm256_fmadd_ps(pair_scale(w0, w1, dx), _mm256_cvtepi32_ps(pair_##name(w0, w1, xlo, xhi, init)), a01); \
-                a23 = _mm256_fmadd_ps(pair_scale(w2, w3, dx), _mm256_cvtepi32_ps(pair_##name(w2, w3, xlo, xhi, init)), a23); \
+                const __m256i p01 = pair_##name(w0, w1, xlo, xhi, init);                                \
+                const __m256i p23 = pair_##name(w2, w3, xlo, xhi, init);                                \
+                a01 = _mm256_fmadd_ps(pair_scale(w0, w1, dx), _mm256_cvtepi32_ps(p01), a01);            \
+                a23 = _mm256_fmadd_ps(pair_scale(w2, w3, dx), _mm256_cvtepi32_ps(p23), a23);            \
                 w0 += wbytes, w1 += wbytes, w2 += wbytes, w3 += wbytes;                                 \
             }                                                                                           \
             y[r] = hsum_half(a01, 0);                                                                   \

@@ -30,7 +30,7 @@ from .threading cimport (
     PoolHandle, acquire_pool, current_thread_pool, default_pool_handle, parallel_for_status, pool_ptr,
     pool_threads, release_pool, setting_threads)
 
-from .._config import MAX_THREADS, resolve_threads
+from .._config import MAX_THREADS as _MAX_THREADS, resolve_threads
 from ..errors import IncompatibleShapes, OutOfMemory, QuantizationError, UnsupportedDtype
 from ..ggml_types import GGMLType
 from .blas_integration import get_blas
@@ -497,7 +497,7 @@ def qgemm(x, w, out=None, *, mode="fast", threads=None):
     cdef int nthreads
     if threads is None:
         nthreads = setting_threads()
-    elif type(threads) is int and 1 <= <object>threads <= MAX_THREADS:
+    elif type(threads) is int and 1 <= <object>threads <= _MAX_THREADS:
         nthreads = threads
     else:
         nthreads = resolve_threads(threads)

@@ -335,6 +335,25 @@ def test_cached_setting_follows_every_setter(monkeypatch):
     assert _cached_setting() == min(_config.available_cpus(), MAX)
 
 
+
+def test_cached_setting_is_not_kept_when_an_input_moved_meanwhile(monkeypatch):
+    # Another thread's setters, to 4 and back to 3, while the answer is computed:
+    # the answer (4) must not be kept for the setting 3.
+    real = _config.num_threads
+
+    def racing():
+        zl.set_num_threads(4)
+        n = real()
+        zl.set_num_threads(3)
+        return n
+
+    zl.set_num_threads(3)
+    monkeypatch.setattr(_config, "num_threads", racing)
+    zt.default_pool()
+    monkeypatch.setattr(_config, "num_threads", real)
+    assert zt._setting_cache()[0] == 0
+    assert _cached_setting() == 3
+
 def test_cached_setting_follows_the_cpu_affinity(monkeypatch):
     if not hasattr(os, "sched_setaffinity"):
         pytest.skip("no sched_setaffinity here")

@@ -499,10 +499,11 @@ class ThreadPool(Executor):
 # _config.num_threads() reads the override, the threadpoolctl limit, the
 # environment and the CPU affinity each time (2-3 µs, a tenth of a small GEMV).
 # setting_threads() keeps its last answer beside the inputs it came from and
-# gives it again while they are unchanged: _config._override and the pool limit
-# (by identity, so a direct assignment is seen as well as the setters), the
-# variable as the C environment holds it now (os.environ writes through to it),
-# and the affinity mask's size when the answer came from the CPU count.
+# gives it again while they are unchanged: _config's generation (every setter
+# bumps it), _config._override and the pool limit (by identity, so a direct
+# assignment is seen too), the variable as the C environment holds it now
+# (os.environ writes through to it), and the affinity mask's size when the
+# answer came from the CPU count.
 
 cdef const char *SETTING_VARIABLE = b"ZIGLLAMA_NUM_THREADS"
 # The longest variable value kept for comparison (a longer one is never cached).
@@ -510,6 +511,7 @@ cdef enum:
     SEEN_ENV_MAX = 64
 
 cdef int _seen_threads = 0           # 0: nothing cached
+cdef object _seen_generation = None
 cdef object _seen_override = None
 cdef object _seen_limit = None
 cdef bint _seen_env_set = False
@@ -517,32 +519,48 @@ cdef char _seen_env[SEEN_ENV_MAX]
 cdef int _seen_cpus = -1             # -1: the answer did not come from the CPU count
 
 
-cdef inline bint _same_environment() noexcept:
+cdef inline bint _same_environment(bint env_set, const char *seen) noexcept:
     cdef const char *env = getenv(SETTING_VARIABLE)
     if env == NULL:
-        return not _seen_env_set
-    return _seen_env_set and strcmp(env, _seen_env) == 0
+        return not env_set
+    return env_set and strcmp(env, seen) == 0
+
+
+cdef inline bint _same_inputs(generation, override, limit):
+    return generation is _config._generation and override is _config._override and limit is _config._limits["pool"]
 
 
 cdef int setting_threads() except -1:
-    global _seen_threads, _seen_override, _seen_limit, _seen_env_set, _seen_cpus
+    global _seen_threads, _seen_generation, _seen_override, _seen_limit, _seen_env_set, _seen_cpus
+    generation = _config._generation
     override = _config._override
     limit = _config._limits["pool"]
-    if _seen_threads > 0 and override is _seen_override and limit is _seen_limit and _same_environment() \
+    if _seen_threads > 0 and generation is _seen_generation and override is _seen_override \
+            and limit is _seen_limit and _same_environment(_seen_env_set, _seen_env) \
             and (_seen_cpus < 0 or zl_affinity_cpus() == _seen_cpus):
         return _seen_threads
     _seen_threads = 0
-    # The inputs are read before the answer: a change in between is seen next time.
-    cdef const char *env = getenv(SETTING_VARIABLE)
-    cdef size_t env_len = strlen(env) if env != NULL else 0
+    # The inputs as they are before the answer is computed (the variable copied
+    # at once: a later write may free the string), kept only if none moved
+    # meanwhile (another thread's setter, a change of the variable or mask).
+    cdef char env[SEEN_ENV_MAX]
+    cdef const char *now = getenv(SETTING_VARIABLE)
+    cdef bint env_set = now != NULL
+    cdef size_t env_len = strlen(now) if env_set else 0
+    if env_len >= SEEN_ENV_MAX:
+        return _config.num_threads()
+    if env_set:
+        memcpy(env, now, env_len + 1)
     cdef int cpus = zl_affinity_cpus()
     cdef int n = _config.num_threads()      # raises on a bad variable: nothing cached
     cdef bint from_cpus = _config.explicit_num_threads() is None
-    if env_len >= SEEN_ENV_MAX or (from_cpus and cpus < 0):
+    if (from_cpus and (cpus < 0 or zl_affinity_cpus() != cpus)) or not _same_inputs(generation, override, limit) \
+            or not _same_environment(env_set, env):
         return n
-    _seen_env_set = env != NULL
-    if env != NULL:
+    _seen_env_set = env_set
+    if env_set:
         memcpy(_seen_env, env, env_len + 1)
+    _seen_generation = generation
     _seen_override = override
     _seen_limit = limit
     _seen_cpus = cpus if from_cpus else -1

@@ -1,7 +1,7 @@
 /* x86 dot-product kernels of the low-bit super-block types against Q8_K:
  * Q2_K, Q3_K and IQ4_XS. Included by dot_x86_impl.h before its table, so it
  * shares that file's QK_TARGET, QK_NAME, QK_DPWSSD, the row driver QK_ROWS and
- * the helpers f16 and lane16.
+ * the f16 scale reader.
  *
  * The integer sums are the portable kernels' (dot_portable.c), exactly: values
  * times x's bytes in int16 pairs (maddubs, never saturating for these ranges),

@@ -31,7 +31,7 @@ from .threading cimport (
     pool_threads, release_pool, setting_threads)
 
 from .._config import MAX_THREADS as _MAX_THREADS, resolve_threads
-from ..errors import IncompatibleShapes, OutOfMemory, QuantizationError, UnsupportedDtype
+from ..errors import IncompatibleShapes, InvalidArgumentType, OutOfMemory, QuantizationError, UnsupportedDtype
 from ..ggml_types import GGMLType
 from .blas_integration import get_blas
 from .quantization import ggml_type_id, ggml_type_name
@@ -406,6 +406,78 @@ cdef class QuantizedTensor:
     def __repr__(self):
         return f"QuantizedTensor({self.type_name}, shape={self.shape}, {self.nbytes} bytes)"
 
+    @property
+    def T(self):
+        """The weight transposed, as the right operand of a product (fast mode):
+        ``x @ w.T``, ``Tensor @ w.T`` and ``ParallelOps.matmul(x, w.T)`` are
+        ``qgemm(x, w)``, where a float32 weight would be ``x @ w_f32.T``."""
+        return QuantizedTranspose(self, "fast")
+
+    def transposed(self, mode="fast"):
+        """``T`` with the product's mode chosen: "fast" (integer kernels) or
+        "exact" (float32 x against W dequantized panel by panel)."""
+        return QuantizedTranspose(self, mode)
+
+
+cdef class QuantizedTranspose:
+    """``W.T`` of a 2-D QuantizedTensor W of shape (n, k): shape (k, n), the right
+    operand of a matrix product, which runs in ``qgemm`` without a float copy of
+    W. Only products take it (numpy defers ``ndarray @ this`` here)."""
+
+    cdef readonly QuantizedTensor weight
+    cdef readonly str mode
+    __array_ufunc__ = None
+
+    def __init__(self, QuantizedTensor weight, mode="fast"):
+        if len(weight.shape) != 2:
+            raise IncompatibleShapes(f"a product needs a 2-D weight (n, k), got shape {weight.shape}")
+        if mode not in _MODES:
+            raise QuantizationError(f"mode must be 'fast' or 'exact', got {mode!r}")
+        self.weight = weight
+        self.mode = mode
+
+    @property
+    def shape(self):
+        return (self.weight.c.cols, self.weight.c.rows)
+
+    @property
+    def ndim(self):
+        return 2
+
+    @property
+    def T(self):
+        return self.weight
+
+    def __rmatmul__(self, x):
+        return self._zl_rmatmul(x)
+
+    def __matmul__(self, other):
+        raise InvalidArgumentType("a quantized weight multiplies from the right: x @ w.T, "
+                                  "not w.T @ x (dequantize() gives the float32 matrix)")
+
+    def _zl_rmatmul(self, x, out=None, pool=None, blas=None):
+        """``x @ self``: x float32 (..., k), out float32 (..., n) or None. The
+        product protocol of ``Tensor.matmul`` and ``ParallelOps.matmul``."""
+        X = np.asarray(x)
+        if X.ndim <= 2:
+            return _qgemm(X, self.weight, out, self.mode, None, pool, blas)
+        lead = X.shape[:X.ndim - 1]
+        rows = X.reshape(-1, X.shape[X.ndim - 1])
+        if out is None:
+            return _qgemm(rows, self.weight, None, self.mode, None, pool, blas).reshape(
+                lead + (self.weight.c.rows,))
+        Y = np.asarray(out)
+        if Y.shape != lead + (self.weight.c.rows,):
+            raise IncompatibleShapes(f"out has shape {Y.shape}, the product is {lead + (self.weight.c.rows,)}")
+        flat = Y.reshape(-1, self.weight.c.rows)
+        if not np.shares_memory(flat, Y):
+            raise QuantizationError("out must have contiguous rows")
+        _qgemm(rows, self.weight, flat, self.mode, None, pool, blas)
+        return out
+
+    def __repr__(self):
+        return f"{self.weight!r}.T ({self.mode} mode)"
+
 
 def _qgemm_status(int status):
     if status == ZL_BLAS_ENOMEM:
@@ -438,6 +510,12 @@ def qgemm(x, w, out=None, *, mode="fast", threads=None):
     ``mode="exact"`` multiplies float32 x with W dequantized panel by panel.
     Rows of W are split over ``threads`` threads of the default pool.
     """
+    return _qgemm(x, w, out, mode, threads, None, None)
+
+
+cdef object _qgemm(x, w, out, mode, threads, pool_obj, blas_obj):
+    # qgemm on a given pool (its whole size unless `threads` says less) and
+    # BLAS backend (exact mode's panels) when they are not None.
     # A decoding step makes hundreds of these calls on small weights, so the
     # common arguments (numpy arrays, a vector x, out a vector or None) are
     # checked in C: the same checks, none of numpy's Python-level attributes.
@@ -496,7 +574,9 @@ def qgemm(x, w, out=None, *, mode="fast", threads=None):
             raise QuantizationError(f"out must have contiguous rows, got strides {rows.strides}")
         ldy = rows.strides[0] // 4 if m > 1 and n > 0 else max(n, 1)
     cdef int nthreads
-    if threads is None:
+    if threads is None and pool_obj is not None:
+        nthreads = pool_obj.num_threads
+    elif threads is None:
         nthreads = setting_threads()
     elif type(threads) is int and 1 <= <object>threads <= _MAX_THREADS:
         nthreads = threads
@@ -505,7 +585,10 @@ def qgemm(x, w, out=None, *, mode="fast", threads=None):
     cdef zl_pool *pool = NULL
     cdef PoolHandle handle = None
     if nthreads > 1 and n * k * m >= SPLIT_MIN_WORK:
-        pool = current_thread_pool()
+        if pool_obj is not None:
+            pool = pool_ptr(pool_obj)
+        else:
+            pool = current_thread_pool()
         if pool == NULL:
             handle = default_pool_handle()
             pool = handle.ptr
@@ -518,7 +601,7 @@ def qgemm(x, w, out=None, *, mode="fast", threads=None):
     cdef zl_blas blas
     memset(&blas, 0, sizeof(blas))
     if c_mode != ZL_QGEMM_FAST or not zl_qfast_has(W.c.type):
-        blas = (<BlasInterface>get_blas()).c
+        blas = (<BlasInterface>(blas_obj if isinstance(blas_obj, BlasInterface) else get_blas(blas_obj))).c
     with nogil:
         status = qgemm_on(blas, pool, &W.c, m, xp, ldx, yp, ldy, c_mode, nthreads)
     if status != ZL_BLAS_OK:

@@ -900,7 +900,13 @@ class ParallelOps:
         through the BLAS vtable (``zigllama.get_blas(blas)``). The BLAS's own
         threads are pinned to one meanwhile (scipy's BLAS through its thread
         setting, a one-thread context for the generic backend): the pool is the
-        only parallel layer, nothing nests."""
+        only parallel layer, nothing nests.
+
+        ``b`` may also be a quantized weight's transpose (``QuantizedTensor.T``):
+        the product then runs in ``zigllama.qgemm`` on this pool (``blas``
+        serves the exact mode's panels), ``a`` float32 (m, k)."""
+        if hasattr(type(b), "_zl_rmatmul"):
+            return b._zl_rmatmul(_matrix(a, "a"), out=out, pool=self.pool, blas=blas)
         a = _matrix(a, "a")
         b = _matrix(b, "b")
         if a.dtype != b.dtype:

@@ -107,10 +107,10 @@ def test_exact_mode_against_dequantize(t, path):
         check_close(qgemm(x, w, mode="exact"), x.astype(np.float64) @ wd.T, np.abs(x) @ np.abs(wd).T, k)
 
 
-@pytest.mark.parametrize("t", ("Q4_0", "Q5_0"))
+@pytest.mark.parametrize("t", ("Q4_0", "Q5_0", "Q8_0"))
 def test_gemv_rows_longer_than_one_run_of_x_blocks(t, path):
-    # The x86 Q4_0/Q5_0 GEMV prepares x's block sums in runs of 256 blocks: a
-    # longer row is several runs, each adding its part into y.
+    # The x86 Q4_0/Q5_0/Q8_0 GEMV prepares x's block sums and scales in runs
+    # (256 or 128 blocks): a longer row is several runs, each adding into y.
     rng = np.random.default_rng(11)
     k = 32 * 259
     w = QuantizedTensor(make_weight(t, 6, k, rng), t, (6, k))

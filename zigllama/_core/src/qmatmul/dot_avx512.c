@@ -16,6 +16,7 @@
 #define QK_DPWSSD(acc, a, b) _mm256_dpwssd_epi32((acc), (a), (b))
 #define QK_DPBUSD(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
 #define QK_MASK_TO_BYTES(v) _mm256_movm_epi8((__mmask32)(v))
+#define QK_VNNI 1 /* vpdpbusd: int32 sums, no saturation */
 #include "dot_x86_impl.h"
 
 #undef QK_TARGET

@@ -49,7 +49,6 @@ QK_TARGET static inline __m256i QK_NAME(dot_i8)(__m256i a, __m256i b) {
 #ifndef QK_ROWS_NR_K
 #define QK_ROWS_NR_K 4
 #endif
-#define QK_ROWS_NR_q8_0 4
 #define QK_ROWS_NR_q4_1 4
 #define QK_ROWS_NR_q5_1 4
 #define QK_ROWS_NR_iq4_nl 4
@@ -102,13 +101,6 @@ QK_TARGET static inline __m256i QK_NAME(nibbles)(const uint8_t *p) {
 }
 
 QK_TARGET static inline __m256i QK_NAME(q8x)(const uint8_t *x) { return _mm256_loadu_si256((const __m256i *)(x + 2)); }
-
-QK_TARGET static inline __m256 QK_NAME(blk_q8_0)(const uint8_t *b, const uint8_t *x, __m256 acc) {
-    const __m256 d = _mm256_set1_ps(QK_NAME(f16)(b) * QK_NAME(f16)(x));
-    const __m256i p = QK_NAME(dot_i8)(_mm256_loadu_si256((const __m256i *)(b + 2)), QK_NAME(q8x)(x));
-    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
-}
-QK_ROWS(q8_0, 34, ZL_Q8_0_BYTES, QK_NAME(blk_q8_0))
 
 /* Q4_1: d * (q . x8) + m * (sum x8), both scaled by x's d. */
 QK_TARGET static inline __m256 QK_NAME(blk_q4_1)(const uint8_t *b, const uint8_t *x, __m256 acc) {
@@ -300,6 +292,98 @@ QK_TARGET static inline void QK_NAME(pair_q5_0)(const uint8_t *a, const uint8_t 
 
 QK_PAIR_ROWS(q4_0, 18, 8)
 QK_PAIR_ROWS(q5_0, 22, 16)
+
+/* Q8_0, four rows per pass sharing x's loads; the four rows' scales from one
+ * conversion (as the pairs above), x's scale prepared once per call. With VNNI
+ * the weights go in unsigned, w + 128 (one xor, no sign fix-ups: vpdpbusd
+ * sums into int32 without saturating), and x's lane sums times -128, prepared
+ * with the scales, start each sum; AVX2's maddubs would saturate on that, so
+ * it keeps the sign trick. */
+#ifndef QK_Q8_SEG
+#define QK_Q8_SEG 128 /* x blocks prepared at once: 4.5 KiB of stack */
+#endif
+
+QK_TARGET static inline void QK_NAME(q8_x_prep)(const uint8_t *x, int64_t nb, int32_t (*ncorr)[8], float *dx) {
+    for (int64_t i = 0; i < nb; i++, x += ZL_Q8_0_BYTES) {
+#ifdef QK_VNNI
+        const __m256i s = QK_DPBUSD(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), QK_NAME(q8x)(x));
+        _mm256_storeu_si256((__m256i *)ncorr[i], _mm256_sub_epi32(_mm256_setzero_si256(), s));
+#else
+        (void)ncorr;
+#endif
+        dx[i] = QK_NAME(f16)(x);
+    }
+}
+
+/* 8 int32 sums of w . x for one row's block (ncorr: the row-independent start). */
+QK_TARGET static inline __m256i QK_NAME(q8_dot)(const uint8_t *b, __m256i x8, __m256i ncorr) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 2));
+#ifdef QK_VNNI
+    return QK_DPBUSD(ncorr, _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)), x8);
+#else
+    (void)ncorr;
+    return QK_NAME(dot_i8)(q, x8);
+#endif
+}
+
+QK_TARGET static inline __attribute__((always_inline)) void QK_NAME(run_q8_0)(
+    const uint8_t *w, int64_t stride, int64_t nrows, const uint8_t *xq, int32_t (*ncorr_seg)[8],
+    const float *dx_seg, int64_t nb, float *y, int accumulate, int whole) {
+    for (int64_t r = 0; r < nrows; r += 4) {
+        const int64_t n = nrows - r < 4 ? nrows - r : 4;
+        const uint8_t *w0 = w + r * stride;
+        const uint8_t *w1 = w0 + (n > 1 ? stride : 0), *w2 = w0 + (n > 2 ? 2 * stride : 0);
+        const uint8_t *w3 = w0 + (n > 3 ? 3 * stride : 0), *x = xq;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t i = 0; i < nb; i++) {
+            if (whole) {
+                QK_PF_STEP(w + r * stride + 4 * i * 34, 4 * 34);
+            } else {
+                QK_PF_STEP(w0, 34); QK_PF_STEP(w1, 34);
+                QK_PF_STEP(w2, 34); QK_PF_STEP(w3, 34);
+            }
+            const __m256i x8 = QK_NAME(q8x)(x);
+#ifdef QK_VNNI
+            const __m256i ncorr = _mm256_loadu_si256((const __m256i *)ncorr_seg[i]);
+#else
+            const __m256i ncorr = _mm256_setzero_si256();
+#endif
+            const uint64_t h = (uint64_t)zl_load_u16(w0) | (uint64_t)zl_load_u16(w1) << 16 |
+                               (uint64_t)zl_load_u16(w2) << 32 | (uint64_t)zl_load_u16(w3) << 48;
+            const __m256 d = _mm256_castps128_ps256(
+                _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)h)), _mm_broadcast_ss(dx_seg + i)));
+            a0 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(0)),
+                                 _mm256_cvtepi32_ps(QK_NAME(q8_dot)(w0, x8, ncorr)), a0);
+            a1 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(1)),
+                                 _mm256_cvtepi32_ps(QK_NAME(q8_dot)(w1, x8, ncorr)), a1);
+            a2 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(2)),
+                                 _mm256_cvtepi32_ps(QK_NAME(q8_dot)(w2, x8, ncorr)), a2);
+            a3 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(3)),
+                                 _mm256_cvtepi32_ps(QK_NAME(q8_dot)(w3, x8, ncorr)), a3);
+            w0 += 34, w1 += 34, w2 += 34, w3 += 34, x += ZL_Q8_0_BYTES;
+        }
+        const float v[4] = {QK_NAME(hsum)(a0), QK_NAME(hsum)(a1), QK_NAME(hsum)(a2), QK_NAME(hsum)(a3)};
+        for (int64_t q = 0; q < n; q++) y[r + q] = accumulate ? y[r + q] + v[q] : v[q];
+    }
+}
+
+QK_TARGET static void QK_NAME(rows_q8_0)(int64_t k, const uint8_t *w, int64_t stride, int64_t nrows,
+                                         const uint8_t *xq, float *y) {
+    int32_t ncorr_seg[QK_Q8_SEG][8];
+    float dx_seg[QK_Q8_SEG];
+    const int64_t nb = k / 32;
+    if (nb <= QK_Q8_SEG) {
+        QK_NAME(q8_x_prep)(xq, nb, ncorr_seg, dx_seg);
+        QK_NAME(run_q8_0)(w, stride, nrows, xq, ncorr_seg, dx_seg, nb, y, 0, 1);
+        return;
+    }
+    for (int64_t s0 = 0; s0 < nb; s0 += QK_Q8_SEG) {
+        const int64_t len = nb - s0 < QK_Q8_SEG ? nb - s0 : QK_Q8_SEG;
+        const uint8_t *xs = xq + s0 * ZL_Q8_0_BYTES;
+        QK_NAME(q8_x_prep)(xs, len, ncorr_seg, dx_seg);
+        QK_NAME(run_q8_0)(w + s0 * 34, stride, nrows, xs, ncorr_seg, dx_seg, len, y, s0 > 0, 0);
+    }
+}
 
 /* ---- K-quants against Q8_K (x: f32 d, 256 int8 at 4, 16 int16 sums at 260) ---- */
 

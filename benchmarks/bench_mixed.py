@@ -13,14 +13,17 @@ n x n float32 problem) is timed twice in the same run:
     after another library's threads ran (and may still spin).
 The ratio mixed / own is the cost of sharing the process (goal: <= 1.25x).
 Part of it is not threads at all: the other calls evict the caches, and a
-short call right after its thread waited runs on a cold core. Two controls run
+short call right after its thread waited runs on a cold core. Three controls run
 the own loop with no thread runtime involved: a single-threaded copy of as many
-bytes as the other calls touch before each call (caches evicted), and a 1 ms
-sleep before each call (the thread waited); "control" is the slower of the two,
-the machine's own limit for that call, and "mixed / control" what is left for
-the thread runtimes to answer for.
+bytes as the other calls touch before each call (caches evicted), a 1 ms sleep
+before each call (the thread waited), and the caller busy, touching no data, for
+as long as the other four calls take in the mixed loop (time alone: on a shared
+host caches go cold within milliseconds even while the thread runs). "control"
+is the slowest of the three, the machine's own limit for that call, and
+"mixed / control" what is left for the thread runtimes to answer for.
 With --noisy, the mixed loop runs again while another process keeps one core
-busy; its ratio is taken against the quiet own-loop median (goal: <= 2.5x:
+busy; its ratio is taken against the quiet own-loop median and the quiet
+control (goal: <= 2.5x:
 losing one of two cores costs 2x, busy-waiting threads cost 10-80x). The
 ceiling of that case is measured too: one core busy-looping in Python against
 the same loop while the neighbour runs ("busy core").
@@ -99,6 +102,27 @@ def nap():
     time.sleep(0.001)
 
 
+def time_of_others(times, name):
+    """How long the other calls of the mixed loop run between two calls of
+    `name`: the sum of their medians in that loop."""
+    return sum(statistics.median(ts) for other, ts in times.items() if other != name)
+
+
+def spin_for(seconds):
+    """The third control: the calling thread stays busy, touching no data, for
+    as long as the other calls of the mixed loop take. Nothing of the call's
+    stays in use meanwhile, and no other thread runtime runs: what that much
+    time alone costs the call on this machine. On a shared host it is much
+    more than the 1 ms nap suggests: a 256 KiB dequantize that takes 9 us
+    back to back takes 90-130 us after 10-30 ms of a Python busy loop, on one
+    thread, the caches and TLBs having been taken by other work on the host."""
+    def busy():
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            pass
+    return busy
+
+
 def traffic_of_others(n):
     """The cache control: a single-threaded copy moving as many bytes as the
     other four calls of the mixed loop touch (their operands and outputs), run
@@ -140,14 +164,17 @@ def measure(threads, quick, repeats, noisy):
             cold = {name: [] for name in calls}
             asleep = {name: [] for name in calls}
             mixed = {name: [] for name in calls}
+            idle = {name: [] for name in calls}
             evict = traffic_of_others(n)
             for _ in range(repeats):
+                latest = mixed_loop(calls, rounds)
+                for name, ts in latest.items():
+                    mixed[name] += ts
                 for name, fn in calls.items():
                     own[name] += own_loop(fn, rounds)
                     cold[name] += own_loop(fn, rounds, evict)
                     asleep[name] += own_loop(fn, rounds, nap)
-                for name, ts in mixed_loop(calls, rounds).items():
-                    mixed[name] += ts
+                    idle[name] += own_loop(fn, rounds, spin_for(time_of_others(latest, name)))
             loud = None
             if noisy:
                 loud = {name: [] for name in calls}
@@ -156,7 +183,8 @@ def measure(threads, quick, repeats, noisy):
                         for name, ts in mixed_loop(calls, rounds).items():
                             loud[name] += ts
             for name in calls:
-                control = max(statistics.median(cold[name]), statistics.median(asleep[name]))
+                control = max(statistics.median(cold[name]), statistics.median(asleep[name]),
+                              statistics.median(idle[name]))
                 out[(n, name)] = (statistics.median(own[name]), control,
                                   statistics.median(mixed[name]),
                                   statistics.median(loud[name]) if loud else None)
@@ -217,8 +245,8 @@ def print_table(res, threads, worst, title):
             "| control / own | mixed / control |")
     rule = "|---:|---|---:|---:|---:|---:|---:|---:|"
     if noisy:
-        head += " noisy neighbour (us) | noisy / own |"
-        rule += "---:|---:|"
+        head += " noisy neighbour (us) | noisy / own | noisy / control |"
+        rule += "---:|---:|---:|"
     print(f"### {title}\n")
     print(head)
     print(rule)
@@ -229,8 +257,9 @@ def print_table(res, threads, worst, title):
                             ("mixed against the control", mixed / cold)):
             worst[(kind, threads)] = max(worst.get((kind, threads), 0), ratio)
         if loud is not None:
-            row += f" {fmt_us(loud)} | {loud / own:.2f}x |"
-            worst[("noisy", threads)] = max(worst.get(("noisy", threads), 0), loud / own)
+            row += f" {fmt_us(loud)} | {loud / own:.2f}x | {loud / cold:.2f}x |"
+            for kind, ratio in (("noisy", loud / own), ("noisy against the control", loud / cold)):
+                worst[(kind, threads)] = max(worst.get((kind, threads), 0), ratio)
         print(row)
     print()
 

@@ -1,6 +1,7 @@
 """Quantized matrix products (zigllama.qgemm) against the machine and against sgemm.
 
     python benchmarks/bench_qmatmul.py [--types Q4_K,Q6_K,Q8_0,Q4_0,Q5_0] [--repeat 5] [--quick]
+        [--gemm-types Q4_1,Q5_1,IQ4_XS] [--no-gemv] [--no-gemm]
 
 GEMV (m = 1): bytes of W read per second, against a read-only sweep of the same
 bytes in the same run (``_read_sweep``: every byte loaded once, OR-reduced, on
@@ -118,6 +119,7 @@ class GGMLVecDot:
 GEMV_SHAPES = [(4096, 4096), (640, 2048), (2048, 640), (262144, 640)]
 GEMM_SHAPE = (4096, 4096)
 GEMM_M = (32, 128, 512)
+GEMM_TYPES = "Q4_K,Q6_K,Q8_0,Q4_0,Q5_0,Q4_1,Q5_1,IQ4_XS"
 
 
 def rounds(contenders, repeat, min_seconds, threads):
@@ -212,7 +214,10 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="smaller shapes, fewer rounds")
     p.add_argument("--no-gemm", action="store_true")
+    p.add_argument("--gemm-types", default=GEMM_TYPES)
+    p.add_argument("--no-gemv", action="store_true")
     args = p.parse_args(argv)
+    gemm_types = [s.strip().upper() for s in args.gemm_types.split(",") if s.strip()]
     types = [s.strip().upper() for s in args.types.split(",") if s.strip()]
     shapes = GEMV_SHAPES[:3] if args.quick else GEMV_SHAPES
     print(f"kernel path: {qgemm_path()}; pool threads: {zigllama.default_pool().num_workers + 1}; "
@@ -232,12 +237,13 @@ def main(argv=None):
         print("ggml vec_dot column skipped: set GGML_SRC to a ggml checkout to compare with ggml's vec_dot kernels")
     print()
     try:
-        gemv_table(types, shapes, 3 if args.quick else args.repeat, 0.05, 64 << 20, ggml)
+        if not args.no_gemv:
+            gemv_table(types, shapes, 3 if args.quick else args.repeat, 0.05, 64 << 20, ggml)
     finally:
         if ggml is not None:
             ggml.close()
     if not args.no_gemm:
-        gemm_table(types[:2] if args.quick else types, (1024, 1024) if args.quick else GEMM_SHAPE,
+        gemm_table(gemm_types[:2] if args.quick else gemm_types, (1024, 1024) if args.quick else GEMM_SHAPE,
                    GEMM_M, 3 if args.quick else args.repeat, 0.05)
     return 0
 

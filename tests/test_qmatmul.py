@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import zigllama
 from zigllama import QuantizedTensor, qgemm
-from zigllama._core.qmatmul import qgemm_path, qgemm_paths, quantize_activations
+from zigllama._core.qmatmul import _qgemm_tile_runs, qgemm_path, qgemm_paths, quantize_activations
 from zigllama.errors import GGUFError, IncompatibleShapes, QuantizationError, UnsupportedDtype
 
 FAST_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
@@ -145,53 +145,78 @@ def test_shapes_strides_and_out(t, n, m, blocks, transposed, with_out, seed):
 
 # Types with a tiled integer GEMM: from 4 x rows on, W is decoded into tiles of
 # 4 rows and multiplied against groups of x rows (4, or 8 on AVX-512 VNNI).
-TILED_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q5_0", "Q8_0", "IQ4_NL")
+TILED_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL",
+               "IQ4_XS")
+# The tile kernel set each path runs.
+TILE_SET = {"portable": "portable", "avx2": "avx2", "avx_vnni": "avx2", "avx512_vnni": "avx512_vnni"}
 
 
 @pytest.mark.parametrize("t", TILED_TYPES)
 def test_tiled_gemm_against_the_oracle(t, path):
     rng = np.random.default_rng(hash(t) % 2**32 + 1)
     k = 3 * max(block_of(t)[0], 32)
-    for n, m in ((1, 4), (6, 9), (13, 21)):   # ragged tiles of W and groups of x
+    terms = k // max(block_of(t)[0], 32) * 4
+    for n, m in ((1, 4), (6, 9), (13, 21), (5, 17)):   # ragged tiles of W and groups of x
         w = QuantizedTensor(make_weight(t, n, k, rng), t, (n, k))
         x = rng.standard_normal((m, k)).astype(np.float32)
+        runs = _qgemm_tile_runs()[TILE_SET[path]]
         y = qgemm(x, w)
+        assert _qgemm_tile_runs()[TILE_SET[path]] == runs + 1   # the tiles of this path ran
         ref, size = fast_oracle(x, w)
-        check_close(y, ref, size, k // max(block_of(t)[0], 32) * 4)
+        check_close(y, ref, size, terms)
+        # the GEMV (one x row at a time) sums the same integers: equal up to float order
+        gemv = np.concatenate([qgemm(x[i:i + 1], w) for i in range(m)])
+        assert _qgemm_tile_runs()[TILE_SET[path]] == runs + 1
+        check_close(y, gemv.astype(np.float64), 2 * size, terms)
         # every (W row, x row) pair is summed on its own: moving x rows between
-        # groups and lanes changes no bit
+        # groups and lanes changes no bit, nor does a strided x or a given out
         perm = rng.permutation(m)
         np.testing.assert_array_equal(qgemm(x[perm], w), y[perm])
+        xt = np.asfortranarray(x)
+        out = np.full((m, n), np.nan, np.float32)
+        assert qgemm(xt, w, out) is out
+        np.testing.assert_array_equal(out, y)
 
 
 @pytest.mark.parametrize("t", TILED_TYPES)
 def test_tiled_gemm_at_the_extremes_of_the_integer_ranges(t, path):
     # Every quant at its largest (all bits set) against x quantized to +-127
     # everywhere: the widest products the byte and 16-bit sums must hold.
+    # All bits clear too: the most negative values (IQ4's -127, Q4_0's -8).
     block, size = block_of(t)
     k = 2 * max(block, 32)
     n = 5
-    raw = np.full((n, k // block, size), 0xFF, np.uint8)
-    for off in F16_FIELDS[t]:
-        raw[:, :, off:off + 2] = np.array([0.01], "<f2").view(np.uint8)
-    w = QuantizedTensor(raw.reshape(n, -1), t, (n, k))
     signs = np.where(np.arange(k) % 3 == 0, -1.0, 1.0).astype(np.float32)
     x = np.stack([np.ones(k, np.float32), -np.ones(k, np.float32), signs, -signs, 2 * signs])
-    ref, size_ = fast_oracle(x, w)
-    check_close(qgemm(x, w), ref, size_, k // max(block, 32) * 4)
+    for fill in (0xFF, 0x00):
+        raw = np.full((n, k // block, size), fill, np.uint8)
+        for off in F16_FIELDS[t]:
+            raw[:, :, off:off + 2] = np.array([0.01], "<f2").view(np.uint8)
+        w = QuantizedTensor(raw.reshape(n, -1), t, (n, k))
+        ref, size_ = fast_oracle(x, w)
+        check_close(qgemm(x, w), ref, size_, k // max(block, 32) * 4)
+
+
+def test_few_x_rows_take_the_gemv_not_the_tiles():
+    rng = np.random.default_rng(5)
+    w = QuantizedTensor(make_weight("Q4_1", 8, 64, rng), "Q4_1", (8, 64))
+    before = _qgemm_tile_runs()
+    qgemm(rng.standard_normal((3, 64)).astype(np.float32), w)
+    assert _qgemm_tile_runs() == before
 
 
 @pytest.mark.parametrize("mode", ["fast", "exact"])
 def test_threads_split_rows_without_changing_a_bit(mode):
     rng = np.random.default_rng(11)
-    w = QuantizedTensor(make_weight("Q4_K", 301, 1024, rng), "Q4_K", (301, 1024))
-    for m in (1, 5, 40):
-        x = rng.standard_normal((m, 1024)).astype(np.float32)
-        one = qgemm(x, w, mode=mode, threads=1)
-        if mode == "fast" or m <= 8:
-            np.testing.assert_array_equal(qgemm(x, w, mode=mode, threads=2), one)
-        else:   # the panels' sgemm may split its sums differently on more threads
-            np.testing.assert_allclose(qgemm(x, w, mode=mode, threads=2), one, rtol=1e-5, atol=1e-5)
+    for t in ("Q4_K", "Q4_1", "IQ4_XS") if mode == "fast" else ("Q4_K",):
+        w = QuantizedTensor(make_weight(t, 301, 1024, rng), t, (301, 1024))
+        for m in (1, 5, 40):
+            x = rng.standard_normal((m, 1024)).astype(np.float32)
+            one = qgemm(x, w, mode=mode, threads=1)
+            if mode == "fast" or m <= 8:
+                np.testing.assert_array_equal(qgemm(x, w, mode=mode, threads=2), one)
+            else:   # the panels' sgemm may split its sums differently on more threads
+                np.testing.assert_allclose(qgemm(x, w, mode=mode, threads=2), one, rtol=1e-5, atol=1e-5)
 
 
 def test_vector_x_gives_a_vector():

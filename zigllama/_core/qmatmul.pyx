@@ -91,6 +91,7 @@ cdef extern from "qgemm_job.h" nogil:
     int zl_qgemm_panel_chunk(void *job, int64_t begin, int64_t end)
     const zl_tile_kernels *zl_qgemm_tiles_for(int type, int64_t m, int path)
     int zl_qgemm_tile_setup(zl_qgemm_job *job, const zl_tile_kernels *kernels)
+    int64_t zl_qgemm_tile_runs(int set)
     uint64_t zl_read_sweep(const uint8_t *p, int64_t n)
 
 
@@ -526,6 +527,12 @@ def qgemm_paths():
 def qgemm_path():
     """The kernel path qgemm uses now (``ZIGLLAMA_QMATMUL_PATH`` forces a narrower one)."""
     return zl_qpath_name(zl_qpath_active()).decode()
+
+
+def _qgemm_tile_runs():
+    """Products the tiled integer GEMM has run since import, per kernel set
+    (the AVX-VNNI path runs the AVX2 set): which kernels a product took."""
+    return {name: zl_qgemm_tile_runs(i) for i, name in enumerate(("portable", "avx2", "avx512_vnni"))}
 
 
 ctypedef struct sweep_job:

@@ -125,7 +125,7 @@ ZL_TARGET_AVX2 void zl_quantize_act_q8_k_avx2(const float *x, uint8_t *dst, int6
 
 const zl_qdot_fn *const zl_qdot_avx2 = avx2_table;
 const zl_tile_kernels zl_tile_avx2 = {avx2_ktile, avx2_ltile, ZL_TILE_M, zl_tile_pack_x, zl_tile_x_bytes,
-                                     avx2_unpack_row};
+                                     avx2_unpack_row, ZL_TILE_SET_AVX2};
 
 int zl_tile_unpack_avx2(int type, const uint8_t *row, int64_t k, void *tiles, int r) {
     return avx2_unpack_row(type, row, k, tiles, r);
@@ -135,7 +135,7 @@ int zl_tile_unpack_avx2(int type, const uint8_t *row, int64_t k, void *tiles, in
 
 static const zl_qdot_fn no_kernels[ZL_GGML_TYPE_COUNT];
 const zl_qdot_fn *const zl_qdot_avx2 = no_kernels;
-const zl_tile_kernels zl_tile_avx2 = {NULL, NULL, ZL_TILE_M, zl_tile_pack_x, zl_tile_x_bytes, NULL};
+const zl_tile_kernels zl_tile_avx2 = {NULL, NULL, ZL_TILE_M, zl_tile_pack_x, zl_tile_x_bytes, NULL, ZL_TILE_SET_AVX2};
 int zl_tile_unpack_avx2(int type, const uint8_t *row, int64_t k, void *tiles, int r) {
     (void)type; (void)row; (void)k; (void)tiles; (void)r;
     return 0;

@@ -58,6 +58,9 @@ const struct zl_tile_kernels *zl_qgemm_tiles_for(int type, int64_t m, int path);
  * caller frees job->xpack. */
 int zl_qgemm_tile_setup(zl_qgemm_job *job, const struct zl_tile_kernels *kernels);
 int zl_qgemm_tile_chunk(void *job, int64_t begin, int64_t end);
+/* Products the tiled GEMM has run since load, per kernel set (0 portable,
+ * 1 AVX2, 2 AVX-512 VNNI; -1 or more: 0): which kernels a product took. */
+int64_t zl_qgemm_tile_runs(int set);
 
 /* OR of every byte of p[0..n): a read-only sweep, the bandwidth peer of the benchmarks. */
 uint64_t zl_read_sweep(const uint8_t *p, int64_t n);

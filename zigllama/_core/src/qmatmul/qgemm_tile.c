@@ -10,7 +10,8 @@ int zl_tile_family(int type) {
     switch (type) {
     case ZL_GGML_Q2_K: case ZL_GGML_Q3_K: case ZL_GGML_Q4_K: case ZL_GGML_Q5_K: case ZL_GGML_Q6_K:
         return ZL_TILE_K;
-    case ZL_GGML_Q4_0: case ZL_GGML_Q5_0: case ZL_GGML_Q8_0: case ZL_GGML_IQ4_NL:
+    case ZL_GGML_Q4_0: case ZL_GGML_Q4_1: case ZL_GGML_Q5_0: case ZL_GGML_Q5_1: case ZL_GGML_Q8_0:
+    case ZL_GGML_IQ4_NL: case ZL_GGML_IQ4_XS:
         return ZL_TILE_LEGACY;
     default:
         return ZL_TILE_NONE;
@@ -19,7 +20,8 @@ int zl_tile_family(int type) {
 
 int zl_tile_flags(int type) {
     switch (type) {
-    case ZL_GGML_Q2_K: case ZL_GGML_Q4_K: case ZL_GGML_Q5_K: return ZL_TILE_MINS;
+    case ZL_GGML_Q2_K: case ZL_GGML_Q4_K: case ZL_GGML_Q5_K: case ZL_GGML_Q4_1: case ZL_GGML_Q5_1:
+        return ZL_TILE_MINS;
     case ZL_GGML_Q3_K: case ZL_GGML_Q6_K: return ZL_TILE_NBIAS;
     default: return 0;
     }
@@ -152,6 +154,15 @@ static void unpack_legacy(int type, const uint8_t *b, zl_ltile *t, int r) {
             sum += lo + hi;
         }
         break;
+    case ZL_GGML_Q4_1:
+        for (int j = 0; j < 16; j++) {
+            const int lo = b[4 + j] & 0xF, hi = b[4 + j] >> 4;
+            q[j] = (int8_t)lo;
+            q[j + 16] = (int8_t)hi;
+            sum += lo + hi;
+        }
+        t->m[r] = zl_load_f16(b + 2);
+        break;
     case ZL_GGML_Q5_0: {
         const uint32_t qh = zl_load_u32(b + 2);
         for (int j = 0; j < 16; j++) {
@@ -161,6 +172,18 @@ static void unpack_legacy(int type, const uint8_t *b, zl_ltile *t, int r) {
             q[j + 16] = (int8_t)hi;
             sum += lo + hi;
         }
+        break;
+    }
+    case ZL_GGML_Q5_1: {
+        const uint32_t qh = zl_load_u32(b + 4);
+        for (int j = 0; j < 16; j++) {
+            const int h0 = ((qh >> j) << 4) & 0x10, h1 = (qh >> (j + 12)) & 0x10;
+            const int lo = (b[8 + j] & 0xF) | h0, hi = (b[8 + j] >> 4) | h1;
+            q[j] = (int8_t)lo;
+            q[j + 16] = (int8_t)hi;
+            sum += lo + hi;
+        }
+        t->m[r] = zl_load_f16(b + 2);
         break;
     }
     case ZL_GGML_Q8_0:
@@ -177,6 +200,26 @@ static void unpack_legacy(int type, const uint8_t *b, zl_ltile *t, int r) {
     }
     t->nsum[r] = -128 * sum;
     t->d[r] = zl_load_f16(b);
+}
+
+/* IQ4_XS: a block of 256 as 8 legacy tiles of 32, each scaled by d * (ls - 32)
+ * (an f16 times a 6-bit integer: exact in float). */
+static void unpack_iq4_xs(const uint8_t *b, zl_ltile *t, int r) {
+    const float d = zl_load_f16(b);
+    const uint16_t h = zl_load_u16(b + 2);
+    for (int ib = 0; ib < 8; ib++, t++) {
+        const uint8_t *qs = b + 8 + 16 * ib;
+        const int ls = ((b[4 + ib / 2] >> (4 * (ib & 1))) & 0xF) | (((h >> (2 * ib)) & 3) << 4);
+        int sum = 0;
+        for (int j = 0; j < 16; j++) {
+            const int lo = zl_kvalues_iq4nl[qs[j] & 0xF], hi = zl_kvalues_iq4nl[qs[j] >> 4];
+            t->q[r][j] = (int8_t)lo;
+            t->q[r][j + 16] = (int8_t)hi;
+            sum += lo + hi;
+        }
+        t->nsum[r] = -128 * sum;
+        t->d[r] = d * (float)(ls - 32);
+    }
 }
 
 void zl_tile_pack_w(int type, const uint8_t *w, int64_t stride, int nr, int64_t k, void *dst,
@@ -204,9 +247,33 @@ void zl_tile_pack_w(int type, const uint8_t *w, int64_t stride, int nr, int64_t 
             }
     } else {
         zl_ltile *t = (zl_ltile *)dst;
-        for (int64_t i = 0; i < k / 32; i++, t++)
-            for (int r = 0; r < nr; r++) unpack_legacy(type, w + r * stride + i * wb, t, r);
+        if (type == ZL_GGML_IQ4_XS) {
+            for (int64_t i = 0; i < k / QK_K; i++, t += 8)
+                for (int r = 0; r < nr; r++) unpack_iq4_xs(w + r * stride + i * wb, t, r);
+        } else {
+            for (int64_t i = 0; i < k / 32; i++, t++)
+                for (int r = 0; r < nr; r++) unpack_legacy(type, w + r * stride + i * wb, t, r);
+        }
     }
+}
+
+/* The 32 values of legacy block i of a quantized x row (*q) and their scale:
+ * a Q8_0 block, or the i % 8-th 32 of a Q8_K block (IQ4_XS) under its d. */
+static float legacy_x_block(int type, const uint8_t *row, int64_t i, const int8_t **q) {
+    if (zl_act_of(type) == ZL_ACT_Q8_K) {
+        const uint8_t *b = row + i / 8 * ZL_Q8_K_BYTES;
+        *q = (const int8_t *)(b + 4 + 32 * (i % 8));
+        return zl_load_f32(b);
+    }
+    const uint8_t *b = row + i * ZL_Q8_0_BYTES;
+    *q = (const int8_t *)(b + 2);
+    return zl_load_f16(b);
+}
+
+static int sum32(const int8_t *q) {
+    int s = 0;
+    for (int l = 0; l < 32; l++) s += q[l];
+    return s;
 }
 
 void zl_tile_pack_x(int type, const uint8_t *xq, int64_t xq_bytes, int nr, int64_t k, void *dst) {
@@ -223,11 +290,13 @@ void zl_tile_pack_x(int type, const uint8_t *xq, int64_t xq_bytes, int nr, int64
     } else {
         zl_lxgroup *g = (zl_lxgroup *)dst;
         memset(g, 0, (size_t)zl_tile_x_bytes(type, k));
+        const int mins = zl_tile_flags(type) & ZL_TILE_MINS;
         for (int64_t i = 0; i < k / 32; i++, g++)
             for (int r = 0; r < nr; r++) {
-                const uint8_t *b = xq + r * xq_bytes + i * ZL_Q8_0_BYTES;
-                g->d[r] = zl_load_f16(b);
-                memcpy(g->q[r], b + 2, 32);
+                const int8_t *q;
+                g->d[r] = legacy_x_block(type, xq + r * xq_bytes, i, &q);
+                memcpy(g->q[r], q, 32);
+                if (mins) g->s[r] = g->d[r] * (float)sum32(q);
             }
     }
 }
@@ -246,13 +315,15 @@ void zl_tile_pack_x8(int type, const uint8_t *xq, int64_t xq_bytes, int nr, int6
     } else {
         zl_lxgroup8 *g = (zl_lxgroup8 *)dst;
         memset(g, 0x80, (size_t)zl_tile_x8_bytes(type, k));
+        const int mins = zl_tile_flags(type) & ZL_TILE_MINS;
         for (int64_t i = 0; i < k / 32; i++, g++) {
-            for (int r = 0; r < 8; r++) g->d[r] = 0.0f;
+            for (int r = 0; r < 8; r++) g->d[r] = g->s[r] = 0.0f;
             for (int r = 0; r < nr; r++) {
-                const uint8_t *b = xq + r * xq_bytes + i * ZL_Q8_0_BYTES;
-                g->d[r] = zl_load_f16(b);
+                const int8_t *q;
+                g->d[r] = legacy_x_block(type, xq + r * xq_bytes, i, &q);
                 for (int c = 0; c < 8; c++)
-                    for (int l = 0; l < 4; l++) g->q[c][r][l] = (uint8_t)(b[2 + 4 * c + l] ^ 0x80);
+                    for (int l = 0; l < 4; l++) g->q[c][r][l] = (uint8_t)(q[4 * c + l] ^ 0x80);
+                if (mins) g->s[r] = g->d[r] * (float)sum32(q);
             }
         }
     }
@@ -280,7 +351,7 @@ static void ktile_portable(int64_t nblocks, const zl_ktile *w, const void *vx, i
     for (int r = 0; r < ZL_TILE_R; r++) memcpy(out[r], acc[r], sizeof(acc[r]));
 }
 
-static void ltile_portable(int64_t nblocks, const zl_ltile *w, const void *vx,
+static void ltile_portable(int64_t nblocks, const zl_ltile *w, const void *vx, int flags,
                            float out[ZL_TILE_R][ZL_TILE_M_MAX]) {
     const zl_lxgroup *x = (const zl_lxgroup *)vx;
     float acc[ZL_TILE_R][ZL_TILE_M] = {{0}};
@@ -290,12 +361,13 @@ static void ltile_portable(int64_t nblocks, const zl_ltile *w, const void *vx,
                 int isum = 0;
                 for (int l = 0; l < 32; l++) isum += w->q[r][l] * x->q[i][l];
                 acc[r][i] += (w->d[r] * x->d[i]) * (float)isum;
+                if (flags & ZL_TILE_MINS) acc[r][i] += w->m[r] * x->s[i];
             }
     for (int r = 0; r < ZL_TILE_R; r++) memcpy(out[r], acc[r], sizeof(acc[r]));
 }
 
 const zl_tile_kernels zl_tile_portable = {ktile_portable, ltile_portable, ZL_TILE_M, zl_tile_pack_x,
-                                          zl_tile_x_bytes, NULL};
+                                          zl_tile_x_bytes, NULL, ZL_TILE_SET_PORTABLE};
 
 /* ---- the driver ---- */
 
@@ -309,7 +381,14 @@ static void *aligned_buffer(int64_t bytes) {
     return aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64));
 }
 
+static int64_t tile_runs[ZL_TILE_SET_COUNT];
+
+int64_t zl_qgemm_tile_runs(int set) {
+    return set >= 0 && set < ZL_TILE_SET_COUNT ? __atomic_load_n(&tile_runs[set], __ATOMIC_RELAXED) : 0;
+}
+
 int zl_qgemm_tile_setup(zl_qgemm_job *j, const zl_tile_kernels *kernels) {
+    __atomic_fetch_add(&tile_runs[kernels->id], 1, __ATOMIC_RELAXED);
     j->tiles = kernels;
     j->xgroup_bytes = kernels->x_bytes(j->w.type, j->w.cols);
     j->ngroups = (j->m + kernels->xrows - 1) / kernels->xrows;
@@ -356,7 +435,7 @@ int zl_qgemm_tile_chunk(void *vjob, int64_t begin, int64_t end) {
                 if (k4)
                     j->tiles->k(nblocks, (const zl_ktile *)wt, xg, flags, out);
                 else
-                    j->tiles->legacy(nblocks, (const zl_ltile *)wt, xg, out);
+                    j->tiles->legacy(nblocks, (const zl_ltile *)wt, xg, flags, out);
                 const int64_t rt = r + t * ZL_TILE_R;
                 const int64_t nr = rows - t * ZL_TILE_R < ZL_TILE_R ? rows - t * ZL_TILE_R : ZL_TILE_R;
                 for (int64_t i = 0; i < mi; i++)

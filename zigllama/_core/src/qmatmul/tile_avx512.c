@@ -78,7 +78,7 @@ TILE_TARGET static void ktile_vnni(int64_t nblocks, const zl_ktile *w, const voi
 /* Legacy: x stored as x + 128 (unsigned), W's signed bytes broadcast; each
  * row's sum starts from -128 * (the sum of its 32 values). Two chains per row
  * keep eight vpdpbusd in flight. */
-TILE_TARGET static void ltile_vnni(int64_t nblocks, const zl_ltile *w, const void *vx,
+TILE_TARGET static void ltile_vnni(int64_t nblocks, const zl_ltile *w, const void *vx, int flags,
                                    float out[ZL_TILE_R][ZL_TILE_M_MAX]) {
     const zl_lxgroup8 *x = (const zl_lxgroup8 *)vx;
     __m256 acc[ZL_TILE_R];
@@ -86,7 +86,7 @@ TILE_TARGET static void ltile_vnni(int64_t nblocks, const zl_ltile *w, const voi
     for (int64_t b = 0; b < nblocks; b++, w++, x++) {
         __m256i xv[8];
         for (int c = 0; c < 8; c++) xv[c] = _mm256_loadu_si256((const __m256i *)x->q[c]);
-        const __m256 dx = _mm256_loadu_ps(x->d);
+        const __m256 dx = _mm256_loadu_ps(x->d), sx = _mm256_loadu_ps(x->s);
 #pragma GCC unroll 4
         for (int r = 0; r < ZL_TILE_R; r++) {
             const int8_t *q = w->q[r];
@@ -98,16 +98,18 @@ TILE_TARGET static void ltile_vnni(int64_t nblocks, const zl_ltile *w, const voi
             }
             acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(w->d[r]), dx),
                                      _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), acc[r]);
+            if (flags & ZL_TILE_MINS) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(w->m[r]), sx, acc[r]);
         }
     }
     for (int r = 0; r < ZL_TILE_R; r++) _mm256_storeu_ps(out[r], acc[r]);
 }
 
 const zl_tile_kernels zl_tile_avx512_vnni = {ktile_vnni, ltile_vnni, 8, zl_tile_pack_x8, zl_tile_x8_bytes,
-                                            zl_tile_unpack_avx2};
+                                            zl_tile_unpack_avx2, ZL_TILE_SET_AVX512_VNNI};
 
 #else
 
-const zl_tile_kernels zl_tile_avx512_vnni = {NULL, NULL, 8, zl_tile_pack_x8, zl_tile_x8_bytes, NULL};
+const zl_tile_kernels zl_tile_avx512_vnni = {NULL, NULL, 8, zl_tile_pack_x8, zl_tile_x8_bytes, NULL,
+                                            ZL_TILE_SET_AVX512_VNNI};
 
 #endif

@@ -71,7 +71,7 @@ QK_TARGET static void QK_NAME(ktile)(int64_t nblocks, const zl_ktile *w, const v
     }
 }
 
-QK_TARGET static void QK_NAME(ltile)(int64_t nblocks, const zl_ltile *w, const void *vx,
+QK_TARGET static void QK_NAME(ltile)(int64_t nblocks, const zl_ltile *w, const void *vx, int flags,
                                      float out[ZL_TILE_R][ZL_TILE_M_MAX]) {
     const zl_lxgroup *x = (const zl_lxgroup *)vx;
     __m128 acc[ZL_TILE_R];
@@ -86,6 +86,7 @@ QK_TARGET static void QK_NAME(ltile)(int64_t nblocks, const zl_ltile *w, const v
             const __m128i isum = QK_NAME(hsum4_epi32)(QK_LDOT(xv[0], wq), QK_LDOT(xv[1], wq),
                                                       QK_LDOT(xv[2], wq), QK_LDOT(xv[3], wq));
             acc[r] = _mm_fmadd_ps(_mm_mul_ps(_mm_set1_ps(w->d[r]), dx), _mm_cvtepi32_ps(isum), acc[r]);
+            if (flags & ZL_TILE_MINS) acc[r] = _mm_fmadd_ps(_mm_set1_ps(w->m[r]), _mm_loadu_ps(x->s), acc[r]);
         }
     }
     for (int r = 0; r < ZL_TILE_R; r++) _mm_storeu_ps(out[r], acc[r]);
@@ -124,7 +125,8 @@ QK_TARGET static inline void QK_NAME(k_scales)(int type, const uint8_t *row, zl_
 QK_TARGET static int QK_NAME(unpack_row)(int type, const uint8_t *row, int64_t k, void *tiles, int r) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     switch (type) {
-    case ZL_GGML_Q4_0: case ZL_GGML_Q5_0: case ZL_GGML_Q8_0: case ZL_GGML_IQ4_NL: {
+    case ZL_GGML_Q4_0: case ZL_GGML_Q4_1: case ZL_GGML_Q5_0: case ZL_GGML_Q5_1: case ZL_GGML_Q8_0:
+    case ZL_GGML_IQ4_NL: {
         const int64_t wb = zl_ggml_type_table[type].type_size;
         const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)zl_kvalues_iq4nl));
         zl_ltile *t = (zl_ltile *)tiles;
@@ -132,6 +134,13 @@ QK_TARGET static int QK_NAME(unpack_row)(int type, const uint8_t *row, int64_t k
             __m256i q;
             if (type == ZL_GGML_Q4_0) {
                 q = _mm256_sub_epi8(QK_NAME(nibbles)(row + 2), _mm256_set1_epi8(8));
+            } else if (type == ZL_GGML_Q4_1) {
+                q = QK_NAME(nibbles)(row + 4);
+                t->m[r] = QK_NAME(f16)(row + 2);
+            } else if (type == ZL_GGML_Q5_1) {
+                const __m256i hi = _mm256_and_si256(QK_NAME(bits32)(zl_load_u32(row + 4)), _mm256_set1_epi8(0x10));
+                q = _mm256_or_si256(QK_NAME(nibbles)(row + 8), hi);
+                t->m[r] = QK_NAME(f16)(row + 2);
             } else if (type == ZL_GGML_Q5_0) {
                 const __m256i hi = _mm256_andnot_si256(QK_NAME(bits32)(zl_load_u32(row + 2)), _mm256_set1_epi8((char)0xF0));
                 q = _mm256_or_si256(QK_NAME(nibbles)(row + 6), hi);
@@ -143,6 +152,22 @@ QK_TARGET static int QK_NAME(unpack_row)(int type, const uint8_t *row, int64_t k
             _mm256_storeu_si256((__m256i *)t->q[r], q);
             t->nsum[r] = -128 * QK_NAME(sum_i8)(q);
             t->d[r] = QK_NAME(f16)(row);
+        }
+        return 1;
+    }
+    case ZL_GGML_IQ4_XS: { /* 8 legacy tiles per block of 256 (unpack_iq4_xs in qgemm_tile.c) */
+        const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)zl_kvalues_iq4nl));
+        zl_ltile *t = (zl_ltile *)tiles;
+        for (int64_t i = 0; i < k / QK_K; i++, row += 136) {
+            const float d = QK_NAME(f16)(row);
+            const uint16_t h = zl_load_u16(row + 2);
+            for (int ib = 0; ib < 8; ib++, t++) {
+                const int ls = ((row[4 + ib / 2] >> (4 * (ib & 1))) & 0xF) | (((h >> (2 * ib)) & 3) << 4);
+                const __m256i q = _mm256_shuffle_epi8(table, QK_NAME(nibbles)(row + 8 + 16 * ib));
+                _mm256_storeu_si256((__m256i *)t->q[r], q);
+                t->nsum[r] = -128 * QK_NAME(sum_i8)(q);
+                t->d[r] = d * (float)(ls - 32);
+            }
         }
         return 1;
     }

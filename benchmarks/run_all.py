@@ -45,7 +45,9 @@ BENCHMARKS = [
     ("Loading a whole model", "bench_load.py", [], ["--repeat", "2"],
      "`zigllama load` of a Q4_K_M-like model against the cost of first touching that much fresh memory"),
     ("Quantized matrix products", "bench_qmatmul.py", [], ["--quick"],
-     "qgemm GEMV GB/s against a read sweep of the same bytes and sgemv; GEMM against scipy sgemm"),
+     "qgemm GEMV GB/s against a read sweep of the same bytes, the integer ceiling (the least work an integer "
+     "GEMV of the type does, on the same bytes), ggml's vec_dot and sgemv; qgemm's call cost; GEMM against "
+     "scipy sgemm"),
     ("GEMM backends", "bench_blas.py", ["--paths", "all"], ["--quick"],
      "GFLOPS of each backend against numpy.matmul; the generic backend also on each narrower SIMD path"),
     ("Thread pool", "bench_threading.py", [], ["--quick"],

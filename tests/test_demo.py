@@ -13,7 +13,7 @@ import zigllama as zl
 from zigllama import llama_block, pipeline
 from zigllama.cli import main
 
-STAGES = ("map + parse", "dequantize weights", "Q/K/V projections", "attention scores",
+STAGES = ("map + parse", "quantized views", "Q/K/V projections", "attention scores",
           "softmax (parallel rows)", "gate/up projections", "down projection", "residual add")
 
 
@@ -121,14 +121,45 @@ def test_block_config_reads_architecture_keys(tmp_path):
     assert cfg.rms_eps == pytest.approx(1e-6)
 
 
-def test_pipeline_equals_reference_on_each_backend(tmp_path):
+@pytest.mark.parametrize("matmul", ["exact", "dequantized"])
+def test_pipeline_equals_reference_on_each_backend(tmp_path, matmul):
     path = pipeline.write_demo_model(str(tmp_path / "d.gguf"), n_layer=1, n_vocab=64)
     tokens = np.arange(5)
     for backend in ("scipy", "generic", "naive"):
-        out, stages, weights, x, cfg = pipeline.run_block(path, tokens, blas=backend, threads=1)
+        out, stages, weights, x, cfg = pipeline.run_block(path, tokens, blas=backend, threads=1, matmul=matmul)
         ref = llama_block.reference_block(cfg, weights, x)
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
-        assert {s.backend for s in stages if "projection" in s.name} == {backend}
+        expected = backend if matmul == "dequantized" else "qgemm exact"
+        assert {s.backend for s in stages if "projection" in s.name} == {expected}
+        names = {s.name for s in stages}
+        assert ("dequantize weights" in names) == (matmul == "dequantized")
+        assert ("quantized views" in names) == (matmul != "dequantized")
+
+
+def test_pipeline_fast_projections_stay_near_the_float_reference(tmp_path):
+    path = pipeline.write_demo_model(str(tmp_path / "d.gguf"), n_layer=1, n_vocab=64)
+    out, stages, weights, x, cfg = pipeline.run_block(path, np.arange(9), threads=2, matmul="fast")
+    ref = llama_block.reference_block(cfg, weights, x)
+    scale = float(np.abs(ref).max())
+    err = float(np.abs(out - ref).max())
+    from zigllama.commands.demo import FAST_RTOL, RTOL
+    # 8-bit activations: further from the float reference than float rounding,
+    # within the demo's bound for the mode.
+    assert RTOL * scale < err <= FAST_RTOL * scale
+    assert {s.backend for s in stages if "projection" in s.name} == {"qgemm fast"}
+
+
+def test_pipeline_rejects_an_unknown_matmul_mode(tmp_path):
+    path = pipeline.write_demo_model(str(tmp_path / "d.gguf"), n_layer=1, n_vocab=64)
+    with pytest.raises(ValueError, match="matmul must be one of"):
+        pipeline.run_block(path, np.arange(3), matmul="fastest")
+
+
+@pytest.mark.parametrize("mode", ["fast", "dequantized"])
+def test_demo_matmul_modes_match(mode, capsys):
+    assert main(["demo", "--matmul", mode, "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"projections {mode}): match" in out
 
 
 def test_median_stages_takes_each_stage_median_and_keeps_its_metadata():

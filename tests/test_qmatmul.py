@@ -231,6 +231,51 @@ def test_vector_x_gives_a_vector():
     np.testing.assert_array_equal(out, y)
 
 
+
+def test_vector_arguments_in_every_form():
+    # A vector x and out are checked in C (the decoding path); every form the
+    # general path takes gives the same bits, every form it refuses is refused.
+    rng = np.random.default_rng(3)
+    w = QuantizedTensor(make_weight("Q4_K", 9, 256, rng), "Q4_K", (9, 256))
+    x = rng.standard_normal(512).astype(np.float32)
+    want = qgemm(x[None, :256], w)[0]
+    spaced = np.zeros(512, np.float32)
+    spaced[::2] = x[:256]
+    unaligned = np.frombuffer(b"\0" + x[:256].tobytes(), np.float32, 256, 1)
+    for form in (x[:256], spaced[::2], x[:256][::-1].copy()[::-1], unaligned, np.asarray(x[:256], ">f4").astype("=f4"),
+                 x[:256].view(type("Sub", (np.ndarray,), {}))):
+        np.testing.assert_array_equal(np.ravel(qgemm(form, w)), want)
+    out = np.full(18, np.nan, np.float32)
+    for threads in (None, 1, 2, np.int64(2)):
+        assert qgemm(x[:256], w, out[:9], threads=threads) is not None
+        np.testing.assert_array_equal(out[:9], want)
+    with pytest.raises(QuantizationError, match="contiguous rows"):
+        qgemm(x[:256], w, out[::2])
+    frozen = np.zeros(9, np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(QuantizationError, match="read-only"):
+        qgemm(x[:256], w, frozen)
+    with pytest.raises(IncompatibleShapes, match=r"out has shape \(1, 9\), the product is \(9,\)"):
+        qgemm(x[:256], w, np.zeros((1, 9), np.float32))
+    with pytest.raises(IncompatibleShapes, match=r"out has shape \(9,\), the product is \(1, 9\)"):
+        qgemm(x[None, :256], w, np.zeros(9, np.float32))
+    with pytest.raises(UnsupportedDtype, match="float32"):
+        qgemm(np.asarray(x[:256], ">f4"), w)
+    with pytest.raises(UnsupportedDtype, match="float32"):
+        qgemm(x[:256], w, np.zeros(9, ">f4"))
+    with pytest.raises(UnsupportedDtype, match="float32"):
+        qgemm([float(v) for v in x[:256]], w)    # a list of floats is float64
+    with pytest.raises(IncompatibleShapes, match="columns"):
+        qgemm(x[:255], w)
+    with pytest.raises(IncompatibleShapes, match=r"\(m, k\) or \(k,\)"):
+        qgemm(np.float32(1), w)
+    for bad in (0, -1, 1025):
+        with pytest.raises(ValueError, match="between 1 and"):
+            qgemm(x[:256], w, threads=bad)
+    for bad in (True, 2.0, "2"):
+        with pytest.raises(TypeError):
+            qgemm(x[:256], w, threads=bad)
+
 # ---- the activation quantizers, byte for byte ----
 
 def q8_k_reference(x):

@@ -297,6 +297,118 @@ def test_scipy_split_inside_a_pool_task():
     np.testing.assert_allclose(got, a @ a, rtol=1e-10, atol=1e-9)
 
 
+
+# -- the setting as qgemm and default_pool() read it: cached, never stale ------------
+
+def _cached_setting():
+    """default_pool() looks the setting up (through the cache); the cache then
+    holds what zigllama.num_threads() says."""
+    pool = zt.default_pool()
+    assert pool.num_threads == max(2, zl.num_threads())
+    return zt._setting_cache()[0]
+
+
+def test_cached_setting_follows_every_setter(monkeypatch):
+    monkeypatch.delenv("ZIGLLAMA_NUM_THREADS", raising=False)
+    zl.set_num_threads(3)
+    assert _cached_setting() == 3
+    zl.set_num_threads(4)
+    assert _cached_setting() == 4
+    with threadpoolctl.threadpool_limits(3, user_api="zigllama"):
+        assert _cached_setting() == 3
+        with threadpoolctl.threadpool_limits(1):
+            assert _cached_setting() == 1
+        assert _cached_setting() == 3
+    assert _cached_setting() == 4
+    _config._override = 5            # a direct assignment, as Model.__call__ restores it
+    assert _cached_setting() == 5
+    zl.set_num_threads(None)
+    monkeypatch.setenv("ZIGLLAMA_NUM_THREADS", "3")
+    assert _cached_setting() == 3
+    monkeypatch.setenv("ZIGLLAMA_NUM_THREADS", "2")
+    assert _cached_setting() == 2
+    for _ in range(2):               # a bad value is an error on every call, never cached
+        monkeypatch.setenv("ZIGLLAMA_NUM_THREADS", "lots")
+        with pytest.raises(ValueError, match="ZIGLLAMA_NUM_THREADS"):
+            zt.default_pool()
+    monkeypatch.delenv("ZIGLLAMA_NUM_THREADS")
+    assert _cached_setting() == min(_config.available_cpus(), MAX)
+
+
+
+def test_cached_setting_is_not_kept_when_an_input_moved_meanwhile(monkeypatch):
+    # Another thread's setters, to 4 and back to 3, while the answer is computed:
+    # the answer (4) must not be kept for the setting 3.
+    real = _config.num_threads
+
+    def racing():
+        zl.set_num_threads(4)
+        n = real()
+        zl.set_num_threads(3)
+        return n
+
+    zl.set_num_threads(3)
+    monkeypatch.setattr(_config, "num_threads", racing)
+    zt.default_pool()
+    monkeypatch.setattr(_config, "num_threads", real)
+    assert zt._setting_cache()[0] == 0
+    assert _cached_setting() == 3
+
+def test_cached_setting_follows_the_cpu_affinity(monkeypatch):
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no sched_setaffinity here")
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2:
+        pytest.skip("one CPU: no narrower mask to set")
+    monkeypatch.delenv("ZIGLLAMA_NUM_THREADS", raising=False)
+    assert _cached_setting() == len(cpus)
+    try:
+        os.sched_setaffinity(0, {min(cpus)})
+        assert _cached_setting() == 1
+    finally:
+        os.sched_setaffinity(0, cpus)
+    assert _cached_setting() == len(cpus)
+
+
+def test_qgemm_sizes_the_default_pool_from_the_setting():
+    w = zl.QuantizedTensor(zl.quantize(np.ones((256, 1024), np.float32), "Q8_0"), "Q8_0", (256, 1024))
+    x = np.ones(1024, np.float32)     # 256 x 1024: just enough work to split
+    want = zl.qgemm(x, w, threads=1)
+    for n in (3, 2):
+        zl.set_num_threads(n)
+        assert np.array_equal(zl.qgemm(x, w), want)
+        assert zt._default.num_threads == n
+    zl.set_num_threads(3)
+    with threadpoolctl.threadpool_limits(1, user_api="zigllama"):
+        assert np.array_equal(zl.qgemm(x, w), want)
+        assert zt._default.num_threads == 2      # limited to 1: one worker at least
+    assert np.array_equal(zl.qgemm(x, w), want)
+    assert zt._default.num_threads == 3
+
+
+QGEMM_AFTER_FORK = """
+import os, numpy as np, zigllama as zl
+from zigllama._core import threading as zt
+w = zl.QuantizedTensor(zl.quantize(np.ones((256, 1024), np.float32), "Q8_0"), "Q8_0", (256, 1024))
+x = np.ones(1024, np.float32)
+want = zl.qgemm(x, w, threads=2)       # the default pool, made and cached in the parent
+parent = zt.default_pool()
+pid = os.fork()
+if pid == 0:
+    ok = np.array_equal(zl.qgemm(x, w, threads=2), want) and np.array_equal(zl.qgemm(x, w), want)
+    os._exit(0 if ok and zt.default_pool() is not parent else 1)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status), zt.default_pool() is parent)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_qgemm_after_fork_makes_a_new_default_pool():
+    # The cached pool is the parent's: the child must not split on it (its workers
+    # did not survive the fork) but on a new one.
+    out = subprocess.run([sys.executable, "-c", QGEMM_AFTER_FORK], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["child", "0", "True"], (out.stdout, out.stderr)
+
 # -- OpenMP waits passively unless told otherwise --------------------------------------
 
 @pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])

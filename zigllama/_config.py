@@ -7,6 +7,12 @@ variable ``ZIGLLAMA_NUM_THREADS``, else the number of CPUs this process may use;
 then capped by a limit threadpoolctl set (``threadpool_limits(n)`` reaches
 zigllama through the controllers in ``zigllama._threadpoolctl``).
 
+``zigllama._core.threading.setting_threads`` (what qgemm and ``default_pool()``
+read) caches ``num_threads()`` beside the inputs it read: ``_generation`` (which
+every setter here bumps), ``_override``, ``_limits["pool"]``, the environment
+variable and, without an explicit count, the CPU affinity. An input added here
+must join that comparison.
+
 Every thread count is bounded by ``MAX_THREADS``: a larger one is an error at
 once (libgomp exits the process on a team it cannot create, and a pool of
 100,000 threads exhausts memory long before it helps).
@@ -22,6 +28,9 @@ from .errors import InvalidArgumentType, InvalidArgumentValue
 MAX_THREADS = 1024
 
 _override: int | None = None
+# Bumped by every setter: a cache of num_threads() keyed on it cannot miss a
+# change and back (A, B, A) made while it computed.
+_generation: int = 0
 # Limits set through threadpoolctl: "pool" (the pool and every region sized from
 # the setting) and "openmp" (the generic GEMM's OpenMP team). None: no limit.
 _limits: dict[str, int | None] = {"pool": None, "openmp": None}
@@ -86,17 +95,20 @@ def openmp_threads() -> int:
 
 def set_num_threads(n: int | None) -> None:
     """Set the thread count for this process (None returns to the default)."""
-    global _override
+    global _override, _generation
     _override = None if n is None else check_thread_count(n)
+    _generation += 1
 
 
 def set_limit(kind: str, n: int) -> None:
     """A limit from threadpoolctl: n at or above the setting lifts it (a limit
     above MAX_THREADS too: a cap that high limits nothing)."""
+    global _generation
     n = integer(n, f"the {kind} thread limit")
     if n < 1:
         raise InvalidArgumentValue(f"the {kind} thread limit must be between 1 and {MAX_THREADS}, got {n}")
     _limits[kind] = None if n >= base_num_threads() else n
+    _generation += 1
 
 
 def resolve_threads(threads: int | None = None) -> int:

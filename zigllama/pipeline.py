@@ -1,13 +1,15 @@
 """The seed's data flow, end to end, for one transformer block.
 
-GGUF file on disk -> MemoryMap -> GGUFReader -> dequantized Tensor weights ->
-BlasInterface.gemm -> ThreadPool (parallel rows) -> Q/K/V projections ->
-attention scores -> feed-forward. ``run_block`` runs it with zigllama's own
-pieces and times each stage; ``zigllama demo`` checks it against the numpy
-reference of ``llama_block``.
+GGUF file on disk -> MemoryMap -> GGUFReader -> quantized weights where they
+lie (or, the seed's way, dequantized Tensor weights) -> matrix products through
+the BLAS vtable (qgemm for quantized weights) -> ThreadPool (parallel rows) ->
+Q/K/V projections -> attention scores -> feed-forward. ``run_block`` runs it with
+zigllama's own pieces and times each stage; ``zigllama demo`` checks it against
+the numpy reference of ``llama_block``.
 """
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 
@@ -133,6 +135,13 @@ def _embed(reader, cfg, tokens, threads):
     from . import dequantize
 
     info = reader.tensor_info("token_embd.weight")
+    if reader.byte_order != sys.byteorder:
+        # Blocks in the other byte order: load() converts them (the whole table).
+        table = np.asarray(reader.load("token_embd.weight", threads=threads))
+        x = table.reshape(info.shape[0], -1)[np.asarray(tokens)]
+        if cfg.scale_embeddings:
+            x = x * np.float32(np.sqrt(cfg.n_embd))
+        return np.ascontiguousarray(x, dtype=np.float32)
     raw = np.asarray(reader.tensor("token_embd.weight"))
     rows = raw.reshape(info.shape[0], -1)[np.asarray(tokens)]
     x = np.asarray(dequantize(np.ascontiguousarray(rows), info.ggml_type, (len(tokens), cfg.n_embd), threads=threads))
@@ -141,13 +150,26 @@ def _embed(reader, cfg, tokens, threads):
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def run_block(path, tokens, block=0, threads=None, blas=None, pool=None):
+MATMUL_MODES = ("exact", "fast", "dequantized")
+
+
+def run_block(path, tokens, block=0, threads=None, blas=None, pool=None, matmul="exact"):
     """Run block ``block`` of the model at ``path`` on ``tokens`` with zigllama.
+
+    The projections multiply the quantized weights where they lie in the map
+    (``ParallelOps.matmul(h, w.transposed(matmul))``, the product in
+    ``zigllama.qgemm``): ``matmul="exact"`` (float32 activations, equal to the
+    dequantized product up to float order) or ``"fast"`` (8-bit activations,
+    integer kernels); ``"dequantized"`` takes the seed's path instead, every
+    weight dequantized to float32 first and multiplied by ``BlasInterface.gemm``.
+    Float weights (F32) always take the BLAS.
 
     Returns ``(output, stages, weights, x_in, cfg)``: the block's output
     activations (seq, n_embd), the timed stages, the dequantized weights and input
     embeddings (for the numpy reference), and the block's config.
     """
+    if matmul not in MATMUL_MODES:
+        raise ValueError(f"matmul must be one of {', '.join(MATMUL_MODES)}, got {matmul!r}")
     from . import GGUFReader, ParallelOps, Tensor, get_blas, default_pool
     from ._config import resolve_threads
 
@@ -167,11 +189,24 @@ def run_block(path, tokens, block=0, threads=None, blas=None, pool=None):
         from .errors import GGUFError
         raise GGUFError(f"{path}: block {block} lacks tensors {', '.join(missing)}")
 
-    def load_weights():
-        return {n: np.asarray(reader.load(n)) for n in names}
+    def in_place(name):
+        # Zero-copy views of the matrices' blocks; a file in the other byte
+        # order has none (its blocks need converting), so its matrices are
+        # dequantized.
+        info = reader.tensor_info(name)
+        return (matmul != "dequantized" and reader.byte_order == sys.byteorder and len(info.shape) == 2
+                and info.ggml_type.name != "F32")
 
-    weights = clock.run("dequantize weights", load_weights,
-                        nbytes=sum(reader.tensor_info(n).n_elements * 4 for n in names),
+    def quantized_views():
+        return {n: reader.quantized(n).transposed(matmul) for n in names if in_place(n)}
+
+    qweights = clock.run("quantized views", quantized_views, backend="map") if matmul != "dequantized" else {}
+
+    def load_weights():
+        return {n: np.asarray(reader.load(n)) for n in names if n not in qweights}
+
+    weights = clock.run("dequantize weights" if not qweights else "load norms", load_weights,
+                        nbytes=sum(reader.tensor_info(n).n_elements * 4 for n in names if n not in qweights),
                         backend="kernels", threads=threads)
     seq = len(tokens)
     x = clock.run("embed tokens", lambda: _embed(reader, cfg, tokens, threads), nbytes=seq * cfg.n_embd * 4)
@@ -179,22 +214,25 @@ def run_block(path, tokens, block=0, threads=None, blas=None, pool=None):
     hd, nh, nkv = cfg.head_dim, cfg.n_head, cfg.n_head_kv
 
     def linear(h, name):
-        w = weights[p + name + ".weight"]
-        y = blas.gemm(h, w, trans_b=True)
+        q = qweights.get(p + name + ".weight")
+        y = ops.matmul(h, q, blas=blas) if q is not None else blas.gemm(h, weights[p + name + ".weight"], trans_b=True)
         bias = weights.get(p + name + ".bias")
         if bias is not None:
             y = np.asarray(Tensor.from_numpy(y) + Tensor.from_numpy(bias))
         return y
 
     def lin_flops(h, name):
-        return 2 * h.shape[0] * weights[p + name + ".weight"].size
+        return 2 * h.shape[0] * reader.tensor_info(p + name + ".weight").n_elements
+
+    projection_backend = f"qgemm {matmul}" if qweights else blas.name
 
     h = clock.run("attn rmsnorm", lambda: ops.rmsnorm(x, weights[p + "attn_norm.weight"], cfg.rms_eps),
                   backend="pool", threads=n_pool)
     h = np.asarray(h)
     q, k, v = clock.run(
         "Q/K/V projections", lambda: tuple(linear(h, n) for n in ("attn_q", "attn_k", "attn_v")),
-        flops=sum(lin_flops(h, n) for n in ("attn_q", "attn_k", "attn_v")), backend=blas.name, threads=threads)
+        flops=sum(lin_flops(h, n) for n in ("attn_q", "attn_k", "attn_v")), backend=projection_backend,
+        threads=threads)
     q = q.reshape(seq, nh, hd)
     k = k.reshape(seq, nkv, hd)
     v = v.reshape(seq, nkv, hd)
@@ -235,7 +273,7 @@ def run_block(path, tokens, block=0, threads=None, blas=None, pool=None):
 
     attn = clock.run("attention x V", attend, flops=2 * nh * seq * seq * hd, backend=blas.name, threads=threads)
     attn = clock.run("output projection", lambda: linear(attn, "attn_output"),
-                     flops=lin_flops(attn, "attn_output"), backend=blas.name, threads=threads)
+                     flops=lin_flops(attn, "attn_output"), backend=projection_backend, threads=threads)
     if p + "post_attention_norm.weight" in weights:
         attn = np.asarray(ops.rmsnorm(attn, weights[p + "post_attention_norm.weight"], cfg.rms_eps))
     x1 = clock.run("residual add", lambda: Tensor.from_numpy(x) + Tensor.from_numpy(attn), backend="tensor")
@@ -244,7 +282,8 @@ def run_block(path, tokens, block=0, threads=None, blas=None, pool=None):
     h2 = np.asarray(clock.run("ffn rmsnorm", lambda: ops.rmsnorm(x1, weights[p + "ffn_norm.weight"], cfg.rms_eps),
                               backend="pool", threads=n_pool))
     gate, up = clock.run("gate/up projections", lambda: (linear(h2, "ffn_gate"), linear(h2, "ffn_up")),
-                         flops=lin_flops(h2, "ffn_gate") + lin_flops(h2, "ffn_up"), backend=blas.name, threads=threads)
+                         flops=lin_flops(h2, "ffn_gate") + lin_flops(h2, "ffn_up"), backend=projection_backend,
+                         threads=threads)
 
     def glu():
         act = llama_block.gelu_tanh(gate) if cfg.gelu_gate else llama_block.silu(gate)
@@ -252,10 +291,15 @@ def run_block(path, tokens, block=0, threads=None, blas=None, pool=None):
 
     hidden = clock.run("SwiGLU gate (Hadamard)" if not cfg.gelu_gate else "GeGLU gate (Hadamard)", glu, backend="tensor")
     ffn = clock.run("down projection", lambda: linear(hidden, "ffn_down"),
-                    flops=lin_flops(hidden, "ffn_down"), backend=blas.name, threads=threads)
+                    flops=lin_flops(hidden, "ffn_down"), backend=projection_backend, threads=threads)
     if p + "post_ffw_norm.weight" in weights:
         ffn = np.asarray(ops.rmsnorm(ffn, weights[p + "post_ffw_norm.weight"], cfg.rms_eps))
     out = np.asarray(clock.run("residual add", lambda: Tensor.from_numpy(x1) + Tensor.from_numpy(ffn), backend="tensor"))
+    # The reference multiplies float weights: the in-place ones, dequantized
+    # after the timed pass.
+    for n, q in qweights.items():
+        weights[n] = q.weight.dequantize()
+    qweights.clear()
     reader.close()
     return out, clock.stages, weights, x, cfg
 

@@ -13,6 +13,7 @@ chosen at run time (``ZIGLLAMA_QMATMUL_PATH`` forces a narrower one). Rows of
 ``W`` are split in contiguous ranges over the work-stealing pool.
 """
 import operator
+import time
 
 import numpy as np
 cimport numpy as cnp
@@ -26,10 +27,11 @@ from .blas_integration cimport (
 from .quantization cimport quant_type, quantize_fn, quantizer_for, zl_quant_type
 from .array_data cimport array_data
 from .threading cimport (
-    acquire_pool, current_thread_pool, parallel_for_status, pool_ptr, pool_threads, release_pool)
+    PoolHandle, acquire_pool, current_thread_pool, default_pool_handle, parallel_for_status, pool_ptr,
+    pool_threads, release_pool, setting_threads)
 
-from .._config import resolve_threads
-from ..errors import IncompatibleShapes, OutOfMemory, QuantizationError, UnsupportedDtype
+from .._config import MAX_THREADS as _MAX_THREADS, resolve_threads
+from ..errors import IncompatibleShapes, InvalidArgumentType, OutOfMemory, QuantizationError, UnsupportedDtype
 from ..ggml_types import GGMLType
 from .blas_integration import get_blas
 from .quantization import ggml_type_id, ggml_type_name
@@ -404,12 +406,99 @@ cdef class QuantizedTensor:
     def __repr__(self):
         return f"QuantizedTensor({self.type_name}, shape={self.shape}, {self.nbytes} bytes)"
 
+    @property
+    def T(self):
+        """The weight transposed, as the right operand of a product (fast mode):
+        ``x @ w.T``, ``Tensor @ w.T`` and ``ParallelOps.matmul(x, w.T)`` are
+        ``qgemm(x, w)``, where a float32 weight would be ``x @ w_f32.T``."""
+        return QuantizedTranspose(self, "fast")
+
+    def transposed(self, mode="fast"):
+        """``T`` with the product's mode chosen: "fast" (integer kernels) or
+        "exact" (float32 x against W dequantized panel by panel)."""
+        return QuantizedTranspose(self, mode)
+
+
+cdef class QuantizedTranspose:
+    """``W.T`` of a 2-D QuantizedTensor W of shape (n, k): shape (k, n), the right
+    operand of a matrix product, which runs in ``qgemm`` without a float copy of
+    W. Only products take it (numpy defers ``ndarray @ this`` here)."""
+
+    cdef readonly QuantizedTensor weight
+    cdef readonly str mode
+    __array_ufunc__ = None
+
+    def __init__(self, QuantizedTensor weight, mode="fast"):
+        if len(weight.shape) != 2:
+            raise IncompatibleShapes(f"a product needs a 2-D weight (n, k), got shape {weight.shape}")
+        if mode not in _MODES:
+            raise QuantizationError(f"mode must be 'fast' or 'exact', got {mode!r}")
+        self.weight = weight
+        self.mode = mode
+
+    @property
+    def shape(self):
+        return (self.weight.c.cols, self.weight.c.rows)
+
+    @property
+    def ndim(self):
+        return 2
+
+    @property
+    def T(self):
+        return self.weight
+
+    def __rmatmul__(self, x):
+        return self._zl_rmatmul(x)
+
+    def __matmul__(self, other):
+        raise InvalidArgumentType("a quantized weight multiplies from the right: x @ w.T, "
+                                  "not w.T @ x (dequantize() gives the float32 matrix)")
+
+    def _zl_rmatmul(self, x, out=None, pool=None, blas=None):
+        """``x @ self``: x float32 (..., k), out float32 (..., n) or None. The
+        product protocol of ``Tensor.matmul`` and ``ParallelOps.matmul``."""
+        X = np.asarray(x)
+        if X.ndim <= 2:
+            return _qgemm(X, self.weight, out, self.mode, None, pool, blas)
+        lead = X.shape[:X.ndim - 1]
+        rows = X.reshape(-1, X.shape[X.ndim - 1])
+        if out is None:
+            return _qgemm(rows, self.weight, None, self.mode, None, pool, blas).reshape(
+                lead + (self.weight.c.rows,))
+        Y = np.asarray(out)
+        if Y.shape != lead + (self.weight.c.rows,):
+            raise IncompatibleShapes(f"out has shape {Y.shape}, the product is {lead + (self.weight.c.rows,)}")
+        flat = Y.reshape(-1, self.weight.c.rows)
+        if not np.shares_memory(flat, Y):
+            raise QuantizationError("out must have contiguous rows")
+        _qgemm(rows, self.weight, flat, self.mode, None, pool, blas)
+        return out
+
+    def __repr__(self):
+        return f"{self.weight!r}.T ({self.mode} mode)"
+
 
 def _qgemm_status(int status):
     if status == ZL_BLAS_ENOMEM:
         raise OutOfMemory("qgemm: no memory for the activation or panel buffers")
     if status != ZL_BLAS_OK:
         raise QuantizationError(f"qgemm: the backend rejected the arguments (status {status})")
+
+
+cdef object F32 = np.dtype(np.float32)
+
+
+cdef inline bint is_f32(cnp.ndarray a):
+    # numpy hands out one native float32 descriptor: identity first, the
+    # general comparison (an equal descriptor that is another object) after.
+    return <object>cnp.PyArray_DESCR(a) is F32 or a.dtype == F32
+
+
+cdef inline bint contiguous_vector(cnp.ndarray a):
+    # One row of float32 values, adjacent and aligned: the common m = 1 argument.
+    return cnp.PyArray_NDIM(a) == 1 and cnp.PyArray_STRIDE(a, 0) == 4 \
+        and <uintptr_t>cnp.PyArray_DATA(a) % 4 == 0
 
 
 def qgemm(x, w, out=None, *, mode="fast", threads=None):
@@ -421,70 +510,134 @@ def qgemm(x, w, out=None, *, mode="fast", threads=None):
     ``mode="exact"`` multiplies float32 x with W dequantized panel by panel.
     Rows of W are split over ``threads`` threads of the default pool.
     """
+    return _qgemm(x, w, out, mode, threads, None, None)
+
+
+cdef object _qgemm(x, w, out, mode, threads, pool_obj, blas_obj):
+    # qgemm on a given pool (its whole size unless `threads` says less) and
+    # BLAS backend (exact mode's panels) when they are not None.
+    # A decoding step makes hundreds of these calls on small weights, so the
+    # common arguments (numpy arrays, a vector x, out a vector or None) are
+    # checked in C: the same checks, none of numpy's Python-level attributes.
     if not isinstance(w, QuantizedTensor):
         raise QuantizationError(f"w must be a QuantizedTensor, got {type(w).__name__}")
     cdef QuantizedTensor W = <QuantizedTensor>w
-    if mode not in _MODES:
+    cmode = _MODES.get(mode)
+    if cmode is None:
         raise QuantizationError(f"mode must be 'fast' or 'exact', got {mode!r}")
     if len(W.shape) != 2:
         raise IncompatibleShapes(f"qgemm needs a 2-D weight (n, k), got shape {W.shape}")
-    X = np.asarray(x)
-    if X.dtype != np.float32:
+    cdef cnp.ndarray X = x if cnp.PyArray_CheckExact(x) else np.asarray(x)
+    if not is_f32(X):
         raise UnsupportedDtype(f"qgemm takes float32 activations, got {X.dtype}")
-    vector = X.ndim == 1
+    cdef bint vector = cnp.PyArray_NDIM(X) == 1
+    cdef int64_t m = 1, k = W.c.cols, n = W.c.rows, ldx, ldy
     if vector:
-        X = X.reshape(1, -1)
-    if X.ndim != 2:
-        raise IncompatibleShapes(f"x must be (m, k) or (k,), got shape {np.shape(x)}")
-    cdef int64_t m = X.shape[0], k = W.c.cols, n = W.c.rows
-    if X.shape[1] != k:
-        raise IncompatibleShapes(f"x has {X.shape[1]} columns, the weight {W.shape} has rows of {k}")
-    if not (X.strides[1] == 4 and X.strides[0] % 4 == 0 and (m <= 1 or X.strides[0] >= 4 * k)) \
-            or <uintptr_t>array_data(X) % 4:
-        X = np.array(X, dtype=np.float32, order="C")
-    oshape = (<object>n,) if vector else (<object>m, <object>n)
-    if out is None:
-        Y = np.empty((m, n), dtype=np.float32)
+        if cnp.PyArray_DIM(X, 0) != k:
+            raise IncompatibleShapes(f"x has {X.shape[0]} columns, the weight {W.shape} has rows of {k}")
+        if not contiguous_vector(X):
+            X = np.array(X, dtype=np.float32, order="C")
+        ldx = max(k, 1)
     else:
-        Y = out
-        if not isinstance(Y, np.ndarray):
-            Y = np.asarray(Y)
-        if Y.dtype != np.float32:
+        if cnp.PyArray_NDIM(X) != 2:
+            raise IncompatibleShapes(f"x must be (m, k) or (k,), got shape {np.shape(x)}")
+        m = cnp.PyArray_DIM(X, 0)
+        if cnp.PyArray_DIM(X, 1) != k:
+            raise IncompatibleShapes(f"x has {X.shape[1]} columns, the weight {W.shape} has rows of {k}")
+        if not (X.strides[1] == 4 and X.strides[0] % 4 == 0 and (m <= 1 or X.strides[0] >= 4 * k)) \
+                or <uintptr_t>array_data(X) % 4:
+            X = np.array(X, dtype=np.float32, order="C")
+        ldx = X.strides[0] // 4 if m > 1 and k > 0 else max(k, 1)
+    cdef cnp.ndarray Y
+    cdef cnp.npy_intp dims[2]
+    if out is None:
+        dims[0] = m
+        dims[1] = n
+        Y = cnp.PyArray_EMPTY(1, &dims[1], cnp.NPY_FLOAT32, 0) if vector else \
+            cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT32, 0)
+    else:
+        Y = out if cnp.PyArray_Check(out) else np.asarray(out)
+        if not is_f32(Y):
             raise UnsupportedDtype(f"out must be float32, got {Y.dtype}")
-        if Y.shape != oshape:
-            raise IncompatibleShapes(f"out has shape {Y.shape}, the product is {oshape}")
-        if not Y.flags.writeable:
+        if not (cnp.PyArray_NDIM(Y) == 1 and cnp.PyArray_DIM(Y, 0) == n if vector else
+                cnp.PyArray_NDIM(Y) == 2 and cnp.PyArray_DIM(Y, 0) == m and cnp.PyArray_DIM(Y, 1) == n):
+            oshape = (<object>n,) if vector else (<object>m, <object>n)
+            raise IncompatibleShapes(f"out has shape {(<object>Y).shape}, the product is {oshape}")
+        if not cnp.PyArray_ISWRITEABLE(Y):
             raise QuantizationError("out is read-only")
-        Y = Y.reshape(m, n) if vector else Y
-        if not (Y.strides[1] == 4 or n <= 1) or Y.strides[0] % 4 or <uintptr_t>array_data(Y) % 4 or (
-                m > 1 and Y.strides[0] < 4 * n):
-            raise QuantizationError(f"out must have contiguous rows, got strides {Y.strides}")
-    cdef int nthreads = resolve_threads(threads)
-    cdef int64_t ldx = X.strides[0] // 4 if m > 1 and k > 0 else max(k, 1)
-    cdef int64_t ldy = Y.strides[0] // 4 if m > 1 and n > 0 else max(n, 1)
+    if out is None or vector and contiguous_vector(Y):
+        ldy = max(n, 1)     # rows n apart
+    else:
+        rows = Y.reshape(m, n) if vector else Y
+        if not (rows.strides[1] == 4 or n <= 1) or rows.strides[0] % 4 or <uintptr_t>array_data(Y) % 4 or (
+                m > 1 and rows.strides[0] < 4 * n):
+            raise QuantizationError(f"out must have contiguous rows, got strides {rows.strides}")
+        ldy = rows.strides[0] // 4 if m > 1 and n > 0 else max(n, 1)
+    cdef int nthreads
+    if threads is None and pool_obj is not None:
+        nthreads = pool_obj.num_threads
+    elif threads is None:
+        nthreads = setting_threads()
+    elif type(threads) is int and 1 <= <object>threads <= _MAX_THREADS:
+        nthreads = threads
+    else:
+        nthreads = resolve_threads(threads)
     cdef zl_pool *pool = NULL
-    pool_obj = None
+    cdef PoolHandle handle = None
     if nthreads > 1 and n * k * m >= SPLIT_MIN_WORK:
-        pool = current_thread_pool()
-        if pool == NULL:
-            pool_obj = default_pool()
+        if pool_obj is not None:
             pool = pool_ptr(pool_obj)
+        else:
+            pool = current_thread_pool()
+        if pool == NULL:
+            handle = default_pool_handle()
+            pool = handle.ptr
     cdef const float *xp = <const float *><uintptr_t>array_data(X)
     cdef float *yp = <float *><uintptr_t>array_data(Y)
-    cdef int cmode = _MODES[mode]
+    cdef int c_mode = cmode
     cdef int status
     # Only the exact mode's panels need the BLAS backend: its look-up costs a
     # few microseconds, a good part of a small GEMV.
     cdef zl_blas blas
     memset(&blas, 0, sizeof(blas))
-    if cmode != ZL_QGEMM_FAST or not zl_qfast_has(W.c.type):
-        blas = (<BlasInterface>get_blas()).c
+    if c_mode != ZL_QGEMM_FAST or not zl_qfast_has(W.c.type):
+        blas = (<BlasInterface>(blas_obj if isinstance(blas_obj, BlasInterface) else get_blas(blas_obj))).c
     with nogil:
-        status = qgemm_on(blas, pool, &W.c, m, xp, ldx, yp, ldy, cmode, nthreads)
-    _qgemm_status(status)
+        status = qgemm_on(blas, pool, &W.c, m, xp, ldx, yp, ldy, c_mode, nthreads)
+    if status != ZL_BLAS_OK:
+        _qgemm_status(status)
     if out is not None:
         return out
-    return Y.reshape(oshape)
+    return Y
+
+
+def _bench_qgemm_floor(x, QuantizedTensor w, y, int threads, int64_t calls):
+    """Seconds per call of what ``qgemm(x, w, y, threads=threads)`` runs in C
+    (x a vector, fast mode): the pool looked up once, then ``calls`` calls of
+    the same kernel in a nogil loop. The wrapper's cost is qgemm's time less
+    this (a benchmark probe)."""
+    cdef const float[::1] xv = x
+    cdef float[::1] yv = y
+    cdef zl_pool *pool = NULL
+    cdef PoolHandle handle = None
+    cdef int64_t i
+    cdef int status = 0
+    cdef zl_blas blas
+    memset(&blas, 0, sizeof(blas))
+    if xv.shape[0] != w.c.cols or yv.shape[0] != w.c.rows:
+        raise IncompatibleShapes(f"x and y must be ({w.c.cols},) and ({w.c.rows},)")
+    if threads > 1 and w.c.rows * w.c.cols >= SPLIT_MIN_WORK:
+        pool = current_thread_pool()
+        if pool == NULL:
+            handle = default_pool_handle()
+            pool = handle.ptr
+    t0 = time.perf_counter()
+    with nogil:
+        for i in range(calls):
+            status |= qgemm_on(blas, pool, &w.c, 1, &xv[0], w.c.cols, &yv[0], w.c.rows, ZL_QGEMM_FAST, threads)
+    elapsed = time.perf_counter() - t0
+    _qgemm_status(status)
+    return elapsed / calls
 
 
 def quantize_activations(x, ggml_type):

@@ -1758,10 +1758,14 @@ cdef class Tensor:
 
     def matmul(self, other, out=None, allocator=None):
         """Matrix product: (m, k) @ (k, n) -> (m, n); (B, m, k) @ (k, n) -> (B, m, n);
-        3-D operands multiply batch by batch (a batch of 1 broadcasts)."""
+        3-D operands multiply batch by batch (a batch of 1 broadcasts).
+        ``other`` may also be a quantized weight's transpose (``QuantizedTensor.T``,
+        float32 only): the product then runs in ``zigllama.qgemm``."""
         cdef ptrdiff_t shape[3]
         cdef int ndim = 0
         cdef Tensor a = self
+        if hasattr(type(other), "_zl_rmatmul"):
+            return self._product_protocol(other, out, allocator)
         cdef Tensor b = tensor_argument(other, "other", False)
         cdef Tensor o = tensor_argument(out, "out", True)
         self.check_alive()
@@ -1786,6 +1790,27 @@ cdef class Tensor:
             unpin_operands(a, b, o)
         return o
 
+    def _product_protocol(self, other, out, allocator):
+        # A right operand that multiplies itself (a quantized weight's transpose,
+        # defined above this module): out is made here, through the allocator,
+        # and filled in place.
+        cdef Tensor o = tensor_argument(out, "out", True)
+        cdef ptrdiff_t shape[3]
+        cdef int i
+        self.check_alive()
+        if self.view.ndim < 1 or self.view.ndim > 3:
+            raise IncompatibleShapes(f"cannot multiply a tensor of shape {self.shape} by a matrix")
+        if o is None:
+            for i in range(self.view.ndim - 1):
+                shape[i] = self.view.shape[i]
+            shape[self.view.ndim - 1] = other.shape[1]
+            o = like(self, self.view.ndim, shape, self.view.dtype, allocator_argument(allocator))
+        else:
+            o.check_alive()
+            o.check_writable()
+        other._zl_rmatmul(np.asarray(self), out=np.asarray(o))
+        return o
+
     def __add__(self, other):
         return operator(self, other, False)
 
@@ -1799,7 +1824,7 @@ cdef class Tensor:
         return operator(self, other, True)
 
     def __matmul__(self, other):
-        if not isinstance(other, Tensor):
+        if not isinstance(other, Tensor) and not hasattr(type(other), "_zl_rmatmul"):
             return NotImplemented
         return self.matmul(other)
 

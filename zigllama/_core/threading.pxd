@@ -132,6 +132,13 @@ cdef class PoolHandle:
 # The zl_pool behind a ThreadPool, a PoolHandle, or None (the default pool).
 cdef zl_pool *pool_ptr(object pool) except NULL
 
+# The thread setting (zigllama.num_threads()) and the default pool's handle
+# (it keeps the zl_pool alive) without the Python calls: both cached, and
+# looked up again when the setting's inputs change or the pool cannot serve
+# (shut down, inherited across fork, another size). Need the GIL.
+cdef int setting_threads() except -1
+cdef PoolHandle default_pool_handle()
+
 # Raise ThreadPoolError for a ZL_POOL_E* status; return any other status unchanged.
 cdef int check_pool_status(int status) except -1 nogil
 

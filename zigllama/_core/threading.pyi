@@ -1,6 +1,6 @@
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
-from typing import Any, ParamSpec, SupportsIndex, TypeVar, final
+from typing import Any, ParamSpec, Protocol, SupportsIndex, TypeVar, final
 
 import numpy as np
 import numpy.typing as npt
@@ -92,6 +92,10 @@ class NumaAllocator:
     @staticmethod
     def node_of(array: npt.ArrayLike) -> int: ...
 
+class _ProductOperand(Protocol):
+    # A right operand that multiplies itself (QuantizedTensor.T).
+    def _zl_rmatmul(self, x: Any, out: Any = None, pool: Any = None, blas: Any = None) -> Any: ...
+
 class ParallelOps:
     pool: ThreadPool
     def __init__(self, pool: ThreadPool | None = None) -> None: ...
@@ -99,7 +103,7 @@ class ParallelOps:
         self, x: npt.ArrayLike, out: npt.NDArray[Any] | None = None, grain: int | None = None
     ) -> npt.NDArray[np.floating[Any]]: ...
     def matmul(
-        self, a: npt.ArrayLike, b: npt.ArrayLike, out: npt.NDArray[Any] | None = None,
+        self, a: npt.ArrayLike, b: npt.ArrayLike | _ProductOperand, out: npt.NDArray[Any] | None = None,
         blas: str | None = None, grain: int | None = None,
     ) -> npt.NDArray[np.floating[Any]]: ...
     def rmsnorm(

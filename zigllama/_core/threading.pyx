@@ -19,9 +19,10 @@ from cpython.buffer cimport PyBUF_FORMAT
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t, uint64_t
-from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.stdlib cimport free, getenv, malloc
+from libc.string cimport memcpy, memset, strcmp, strlen
 
+from .. import _config
 from .._config import resolve_threads
 from ..errors import (
     BlasError,
@@ -32,6 +33,9 @@ from ..errors import (
     ThreadPoolError,
     UnsupportedDtype,
 )
+
+cdef extern from "affinity.h" nogil:
+    int zl_affinity_cpus() noexcept
 
 cdef extern from "probes.h" nogil:
     ctypedef struct zl_probe_sleep:
@@ -489,24 +493,122 @@ class ThreadPool(Executor):
         return f"<ThreadPool {state} threads={self.num_threads} workers={self.num_workers}>"
 
 
+# --------------------------------------------------------------------------
+# The thread setting and the default pool, as every call looks them up
+# --------------------------------------------------------------------------
+# _config.num_threads() reads the override, the threadpoolctl limit, the
+# environment and the CPU affinity each time (2-3 µs, a tenth of a small GEMV).
+# setting_threads() keeps its last answer beside the inputs it came from and
+# gives it again while they are unchanged: _config's generation (every setter
+# bumps it), _config._override and the pool limit (by identity, so a direct
+# assignment is seen too), the variable as the C environment holds it now
+# (os.environ writes through to it), and the affinity mask's size when the
+# answer came from the CPU count.
+
+cdef const char *SETTING_VARIABLE = b"ZIGLLAMA_NUM_THREADS"
+# The longest variable value kept for comparison (a longer one is never cached).
+cdef enum:
+    SEEN_ENV_MAX = 64
+
+cdef int _seen_threads = 0           # 0: nothing cached
+cdef object _seen_generation = None
+cdef object _seen_override = None
+cdef object _seen_limit = None
+cdef bint _seen_env_set = False
+cdef char _seen_env[SEEN_ENV_MAX]
+cdef int _seen_cpus = -1             # -1: the answer did not come from the CPU count
+
+
+cdef inline bint _same_environment(bint env_set, const char *seen) noexcept:
+    cdef const char *env = getenv(SETTING_VARIABLE)
+    if env == NULL:
+        return not env_set
+    return env_set and strcmp(env, seen) == 0
+
+
+cdef inline bint _same_inputs(generation, override, limit):
+    return generation is _config._generation and override is _config._override and limit is _config._limits["pool"]
+
+
+cdef int setting_threads() except -1:
+    global _seen_threads, _seen_generation, _seen_override, _seen_limit, _seen_env_set, _seen_cpus
+    generation = _config._generation
+    override = _config._override
+    limit = _config._limits["pool"]
+    if _seen_threads > 0 and generation is _seen_generation and override is _seen_override \
+            and limit is _seen_limit and _same_environment(_seen_env_set, _seen_env) \
+            and (_seen_cpus < 0 or zl_affinity_cpus() == _seen_cpus):
+        return _seen_threads
+    _seen_threads = 0
+    # The inputs as they are before the answer is computed (the variable copied
+    # at once: a later write may free the string), kept only if none moved
+    # meanwhile (another thread's setter, a change of the variable or mask).
+    cdef char env[SEEN_ENV_MAX]
+    cdef const char *now = getenv(SETTING_VARIABLE)
+    cdef bint env_set = now != NULL
+    cdef size_t env_len = strlen(now) if env_set else 0
+    if env_len >= SEEN_ENV_MAX:
+        return _config.num_threads()
+    if env_set:
+        memcpy(env, now, env_len + 1)
+    cdef int cpus = zl_affinity_cpus()
+    cdef int n = _config.num_threads()      # raises on a bad variable: nothing cached
+    cdef bint from_cpus = _config.explicit_num_threads() is None
+    if (from_cpus and (cpus < 0 or zl_affinity_cpus() != cpus)) or not _same_inputs(generation, override, limit) \
+            or not _same_environment(env_set, env):
+        return n
+    _seen_env_set = env_set
+    if env_set:
+        memcpy(_seen_env, env, env_len + 1)
+    _seen_generation = generation
+    _seen_override = override
+    _seen_limit = limit
+    _seen_cpus = cpus if from_cpus else -1
+    _seen_threads = n
+    return n
+
+
 _default = None
 _default_lock = _pythreading.Lock()
+
+
+cdef inline bint _serves(pool, int threads):
+    # The default pool still usable (not shut down, not inherited across fork)
+    # and of the size the setting asks for.
+    cdef PoolHandle h = pool._handle
+    return zl_pool_check(h.ptr) == 0 and h.num_workers + 1 == threads
+
+
+cdef object current_default_pool():
+    global _default
+    cdef int want = setting_threads()
+    cdef int size = want if want > 2 else 2   # a pool has one worker at least
+    pool = _default
+    if pool is not None and _serves(pool, size):
+        return pool
+    with _default_lock:
+        pool = _default
+        if pool is None or not _serves(pool, size):
+            _default = pool = ThreadPool(want)
+        return pool
+
+
+cdef PoolHandle default_pool_handle():
+    return (<object>current_default_pool())._handle
 
 
 def default_pool():
     """The process-wide pool, created on first use and sized from the thread
     setting (``zigllama.set_num_threads`` / ZIGLLAMA_NUM_THREADS). A new one is
     made when the setting changed, after fork(), or if it was shut down."""
-    global _default
-    pool = _default
-    want = resolve_threads(None)
-    if pool is not None and not pool.closed and pool.num_threads == max(2, want):
-        return pool
-    with _default_lock:
-        pool = _default
-        if pool is None or pool.closed or pool.num_threads != max(2, want):
-            _default = pool = ThreadPool(want)
-        return pool
+    return current_default_pool()
+
+
+def _setting_cache():
+    """(threads, override, limit, variable, cpus) as the thread setting's cache
+    holds them now; threads 0 when nothing is cached (for the tests)."""
+    return (_seen_threads, _seen_override, _seen_limit,
+            (<bytes>_seen_env).decode() if _seen_env_set else None, _seen_cpus)
 
 
 def _shutdown_all_pools():
@@ -798,7 +900,13 @@ class ParallelOps:
         through the BLAS vtable (``zigllama.get_blas(blas)``). The BLAS's own
         threads are pinned to one meanwhile (scipy's BLAS through its thread
         setting, a one-thread context for the generic backend): the pool is the
-        only parallel layer, nothing nests."""
+        only parallel layer, nothing nests.
+
+        ``b`` may also be a quantized weight's transpose (``QuantizedTensor.T``):
+        the product then runs in ``zigllama.qgemm`` on this pool (``blas``
+        serves the exact mode's panels), ``a`` float32 (m, k)."""
+        if hasattr(type(b), "_zl_rmatmul"):
+            return b._zl_rmatmul(_matrix(a, "a"), out=out, pool=self.pool, blas=blas)
         a = _matrix(a, "a")
         b = _matrix(b, "b")
         if a.dtype != b.dtype:

@@ -51,11 +51,19 @@ def make_weight(t, n, k, rng):
     return raw.reshape(n, -1)
 
 
-@pytest.fixture(params=PATHS)
+# Every path, and the AVX-512 VNNI one once more without its BITALG kernels
+# (ZIGLLAMA_QMATMUL_BITALG=0: what a CPU without BITALG runs).
+VARIANTS = PATHS + (["avx512_vnni:no-bitalg"] if "avx512_vnni" in PATHS else [])
+
+
+@pytest.fixture(params=VARIANTS)
 def path(request, monkeypatch):
-    monkeypatch.setenv("ZIGLLAMA_QMATMUL_PATH", request.param)
-    assert qgemm_path() == request.param
-    return request.param
+    name, _, option = request.param.partition(":")
+    monkeypatch.setenv("ZIGLLAMA_QMATMUL_PATH", name)
+    if option == "no-bitalg":
+        monkeypatch.setenv("ZIGLLAMA_QMATMUL_BITALG", "0")
+    assert qgemm_path() == name
+    return name
 
 
 def fast_oracle(x, w):
@@ -110,6 +118,18 @@ def test_exact_mode_against_dequantize(t, path):
         x = rng.standard_normal((m, k)).astype(np.float32)
         wd = w.dequantize().astype(np.float64)
         check_close(qgemm(x, w, mode="exact"), x.astype(np.float64) @ wd.T, np.abs(x) @ np.abs(wd).T, k)
+
+
+@pytest.mark.parametrize("t", ("Q4_0", "Q5_0", "Q8_0"))
+def test_gemv_rows_longer_than_one_run_of_x_blocks(t, path):
+    # The x86 Q4_0/Q5_0/Q8_0 GEMV prepares x's block sums and scales in runs
+    # (256 or 128 blocks): a longer row is several runs, each adding into y.
+    rng = np.random.default_rng(11)
+    k = 32 * 259
+    w = QuantizedTensor(make_weight(t, 6, k, rng), t, (6, k))
+    x = rng.standard_normal((2, k)).astype(np.float32)
+    ref, size = fast_oracle(x, w)
+    check_close(qgemm(x, w), ref, size, k // 32 * 4)
 
 
 def test_types_without_fast_kernels_take_the_exact_path():

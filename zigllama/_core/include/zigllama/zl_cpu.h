@@ -58,6 +58,7 @@ enum {
     ZL_CPU_AVXVNNI = 1 << 10,
     ZL_CPU_OS_AVX = 1 << 11,    /* XCR0 has SSE and YMM state */
     ZL_CPU_OS_AVX512 = 1 << 12, /* XCR0 also has opmask, ZMM0-15 upper halves, ZMM16-31 */
+    ZL_CPU_AVX512BITALG = 1 << 13, /* vpshufbitqmb, vpopcntb/w (Ice Lake, Zen 4 on) */
 };
 
 /* The SIMD paths, narrowest first. */
@@ -106,6 +107,7 @@ static inline int zl_cpu_features(void) {
         if (ebx7 & (1u << 30)) f |= ZL_CPU_AVX512BW;
         if (ebx7 & (1u << 31)) f |= ZL_CPU_AVX512VL;
         if (ecx7 & (1u << 11)) f |= ZL_CPU_AVX512VNNI;
+        if (ecx7 & (1u << 12)) f |= ZL_CPU_AVX512BITALG;
         if (max_sub >= 1) {
             zl_cpuid(7, 1, r);
             if (r[0] & (1u << 4)) f |= ZL_CPU_AVXVNNI;
@@ -115,7 +117,8 @@ static inline int zl_cpu_features(void) {
      * OS does not save is not there. */
     if (!(f & ZL_CPU_OS_AVX)) f &= ~(ZL_CPU_AVX | ZL_CPU_AVX2 | ZL_CPU_FMA | ZL_CPU_F16C | ZL_CPU_AVXVNNI);
     if (!(f & ZL_CPU_OS_AVX512))
-        f &= ~(ZL_CPU_AVX512F | ZL_CPU_AVX512BW | ZL_CPU_AVX512VL | ZL_CPU_AVX512DQ | ZL_CPU_AVX512VNNI);
+        f &= ~(ZL_CPU_AVX512F | ZL_CPU_AVX512BW | ZL_CPU_AVX512VL | ZL_CPU_AVX512DQ | ZL_CPU_AVX512VNNI |
+               ZL_CPU_AVX512BITALG);
 #endif
     return f;
 }
@@ -172,6 +175,12 @@ static inline int zl_cpu_has_avx512(void) { return zl_simd_level() >= ZL_SIMD_AV
 /* AVX-512 VNNI (vpdpbusd on ZMM), within the AVX-512 path. */
 static inline int zl_cpu_has_avx512_vnni(void) {
     return zl_cpu_has_avx512() && (zl_cpu_features_cached() & ZL_CPU_AVX512VNNI) != 0;
+}
+
+/* AVX-512 BITALG (vpshufbitqmb: 64 bits picked into a mask by byte indices),
+ * within the AVX-512 path. */
+static inline int zl_cpu_has_avx512_bitalg(void) {
+    return zl_cpu_has_avx512() && (zl_cpu_features_cached() & ZL_CPU_AVX512BITALG) != 0;
 }
 
 /* AVX-VNNI (the VEX-encoded vpdpbusd on YMM), within the AVX2 path. */

@@ -49,7 +49,6 @@ QK_TARGET static inline __m256i QK_NAME(dot_i8)(__m256i a, __m256i b) {
 #ifndef QK_ROWS_NR_K
 #define QK_ROWS_NR_K 4
 #endif
-#define QK_ROWS_NR_q8_0 4
 #define QK_ROWS_NR_q4_1 4
 #define QK_ROWS_NR_q5_1 4
 #define QK_ROWS_NR_iq4_nl 4
@@ -103,13 +102,6 @@ QK_TARGET static inline __m256i QK_NAME(nibbles)(const uint8_t *p) {
 
 QK_TARGET static inline __m256i QK_NAME(q8x)(const uint8_t *x) { return _mm256_loadu_si256((const __m256i *)(x + 2)); }
 
-QK_TARGET static inline __m256 QK_NAME(blk_q8_0)(const uint8_t *b, const uint8_t *x, __m256 acc) {
-    const __m256 d = _mm256_set1_ps(QK_NAME(f16)(b) * QK_NAME(f16)(x));
-    const __m256i p = QK_NAME(dot_i8)(_mm256_loadu_si256((const __m256i *)(b + 2)), QK_NAME(q8x)(x));
-    return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
-}
-QK_ROWS(q8_0, 34, ZL_Q8_0_BYTES, QK_NAME(blk_q8_0))
-
 /* Q4_1: d * (q . x8) + m * (sum x8), both scaled by x's d. */
 QK_TARGET static inline __m256 QK_NAME(blk_q4_1)(const uint8_t *b, const uint8_t *x, __m256 acc) {
     const float dx = QK_NAME(f16)(x);
@@ -156,26 +148,35 @@ QK_ROWS(iq4_nl, 18, ZL_Q8_0_BYTES, QK_NAME(blk_iq4_nl))
  * row a and of row b fill one vector: masked, it holds both rows' first 16
  * values, shifted, their last 16, each half against x's matching 16 values
  * broadcast to both halves. The values go in unsigned (q, not q - 8: no sign
- * fix-ups) and the offset comes back through x's sums, computed once per block
- * for all four rows: sum (q - o) x = sum q x - o sum x, exact in each lane.
+ * fix-ups) and the offset comes back through x's sums: sum (q - o) x =
+ * sum q x - o sum x, exact in each lane. x's side of that (-o times each lane's
+ * x sum) and x's scale as a float are worked out once per call for a run of
+ * blocks (QK_PAIR_SEG of them, on the stack), not once per block and row group.
  * Lane l of a half sums the values 4l..4l+3 and 16+4l..16+4l+3 of its row, the
  * same lanes whichever row shares the vector, so a row's result does not
  * depend on its neighbours (the last rows reuse the code with a row repeated). */
 
-/* x's block: its two halves, each broadcast, and -o * (each lane's x sum). */
-#define QK_PAIR_X(x, xlo, xhi, ncorr, o)                                                            \
-    const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)((x) + 2)));   \
-    const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)((x) + 18)));  \
-    const __m256i ncorr = _mm256_sub_epi32(                                                         \
-        _mm256_setzero_si256(),                                                                     \
-        QK_DPBUSD(QK_DPBUSD(_mm256_setzero_si256(), _mm256_set1_epi8(o), xlo), _mm256_set1_epi8(o), xhi))
+#ifndef QK_PAIR_SEG
+#define QK_PAIR_SEG 256 /* x blocks prepared at once: 5 KiB of stack */
+#endif
+
+/* For x's blocks 0..nb: -o * the 4 lane sums (values 4l..4l+3 and 16+4l..16+4l+3)
+ * and the scale d as a float. */
+QK_TARGET static inline void QK_NAME(pair_x_prep)(const uint8_t *x, int64_t nb, int o, int32_t (*ncorr)[4], float *dx) {
+    for (int64_t i = 0; i < nb; i++, x += ZL_Q8_0_BYTES) {
+        const __m256i s = QK_DPBUSD(_mm256_setzero_si256(), _mm256_set1_epi8((char)o), QK_NAME(q8x)(x));
+        const __m128i l = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        _mm_storeu_si128((__m128i *)ncorr[i], _mm_sub_epi32(_mm_setzero_si128(), l));
+        dx[i] = QK_NAME(f16)(x);
+    }
+}
 
 /* The block scales of four rows times x's, as the two vectors of row pairs. */
 QK_TARGET static inline void QK_NAME(pair_scales)(const uint8_t *w0, const uint8_t *w1, const uint8_t *w2,
-                                                  const uint8_t *w3, float dx, __m256 *s01, __m256 *s23) {
+                                                  const uint8_t *w3, const float *dx, __m256 *s01, __m256 *s23) {
     const uint64_t h = (uint64_t)zl_load_u16(w0) | (uint64_t)zl_load_u16(w1) << 16 |
                        (uint64_t)zl_load_u16(w2) << 32 | (uint64_t)zl_load_u16(w3) << 48;
-    const __m128 d = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)h)), _mm_set1_ps(dx));
+    const __m128 d = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)h)), _mm_broadcast_ss(dx));
     const __m256 d2 = _mm256_castps128_ps256(d);
     *s01 = _mm256_permutevar8x32_ps(d2, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
     *s23 = _mm256_permutevar8x32_ps(d2, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3));
@@ -196,21 +197,48 @@ QK_TARGET static inline void QK_NAME(pair_q4_0)(const uint8_t *a, const uint8_t 
     *hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0F));
 }
 
-/* Q5_0: the nibbles plus the fifth bits (bit j of qh for value j). */
+/* Q5_0: the nibbles plus the fifth bits (bit j of qh for value j). qh of row a
+ * fills the low half of a vector, that of row b the high half; each byte of a
+ * half then needs bit j of its own qh for its value j (j < 16 for lo, j >= 16
+ * for hi). With BITALG one vpshufbitqmb picks those 32 bits straight into a
+ * mask; with AVX-512BW a byte shuffle puts qh byte j / 8 in byte j and vptestmb
+ * tests bit j % 8; either way one masked byte add sets the fifth bit. AVX2
+ * spreads the bits to 0x10 bytes with shuffle, test and mask. */
 QK_TARGET static inline void QK_NAME(pair_q5_0)(const uint8_t *a, const uint8_t *b, __m256i *lo, __m256i *hi) {
     const __m256i q = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(b + 6)), _mm_loadu_si128((const __m128i *)(a + 6)));
-    const uint32_t ha = zl_load_u32(a + 2), hb = zl_load_u32(b + 2);
-    const __m256i bit = _mm256_set1_epi8(0x10);
-    const __m256i hlo = _mm256_and_si256(QK_NAME(bits32)((ha & 0xFFFFu) | (hb << 16)), bit);
-    const __m256i hhi = _mm256_and_si256(QK_NAME(bits32)((ha >> 16) | (hb & 0xFFFF0000u)), bit);
-    *lo = _mm256_or_si256(_mm256_and_si256(q, _mm256_set1_epi8(0x0F)), hlo);
-    *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0F)), hhi);
+#ifdef QK_MASK_TO_BYTES /* a merge-masked broadcast puts b's qh in the high half */
+    const __m256i qh = _mm256_mask_set1_epi32(_mm256_set1_epi32((int)zl_load_u32(a + 2)), 0xF0, (int)zl_load_u32(b + 2));
+#else
+    const __m256i qh = _mm256_blend_epi32(_mm256_set1_epi32((int)zl_load_u32(a + 2)), _mm256_set1_epi32((int)zl_load_u32(b + 2)), 0xF0);
+#endif
+    const __m256i m4 = _mm256_set1_epi8(0x0F), bit = _mm256_set1_epi8(0x10);
+    const __m256i l = _mm256_and_si256(q, m4), h = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+#if defined(QK_BITSHUFFLE)
+    const __m256i jlo = _mm256_setr_epi64x(0x0706050403020100LL, 0x0F0E0D0C0B0A0908LL, 0x0706050403020100LL, 0x0F0E0D0C0B0A0908LL);
+    *lo = _mm256_mask_add_epi8(l, _mm256_bitshuffle_epi64_mask(qh, jlo), l, bit);
+    *hi = _mm256_mask_add_epi8(h, _mm256_bitshuffle_epi64_mask(qh, _mm256_add_epi8(jlo, bit)), h, bit);
+#else
+    const __m256i sel = _mm256_setr_epi64x(0, 0x0101010101010101LL, 0, 0x0101010101010101LL);
+    const __m256i two = _mm256_set1_epi8(2);
+    const __m256i pick = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i blo = _mm256_shuffle_epi8(qh, sel), bhi = _mm256_shuffle_epi8(qh, _mm256_add_epi8(sel, two));
+#if defined(QK_MASK_TO_BYTES)
+    *lo = _mm256_mask_add_epi8(l, _mm256_test_epi8_mask(blo, pick), l, bit);
+    *hi = _mm256_mask_add_epi8(h, _mm256_test_epi8_mask(bhi, pick), h, bit);
+#else
+    *lo = _mm256_or_si256(l, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(blo, pick), pick), bit));
+    *hi = _mm256_or_si256(h, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bhi, pick), pick), bit));
+#endif
+#endif
 }
 
+/* Rows in groups of four over x's blocks 0..nb (ncorr, dx: pair_x_prep's),
+ * y set or (accumulate) added to. Prefetch: with whole rows (`whole`) the four
+ * rows' span is walked ahead; over part of the rows, each row's own stream. */
 #define QK_PAIR_ROWS(name, wbytes, offset)                                                          \
-    QK_TARGET static void QK_NAME(rows_##name)(int64_t k, const uint8_t *w, int64_t stride,        \
-                                               int64_t nrows, const uint8_t *xq, float *y) {       \
-        const int64_t nb = k / 32;                                                                 \
+    QK_TARGET static inline __attribute__((always_inline)) void QK_NAME(run_##name)(               \
+        const uint8_t *w, int64_t stride, int64_t nrows, const uint8_t *xq, int32_t (*ncorr_seg)[4], \
+        const float *dx_seg, int64_t nb, float *y, int accumulate, int whole) {                    \
         for (int64_t r = 0; r < nrows; r += 4) {                                                   \
             const int64_t n = nrows - r < 4 ? nrows - r : 4;                                       \
             const uint8_t *w0 = w + r * stride;                                                    \
@@ -218,10 +246,17 @@ QK_TARGET static inline void QK_NAME(pair_q5_0)(const uint8_t *a, const uint8_t 
             const uint8_t *w3 = w0 + (n > 3 ? 3 * stride : 0), *x = xq;                            \
             __m256 a01 = _mm256_setzero_ps(), a23 = a01;                                           \
             for (int64_t i = 0; i < nb; i++) {                                                     \
-                QK_PF_STEP(w + r * stride + 4 * i * (wbytes), 4 * (wbytes));                       \
-                QK_PAIR_X(x, xlo, xhi, ncorr, offset);                                             \
+                if (whole) {                                                                       \
+                    QK_PF_STEP(w + r * stride + 4 * i * (wbytes), 4 * (wbytes));                   \
+                } else {                                                                           \
+                    QK_PF_STEP(w0, wbytes); QK_PF_STEP(w1, wbytes);                                \
+                    QK_PF_STEP(w2, wbytes); QK_PF_STEP(w3, wbytes);                                \
+                }                                                                                  \
+                const __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x + 2)));  \
+                const __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(x + 18))); \
+                const __m256i ncorr = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ncorr_seg[i])); \
                 __m256 s01, s23;                                                                   \
-                QK_NAME(pair_scales)(w0, w1, w2, w3, QK_NAME(f16)(x), &s01, &s23);                 \
+                QK_NAME(pair_scales)(w0, w1, w2, w3, dx_seg + i, &s01, &s23);                      \
                 __m256i lo, hi;                                                                    \
                 QK_NAME(pair_##name)(w0, w1, &lo, &hi);                                            \
                 const __m256i p01 = QK_DPBUSD(QK_DPBUSD(ncorr, lo, xlo), hi, xhi);                 \
@@ -231,15 +266,124 @@ QK_TARGET static inline void QK_NAME(pair_q5_0)(const uint8_t *a, const uint8_t 
                 a23 = _mm256_fmadd_ps(s23, _mm256_cvtepi32_ps(p23), a23);                          \
                 w0 += wbytes, w1 += wbytes, w2 += wbytes, w3 += wbytes, x += ZL_Q8_0_BYTES;        \
             }                                                                                      \
-            y[r] = QK_NAME(hsum_half)(a01, 0);                                                     \
-            if (n > 1) y[r + 1] = QK_NAME(hsum_half)(a01, 1);                                      \
-            if (n > 2) y[r + 2] = QK_NAME(hsum_half)(a23, 0);                                      \
-            if (n > 3) y[r + 3] = QK_NAME(hsum_half)(a23, 1);                                      \
+            const float v[4] = {QK_NAME(hsum_half)(a01, 0), QK_NAME(hsum_half)(a01, 1),            \
+                                QK_NAME(hsum_half)(a23, 0), QK_NAME(hsum_half)(a23, 1)};           \
+            for (int64_t q = 0; q < n; q++) y[r + q] = accumulate ? y[r + q] + v[q] : v[q];        \
+        }                                                                                          \
+    }                                                                                              \
+    /* x's blocks in runs of QK_PAIR_SEG: one run unless k is longer */                            \
+    QK_TARGET static void QK_NAME(rows_##name)(int64_t k, const uint8_t *w, int64_t stride,        \
+                                               int64_t nrows, const uint8_t *xq, float *y) {       \
+        int32_t ncorr_seg[QK_PAIR_SEG][4];                                                         \
+        float dx_seg[QK_PAIR_SEG];                                                                 \
+        const int64_t nb = k / 32;                                                                 \
+        if (nb <= QK_PAIR_SEG) {                                                                   \
+            QK_NAME(pair_x_prep)(xq, nb, offset, ncorr_seg, dx_seg);                               \
+            QK_NAME(run_##name)(w, stride, nrows, xq, ncorr_seg, dx_seg, nb, y, 0, 1);             \
+            return;                                                                                \
+        }                                                                                          \
+        for (int64_t s0 = 0; s0 < nb; s0 += QK_PAIR_SEG) {                                         \
+            const int64_t len = nb - s0 < QK_PAIR_SEG ? nb - s0 : QK_PAIR_SEG;                     \
+            const uint8_t *xs = xq + s0 * ZL_Q8_0_BYTES;                                           \
+            QK_NAME(pair_x_prep)(xs, len, offset, ncorr_seg, dx_seg);                              \
+            QK_NAME(run_##name)(w + s0 * (wbytes), stride, nrows, xs, ncorr_seg, dx_seg, len, y, s0 > 0, 0); \
         }                                                                                          \
     }
 
 QK_PAIR_ROWS(q4_0, 18, 8)
 QK_PAIR_ROWS(q5_0, 22, 16)
+
+/* Q8_0, four rows per pass sharing x's loads; the four rows' scales from one
+ * conversion (as the pairs above), x's scale prepared once per call. With VNNI
+ * the weights go in unsigned, w + 128 (one xor, no sign fix-ups: vpdpbusd
+ * sums into int32 without saturating), and x's lane sums times -128, prepared
+ * with the scales, start each sum; AVX2's maddubs would saturate on that, so
+ * it keeps the sign trick. */
+#ifndef QK_Q8_SEG
+#define QK_Q8_SEG 128 /* x blocks prepared at once: 4.5 KiB of stack */
+#endif
+
+QK_TARGET static inline void QK_NAME(q8_x_prep)(const uint8_t *x, int64_t nb, int32_t (*ncorr)[8], float *dx) {
+    for (int64_t i = 0; i < nb; i++, x += ZL_Q8_0_BYTES) {
+#ifdef QK_VNNI
+        const __m256i s = QK_DPBUSD(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), QK_NAME(q8x)(x));
+        _mm256_storeu_si256((__m256i *)ncorr[i], _mm256_sub_epi32(_mm256_setzero_si256(), s));
+#else
+        (void)ncorr;
+#endif
+        dx[i] = QK_NAME(f16)(x);
+    }
+}
+
+/* 8 int32 sums of w . x for one row's block (ncorr: the row-independent start). */
+QK_TARGET static inline __m256i QK_NAME(q8_dot)(const uint8_t *b, __m256i x8, __m256i ncorr) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 2));
+#ifdef QK_VNNI
+    return QK_DPBUSD(ncorr, _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)), x8);
+#else
+    (void)ncorr;
+    return QK_NAME(dot_i8)(q, x8);
+#endif
+}
+
+QK_TARGET static inline __attribute__((always_inline)) void QK_NAME(run_q8_0)(
+    const uint8_t *w, int64_t stride, int64_t nrows, const uint8_t *xq, int32_t (*ncorr_seg)[8],
+    const float *dx_seg, int64_t nb, float *y, int accumulate, int whole) {
+    for (int64_t r = 0; r < nrows; r += 4) {
+        const int64_t n = nrows - r < 4 ? nrows - r : 4;
+        const uint8_t *w0 = w + r * stride;
+        const uint8_t *w1 = w0 + (n > 1 ? stride : 0), *w2 = w0 + (n > 2 ? 2 * stride : 0);
+        const uint8_t *w3 = w0 + (n > 3 ? 3 * stride : 0), *x = xq;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t i = 0; i < nb; i++) {
+            if (whole) {
+                QK_PF_STEP(w + r * stride + 4 * i * 34, 4 * 34);
+            } else {
+                QK_PF_STEP(w0, 34); QK_PF_STEP(w1, 34);
+                QK_PF_STEP(w2, 34); QK_PF_STEP(w3, 34);
+            }
+            const __m256i x8 = QK_NAME(q8x)(x);
+#ifdef QK_VNNI
+            const __m256i ncorr = _mm256_loadu_si256((const __m256i *)ncorr_seg[i]);
+#else
+            const __m256i ncorr = _mm256_setzero_si256();
+#endif
+            const uint64_t h = (uint64_t)zl_load_u16(w0) | (uint64_t)zl_load_u16(w1) << 16 |
+                               (uint64_t)zl_load_u16(w2) << 32 | (uint64_t)zl_load_u16(w3) << 48;
+            const __m256 d = _mm256_castps128_ps256(
+                _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)h)), _mm_broadcast_ss(dx_seg + i)));
+            a0 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(0)),
+                                 _mm256_cvtepi32_ps(QK_NAME(q8_dot)(w0, x8, ncorr)), a0);
+            a1 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(1)),
+                                 _mm256_cvtepi32_ps(QK_NAME(q8_dot)(w1, x8, ncorr)), a1);
+            a2 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(2)),
+                                 _mm256_cvtepi32_ps(QK_NAME(q8_dot)(w2, x8, ncorr)), a2);
+            a3 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(d, _mm256_set1_epi32(3)),
+                                 _mm256_cvtepi32_ps(QK_NAME(q8_dot)(w3, x8, ncorr)), a3);
+            w0 += 34, w1 += 34, w2 += 34, w3 += 34, x += ZL_Q8_0_BYTES;
+        }
+        const float v[4] = {QK_NAME(hsum)(a0), QK_NAME(hsum)(a1), QK_NAME(hsum)(a2), QK_NAME(hsum)(a3)};
+        for (int64_t q = 0; q < n; q++) y[r + q] = accumulate ? y[r + q] + v[q] : v[q];
+    }
+}
+
+QK_TARGET static void QK_NAME(rows_q8_0)(int64_t k, const uint8_t *w, int64_t stride, int64_t nrows,
+                                         const uint8_t *xq, float *y) {
+    int32_t ncorr_seg[QK_Q8_SEG][8];
+    float dx_seg[QK_Q8_SEG];
+    const int64_t nb = k / 32;
+    if (nb <= QK_Q8_SEG) {
+        QK_NAME(q8_x_prep)(xq, nb, ncorr_seg, dx_seg);
+        QK_NAME(run_q8_0)(w, stride, nrows, xq, ncorr_seg, dx_seg, nb, y, 0, 1);
+        return;
+    }
+    for (int64_t s0 = 0; s0 < nb; s0 += QK_Q8_SEG) {
+        const int64_t len = nb - s0 < QK_Q8_SEG ? nb - s0 : QK_Q8_SEG;
+        const uint8_t *xs = xq + s0 * ZL_Q8_0_BYTES;
+        QK_NAME(q8_x_prep)(xs, len, ncorr_seg, dx_seg);
+        QK_NAME(run_q8_0)(w + s0 * 34, stride, nrows, xs, ncorr_seg, dx_seg, len, y, s0 > 0, 0);
+    }
+}
 
 /* ---- K-quants against Q8_K (x: f32 d, 256 int8 at 4, 16 int16 sums at 260) ---- */
 

@@ -50,12 +50,19 @@ int zl_qpath_active(void) {
 
 /* ---- kernels ---- */
 
+/* The AVX-512 VNNI path takes its BITALG build where the CPU has BITALG, unless
+ * ZIGLLAMA_QMATMUL_BITALG=0 (the tests run both). */
+static int bitalg_allowed(void) {
+    const char *s = getenv("ZIGLLAMA_QMATMUL_BITALG");
+    return zl_cpu_has_avx512_bitalg() && !(s != NULL && strcmp(s, "0") == 0);
+}
+
 /* AVX-VNNI (no AVX-512) runs the AVX2 kernels: its VEX vpdpbusd is left for
  * a machine that has it to test on. */
 static const zl_qdot_fn *path_table(int path) {
     switch (path) {
     case ZL_QPATH_AVX2: case ZL_QPATH_AVX_VNNI: return zl_qdot_avx2;
-    case ZL_QPATH_AVX512_VNNI: return zl_qdot_avx512_vnni;
+    case ZL_QPATH_AVX512_VNNI: return bitalg_allowed() ? zl_qdot_avx512_bitalg : zl_qdot_avx512_vnni;
     default: return zl_qdot_portable;
     }
 }

@@ -61,6 +61,7 @@ void zl_quantize_act_q8_k_portable(const float *x, uint8_t *dst, int64_t k);
 extern const zl_qdot_fn zl_qdot_portable[ZL_GGML_TYPE_COUNT];
 extern const zl_qdot_fn *const zl_qdot_avx2;
 extern const zl_qdot_fn *const zl_qdot_avx512_vnni;
+extern const zl_qdot_fn *const zl_qdot_avx512_bitalg; /* the same with BITALG where it helps */
 void zl_quantize_act_q8_0_avx2(const float *x, uint8_t *dst, int64_t k);
 void zl_quantize_act_q8_k_avx2(const float *x, uint8_t *dst, int64_t k);
 

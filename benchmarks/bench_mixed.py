@@ -13,17 +13,20 @@ n x n float32 problem) is timed twice in the same run:
     after another library's threads ran (and may still spin).
 The ratio mixed / own is the cost of sharing the process (goal: <= 1.25x).
 Part of it is not threads at all: the other calls evict the caches, and a
-short call right after its thread waited runs on a cold core. Three controls run
-the own loop with no thread runtime involved: a single-threaded copy of as many
-bytes as the other calls touch before each call (caches evicted), a 1 ms sleep
-before each call (the thread waited), and the caller busy, touching no data, for
-as long as the other four calls take in the mixed loop (time alone: on a shared
-host caches go cold within milliseconds even while the thread runs). "control"
-is the slowest of the three, the machine's own limit for that call, and
-"mixed / control" what is left for the thread runtimes to answer for.
+short call right after its thread waited runs on a cold core. Four controls run
+the own loop with no thread runtime involved before each call: a single-threaded
+copy of as many bytes as the other calls touch (caches evicted), a 1 ms sleep
+(the thread waited), the caller busy, touching no data, for as long as the other
+four calls take in the mixed loop (time alone: on a shared host caches go cold
+within milliseconds even while the thread runs), and the other four calls
+themselves, each on the caller's thread alone (the mixed loop's traffic without
+its thread runtimes). "control" is the slowest of the four, the machine's own
+limit for that call, and "mixed / control" what is left for the thread runtimes
+to answer for.
 With --noisy, the mixed loop runs again while another process keeps one core
-busy; its ratio is taken against the quiet own-loop median and the quiet
-control (goal: <= 2.5x:
+busy; its ratio is taken against the quiet own-loop median and against the
+noisy control, the slower of the quiet control and the call's own loop beside
+the neighbour (goal: <= 2.5x:
 losing one of two cores costs 2x, busy-waiting threads cost 10-80x). The
 ceiling of that case is measured too: one core busy-looping in Python against
 the same loop while the neighbour runs ("busy core").
@@ -60,7 +63,7 @@ SIZES = (64, 256, 1024)
 NAMES = ("numpy.matmul", "scipy gemm", "generic gemm", "dequantize Q4_K", "softmax")
 
 
-def make_calls(n, pool):
+def make_calls(n, pool, serial=False):
     rng = np.random.default_rng(n)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
@@ -77,7 +80,8 @@ def make_calls(n, pool):
         "scipy gemm": lambda: scipy_blas.gemm(a, b, out=c),
         "generic gemm": lambda: generic_blas.gemm(a, b, out=c),
         "dequantize Q4_K": lambda: zl.dequantize(raw, "Q4_K", rows, out=deq),
-        "softmax": lambda: ops.softmax(a, out=sm),
+        # serial: one block of rows, which the caller runs itself.
+        "softmax": (lambda: ops.softmax(a, out=sm, grain=n)) if serial else (lambda: ops.softmax(a, out=sm)),
     }
 
 
@@ -123,6 +127,26 @@ def spin_for(seconds):
     return busy
 
 
+def others_on_one_thread(serial_calls, name, threads):
+    """The fourth control: the other four calls of the mixed loop, each on the
+    caller's thread alone (threadpool_limits(1), zigllama.set_num_threads(1),
+    softmax in one block), before each call of the own loop. The same data goes
+    through the caches in the same order and as long as in the mixed loop, and
+    no thread runtime runs but the caller: mixed / this control is what the
+    runtimes themselves cost. (On one thread it is the mixed loop itself.)"""
+    others = [fn for other, fn in serial_calls.items() if other != name]
+
+    def replay():
+        with threadpoolctl.threadpool_limits(1):
+            zl.set_num_threads(1)
+            try:
+                for fn in others:
+                    fn()
+            finally:
+                zl.set_num_threads(threads)
+    return replay
+
+
 def traffic_of_others(n):
     """The cache control: a single-threaded copy moving as many bytes as the
     other four calls of the mixed loop touch (their operands and outputs), run
@@ -159,12 +183,14 @@ def measure(threads, quick, repeats, noisy):
     with threadpoolctl.threadpool_limits(threads):
         for n in SIZES:
             calls = make_calls(n, pool)
+            serial_calls = make_calls(n, pool, serial=True)
             rounds = rounds_for(n, quick)
             own = {name: [] for name in calls}
             cold = {name: [] for name in calls}
             asleep = {name: [] for name in calls}
             mixed = {name: [] for name in calls}
             idle = {name: [] for name in calls}
+            replayed = {name: [] for name in calls}
             evict = traffic_of_others(n)
             for _ in range(repeats):
                 latest = mixed_loop(calls, rounds)
@@ -175,19 +201,26 @@ def measure(threads, quick, repeats, noisy):
                     cold[name] += own_loop(fn, rounds, evict)
                     asleep[name] += own_loop(fn, rounds, nap)
                     idle[name] += own_loop(fn, rounds, spin_for(time_of_others(latest, name)))
-            loud = None
+                    replayed[name] += own_loop(fn, rounds, others_on_one_thread(serial_calls, name, threads))
+            loud = loud_own = None
             if noisy:
                 loud = {name: [] for name in calls}
+                loud_own = {name: [] for name in calls}
                 with neighbour():
                     for _ in range(repeats):
                         for name, ts in mixed_loop(calls, rounds).items():
                             loud[name] += ts
+                        for name, fn in calls.items():
+                            loud_own[name] += own_loop(fn, rounds)
             for name in calls:
                 control = max(statistics.median(cold[name]), statistics.median(asleep[name]),
-                              statistics.median(idle[name]))
+                              statistics.median(idle[name]), statistics.median(replayed[name]))
+                # Beside the neighbour, the call's own loop there is the machine's
+                # limit too (how a library splits its work over a core it shares).
+                loud_control = max(control, statistics.median(loud_own[name])) if loud else None
                 out[(n, name)] = (statistics.median(own[name]), control,
                                   statistics.median(mixed[name]),
-                                  statistics.median(loud[name]) if loud else None)
+                                  statistics.median(loud[name]) if loud else None, loud_control)
     zl.set_num_threads(None)
     return out
 
@@ -240,25 +273,25 @@ def fmt_us(s):
 
 
 def print_table(res, threads, worst, title):
-    noisy = any(loud is not None for (_, _, _, loud) in res.values())
+    noisy = any(loud is not None for (_, _, _, loud, _) in res.values())
     head = ("| n | call | own loop (us) | control (us) | mixed loop (us) | mixed / own "
             "| control / own | mixed / control |")
     rule = "|---:|---|---:|---:|---:|---:|---:|---:|"
     if noisy:
-        head += " noisy neighbour (us) | noisy / own | noisy / control |"
-        rule += "---:|---:|---:|"
+        head += " noisy neighbour (us) | noisy / own | noisy control (us) | noisy / noisy control |"
+        rule += "---:|---:|---:|---:|"
     print(f"### {title}\n")
     print(head)
     print(rule)
-    for (n, name), (own, cold, mixed, loud) in res.items():
+    for (n, name), (own, cold, mixed, loud, loud_cold) in res.items():
         row = (f"| {n} | {name} | {fmt_us(own)} | {fmt_us(cold)} | {fmt_us(mixed)} | {mixed / own:.2f}x "
                f"| {cold / own:.2f}x | {mixed / cold:.2f}x |")
         for kind, ratio in (("mixed", mixed / own), ("control", cold / own),
                             ("mixed against the control", mixed / cold)):
             worst[(kind, threads)] = max(worst.get((kind, threads), 0), ratio)
         if loud is not None:
-            row += f" {fmt_us(loud)} | {loud / own:.2f}x | {loud / cold:.2f}x |"
-            for kind, ratio in (("noisy", loud / own), ("noisy against the control", loud / cold)):
+            row += f" {fmt_us(loud)} | {loud / own:.2f}x | {fmt_us(loud_cold)} | {loud / loud_cold:.2f}x |"
+            for kind, ratio in (("noisy", loud / own), ("noisy against its control", loud / loud_cold)):
                 worst[(kind, threads)] = max(worst.get((kind, threads), 0), ratio)
         print(row)
     print()

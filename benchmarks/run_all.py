@@ -55,7 +55,7 @@ BENCHMARKS = [
     ("Threads that cooperate (mixed loop)", "bench_mixed.py", ["--noisy", "--spin-control"],
      ["--quick", "--noisy", "--spin-control", "--repeats", "1"],
      "numpy.matmul, the scipy and generic GEMMs, dequantize and softmax called in turn in one process against "
-     "each in a loop of its own, with a cache-eviction control, beside a process that keeps one core busy, and "
+     "each in a loop of its own, with thread-free controls, beside a process that keeps one core busy, and "
      "with numpy's OpenBLAS team not spinning"),
     ("A whole model", "bench_model.py", [], ["--repeat", "1", "--gen", "16"],
      "pp128 and tg32 tokens per second and peak RSS on a Gemma-3-270M-shaped Q4_K_M model against llama.cpp "

@@ -2,7 +2,7 @@
 262,144 x 640 Q8_0 weight (a Gemma-3 vocabulary's output projection, 178 MB of
 blocks in a file's map) grows by the weight's bytes plus O(m x n), never by a
 float32 copy of W (671 MB). Each product runs in a fresh process, whose peak RSS
-(ru_maxrss) is compared with its RSS just before the call; a control process
+(VmHWM) is compared with its RSS just before the call; a control process
 that dequantizes W first shows that the measure sees a copy."""
 import json
 import os
@@ -40,7 +40,10 @@ if mode == "dequantize first":
     y = x @ w.dequantize().T
 else:
     y = zl.qgemm(x, w, mode=mode)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM, this address space's peak: ru_maxrss would also count the parent's
+# RSS at fork (Linux folds the forked copy's peak into it at exec).
+with open("/proc/self/status") as f:
+    peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024
 print(json.dumps({"before": before, "peak": peak, "weight": w.nbytes, "out": y.nbytes,
                   "finite": bool(np.isfinite(y).all()), "threads": zl.num_threads(),
                   "env": {k: v for k, v in __import__("os").environ.items()

@@ -139,12 +139,11 @@ def _embed(reader, cfg, tokens, threads):
         # Blocks in the other byte order: load() converts them (the whole table).
         table = np.asarray(reader.load("token_embd.weight", threads=threads))
         x = table.reshape(info.shape[0], -1)[np.asarray(tokens)]
-        if cfg.scale_embeddings:
-            x = x * np.float32(np.sqrt(cfg.n_embd))
-        return np.ascontiguousarray(x, dtype=np.float32)
-    raw = np.asarray(reader.tensor("token_embd.weight"))
-    rows = raw.reshape(info.shape[0], -1)[np.asarray(tokens)]
-    x = np.asarray(dequantize(np.ascontiguousarray(rows), info.ggml_type, (len(tokens), cfg.n_embd), threads=threads))
+    else:
+        raw = np.asarray(reader.tensor("token_embd.weight"))
+        rows = raw.reshape(info.shape[0], -1)[np.asarray(tokens)]
+        x = np.asarray(dequantize(np.ascontiguousarray(rows), info.ggml_type, (len(tokens), cfg.n_embd),
+                                  threads=threads))
     if cfg.scale_embeddings:
         x = x * np.float32(np.sqrt(cfg.n_embd))
     return np.ascontiguousarray(x, dtype=np.float32)

@@ -532,14 +532,14 @@ cdef inline bint _same_inputs(generation, override, limit):
 
 cdef int setting_threads() except -1:
     global _seen_threads, _seen_generation, _seen_override, _seen_limit, _seen_env_set, _seen_cpus
-    generation = _config._generation
-    override = _config._override
-    limit = _config._limits["pool"]
-    if _seen_threads > 0 and generation is _seen_generation and override is _seen_override \
-            and limit is _seen_limit and _same_environment(_seen_env_set, _seen_env) \
+    if _seen_threads > 0 and _same_inputs(_seen_generation, _seen_override, _seen_limit) \
+            and _same_environment(_seen_env_set, _seen_env) \
             and (_seen_cpus < 0 or zl_affinity_cpus() == _seen_cpus):
         return _seen_threads
     _seen_threads = 0
+    generation = _config._generation
+    override = _config._override
+    limit = _config._limits["pool"]
     # The inputs as they are before the answer is computed (the variable copied
     # at once: a later write may free the string), kept only if none moved
     # meanwhile (another thread's setter, a change of the variable or mask).

@@ -26,6 +26,40 @@ QK_TARGET static inline __m256i QK_NAME(q8k_bsums)(const uint8_t *x) {
     return _mm256_loadu_si256((const __m256i *)(x + 260));
 }
 
+/* Bit `bit` of each byte of v, moved to bit 2 (16-bit shifts: a bit never
+ * crosses into the other byte of its pair, the mask keeps bit 2 only). */
+QK_TARGET static inline __m256i QK_NAME(bit_to_4)(__m256i v, int bit) {
+    const __m256i four = _mm256_set1_epi8(4);
+    return bit >= 2 ? _mm256_and_si256(_mm256_srli_epi16(v, bit - 2), four)
+                    : _mm256_and_si256(_mm256_slli_epi16(v, 2 - bit), four);
+}
+
+/* sumi + the 256 values of a block of 2-bit layers (value 128h + 32g + l:
+ * bits 2g..2g+1 of qs[32h + l], or'ed with bit 4h + g of hbits[l] moved to bit
+ * 2 when hbits is given: Q3_K) times x's bytes, each 16-value sub-block times
+ * its int16 scale in sc16, in two chains of vpdpwssd. */
+QK_TARGET static inline __m256i QK_NAME(two_bit_layers)(const uint8_t *qs, const __m256i *hbits, const uint8_t *x,
+                                                       __m256i sc16, __m256i sumi) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const int8_t *q8 = (const int8_t *)(x + 4);
+    /* scales 0..7 and 8..15, each in both halves */
+    const __m256i sch[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00), _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+    __m256i sumh = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+        for (int g = 0; g < 4; g++) {
+            __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m3);
+            if (hbits != NULL) q = _mm256_or_si256(q, QK_NAME(bit_to_4)(*hbits, 4 * h + g));
+            const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * g)));
+            if (g & 1)
+                sumh = QK_DPWSSD(sumh, QK_NAME(sub16_pair)(sch[h], g), p);
+            else
+                sumi = QK_DPWSSD(sumi, QK_NAME(sub16_pair)(sch[h], g), p);
+        }
+    }
+    return _mm256_add_epi32(sumi, sumh);
+}
+
 /* ---- Q2_K: scales[16] (scale | min << 4), qs[64], f16 d at 80, f16 dmin at 82 ----
  * Value 128h + 32g + l is bits 2g..2g+1 of qs[32h + l]; sub-block j of 16
  * values: d * scale_j * q - dmin * min_j. The mins go through x's sums. */
@@ -36,24 +70,7 @@ QK_TARGET static inline __m256 QK_NAME(blk_q2_k)(const uint8_t *b, const uint8_t
     const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(sm, m4));
     const __m256i summs = _mm256_madd_epi16(mins, QK_NAME(q8k_bsums)(x));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(-QK_NAME(f16)(b + 82) * dx), _mm256_cvtepi32_ps(summs), acc);
-    const __m256i m3 = _mm256_set1_epi8(3);
-    const int8_t *q8 = (const int8_t *)(x + 4);
-    /* scales 0..7 and 8..15, each in both halves */
-    const __m256i sch[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00), _mm256_permute2x128_si256(sc16, sc16, 0x11)};
-    __m256i sumi = _mm256_setzero_si256(), sumh = sumi; /* two chains of vpdpwssd */
-    for (int h = 0; h < 2; h++) {
-        const __m256i bits = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * h));
-        const __m256i scv = sch[h];
-        for (int g = 0; g < 4; g++) {
-            const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m3);
-            const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * g)));
-            if (g & 1)
-                sumh = QK_DPWSSD(sumh, QK_NAME(sub16_pair)(scv, g), p);
-            else
-                sumi = QK_DPWSSD(sumi, QK_NAME(sub16_pair)(scv, g), p);
-        }
-    }
-    sumi = _mm256_add_epi32(sumi, sumh);
+    const __m256i sumi = QK_NAME(two_bit_layers)(b + 16, NULL, x, sc16, _mm256_setzero_si256());
     return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b + 80) * dx), _mm256_cvtepi32_ps(sumi), acc);
 }
 QK_ROWS(q2_k, 84, ZL_Q8_K_BYTES, QK_NAME(blk_q2_k))
@@ -75,37 +92,13 @@ QK_TARGET static inline __m256i QK_NAME(q3k_scales)(const uint8_t *s) {
     return _mm256_cvtepi8_epi16(_mm_sub_epi8(u, _mm_set1_epi8(32)));
 }
 
-/* Bit `bit` of each byte of v, moved to bit 2 (16-bit shifts: a bit never
- * crosses into the other byte of its pair, the mask keeps bit 2 only). */
-QK_TARGET static inline __m256i QK_NAME(bit_to_4)(__m256i v, int bit) {
-    const __m256i four = _mm256_set1_epi8(4);
-    return bit >= 2 ? _mm256_and_si256(_mm256_srli_epi16(v, bit - 2), four)
-                    : _mm256_and_si256(_mm256_slli_epi16(v, 2 - bit), four);
-}
-
 QK_TARGET static inline __m256 QK_NAME(blk_q3_k)(const uint8_t *b, const uint8_t *x, __m256 acc) {
     const __m256i sc16 = QK_NAME(q3k_scales)(b + 96);
-    const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i hbits = _mm256_loadu_si256((const __m256i *)b);
-    const int8_t *q8 = (const int8_t *)(x + 4);
-    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                    _mm256_slli_epi32(_mm256_madd_epi16(sc16, QK_NAME(q8k_bsums)(x)), 2));
-    __m256i sumh = _mm256_setzero_si256(); /* a second chain of vpdpwssd */
-    const __m256i sch[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00), _mm256_permute2x128_si256(sc16, sc16, 0x11)};
-    for (int h = 0; h < 2; h++) {
-        const __m256i bits = _mm256_loadu_si256((const __m256i *)(b + 32 + 32 * h));
-        const __m256i scv = sch[h];
-        for (int g = 0; g < 4; g++) {
-            const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), m3),
-                                              QK_NAME(bit_to_4)(hbits, 4 * h + g));
-            const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * g)));
-            if (g & 1)
-                sumh = QK_DPWSSD(sumh, QK_NAME(sub16_pair)(scv, g), p);
-            else
-                sumi = QK_DPWSSD(sumi, QK_NAME(sub16_pair)(scv, g), p);
-        }
-    }
-    sumi = _mm256_add_epi32(sumi, sumh);
+    /* the values' + 4 comes back as - 4 (sc . bsums) */
+    const __m256i offset = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                            _mm256_slli_epi32(_mm256_madd_epi16(sc16, QK_NAME(q8k_bsums)(x)), 2));
+    const __m256i sumi = QK_NAME(two_bit_layers)(b + 32, &hbits, x, sc16, offset);
     return _mm256_fmadd_ps(_mm256_set1_ps(QK_NAME(f16)(b + 108) * zl_load_f32(x)), _mm256_cvtepi32_ps(sumi), acc);
 }
 QK_ROWS(q3_k, 110, ZL_Q8_K_BYTES, QK_NAME(blk_q3_k))
